@@ -1,0 +1,60 @@
+# thread-weaver developer entry points. Every target installs what it needs itself
+# (idempotent, cached): `make run` and `make test` work on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= .data
+PYTEST_ARGS ?=
+
+.PHONY: run test unit integration e2e venv services-up services-down controlplane-up controlplane-down \
+        bench bench-quick soak lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml hack/bootstrap.sh
+	hack/bootstrap.sh python "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+## run: the runtime on its embedded SQLite default, API on $(HOST):$(PORT), data under $(DATA_DIR)/
+run: venv
+	$(BIN)/threadweaver serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+## test: the whole suite (unit, integration against MariaDB + dynalite, e2e against a local control plane)
+test: venv
+	hack/services.sh up
+	hack/controlplane.sh up
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: venv
+	hack/services.sh up
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: venv
+	hack/services.sh up
+	hack/controlplane.sh up
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+services-up:
+	hack/services.sh up
+services-down:
+	hack/services.sh down
+controlplane-up:
+	hack/controlplane.sh up
+controlplane-down:
+	hack/controlplane.sh down
+
+bench: venv
+	$(BIN)/python -m bench
+
+bench-quick: venv
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(DATA_DIR) .pytest_cache
