@@ -1,0 +1,181 @@
+"""Ports: what the application needs from storage. Adapters (SQLite, DynamoDB, SQLAlchemy)
+implement them; the contract suites in tests/ hold every adapter to the same behaviour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+
+# ---------------------------------------------------------------------------------------------
+# Journal
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its type name and JSON-able payload."""
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the journal keeps it.
+
+    `offset` is the journal's position of the event within its shard's stream, increasing with
+    commit order as far as the store allows: SQLite's global ordering column; DynamoDB's write
+    time in microseconds (`ts`), which may be out of order by up to `Journal.offset_slack`.
+    """
+    pid: str
+    seq: int
+    shard: int
+    type: str
+    payload: dict[str, Any]
+    ts: int          # write time, epoch microseconds
+    offset: int
+    writer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    pid: str
+    seq: int
+    state: dict[str, Any]
+    ts: int = 0
+
+
+class JournalError(Exception):
+    """The journal could not serve a request (unreachable, throttled past retries, misconfigured)."""
+
+
+class JournalUnavailable(JournalError):
+    """Transient: the caller may retry later (HTTP 503)."""
+
+
+class ConcurrencyConflict(JournalError):
+    """An append lost the conditional write: sequence `seq` of `pid` already exists."""
+
+    def __init__(self, pid: str, seq: int) -> None:
+        super().__init__(f"sequence {seq} of {pid} already exists")
+        self.pid = pid
+        self.seq = seq
+
+
+AppendListener = Callable[[Sequence[StoredEvent]], None]
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """An append-only, per-persistence-id event log with a per-shard stream for projections."""
+
+    shards: int
+    #: how far (in offset units) an event may appear behind a later-offset event in
+    #: `read_shards` (0 where offsets are assigned in commit order).
+    offset_slack: int
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def append(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
+                     *, writer: str = "") -> list[StoredEvent]:
+        """Append `events` as seq expected_seq+1.., all or none. Raises ConcurrencyConflict if
+        any of those sequence numbers exists. Returns once durable per the journal's mode."""
+        ...
+
+    async def read(self, pid: str, from_seq: int = 1) -> list[StoredEvent]:
+        """Events of `pid` with seq >= from_seq, in order (paginated internally)."""
+        ...
+
+    async def highest_seq(self, pid: str) -> int: ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+    async def load_snapshot(self, pid: str) -> Snapshot | None: ...
+
+    async def read_shards(self, start: int, end: int, after: Mapping[int, int],
+                          limit: int) -> list[StoredEvent]:
+        """Up to `limit` events of shards [start, end) whose offset is greater than
+        `after.get(shard, 0)`, ordered by (offset, pid, seq). No table scans."""
+        ...
+
+    def subscribe(self, listener: AppendListener) -> Callable[[], None]:
+        """Call `listener` with the events of each append made through this journal instance,
+        after they are durable. Returns an unsubscribe function."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Read model
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ThreadView:
+    id: str
+    creator_id: str
+    parent_thread_id: str | None
+    title: str
+    remarks: str | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    thread_id: str
+    sender_id: str
+    type: str
+    body: str
+    reply_message_id: str | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: int                     # events applied to the rows
+    skipped: int                     # already applied before (seq <= the stored one)
+    offsets: dict[int, int]          # new offset per shard that advanced
+    stalled: dict[int, int]          # shard -> offset it must re-read from (a gap in a pid)
+
+
+class ReadModel(Protocol):
+    """The SQL read model: the projection's writer side and the queries' reader side."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to the latest revision."""
+        ...
+
+    # Projection side --------------------------------------------------------------------
+    async def load_offsets(self, projection: str, start: int, end: int) -> dict[int, int]: ...
+
+    async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
+        """Apply `events` (ordered by offset) exactly once in effect: rows and offsets commit in
+        one transaction; an event whose seq is not above the thread's stored sequence_nr is
+        skipped; an event after a gap in its pid stops its shard (see ApplyResult.stalled)."""
+        ...
+
+    # Query side ---------------------------------------------------------------------------
+    async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
+        """The live thread if `account_id` is an administrator or member of it."""
+        ...
+
+    async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
+        ...
+
+    async def list_administrator_ids(self, thread_id: str, account_id: str, offset: int,
+                                     limit: int) -> list[str] | None:
+        """None when the thread is not visible to `account_id` (missing, destroyed, not a member)."""
+        ...
+
+    async def list_member_ids(self, thread_id: str, account_id: str, offset: int,
+                              limit: int) -> list[str] | None: ...
+
+    async def list_messages(self, thread_id: str, account_id: str, offset: int,
+                            limit: int) -> list[MessageView] | None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached (readiness)."""
+        ...

@@ -1,0 +1,65 @@
+"""ULID identifiers (26 characters of Crockford base32), as upstream uses for every id."""
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_DECODE.update({c.lower(): i for c, i in list(_DECODE.items())})
+THREAD_PID_PREFIX = "thread-"
+
+
+def new_ulid(timestamp_ms: int | None = None, randomness: bytes | None = None) -> str:
+    """A new ULID. Time and randomness may be given, which keeps callers testable."""
+    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    rnd = os.urandom(10) if randomness is None else randomness
+    value = (ts << 80) | int.from_bytes(rnd, "big")
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def ulid_error(text: object) -> str | None:
+    """Why `text` is not a ULID (sulky's wording), or None when it is one."""
+    if not isinstance(text, str):
+        return "must be a string"
+    if len(text) != 26:
+        return "ulidString must be exactly 26 chars long."
+    for ch in text:
+        if ch not in _DECODE:
+            return f"ulidString contains an illegal character: {ch!r}."
+    if _DECODE[text[0]] > 7:
+        return "ulidString must not exceed '7ZZZZZZZZZZZZZZZZZZZZZZZZZ'!"
+    return None
+
+
+def is_ulid(text: object) -> bool:
+    return ulid_error(text) is None
+
+
+def parse_ulid(text: str) -> str:
+    """The canonical (upper-case) form of a valid ULID; raises ValueError otherwise."""
+    err = ulid_error(text)
+    if err:
+        raise ValueError(err)
+    return text.upper()
+
+
+def ulid_timestamp_ms(text: str) -> int:
+    value = 0
+    for ch in text[:10]:
+        value = (value << 5) | _DECODE[ch]
+    return value
+
+
+def thread_persistence_id(thread_id: str) -> str:
+    return THREAD_PID_PREFIX + thread_id
+
+
+def thread_id_of(persistence_id: str) -> str:
+    if not persistence_id.startswith(THREAD_PID_PREFIX):
+        raise ValueError(f"not a thread persistence id: {persistence_id!r}")
+    return persistence_id[len(THREAD_PID_PREFIX):]
