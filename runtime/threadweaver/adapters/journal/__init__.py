@@ -1,0 +1,1 @@
+"""Journal adapters: SQLite (embedded default) and DynamoDB (production)."""

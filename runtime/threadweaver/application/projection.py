@@ -1,0 +1,48 @@
+"""Projection planning: which events of a batch to apply, exactly once in effect.
+
+The read model stores, per thread, the sequence number of the last event it applied. An event
+at or below it was applied before (a re-read after a restart, or the backtracking window of a
+journal whose offsets are only roughly ordered) and is skipped; the next one (seq + 1) is
+applied; a later one means an event of that pid is not visible yet, so its shard stops there and
+is re-read from the last offset before it. Offsets advance per shard. Pure: adapters call it
+inside the transaction that also writes the rows and the offsets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from ..application.ports import StoredEvent
+
+
+@dataclass(slots=True)
+class ProjectionPlan:
+    apply: list[StoredEvent] = field(default_factory=list)
+    skipped: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)   # shard -> new offset
+    stalled: dict[int, int] = field(default_factory=dict)   # shard -> offset to re-read from
+    last_seq: dict[str, int] = field(default_factory=dict)  # pid -> seq after this batch
+
+
+def plan_batch(events: Sequence[StoredEvent], stored_seq: Mapping[str, int]) -> ProjectionPlan:
+    plan = ProjectionPlan()
+    known = dict(stored_seq)
+    for ev in events:
+        if ev.shard in plan.stalled:
+            continue
+        seen = known.get(ev.pid, 0)
+        if ev.seq <= seen:
+            plan.skipped += 1
+        elif ev.seq == seen + 1:
+            plan.apply.append(ev)
+            known[ev.pid] = ev.seq
+            plan.last_seq[ev.pid] = ev.seq
+        else:
+            plan.stalled[ev.shard] = plan.offsets.get(ev.shard, -1)
+            continue
+        plan.offsets[ev.shard] = max(plan.offsets.get(ev.shard, 0), ev.offset)
+    # A stalled shard keeps the offset reached before its gap (or its old one: -1 = unchanged).
+    for shard, offset in plan.stalled.items():
+        if offset < 0:
+            plan.offsets.pop(shard, None)
+    return plan
