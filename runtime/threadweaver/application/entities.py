@@ -1,0 +1,236 @@
+"""Entity lifecycle: load, handle, persist, passivate (after Akka's persistent actors).
+
+One in-memory entity per active thread. Commands to one entity run strictly one at a time (an
+asyncio.Lock, FIFO); different entities run concurrently, which is what lets the journal batch
+their appends into shared commits. State is rebuilt from the latest snapshot plus the events
+after it. An append is conditional on the sequence number (DESIGN §2): a conflict means another
+writer got there first (e.g. during a handoff), so the entity reloads and decides again.
+Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..domain import (
+    Command, CreateThread, Event, Thread, decide, event_from_payload, event_to_payload, evolve,
+    thread_persistence_id,
+)
+from .ports import ConcurrencyConflict, Journal, JournalUnavailable, NewEvent, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySettings:
+    snapshot_every: int = 100          # events between snapshots; 0 disables snapshots
+    passivate_after: float = 120.0     # seconds idle before an entity is stopped
+    max_entities: int = 100_000        # entities kept in memory at most (least recent evicted)
+    max_conflict_retries: int = 3
+
+
+@dataclass(slots=True)
+class EntityStats:
+    commands: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    loads: int = 0
+    events_replayed: int = 0
+    snapshots_saved: int = 0
+    passivated: int = 0
+
+
+class _Entity:
+    __slots__ = ("pid", "state", "seq", "lock", "last_used", "loaded", "snapshot_seq")
+
+    def __init__(self, pid: str) -> None:
+        self.pid = pid
+        self.state: Thread | None = None
+        self.seq = 0
+        self.lock = asyncio.Lock()
+        self.last_used = time.monotonic()
+        self.loaded = False
+        self.snapshot_seq = 0
+
+
+ShardGuard = Callable[[str], None]
+"""Called with the persistence id before a command runs; raises ShardUnavailable or NotOwner
+when this member must not run it (sharding). The default accepts everything."""
+
+
+class EntityManager:
+    """The local CommandGateway: runs commands on the entities of this process."""
+
+    def __init__(self, journal: Journal, settings: EntitySettings = EntitySettings(), *,
+                 writer: str = "", guard: ShardGuard | None = None) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.writer = writer
+        self.guard = guard
+        self.stats = EntityStats()
+        self._entities: OrderedDict[str, _Entity] = OrderedDict()
+        self._sweeper: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    def __len__(self) -> int:
+        return len(self._entities)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.settings.passivate_after > 0:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="entity-passivation")
+
+    async def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        self._entities.clear()
+
+    # -- commands ---------------------------------------------------------------------------
+    async def execute(self, command: Command) -> list[Event]:
+        pid = thread_persistence_id(command.thread_id)
+        while True:
+            if self.guard is not None:
+                self.guard(pid)
+            entity = self._entity(pid)
+            async with entity.lock:
+                if self._entities.get(pid) is not entity:
+                    continue   # stopped while this command waited (handoff, passivation): redo
+                return await self._handle(entity, command)
+
+    async def _handle(self, entity: _Entity, command: Command) -> list[Event]:
+        pid = entity.pid
+        entity.last_used = time.monotonic()
+        self.stats.commands += 1
+        if not entity.loaded:
+            if isinstance(command, CreateThread):
+                entity.loaded = True   # a fresh id: the conditional append checks it anyway
+            else:
+                await self._load(entity)
+        for _ in range(self.settings.max_conflict_retries + 1):
+            try:
+                events = decide(entity.state, command)
+            except Exception:
+                self.stats.rejected += 1
+                raise
+            if not events:
+                return events
+            try:
+                await self._persist(entity, events)
+            except ConcurrencyConflict:
+                self.stats.conflicts += 1
+                await self._load(entity)
+                continue
+            return events
+        raise JournalUnavailable(f"{pid}: too many concurrent writers, try again")
+
+    async def _persist(self, entity: _Entity, events: list[Event]) -> None:
+        new = [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
+        # Shielded: a caller that gives up (time-out) must not leave the append half-known.
+        append = asyncio.ensure_future(self.journal.append(entity.pid, entity.seq, new,
+                                                           writer=self.writer))
+        try:
+            await asyncio.shield(append)
+        except asyncio.CancelledError:
+            entity.loaded = False      # the outcome is unknown: reload before the next command
+            raise
+        except ConcurrencyConflict:
+            raise
+        except BaseException:
+            entity.loaded = False
+            raise
+        state = entity.state
+        for e in events:
+            state = evolve(state, e)
+        entity.state = state
+        entity.seq += len(events)
+        self._maybe_snapshot(entity)
+
+    def _maybe_snapshot(self, entity: _Entity) -> None:
+        every = self.settings.snapshot_every
+        if every <= 0 or entity.state is None or entity.seq - entity.snapshot_seq < every:
+            return
+        snapshot = Snapshot(entity.pid, entity.seq, entity.state.to_snapshot())
+        entity.snapshot_seq = entity.seq
+        task = asyncio.create_task(self._save_snapshot(snapshot))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
+        try:
+            await self.journal.save_snapshot(snapshot)
+            self.stats.snapshots_saved += 1
+        except Exception:   # an optimisation only: replay still works without it
+            log.warning("snapshot of %s at %d failed", snapshot.pid, snapshot.seq, exc_info=True)
+
+    async def _load(self, entity: _Entity) -> None:
+        state, seq = None, 0
+        snapshot = await self.journal.load_snapshot(entity.pid) if self.settings.snapshot_every else None
+        if snapshot is not None:
+            state, seq = Thread.from_snapshot(snapshot.state), snapshot.seq
+        stored = await self.journal.read(entity.pid, seq + 1)
+        for ev in stored:
+            if ev.seq != seq + 1:
+                raise JournalUnavailable(f"{entity.pid}: journal gap at seq {seq + 1}")
+            state = evolve(state, event_from_payload(ev.type, ev.payload))
+            seq = ev.seq
+        entity.state, entity.seq, entity.loaded = state, seq, True
+        entity.snapshot_seq = snapshot.seq if snapshot else 0
+        self.stats.loads += 1
+        self.stats.events_replayed += len(stored)
+
+    # -- memory -----------------------------------------------------------------------------
+    def _entity(self, pid: str) -> _Entity:
+        entity = self._entities.get(pid)
+        if entity is None:
+            entity = self._entities[pid] = _Entity(pid)
+            if len(self._entities) > self.settings.max_entities:
+                self._evict(len(self._entities) - self.settings.max_entities)
+        else:
+            self._entities.move_to_end(pid)
+        return entity
+
+    def _evict(self, count: int) -> None:
+        for pid in list(self._entities)[:count * 2]:
+            if count <= 0:
+                break
+            if not self._entities[pid].lock.locked():
+                del self._entities[pid]
+                self.stats.passivated += 1
+                count -= 1
+
+    def passivate_idle(self, now: float | None = None) -> int:
+        """Stop entities idle for longer than the passivation timeout; returns how many."""
+        now = time.monotonic() if now is None else now
+        cutoff = now - self.settings.passivate_after
+        idle = [pid for pid, e in self._entities.items()
+                if e.last_used < cutoff and not e.lock.locked()]
+        for pid in idle:
+            del self._entities[pid]
+        self.stats.passivated += len(idle)
+        return len(idle)
+
+    async def _sweep_forever(self) -> None:
+        interval = max(0.5, min(30.0, self.settings.passivate_after / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.passivate_idle()
+
+    async def stop_entities(self, predicate: Callable[[str], bool]) -> int:
+        """Stop the entities whose pid matches, after their in-flight command (handoff)."""
+        stopped = 0
+        for pid in [p for p in self._entities if predicate(p)]:
+            entity = self._entities.get(pid)
+            if entity is None:
+                continue
+            async with entity.lock:
+                if self._entities.get(pid) is entity:
+                    del self._entities[pid]
+                    stopped += 1
+        return stopped

@@ -1,0 +1,192 @@
+"""Read-model updaters (RMUs): project the journal's events of a shard range into the read model.
+
+An RMU keeps one offset per shard in the read model (committed with the rows). It reads batches
+of its range after those offsets and applies them; it wakes up when the local journal reports an
+append in its range (push) and polls as a fallback (appends by other processes, eventually
+consistent indexes). Errors restart the loop with exponential backoff; the state (running,
+offset, lag, restarts, last error) is what a member reports in its Lease.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .ports import Journal, ReadModel, StoredEvent
+
+log = logging.getLogger(__name__)
+
+PROJECTION = "threads"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorSettings:
+    batch_size: int = 500
+    poll_interval: float = 1.0         # fallback when no append is pushed
+    min_backoff: float = 0.2
+    max_backoff: float = 30.0
+
+
+@dataclass(slots=True)
+class ProjectorState:
+    running: bool = False
+    offset: int = 0                    # highest offset applied in the range
+    applied: int = 0
+    skipped: int = 0
+    lag_events: int = 0                # events read but not yet applied (a full batch = behind)
+    lag_seconds: float = 0.0           # age of the newest applied event when last applied
+    restarts: int = 0
+    last_error: str | None = None
+    last_applied_ts: int = 0
+
+
+class Projector:
+    """The RMU of one shard range [start, end)."""
+
+    def __init__(self, journal: Journal, read_model: ReadModel, start: int, end: int,
+                 settings: ProjectorSettings = ProjectorSettings(), *,
+                 projection: str = PROJECTION,
+                 on_applied: Callable[[Sequence[StoredEvent]], None] | None = None) -> None:
+        self.journal = journal
+        self.read_model = read_model
+        self.start_shard = start
+        self.end_shard = end
+        self.settings = settings
+        self.projection = projection
+        self.on_applied = on_applied
+        self.state = ProjectorState()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._offsets: dict[int, int] = {}
+        self._caught_up = asyncio.Event()
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return self.start_shard, self.end_shard
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._unsubscribe = self.journal.subscribe(self._on_append)
+        self._task = asyncio.create_task(self._supervise(),
+                                         name=f"rmu-{self.start_shard}-{self.end_shard}")
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.state.running = False
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.state.restarts += 1
+        self.start()
+
+    @property
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:
+        """Wait until a read of the range returned nothing new (tests, readiness)."""
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+
+    def _on_append(self, events: Sequence[StoredEvent]) -> None:
+        for ev in events:
+            if self.start_shard <= ev.shard < self.end_shard:
+                self._caught_up.clear()
+                self._wake.set()
+                return
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        backoff = self.settings.min_backoff
+        while True:
+            try:
+                self.state.running = True
+                await self._run()
+            except asyncio.CancelledError:
+                self.state.running = False
+                raise
+            except Exception as exc:
+                self.state.running = False
+                self.state.restarts += 1
+                self.state.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                delay = backoff * (0.5 + random.random())
+                log.warning("RMU %d-%d failed (%s); restarting in %.1fs", self.start_shard,
+                            self.end_shard, self.state.last_error, delay)
+                await asyncio.sleep(delay)
+                backoff = min(self.settings.max_backoff, backoff * 2)
+            else:
+                return
+
+    async def _run(self) -> None:
+        self._offsets = await self.read_model.load_offsets(self.projection, self.start_shard,
+                                                           self.end_shard)
+        slack = getattr(self.journal, "offset_slack", 0)
+        if slack:
+            await self._backtrack(slack)
+        while True:
+            self._wake.clear()
+            full = await self._read_and_apply(self._offsets)
+            if full:
+                continue
+            self.state.lag_events = 0
+            self.state.lag_seconds = 0.0
+            self._caught_up.set()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            except asyncio.TimeoutError:
+                if slack:   # idle: look back for events that became visible late
+                    await self._backtrack(slack)
+
+    async def _read_and_apply(self, after: dict[int, int]) -> bool:
+        """One batch after `after`; returns whether the batch was full (more to read)."""
+        events = await self.journal.read_shards(self.start_shard, self.end_shard, after,
+                                                self.settings.batch_size)
+        if events:
+            result = await self.read_model.apply(self.projection, events)
+            self._offsets.update(result.offsets)
+            self._record(events, result.applied, result.skipped)
+            if self.on_applied:
+                self.on_applied(events)
+            if len(events) >= self.settings.batch_size:
+                self.state.lag_events = len(events)
+                return True
+        return False
+
+    async def _backtrack(self, slack: int) -> None:
+        """Re-read the last `slack` of every shard's stream: where offsets are write times from
+        several writers, an event can become visible behind the offset already reached. Events
+        applied before are skipped by their sequence number."""
+        cursor = {s: max(0, o - slack) for s, o in self._offsets.items()}
+        while True:
+            events = await self.journal.read_shards(self.start_shard, self.end_shard, cursor,
+                                                    self.settings.batch_size)
+            if not events:
+                return
+            result = await self.read_model.apply(self.projection, events)
+            self._offsets.update(result.offsets)
+            self._record(events, result.applied, result.skipped)
+            for ev in events:
+                cursor[ev.shard] = max(cursor.get(ev.shard, 0), ev.offset)
+            if len(events) < self.settings.batch_size:
+                return
+
+    def _record(self, events: Sequence[StoredEvent], applied: int, skipped: int) -> None:
+        st = self.state
+        st.applied += applied
+        st.skipped += skipped
+        st.offset = max(self._offsets.values(), default=0)
+        newest = max(e.ts for e in events)
+        st.last_applied_ts = max(st.last_applied_ts, newest)
+        st.lag_seconds = max(0.0, time.time() - newest / 1e6)
+        st.last_error = None
