@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--kubeconfig", str, "kubeconfig file (default: in-cluster config)", "")
     _add(serve, "--peer-address", str, "host:port other members use to forward requests here "
          "(default: pod DNS through the headless Service)", "")
+    _add(serve, "--peer-address-template", str, "address of another member when the shard map "
+         "names none, with {member} (default: {member}.CLUSTER-headless.NAMESPACE.svc:PORT)", "")
+    _add(serve, "--peer-token-file", str, "file with the shared secret that forwarded commands "
+         "carry (a mounted Secret)", "")
+    _add(serve, "--lease-duration", int, "seconds without renewal after which the operator "
+         "considers this member gone", _DEFAULTS.lease_duration)
+    _add(serve, "--lease-renew-every", float, "seconds between lease renewals",
+         _DEFAULTS.lease_renew_every)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the read-model schema",
                              description="Create or upgrade the read-model schema to the latest "

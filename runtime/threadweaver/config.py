@@ -40,6 +40,11 @@ class Settings:
     namespace: str = ""
     kubeconfig: str = ""
     peer_address: str = ""             # how other members reach this one (host:port)
+    peer_address_template: str = ""    # e.g. {member}.NAME-headless.NS.svc:8080 (default below)
+    peer_token: str = ""               # shared secret of the internal forwarding endpoint
+    peer_token_file: str = ""
+    lease_duration: int = 15
+    lease_renew_every: float = 5.0
 
     def resolved(self) -> "Settings":
         """Fill the defaults that depend on other settings, and validate."""
@@ -49,6 +54,14 @@ class Settings:
             self.read_model = f"sqlite+aiosqlite:///{self.data_dir / 'readmodel.db'}"
         if self.read_model_password_file:
             self.read_model = _with_password(self.read_model, self.read_model_password_file)
+        if self.peer_token_file:
+            try:
+                self.peer_token = Path(self.peer_token_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"--peer-token-file: cannot read {self.peer_token_file}: {exc}") from exc
+        if self.cluster and not self.peer_address_template and self.namespace:
+            self.peer_address_template = (f"{{member}}.{self.cluster}-headless.{self.namespace}"
+                                          f".svc:{self.port}")
         if self.auto_migrate is None:
             self.auto_migrate = self.read_model.startswith("sqlite")
         scheme = urlsplit(self.journal).scheme

@@ -11,10 +11,12 @@ from aiohttp import web
 
 from .application.entities import EntityManager, EntitySettings
 from .application.ports import Journal
-from .application.projector import Projector, ProjectorSettings
+from .application.projector import ProjectorSettings
+from .application.sharding import Member, ShardingSettings
 from .adapters.readmodel import ReadModelSettings, SqlReadModel
 from .adapters.readmodel.sql import redact_url
 from .config import Settings
+from .shards import ShardMap
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +35,43 @@ def build_read_model(settings: Settings) -> SqlReadModel:
 
 
 class Runtime:
-    """Everything one runtime process runs. Embedded mode: this member owns every shard."""
+    """Everything one runtime process runs.
+
+    Embedded (no --cluster): a static shard map in which this member owns every shard.
+    Cluster: the map comes from the operator's ConfigMap, the member reports through its Lease,
+    and commands for other members' shards are forwarded to them.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings.resolved()
-        self.journal = build_journal(self.settings)
-        self.read_model = build_read_model(self.settings)
+        self.settings = s = settings.resolved()
+        self.journal = build_journal(s)
+        self.read_model = build_read_model(s)
         self.entities = EntityManager(self.journal, EntitySettings(
-            snapshot_every=self.settings.snapshot_every,
-            passivate_after=self.settings.passivate_after,
-            max_entities=self.settings.max_entities), writer=self.settings.member_name)
-        self.projector_settings = ProjectorSettings(
-            batch_size=self.settings.projection_batch_size,
-            poll_interval=self.settings.projection_poll_interval)
-        self.projectors: list[Projector] = []
+            snapshot_every=s.snapshot_every, passivate_after=s.passivate_after,
+            max_entities=s.max_entities), writer=s.member_name)
+        self.peers = None
+        self.kube_api = None
+        self.watch = None
+        self.lease = None
+        if s.cluster:
+            from .adapters.forwarding import HttpPeerClient
+            self.peers = HttpPeerClient(s.member_name, token=s.peer_token)
+        self.member = Member(
+            ShardingSettings(member=s.member_name, address_template=s.peer_address_template),
+            self.entities, self.journal, self.read_model,
+            ProjectorSettings(batch_size=s.projection_batch_size,
+                              poll_interval=s.projection_poll_interval),
+            status_sink=self._publish_status, peers=self.peers,
+            address=s.peer_address or None)
         self._started = False
+
+    @property
+    def projectors(self):
+        return list(self.member.projectors.values())
+
+    async def _publish_status(self, status) -> None:
+        if self.lease is not None:
+            await self.lease.publish(status)
 
     async def start(self) -> None:
         s = self.settings
@@ -58,23 +82,43 @@ class Runtime:
         if s.auto_migrate:
             await self.read_model.migrate()
         await self.entities.start()
-        self.projectors = [Projector(self.journal, self.read_model, 0, s.shards,
-                                     self.projector_settings)]
-        for p in self.projectors:
-            p.start()
+        if not s.cluster:
+            await self.member.apply_map(ShardMap.initial(s.shards, [s.member_name]))
+        else:
+            from .adapters.kube.client import api_client
+            from .adapters.kube.lease import MemberLease
+            from .adapters.kube.shardmap_watch import ShardMapWatch
+            namespace = s.namespace or _incluster_namespace()
+            self.kube_api = await api_client(s.kubeconfig)
+            self.lease = MemberLease(self.kube_api, namespace, s.cluster, s.member_name,
+                                     self.member.status, duration=s.lease_duration,
+                                     renew_every=s.lease_renew_every)
+            self.lease.start()
+            self.watch = ShardMapWatch(self.kube_api, namespace, s.cluster, self.member.apply_map)
+            self.watch.start()
         self._started = True
 
     async def stop(self) -> None:
-        for p in self.projectors:
-            await p.stop()
+        if self.watch is not None:
+            await self.watch.stop()
+        await self.member.stop()
+        if self.lease is not None:
+            await self.lease.stop(release=True)
         await self.entities.close()
+        if self.peers is not None:
+            await self.peers.close()
+        if self.kube_api is not None:
+            await self.kube_api.close()
         await self.journal.close()
         await self.read_model.close()
         self._started = False
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"started": self._started,
-                  "projections": all(p.is_alive for p in self.projectors)}
+                  "shard_map": self.member.map is not None,
+                  "projections": all(p.is_alive for p in self.member.projectors.values())}
+        if self.lease is not None:
+            checks["lease"] = self.lease.last_error is None and self.lease.renewed_at > 0
         try:
             await asyncio.wait_for(self.read_model.ping(), 2.0)
             checks["read_model"] = True
@@ -84,12 +128,23 @@ class Runtime:
 
     def create_app(self) -> web.Application:
         from .adapters.http import HttpSettings, create_app
-        app = create_app(commands=self.entities, queries=self.read_model,
+        app = create_app(commands=self.member, queries=self.read_model,
                          readiness=self.readiness,
                          settings=HttpSettings(max_body_bytes=self.settings.max_body_bytes,
                                                request_timeout_seconds=self.settings.request_timeout))
+        if self.settings.cluster:
+            from .adapters.forwarding import internal_routes
+            app.router.add_routes(internal_routes(self.member, self.settings.peer_token))
         app["runtime"] = self
         return app
+
+
+def _incluster_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        raise SystemExit("--namespace is required outside a pod") from None
 
 
 def _describe_journal(url: str) -> str:

@@ -1,0 +1,224 @@
+"""The runtime side of sharding (DESIGN §3, §4): a member applies each shard map it receives,
+serves exactly its `serving_ranges`, hands ranges over safely, runs one read-model updater per
+served range, and routes commands for other shards to their owner.
+
+Handoff, as seen by a member (see threadweaver.shards.shardmap for the whole protocol):
+- a new map makes some served ranges `losing`: from that instant commands for them wait briefly
+  and then answer 503 (Retry-After); in-flight commands finish; the ranges' entities and RMUs
+  stop; then the member acknowledges the epoch (through its status sink: the Lease);
+- ranges it gains are started only once the map says the handoff is complete.
+The journal's conditional appends stay the last line of defence: a write by a stale owner
+conflicts instead of forking a stream (counted in `stats.conflicts`).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from ..domain import Command, Event, thread_persistence_id
+from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, shard_of
+from .entities import EntityManager
+from .gateway import NotOwner, ShardUnavailable
+from .ports import Journal, ReadModel
+from .projector import Projector, ProjectorSettings
+
+log = logging.getLogger(__name__)
+
+
+class PeerClient(Protocol):
+    """Forwards a command to another member (adapters: HTTP to the peer's internal endpoint)."""
+
+    async def forward(self, address: str, command: Command) -> list[Event]: ...
+
+
+StatusSink = Callable[[MemberStatus], Awaitable[None]]
+"""Publishes this member's status (Kubernetes: its Lease annotations)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardingSettings:
+    member: str
+    handoff_wait: float = 2.0          # how long a request for a moving shard waits before 503
+    drain_timeout: float = 10.0        # how long in-flight commands of lost ranges may take
+    address_template: str = ""         # e.g. "{member}.tw-headless.ns.svc:8080" when not in the map
+
+
+class Member:
+    """One runtime member of a sharded cluster, driven by the shard maps it is given."""
+
+    def __init__(self, settings: ShardingSettings, entities: EntityManager, journal: Journal,
+                 read_model: ReadModel, projector_settings: ProjectorSettings,
+                 status_sink: StatusSink | None = None, peers: PeerClient | None = None,
+                 address: str | None = None) -> None:
+        self.settings = settings
+        self.entities = entities
+        self.journal = journal
+        self.read_model = read_model
+        self.projector_settings = projector_settings
+        self.status_sink = status_sink
+        self.peers = peers
+        self.address = address
+        self.map: ShardMap | None = None
+        self.serving = RangeSet()
+        self.acked_epoch = 0
+        self.projectors: dict[ShardRange, Projector] = {}
+        self._restart_seen: dict[str, int] = {}
+        self._inflight: collections.Counter[int] = collections.Counter()
+        self._drained = asyncio.Condition()
+        self._map_changed = asyncio.Event()
+        self._apply_lock = asyncio.Lock()
+        self.forwarded = 0
+        self.refused = 0
+        entities.guard = None   # routing is done here, before the entity manager
+
+    @property
+    def name(self) -> str:
+        return self.settings.member
+
+    # -- shard maps -------------------------------------------------------------------------
+    async def apply_map(self, new: ShardMap) -> None:
+        """Adopt `new`: give up lost ranges (then acknowledge), start ranges now served."""
+        async with self._apply_lock:
+            if self.map is not None and new.shards != self.map.shards:
+                log.error("shard map with %d shards ignored: this cluster has %d", new.shards,
+                          self.map.shards)
+                return
+            if new.shards != self.journal.shards:
+                log.error("shard map with %d shards ignored: the journal has %d", new.shards,
+                          self.journal.shards)
+                return
+            serving = new.serving_ranges(self.name)
+            lost = self.serving.difference(serving)
+            self.map, self.serving = new, serving
+            self._map_changed.set()
+            self._map_changed = asyncio.Event()
+            if not lost.is_empty:
+                log.info("epoch %d: giving up %s", new.epoch, lost)
+                await self._drain(lost)
+                await self.entities.stop_entities(lambda pid: shard_of(pid, new.shards) in lost)
+            await self._reconcile_projectors()
+            await self._apply_restarts(new)
+            self.acked_epoch = new.epoch
+            log.info("epoch %d%s: serving %s", new.epoch,
+                     " (handoff pending)" if new.in_handoff else "", serving or "nothing")
+        await self.publish_status()
+
+    async def _drain(self, lost: RangeSet) -> None:
+        deadline = time.monotonic() + self.settings.drain_timeout
+        async with self._drained:
+            while any(n and s in lost for s, n in self._inflight.items()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("in-flight commands of %s still running after %.0fs; the "
+                                "journal's conditional writes guard them", lost,
+                                self.settings.drain_timeout)
+                    return
+                try:
+                    await asyncio.wait_for(self._drained.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _reconcile_projectors(self) -> None:
+        wanted = set(self.serving)
+        for rng in [r for r in self.projectors if r not in wanted]:
+            await self.projectors.pop(rng).stop()
+        for rng in wanted - set(self.projectors):
+            p = Projector(self.journal, self.read_model, rng.start, rng.end,
+                          self.projector_settings)
+            self.projectors[rng] = p
+            p.start()
+
+    async def _apply_restarts(self, new: ShardMap) -> None:
+        for key, generation in new.restart_generations(self.name).items():
+            seen = self._restart_seen.get(key)
+            self._restart_seen[key] = generation
+            if seen is None or generation <= seen:
+                continue   # first sight only records the generation
+            rng = ShardRange.parse(key)
+            for prange, projector in self.projectors.items():
+                if prange.start < rng.end and rng.start < prange.end:
+                    log.info("restart of the RMU of %s requested (generation %d)", prange, generation)
+                    await projector.restart()
+
+    async def stop(self) -> None:
+        for p in self.projectors.values():
+            await p.stop()
+        self.projectors.clear()
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> MemberStatus:
+        rmus = tuple(
+            RmuState(range=rng, running=p.is_alive and p.state.running, offset=p.state.offset,
+                     lag_events=p.state.lag_events,
+                     lag_seconds=round(p.state.lag_seconds, 3), restarts=p.state.restarts,
+                     last_error=p.state.last_error)
+            for rng, p in sorted(self.projectors.items()))
+        return MemberStatus(member=self.name, acked_epoch=self.acked_epoch, owned=self.serving,
+                            rmus=rmus, address=self.address)
+
+    async def publish_status(self) -> None:
+        if self.status_sink is not None:
+            try:
+                await self.status_sink(self.status())
+            except Exception:
+                log.warning("publishing the member status failed", exc_info=True)
+
+    # -- commands (CommandGateway) ----------------------------------------------------------
+    async def execute(self, command: Command, *, forwarded: bool = False) -> list[Event]:
+        pid = thread_persistence_id(command.thread_id)
+        deadline = time.monotonic() + self.settings.handoff_wait
+        while True:
+            current = self.map
+            if current is None:
+                raise ShardUnavailable("this member has not received its shard map yet")
+            shard = shard_of(pid, current.shards)
+            if shard in self.serving:
+                return await self._run_local(shard, command)
+            move = current.moving(shard)
+            owner = current.owner_of(shard)
+            if move is None and owner is not None and owner != self.name:
+                if forwarded:   # one hop only: the sender's map is newer or older than ours
+                    raise ShardUnavailable(f"shard {shard} is not served here (owner {owner})",
+                                           retry_after=1)
+                return await self._forward(owner, command)
+            # moving (handoff in progress), or not started here yet: wait for the next map
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.refused += 1
+                raise ShardUnavailable(f"shard {shard} is being handed over; retry shortly",
+                                       retry_after=1)
+            try:
+                await asyncio.wait_for(self._map_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run_local(self, shard: int, command: Command) -> list[Event]:
+        self._inflight[shard] += 1
+        try:
+            return await self.entities.execute(command)
+        finally:
+            self._inflight[shard] -= 1
+            if not self._inflight[shard]:
+                del self._inflight[shard]
+                async with self._drained:
+                    self._drained.notify_all()
+
+    def address_of(self, member: str) -> str | None:
+        if self.map is not None:
+            addr = self.map.address_of(member)
+            if addr:
+                return addr
+        if self.settings.address_template:
+            return self.settings.address_template.format(member=member)
+        return None
+
+    async def _forward(self, owner: str, command: Command) -> list[Event]:
+        address = self.address_of(owner)
+        if self.peers is None or not address:
+            raise NotOwner(owner, address)
+        self.forwarded += 1
+        return await self.peers.forward(address, command)
