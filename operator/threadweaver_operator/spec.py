@@ -1,0 +1,249 @@
+"""The ThreadWeaverCluster spec as a typed, defaulted value.
+
+The API server applies the CRD's defaults, but the operator does not rely on them: objects
+written before a default existed, or built in tests, get the same defaults here. Checks that the
+schema cannot express (or that must not crash the operator if the schema is bypassed) are
+reported by :func:`ClusterSpec.problems` and end up in a condition and an Event.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import names
+
+__all__ = ["SpecError", "DynamoDBSpec", "MySQLSpec", "ClusterSpec"]
+
+DEFAULT_SHARDS = 1024
+DEFAULT_PORT = 8080
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot act on (message names the field)."""
+
+
+@dataclass(frozen=True)
+class DynamoDBSpec:
+    endpoint: str = ""
+    region: str = "us-east-1"
+    table_prefix: str = ""
+    create_tables: bool = True
+    billing_mode: str = "PAY_PER_REQUEST"
+    read_capacity: int | None = None
+    write_capacity: int | None = None
+    credentials_secret: str | None = None
+    access_key_id_key: str = "access-key-id"
+    secret_access_key_key: str = "secret-access-key"
+
+
+@dataclass(frozen=True)
+class MySQLSpec:
+    host: str = ""
+    port: int = 3306
+    database: str = "threadweaver"
+    user: str = "threadweaver"
+    password_secret: str | None = None
+    password_key: str = "password"
+    migrate: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    namespace: str
+    image: str
+    replicas: int = 3
+    image_pull_policy: str | None = None
+    shards: int = DEFAULT_SHARDS
+    dynamodb: DynamoDBSpec = field(default_factory=DynamoDBSpec)
+    mysql: MySQLSpec = field(default_factory=MySQLSpec)
+    passivation_timeout_seconds: int = 120
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    service_type: str = "ClusterIP"
+    port: int = DEFAULT_PORT
+    max_ranges_per_round: int = 8
+    deletion_policy: str = "Retain"
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_resource(cls, name: str, namespace: str, spec: Mapping[str, Any] | None) -> ClusterSpec:
+        """Parse a CR's spec, applying the CRD defaults; raises :class:`SpecError` for values of
+        the wrong type (a schema bypass), never ``KeyError``/``TypeError``."""
+        spec = dict(spec or {})
+        try:
+            journal = _obj(spec.get("journal"), "spec.journal")
+            ddb = _obj(journal.get("dynamodb"), "spec.journal.dynamodb")
+            creds = _obj(ddb.get("credentialsSecret"), "spec.journal.dynamodb.credentialsSecret") or None
+            rm = _obj(spec.get("readModel"), "spec.readModel")
+            my = _obj(rm.get("mysql"), "spec.readModel.mysql")
+            pw = _obj(my.get("passwordSecret"), "spec.readModel.mysql.passwordSecret") or None
+            service = _obj(spec.get("service"), "spec.service")
+            rebalance = _obj(spec.get("rebalance"), "spec.rebalance")
+            return cls(
+                name=name,
+                namespace=namespace,
+                image=_str(spec.get("image", ""), "spec.image"),
+                replicas=_int(spec.get("replicas", 3), "spec.replicas"),
+                image_pull_policy=spec.get("imagePullPolicy") or None,
+                shards=_int(spec.get("shards", DEFAULT_SHARDS), "spec.shards"),
+                dynamodb=DynamoDBSpec(
+                    endpoint=_str(ddb.get("endpoint", "") or "", "spec.journal.dynamodb.endpoint"),
+                    region=_str(ddb.get("region") or "us-east-1", "spec.journal.dynamodb.region"),
+                    table_prefix=_str(ddb.get("tablePrefix") or name, "spec.journal.dynamodb.tablePrefix"),
+                    create_tables=_bool(ddb.get("createTables", True), "spec.journal.dynamodb.createTables"),
+                    billing_mode=_str(ddb.get("billingMode") or "PAY_PER_REQUEST", "spec.journal.dynamodb.billingMode"),
+                    read_capacity=_opt_int(ddb.get("readCapacity"), "spec.journal.dynamodb.readCapacity"),
+                    write_capacity=_opt_int(ddb.get("writeCapacity"), "spec.journal.dynamodb.writeCapacity"),
+                    credentials_secret=_str(creds["name"], "spec.journal.dynamodb.credentialsSecret.name") if creds and creds.get("name") else None,
+                    access_key_id_key=_str((creds or {}).get("accessKeyIdKey") or "access-key-id", "accessKeyIdKey"),
+                    secret_access_key_key=_str((creds or {}).get("secretAccessKeyKey") or "secret-access-key", "secretAccessKeyKey"),
+                ),
+                mysql=MySQLSpec(
+                    host=_str(my.get("host", "") or "", "spec.readModel.mysql.host"),
+                    port=_int(my.get("port", 3306), "spec.readModel.mysql.port"),
+                    database=_str(my.get("database") or "threadweaver", "spec.readModel.mysql.database"),
+                    user=_str(my.get("user") or "threadweaver", "spec.readModel.mysql.user"),
+                    password_secret=_str(pw["name"], "spec.readModel.mysql.passwordSecret.name") if pw and pw.get("name") else None,
+                    password_key=_str((pw or {}).get("key") or "password", "spec.readModel.mysql.passwordSecret.key"),
+                    migrate=_bool(my.get("migrate", True), "spec.readModel.mysql.migrate"),
+                ),
+                passivation_timeout_seconds=_int(spec.get("passivationTimeoutSeconds", 120), "spec.passivationTimeoutSeconds"),
+                resources=_obj(spec.get("resources"), "spec.resources"),
+                service_type=_str(service.get("type") or "ClusterIP", "spec.service.type"),
+                port=_int(service.get("port", DEFAULT_PORT), "spec.service.port"),
+                max_ranges_per_round=_int(rebalance.get("maxRangesPerRound", 8), "spec.rebalance.maxRangesPerRound"),
+                deletion_policy=_str(spec.get("deletionPolicy") or "Retain", "spec.deletionPolicy"),
+                pod_annotations={str(k): str(v) for k, v in _obj(spec.get("podAnnotations"), "spec.podAnnotations").items()},
+                node_selector={str(k): str(v) for k, v in _obj(spec.get("nodeSelector"), "spec.nodeSelector").items()},
+                tolerations=tuple(_obj(t, "spec.tolerations[]") for t in _list(spec.get("tolerations"), "spec.tolerations")),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
+            raise SpecError(f"spec: {exc}") from None
+
+    # -- semantic validation ------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Everything that makes this spec impossible to run, as messages naming the field."""
+        out: list[str] = []
+        problem = names.name_problem(self.name)
+        if problem:
+            out.append(f"metadata.name: {problem}")
+        if not self.image.strip():
+            out.append("spec.image: must not be empty")
+        if self.replicas < 0:
+            out.append("spec.replicas: must be >= 0")
+        if not 1 <= self.shards <= 65536:
+            out.append("spec.shards: must be between 1 and 65536")
+        if self.replicas > self.shards:
+            out.append(f"spec.replicas: {self.replicas} members for {self.shards} shards would leave members without shards")
+        if not self.mysql.host:
+            out.append("spec.readModel.mysql.host: required")
+        if not 0 < self.mysql.port < 65536:
+            out.append("spec.readModel.mysql.port: must be a TCP port")
+        if not 0 < self.port < 65536:
+            out.append("spec.service.port: must be a TCP port")
+        if self.service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
+            out.append("spec.service.type: one of ClusterIP, NodePort, LoadBalancer")
+        if self.deletion_policy not in ("Retain", "Delete"):
+            out.append("spec.deletionPolicy: one of Retain, Delete")
+        if self.max_ranges_per_round < 1:
+            out.append("spec.rebalance.maxRangesPerRound: must be >= 1")
+        if self.passivation_timeout_seconds < 1:
+            out.append("spec.passivationTimeoutSeconds: must be >= 1")
+        d = self.dynamodb
+        if d.endpoint:
+            parts = urlsplit(d.endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                out.append(f"spec.journal.dynamodb.endpoint: {d.endpoint!r} is not an http(s) URL")
+            else:
+                try:
+                    parts.port
+                except ValueError:
+                    out.append(f"spec.journal.dynamodb.endpoint: {d.endpoint!r} has an invalid port")
+        if d.billing_mode not in ("PAY_PER_REQUEST", "PROVISIONED"):
+            out.append("spec.journal.dynamodb.billingMode: PAY_PER_REQUEST or PROVISIONED")
+        if d.billing_mode == "PROVISIONED" and not (d.read_capacity and d.write_capacity):
+            out.append("spec.journal.dynamodb: billingMode PROVISIONED needs readCapacity and writeCapacity")
+        if not d.table_prefix or len(d.table_prefix) > 200:
+            out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
+        return out
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def table_prefix(self) -> str:
+        return self.dynamodb.table_prefix or self.name
+
+    def journal_url(self) -> str:
+        """``THREADWEAVER_JOURNAL`` of the runtime: ``dynamodb://HOST:PORT?region=R&table-prefix=P``
+        (no host: AWS; an https endpoint adds ``tls=true``)."""
+        d = self.dynamodb
+        netloc = ""
+        query = [f"region={d.region}", f"table-prefix={self.table_prefix}"]
+        if d.endpoint:
+            parts = urlsplit(d.endpoint)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            netloc = f"{parts.hostname}:{port}"
+            if parts.scheme == "https":
+                query.append("tls=true")
+        return f"dynamodb://{netloc}?{'&'.join(query)}"
+
+    def read_model_url(self) -> str:
+        """``THREADWEAVER_READ_MODEL``: no password in it (it comes from the mounted Secret)."""
+        m = self.mysql
+        return f"mysql+aiomysql://{m.user}@{m.host}:{m.port}/{m.database}"
+
+    def migration_revision(self) -> str:
+        """Hash naming the migration Job: a new image or read model means a new migration."""
+        key = {"image": self.image, "mysql": asdict(self.mysql), "pull": self.image_pull_policy}
+        key["mysql"].pop("migrate", None)
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+    def secret_names(self) -> list[str]:
+        return [s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret) if s]
+
+
+def _obj(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{path}: expected an object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{path}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise SpecError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path}: expected an integer, got {value!r}")
+    return value
+
+
+def _opt_int(value: Any, path: str) -> int | None:
+    return None if value is None else _int(value, path)
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}: expected a boolean, got {value!r}")
+    return value

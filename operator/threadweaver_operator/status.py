@@ -1,0 +1,174 @@
+"""Pure status: conditions and the phase from what one reconcile observed.
+
+Conditions (``type``: meaning of ``True``):
+
+* ``Provisioned``: the DynamoDB tables exist (or ``createTables: false``: they are external);
+* ``Migrated``: the read-model schema is at the image's revision (the migration Job succeeded,
+  or ``migrate: false``);
+* ``Rebalancing``: shards are moving or waiting to move (a handoff is incomplete, members are
+  being drained or awaited);
+* ``ProjectionsHealthy``: every served range has a running read-model updater;
+* ``Ready``: the cluster serves: provisioned, migrated, the shard map published and all
+  ``spec.replicas`` pods Ready. Rebalancing does not make it unready.
+
+``phase`` summarizes them for ``kubectl get twc``, first match wins: Deleting, Failed (a spec
+the operator cannot run, a missing Secret, a failed migration), Provisioning, Migrating,
+Pending (pods not Ready yet), Rebalancing, Degraded (fewer Ready pods than wanted, dead
+members, orphaned RMUs), Running.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["Condition", "Observed", "CONDITION_TYPES", "conditions", "phase", "merge_conditions", "build_status"]
+
+CONDITION_TYPES = ("Ready", "Provisioned", "Migrated", "Rebalancing", "ProjectionsHealthy")
+FAILED_REASONS = frozenset({"InvalidSpec", "SecretNotFound", "SecretKeyMissing", "JobFailed", "ShardsMismatch"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str          # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+    @property
+    def true(self) -> bool:
+        return self.status == "True"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the status depends on, gathered by the handler."""
+
+    generation: int = 0
+    replicas: int = 0                   # spec.replicas
+    deleting: bool = False
+    spec_problems: Sequence[str] = ()
+    provisioned: Condition | None = None
+    migrated: Condition | None = None
+    statefulset_exists: bool = False
+    pods: int = 0                       # StatefulSet status.replicas
+    ready_pods: int = 0
+    epoch: int | None = None
+    members: Mapping[str, int] = field(default_factory=dict)
+    rebalancing: bool = False
+    rebalance_reason: str = "Balanced"
+    rebalance_message: str = ""
+    dead: Sequence[str] = ()
+    orphaned: int = 0
+    rmu_reports: int = 0
+    restarted_total: int = 0
+    selector: str = ""
+    table_prefix: str = ""
+    migrated_revision: str | None = None
+
+
+def conditions(o: Observed) -> list[Condition]:
+    """The five conditions, in :data:`CONDITION_TYPES` order."""
+    provisioned = o.provisioned or Condition("Provisioned", "Unknown", "Pending", "not checked yet")
+    migrated = o.migrated or Condition("Migrated", "Unknown", "Pending", "not checked yet")
+    if o.spec_problems:
+        invalid = "; ".join(o.spec_problems)
+        provisioned = provisioned if provisioned.reason != "Pending" else Condition("Provisioned", "False", "InvalidSpec", invalid)
+        migrated = migrated if migrated.reason != "Pending" else Condition("Migrated", "False", "InvalidSpec", invalid)
+    if o.rebalancing:
+        rebalancing = Condition("Rebalancing", "True", o.rebalance_reason, o.rebalance_message)
+    else:
+        rebalancing = Condition("Rebalancing", "False", o.rebalance_reason or "Balanced", o.rebalance_message)
+    if o.orphaned:
+        projections = Condition("ProjectionsHealthy", "False", "OrphanedRmus",
+                                f"{o.orphaned} read-model updater(s) not running"
+                                + (f"; dead members: {', '.join(o.dead)}" if o.dead else ""))
+    elif o.rmu_reports or o.replicas == 0:
+        projections = Condition("ProjectionsHealthy", "True", "AllRunning", "every served range has a running RMU")
+    else:
+        projections = Condition("ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet")
+    ready = _ready(o, provisioned, migrated)
+    return [ready, provisioned, migrated, rebalancing, projections]
+
+
+def _ready(o: Observed, provisioned: Condition, migrated: Condition) -> Condition:
+    if o.deleting:
+        return Condition("Ready", "False", "Deleting", "the cluster is being deleted")
+    if o.spec_problems:
+        return Condition("Ready", "False", "InvalidSpec", "; ".join(o.spec_problems))
+    if not provisioned.true:
+        return Condition("Ready", "False", provisioned.reason, provisioned.message)
+    if not migrated.true:
+        return Condition("Ready", "False", migrated.reason, migrated.message)
+    if o.epoch is None:
+        return Condition("Ready", "False", "NoShardMap", "the shard map is not published yet")
+    if not o.statefulset_exists:
+        return Condition("Ready", "False", "Pending", "the runtime StatefulSet is not created yet")
+    if o.ready_pods < o.replicas:
+        return Condition("Ready", "False", "PodsNotReady", f"{o.ready_pods}/{o.replicas} runtime pods are Ready")
+    return Condition("Ready", "True", "ClusterReady", f"{o.ready_pods}/{o.replicas} runtime pods Ready, epoch {o.epoch}")
+
+
+def phase(o: Observed, conds: Sequence[Condition]) -> str:
+    by = {c.type: c for c in conds}
+    if o.deleting:
+        return "Deleting"
+    if o.spec_problems or any(c.reason in FAILED_REASONS for c in conds if not c.true and c.type != "Rebalancing") \
+            or by["Rebalancing"].reason == "ShardsMismatch":
+        return "Failed"
+    if not by["Provisioned"].true:
+        return "Provisioning"
+    if not by["Migrated"].true:
+        return "Migrating"
+    if not o.statefulset_exists or (o.replicas > 0 and o.ready_pods == 0):
+        return "Pending"
+    if by["Rebalancing"].true:
+        return "Rebalancing"
+    if o.ready_pods < o.replicas or o.dead or o.orphaned:
+        return "Degraded"
+    return "Running"
+
+
+def merge_conditions(previous: Sequence[Mapping[str, Any]] | None, new: Sequence[Condition],
+                     generation: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Condition dicts for the status; ``lastTransitionTime`` moves only when ``status`` changes."""
+    now = now or datetime.now(timezone.utc)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = {c.get("type"): c for c in previous or [] if isinstance(c, Mapping)}
+    out = []
+    for c in new:
+        before = old.get(c.type)
+        changed = before is None or before.get("status") != c.status
+        out.append({
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "lastTransitionTime": stamp if changed else before.get("lastTransitionTime", stamp),
+            "observedGeneration": generation,
+        })
+    return out
+
+
+def build_status(o: Observed, previous: Mapping[str, Any] | None, now: datetime | None = None) -> dict[str, Any]:
+    """The whole ``status`` the operator writes (a merge patch of these keys)."""
+    conds = conditions(o)
+    status: dict[str, Any] = {
+        "observedGeneration": o.generation,
+        "phase": phase(o, conds),
+        "conditions": merge_conditions((previous or {}).get("conditions"), conds, o.generation, now),
+        "replicas": o.pods,
+        "readyReplicas": o.ready_pods,
+        "selector": o.selector,
+        "members": dict(o.members),
+        "orphanedRmus": o.orphaned,
+        "restartedRmus": o.restarted_total,
+    }
+    if o.epoch is not None:
+        status["epoch"] = o.epoch
+    if o.table_prefix:
+        status["tablePrefix"] = o.table_prefix
+    if o.migrated_revision:
+        status["migratedRevision"] = o.migrated_revision
+    return status
