@@ -79,7 +79,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="threadweaver.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="threadweaver.io", key="last-handled-configuration")
-    settings.posting.level = logging.INFO
+    # Only warnings of Kopf's own per-object log become Events; ours are posted explicitly.
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -96,9 +97,17 @@ async def close(**_: Any) -> None:
 # -- events ---------------------------------------------------------------------------------
 
 
+def _post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """Post a Kubernetes Event on the cluster object (through Kopf's posting queue)."""
+    try:
+        kopf.event(dict(body), type=type_, reason=reason, message=message[:1000])
+    except LookupError:  # outside an operator context (unit tests): logging is all we can do
+        pass
+
+
 def _info(body: Mapping[str, Any], reason: str, message: str) -> None:
     log.info("%s/%s: %s: %s", body["metadata"].get("namespace"), body["metadata"]["name"], reason, message)
-    kopf.info(dict(body), reason=reason, message=message[:1000])
+    _post(body, "Normal", reason, message)
 
 
 def _warn(body: Mapping[str, Any], state: ClusterState, reason: str, message: str) -> None:
@@ -108,7 +117,7 @@ def _warn(body: Mapping[str, Any], state: ClusterState, reason: str, message: st
         return
     state.warned.add(key)
     log.warning("%s/%s: %s: %s", body["metadata"].get("namespace"), body["metadata"]["name"], reason, message)
-    kopf.warn(dict(body), reason=reason, message=message[:1000])
+    _post(body, "Warning", reason, message)
 
 
 def _clear_warnings(state: ClusterState, reason: str) -> None:
@@ -185,7 +194,7 @@ def _members_from_map(shard_map: ShardMap | None) -> set[str]:
     if shard_map is None:
         return set()
     out = set(shard_map.assignments)
-    if shard_map.handoff is not None:
+    if shard_map.in_handoff and shard_map.handoff is not None:
         out |= {m.source for m in shard_map.handoff.moves if m.source}
     return out
 
@@ -300,7 +309,7 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
         sup = supervise(new_map, views, sts_replicas, time.monotonic(), state.restart_times)
         state.restart_times = dict(sup.restart_times)
         new_map = sup.shard_map
-        observed_dead = tuple(sorted(m for m in sup.dead if m in _members_from_map(new_map)))
+        observed_dead = tuple(sorted(m for m in sup.dead if m in new_map.assignments))
         orphaned, reports = sup.orphaned, sup.reports
         for err in sup.errors:
             _warn(body, state, "MemberStatusInvalid", err)
@@ -390,8 +399,8 @@ async def _write_status(kube: Kube, body: Mapping[str, Any], state: ClusterState
     meta = body["metadata"]
     await kube.merge_patch("ThreadWeaverCluster", meta["namespace"], meta["name"], {"status": patch}, "status")
     if (previous.get("phase") != status["phase"]):
-        kopf.event(dict(body), type="Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
-                   reason="Phase", message=f"phase {previous.get('phase') or '-'} -> {status['phase']}")
+        _post(body, "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
+              "Phase", f"phase {previous.get('phase') or '-'} -> {status['phase']}")
     state.status = status
 
 
