@@ -1,0 +1,43 @@
+"""CORS for any origin, as upstream's akka-http-cors `cors()` wrapper (without credentials:
+the API has none). Preflight `OPTIONS` on any served path answers 204; other responses to a
+request with an `Origin` get `Access-Control-Allow-Origin: *`."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .errors import Handler
+
+MAX_AGE = "1800"          # akka-http-cors' default max-age, seconds
+ALLOW_ORIGIN = "Access-Control-Allow-Origin"
+EXPOSE = "Retry-After"
+
+
+def _preflight(request: web.Request, allowed: set[str]) -> web.Response:
+    methods = ", ".join(sorted(allowed | {"OPTIONS"}))
+    headers = {
+        "Allow": methods,
+        ALLOW_ORIGIN: "*",
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Allow-Headers":
+            request.headers.get("Access-Control-Request-Headers") or "Content-Type",
+        "Access-Control-Max-Age": MAX_AGE,
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def cors_middleware() -> Any:
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            exc = request.match_info.http_exception
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                return _preflight(request, set(exc.allowed_methods))
+        response = await handler(request)
+        if "Origin" in request.headers:
+            response.headers[ALLOW_ORIGIN] = "*"
+            response.headers["Access-Control-Expose-Headers"] = EXPOSE
+        return response
+
+    return cors

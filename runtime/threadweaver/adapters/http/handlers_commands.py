@@ -1,0 +1,106 @@
+"""POST handlers: JSON body -> domain command -> CommandGateway -> upstream-shaped JSON.
+
+Responses keep upstream's field names (`thread_id` for create, `threadId` for the others,
+`messageIds` for messages) and always carry `"error_messages": []` on success; failures are
+raised and turned into JSON errors by `errors.error_middleware`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ...domain.commands import Command
+from ...domain.events import Event, MessagesRemoved
+from . import validation
+from .errors import ApiError
+from .wire import json_response, read_json_object
+
+if TYPE_CHECKING:
+    from ...application.gateway import CommandGateway
+    from .app import HttpSettings
+
+
+def timed_out(what: str, seconds: float) -> ApiError:
+    return ApiError(503, [f"The {what} did not complete within {seconds:g} seconds; "
+                          "retry later (a command may or may not have been applied)."])
+
+
+class CommandHandlers:
+    """One instance per app; its bound methods are the route handlers."""
+
+    __slots__ = ("_execute", "_timeout", "_max_body", "_new_id")
+
+    def __init__(self, gateway: "CommandGateway", settings: "HttpSettings") -> None:
+        self._execute = gateway.execute
+        self._timeout = settings.request_timeout_seconds
+        self._max_body = settings.max_body_bytes
+        self._new_id = settings.id_generator
+
+    async def _run(self, command: Command) -> list[Event]:
+        """Execute with the request time-out. On time-out the gateway call is cancelled (the
+        journal's conditional append keeps the aggregate consistent) and 503 is answered."""
+        timeout = self._timeout
+        if not timeout:
+            return await self._execute(command)
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await self._execute(command)
+        except TimeoutError:
+            if deadline.expired():
+                raise timed_out("command", timeout) from None
+            raise
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return await read_json_object(request, self._max_body)
+
+    async def create_thread(self, request: web.Request) -> web.Response:
+        command = validation.create_thread(await self._body(request), self._new_id)
+        await self._run(command)
+        return json_response({"thread_id": command.thread_id, "error_messages": []})
+
+    async def destroy_thread(self, request: web.Request) -> web.Response:
+        command = validation.destroy_thread(request.match_info["thread_id"],
+                                            await self._body(request))
+        await self._run(command)
+        return json_response({"threadId": command.thread_id, "error_messages": []})
+
+    async def join_administrator_ids(self, request: web.Request) -> web.Response:
+        command = validation.join_administrator_ids(request.match_info["thread_id"],
+                                                    await self._body(request))
+        await self._run(command)
+        return json_response({"threadId": command.thread_id, "error_messages": []})
+
+    async def leave_administrator_ids(self, request: web.Request) -> web.Response:
+        command = validation.leave_administrator_ids(request.match_info["thread_id"],
+                                                     await self._body(request))
+        await self._run(command)
+        return json_response({"threadId": command.thread_id, "error_messages": []})
+
+    async def join_member_ids(self, request: web.Request) -> web.Response:
+        command = validation.join_member_ids(request.match_info["thread_id"],
+                                             await self._body(request))
+        await self._run(command)
+        return json_response({"threadId": command.thread_id, "error_messages": []})
+
+    async def leave_member_ids(self, request: web.Request) -> web.Response:
+        command = validation.leave_member_ids(request.match_info["thread_id"],
+                                              await self._body(request))
+        await self._run(command)
+        return json_response({"threadId": command.thread_id, "error_messages": []})
+
+    async def add_messages(self, request: web.Request) -> web.Response:
+        command = validation.add_messages(request.match_info["thread_id"],
+                                          await self._body(request), self._new_id)
+        await self._run(command)
+        return json_response({"messageIds": [m.id for m in command.messages],
+                              "error_messages": []})
+
+    async def remove_messages(self, request: web.Request) -> web.Response:
+        command = validation.remove_messages(request.match_info["thread_id"],
+                                             await self._body(request))
+        events = await self._run(command)
+        removed = [i for e in events if type(e) is MessagesRemoved for i in e.message_ids]
+        return json_response({"messageIds": removed, "error_messages": []})
