@@ -174,7 +174,8 @@ async def on_delete(body: kopf.Body, name: str, namespace: str, **_: Any) -> Non
         except Exception as exc:
             _warn(body, state, "DeleteTablesFailed", f"{type(exc).__name__}: {exc}")
             raise kopf.TemporaryError(f"cannot delete the tables: {exc}", delay=15) from exc
-        _info(body, "TablesDeleted", f"deletionPolicy Delete: deleted DynamoDB tables {', '.join(deleted)}")
+        _info(body, "TablesDeleted", f"deletionPolicy Delete: deleted DynamoDB tables {', '.join(deleted)}" if deleted
+              else f"deletionPolicy Delete: tables {tables} did not exist")
     OP.clusters.pop(body.metadata.uid, None)
 
 

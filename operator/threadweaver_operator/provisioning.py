@@ -123,7 +123,7 @@ async def delete_tables(kube: Kube, spec: ClusterSpec) -> list[str]:
 
     settings = await dynamodb_settings(kube, spec)
     deleted = await asyncio.wait_for(_delete(settings), PROVISION_TIMEOUT_SECONDS)
-    return list(deleted or table_names(spec))
+    return list(deleted)
 
 
 # -- migration Job --------------------------------------------------------------------------
