@@ -141,7 +141,8 @@ class Projector:
                 continue
             self.state.lag_events = 0
             self.state.lag_seconds = 0.0
-            self._caught_up.set()
+            if not self._wake.is_set():   # no append arrived since this read
+                self._caught_up.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
             except asyncio.TimeoutError:

@@ -96,7 +96,7 @@ class Member:
             self.map, self.serving = new, serving
             self._map_changed.set()
             self._map_changed = asyncio.Event()
-            if not lost.is_empty:
+            if not lost.is_empty():
                 log.info("epoch %d: giving up %s", new.epoch, lost)
                 await self._drain(lost)
                 await self.entities.stop_entities(lambda pid: shard_of(pid, new.shards) in lost)

