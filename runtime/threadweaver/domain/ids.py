@@ -30,7 +30,7 @@ def ulid_error(text: object) -> str | None:
         return "ulidString must be exactly 26 chars long."
     for ch in text:
         if ch not in _DECODE:
-            return f"ulidString contains an illegal character: {ch!r}."
+            return f"Illegal character '{ch}'!"
     if _DECODE[text[0]] > 7:
         return "ulidString must not exceed '7ZZZZZZZZZZZZZZZZZZZZZZZZZ'!"
     return None
