@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -161,3 +162,39 @@ def dynamodb_tables() -> list[str]:
 def events_of(ns: str, name: str) -> list[dict]:
     out = kubectl("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
     return json.loads(out)["items"]
+
+
+async def migrate_like_the_job(api, ns: str, name: str) -> str:
+    """Run `threadweaver migrate` with the Job's environment (the password file is the Secret's
+    value written locally, as the kubelet would mount it). Returns the Job's name."""
+    jobs = await eventually(lambda: api.list("Job", ns, label_selector=f"app.kubernetes.io/instance={name}"),
+                            60, what="the migration Job")
+    job = jobs[0]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["threadweaver", "migrate"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    pw_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}-{uuid.uuid4().hex}.pw"
+    pw_file.write_text("threadweaver")
+    env["THREADWEAVER_READ_MODEL_PASSWORD_FILE"] = str(pw_file)
+    env["THREADWEAVER_DATA_DIR"] = str(pw_file.parent / f"{name}-data")
+    proc = subprocess.run([str(VENV_BIN / "threadweaver"), "migrate"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    pw_file.unlink()
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return job["metadata"]["name"]
+
+
+async def job_succeeded(api, ns: str, job: str) -> None:
+    """Wait for the Job to complete: KWOK's stock `pod-complete` stage moves the Job's pod to
+    Succeeded and the Job controller (kube-controller-manager) marks the Job Complete."""
+    async def done():
+        j = await api.get("Job", ns, job)
+        return any(c.get("type") == "Complete" and c.get("status") == "True"
+                   for c in (j.get("status") or {}).get("conditions") or [])
+    await eventually(done, 90, what=f"Job {job} Complete")
+
+
+def dump(ns: str, name: str, operator) -> str:
+    return (kubectl("get", "twc,sts,job,pod,lease,cm", "-n", ns, "-o", "wide", check=False).stdout +
+            kubectl("get", "twc", name, "-n", ns, "-o", "yaml", check=False).stdout +
+            "\n--- operator log ---\n" + operator.output()[-6000:])

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from operator_e2e_support import (ROOT, VENV_BIN, apply_yaml, cluster_manifest, condition, dynamodb_tables, eventually,
-                      events_of, get_cluster, kubectl, play_members, secret, shard_map)
+from operator_e2e_support import (apply_yaml, cluster_manifest, condition, dump, dynamodb_tables, eventually, events_of,
+                                  get_cluster, job_succeeded, kubectl, migrate_like_the_job, play_members, secret,
+                                  shard_map)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,42 +70,6 @@ def test_schema_rejects_invalid_clusters(crd, ns):
 # -- lifecycle --------------------------------------------------------------------------------
 
 
-async def _migrate_like_the_job(api, ns: str, name: str) -> str:
-    """Run `threadweaver migrate` with the Job's environment (the password file is the Secret's
-    value written locally, as the kubelet would mount it). Returns the Job's name."""
-    jobs = await eventually(lambda: api.list("Job", ns, label_selector=f"app.kubernetes.io/instance={name}"),
-                            60, what="the migration Job")
-    job = jobs[0]
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["threadweaver", "migrate"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    pw_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}-{uuid.uuid4().hex}.pw"
-    pw_file.write_text("threadweaver")
-    env["THREADWEAVER_READ_MODEL_PASSWORD_FILE"] = str(pw_file)
-    env["THREADWEAVER_DATA_DIR"] = str(pw_file.parent / f"{name}-data")
-    proc = subprocess.run([str(VENV_BIN / "threadweaver"), "migrate"], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    pw_file.unlink()
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return job["metadata"]["name"]
-
-
-async def _job_succeeded(api, ns: str, job: str) -> None:
-    """Wait for the Job to complete (KWOK completes Job pods; the Job controller does the rest);
-    if this KWOK does not, complete it through the status subresource as the controller would."""
-    async def done():
-        j = await api.get("Job", ns, job)
-        return any(c.get("type") == "Complete" and c.get("status") == "True"
-                   for c in (j.get("status") or {}).get("conditions") or [])
-    await eventually(done, 90, what=f"Job {job} Complete")
-
-
-def _dump(ns: str, name: str, operator) -> str:
-    return (kubectl("get", "twc,sts,job,pod,lease,cm", "-n", ns, "-o", "wide", check=False).stdout +
-            kubectl("get", "twc", name, "-n", ns, "-o", "yaml", check=False).stdout +
-            "\n--- operator log ---\n" + operator.output()[-6000:])
-
-
 async def _converge(api, ns, name, replicas, operator, timeout=150):
     """Play the members until the cluster runs `replicas` balanced members."""
     async def check():
@@ -122,7 +87,7 @@ async def _converge(api, ns, name, replicas, operator, timeout=150):
                 and status.get("readyReplicas") == replicas
                 and max(smap.counts().values()) - min(smap.counts().values()) <= 1)
     await eventually(check, timeout, 1.0, what=f"{replicas} balanced members",
-                     on_fail=lambda: _dump(ns, name, operator))
+                     on_fail=lambda: dump(ns, name, operator))
 
 
 async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
@@ -130,7 +95,7 @@ async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
     apply_yaml(secret(ns, "chat-aws", {"access-key-id": "e2e", "secret-access-key": "e2e"}),
                secret(ns, "chat-mysql", {"password": "threadweaver"}),
                cluster_manifest(ns, name, prefix))
-    fail = lambda: _dump(ns, name, operator)  # noqa: E731
+    fail = lambda: dump(ns, name, operator)  # noqa: E731
 
     # every object the operator owns
     async def children():
@@ -148,12 +113,13 @@ async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
     twc = await get_cluster(api, ns, name)
     assert condition(twc, "Provisioned")["status"] == "True"
 
-    # no StatefulSet before the migration succeeded
-    job = await _migrate_like_the_job(api, ns, name)
-    assert await api.get("StatefulSet", ns, name) is None or condition(await get_cluster(api, ns, name), "Migrated").get("status") == "True"
-    await _job_succeeded(api, ns, job)
+    # the migration (no StatefulSet before the Job succeeded: checked by timestamps below)
+    job = await migrate_like_the_job(api, ns, name)
+    await job_succeeded(api, ns, job)
     sts = await eventually(lambda: api.get("StatefulSet", ns, name), 30, what="the StatefulSet", on_fail=fail)
     assert sts["spec"]["replicas"] == 3
+    finished = (await api.get("Job", ns, job))["status"]["completionTime"]
+    assert finished <= sts["metadata"]["creationTimestamp"], "the StatefulSet came before the migration succeeded"
     await _converge(api, ns, name, 3, operator)
     out = kubectl("get", "twc", name, "-n", ns).stdout
     assert "Running" in out and " 3 " in out, out
@@ -208,7 +174,7 @@ async def test_missing_secret_gets_a_condition_and_an_event(operator, ns, api):
     async def failed():
         twc = await get_cluster(api, ns, name)
         return (twc.get("status") or {}).get("phase") == "Failed" and condition(twc, "Provisioned").get("reason") == "SecretNotFound"
-    await eventually(failed, 60, what="phase Failed / SecretNotFound", on_fail=lambda: _dump(ns, name, operator))
+    await eventually(failed, 60, what="phase Failed / SecretNotFound", on_fail=lambda: dump(ns, name, operator))
     twc = await get_cluster(api, ns, name)
     assert condition(twc, "Ready")["status"] == "False"
     assert "nosecret-aws" in condition(twc, "Provisioned")["message"]
@@ -221,7 +187,7 @@ async def test_missing_secret_gets_a_condition_and_an_event(operator, ns, api):
 
     async def provisioned():
         return condition(await get_cluster(api, ns, name), "Provisioned").get("status") == "True"
-    await eventually(provisioned, 60, what="Provisioned after the Secret appeared", on_fail=lambda: _dump(ns, name, operator))
+    await eventually(provisioned, 60, what="Provisioned after the Secret appeared", on_fail=lambda: dump(ns, name, operator))
 
 
 async def test_delete_policy_delete_removes_the_tables(operator, ns, api):
@@ -232,7 +198,7 @@ async def test_delete_policy_delete_removes_the_tables(operator, ns, api):
 
     async def provisioned():
         return condition(await get_cluster(api, ns, name), "Provisioned").get("status") == "True"
-    await eventually(provisioned, 60, what="Provisioned", on_fail=lambda: _dump(ns, name, operator))
+    await eventually(provisioned, 60, what="Provisioned", on_fail=lambda: dump(ns, name, operator))
     assert {f"{prefix}-journal", f"{prefix}-snapshot"} <= set(dynamodb_tables())
     kubectl("delete", "twc", name, "-n", ns, "--timeout=90s")
     assert not {f"{prefix}-journal", f"{prefix}-snapshot"} & set(dynamodb_tables())
