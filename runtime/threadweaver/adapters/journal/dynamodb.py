@@ -367,6 +367,11 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, ConnectionError, OSError))
 
 
+def _api_name(op: str) -> str:
+    """put_item -> PutItem (the name IAM and the docs use)."""
+    return "".join(part.capitalize() for part in op.split("_")) if "_" in op else op
+
+
 def map_client_error(exc: BaseException, settings: DynamoDBSettings, table: str | None,
                      op: str) -> JournalError:
     """The JournalError a non-retryable DynamoDB failure becomes (never with secrets)."""
@@ -385,8 +390,9 @@ def map_client_error(exc: BaseException, settings: DynamoDBSettings, table: str 
     if code in CREDENTIAL_CODES:
         return JournalError(
             f"DynamoDB at {settings.describe()} rejected the request ({code}: "
-            f"{_error_message(exc)}): check the access key id and secret, or the IAM "
-            f"permissions for {op}")
+            f"{_error_message(exc)}): check the credentials (access key id and secret) or the "
+            f"IAM permissions for dynamodb:{_api_name(op)}")
+    op = _api_name(op)
     if code:
         return JournalError(f"DynamoDB {op} failed on {table or settings.table_prefix}: "
                             f"{code}: {_error_message(exc)}")
@@ -615,8 +621,8 @@ class DynamoDBJournal:
                           attempt + 1)
         what = _error_code(last) or type(last).__name__ if last is not None else "?"
         raise JournalUnavailable(
-            f"DynamoDB {op} on {table} failed after {policy.max_attempts} attempts ({what}) at "
-            f"{self.settings.describe()}")
+            f"DynamoDB {_api_name(op)} on {table} failed after {policy.max_attempts} attempts "
+            f"({what}) at {self.settings.describe()}")
 
     # -- time -------------------------------------------------------------------------------
     def _next_ts(self, pid: str, floor: int = 0) -> int:
