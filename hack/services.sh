@@ -6,8 +6,9 @@
 # Usage: hack/services.sh up|down|status|env
 #   up      install what is missing (mariadb-server via apt, dynalite via npm into
 #           .cache/services/node_modules), start both, wait until they accept connections.
-#           Idempotent: when both already run (started by this script) and answer, it returns
-#           at once.
+#           Idempotent: when both already answer, it returns at once. A server on the port that
+#           this script did not start is used when it answers as expected (e.g. the services of
+#           another checkout); `down` never stops it.
 #   down    stop exactly the processes this script started (pid files under .cache/services).
 #   status  say what runs; exit 0 only if both are up and healthy.
 #   env     print the export lines the test suites read:
@@ -76,6 +77,12 @@ pid_alive() {  # pid_alive PIDFILE PATTERN : the recorded process runs and is wh
 
 port_open() {  # port_open PORT : something accepts TCP connections on 127.0.0.1:PORT
   (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+check_same_port() {  # check_same_port FILE PORT NAME : ours runs, but on the port asked for?
+  local was; was="$(cat "$1" 2>/dev/null || true)"
+  [ -z "$was" ] || [ "$was" = "$2" ] || \
+    die "$3 of this checkout runs on port $was, not $2: run \`hack/services.sh down\` first"
 }
 
 show_log() {  # show_log FILE
@@ -147,6 +154,7 @@ mariadb_init_datadir() {
 mariadb_start() {
   mkdir -p "$MDB_DIR" "$MDB_TMP"
   if mariadb_running; then
+    check_same_port "$MDB_DIR/port" "$MYSQL_PORT" MariaDB
     return 0
   fi
   if port_open "$MYSQL_PORT"; then
@@ -169,6 +177,7 @@ mariadb_start() {
       --skip-log-bin </dev/null >>"$MDB_LOG" 2>&1 9>&- &
   # setsid/nohup exec into mariadbd (same pid); it rewrites this file with that pid itself.
   echo $! >"$MDB_PID"
+  echo "$MYSQL_PORT" >"$MDB_DIR/port"
 }
 
 mariadb_wait() {
@@ -199,7 +208,8 @@ SQL
 }
 
 mariadb_up() {
-  if mariadb_running && mariadb_app_ok; then
+  if mariadb_app_ok; then   # ours, or one started elsewhere (another checkout) that serves us
+    mariadb_running || log "using the MariaDB/MySQL already answering on $HOST:$MYSQL_PORT (not started by this script)"
     return 0
   fi
   mariadb_start
@@ -256,7 +266,10 @@ dynalite_ok() {  # a real DynamoDB API call (ListTables) answers
 
 dynalite_start() {
   mkdir -p "$DYN_DIR"
-  dynalite_running && return 0
+  if dynalite_running; then
+    check_same_port "$DYN_DIR/port" "$DYNAMO_PORT" dynalite
+    return 0
+  fi
   if port_open "$DYNAMO_PORT"; then
     die "port $HOST:$DYNAMO_PORT is already taken by a process this script did not start;
           stop it or choose another port: THREADWEAVER_DYNAMODB_PORT=8001 hack/services.sh up"
@@ -267,6 +280,7 @@ dynalite_start() {
       --createTableMs 20 --deleteTableMs 20 --updateTableMs 20 \
       </dev/null >>"$DYN_LOG" 2>&1 9>&- &
   echo $! >"$DYN_PID"
+  echo "$DYNAMO_PORT" >"$DYN_DIR/port"
 }
 
 dynalite_wait() {
@@ -285,7 +299,8 @@ dynalite_wait() {
 }
 
 dynalite_up() {
-  if dynalite_running && dynalite_ok; then
+  if dynalite_ok; then      # ours, or a DynamoDB API server started elsewhere
+    dynalite_running || log "using the DynamoDB API already answering on $HOST:$DYNAMO_PORT (not started by this script)"
     return 0
   fi
   dynalite_start
@@ -308,6 +323,8 @@ status() {
   local rc=0
   if mariadb_running && mariadb_app_ok; then
     echo "mariadb:  up   $HOST:$MYSQL_PORT pid $(tr -dc '0-9' <"$MDB_PID")"
+  elif mariadb_app_ok; then
+    echo "mariadb:  up   $HOST:$MYSQL_PORT (external: not started by this script)"
   elif mariadb_running; then
     echo "mariadb:  running but not answering (pid $(tr -dc '0-9' <"$MDB_PID"), log $MDB_LOG)"; rc=1
   else
@@ -315,6 +332,8 @@ status() {
   fi
   if dynalite_running && dynalite_ok; then
     echo "dynalite: up   $HOST:$DYNAMO_PORT pid $(tr -dc '0-9' <"$DYN_PID")"
+  elif dynalite_ok; then
+    echo "dynalite: up   $HOST:$DYNAMO_PORT (external: not started by this script)"
   elif dynalite_running; then
     echo "dynalite: running but not answering (pid $(tr -dc '0-9' <"$DYN_PID"), log $DYN_LOG)"; rc=1
   else
@@ -330,7 +349,7 @@ with_lock() {  # serialise up/down between concurrent callers (parallel test ses
   "$@"
 }
 
-healthy() { mariadb_running && dynalite_running && mariadb_app_ok && dynalite_ok; }
+healthy() { mariadb_app_ok && dynalite_ok; }
 
 up() {
   healthy && return 0   # another caller may have started them while we waited for the lock
