@@ -209,3 +209,40 @@ def test_names():
     assert names.ordinal("chat", "chat-x") is None and names.ordinal("chat", "chatter-1") is None
     assert names.ordinal("chat", "chat-01") is None
     assert names.selector_string("chat") == "app.kubernetes.io/name=thread-weaver,app.kubernetes.io/instance=chat,app.kubernetes.io/component=runtime"
+
+
+def _flags(command: str) -> set[str]:
+    from threadweaver.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {opt for action in sub._actions for opt in action.option_strings}
+
+
+def test_every_threadweaver_variable_is_a_runtime_flag():
+    """The env contract: each THREADWEAVER_X the operator sets is `threadweaver serve --x`."""
+    s = spec()
+    for container, command in [(builders.statefulset(s, 1)["spec"]["template"]["spec"]["containers"][0], "serve"),
+                               (builders.migration_job(s)["spec"]["template"]["spec"]["containers"][0], "migrate")]:
+        flags = _flags(command)
+        for name in env_dict(container):
+            if name.startswith("THREADWEAVER_"):
+                flag = "--" + name[len("THREADWEAVER_"):].lower().replace("_", "-")
+                assert flag in flags, f"{name}: `threadweaver {command}` has no {flag}"
+
+
+def test_runtime_settings_accept_the_values():
+    """The literal values the operator sets parse into valid runtime Settings."""
+    import os
+
+    from threadweaver.cli import build_parser, settings_from
+    env = {k: v for k, v in env_dict(builders.statefulset(spec(), 1)["spec"]["template"]["spec"]["containers"][0]).items()
+           if isinstance(v, str) and k.startswith("THREADWEAVER_") and "$(" not in v and not k.endswith("_FILE")}
+    old = dict(os.environ)
+    try:
+        os.environ.update(env)
+        settings = settings_from(build_parser().parse_args(["serve"]))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert settings.cluster == "chat" and settings.shards == 1024 and settings.port == 8080
+    assert settings.journal.startswith("dynamodb://") and settings.auto_migrate is False
