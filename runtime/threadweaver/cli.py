@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
          _DEFAULTS.max_body_bytes)
     _add(serve, "--projection-batch-size", int, "events per read-model transaction",
          _DEFAULTS.projection_batch_size)
-    _add(serve, "--projection-poll-interval", float, "seconds between read-model polls when "
-         "no append is pushed", _DEFAULTS.projection_poll_interval)
+    _add(serve, "--projection-poll-interval", float, "seconds between full reads of a "
+         "read-model updater's range when no append is pushed (default: 1 on SQLite, 10 on "
+         "DynamoDB)", None)
     _add(serve, "--member-name", str, "this member's name (the pod name in Kubernetes)",
          _DEFAULTS.member_name)
     _add(serve, "--cluster", str, "ThreadWeaverCluster name: join that cluster's shard map "
@@ -112,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
          "considers this member gone", _DEFAULTS.lease_duration)
     _add(serve, "--lease-renew-every", float, "seconds between lease renewals",
          _DEFAULTS.lease_renew_every)
+    _add(serve, "--idempotency-keys", int, "Idempotency-Keys remembered per thread, most recent "
+         "first (0: the header is ignored)", _DEFAULTS.idempotency_keys)
+    _add(serve, "--idempotency-window", float, "seconds an Idempotency-Key is remembered",
+         _DEFAULTS.idempotency_window)
+    _add(serve, "--auth", str, "authentication of the /v1 API: none, or jwt (a bearer JWT whose "
+         "sub is the acting account)", _DEFAULTS.auth, choices=("none", "jwt"))
+    _add(serve, "--jwt-hs256-secret-file", str, "with --auth jwt: file holding the HS256 secret "
+         "(at least 32 bytes; a mounted Secret)", "")
+    _add(serve, "--jwt-jwks-file", str, "with --auth jwt: JWKS JSON file with the RS256 public "
+         "keys (instead of a secret)", "")
+    _add(serve, "--jwt-issuer", str, "with --auth jwt: required `iss` of the tokens", "")
+    _add(serve, "--jwt-audience", str, "with --auth jwt: required `aud` of the tokens", "")
 
     migrate = sub.add_parser("migrate", help="create or upgrade the read-model schema",
                              description="Create or upgrade the read-model schema to the latest "

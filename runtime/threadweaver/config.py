@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .shards.hashing import DEFAULT_SHARDS
+
+if TYPE_CHECKING:
+    from .adapters.http.auth import JwtVerifier
 
 
 class ConfigError(ValueError):
@@ -31,7 +35,8 @@ class Settings:
     request_timeout: float = 20.0
     max_body_bytes: int = 1 << 20
     projection_batch_size: int = 500
-    projection_poll_interval: float = 1.0
+    projection_poll_interval: float = 0.0   # 0: 1 s on SQLite, 10 s on DynamoDB (a full read
+                                            # costs one index query per shard there)
     log_level: str = "info"
     log_format: str = "text"
     member_name: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "local"))
@@ -45,6 +50,14 @@ class Settings:
     peer_token_file: str = ""
     lease_duration: int = 15
     lease_renew_every: float = 5.0
+    # idempotent commands (Idempotency-Key) and authentication (docs/api.md)
+    idempotency_keys: int = 1000       # keys remembered per thread (0: Idempotency-Key ignored)
+    idempotency_window: float = 86_400.0   # seconds a key is remembered
+    auth: str = "none"                 # none | jwt
+    jwt_hs256_secret_file: str = ""    # exactly one of these two with auth=jwt
+    jwt_jwks_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
 
     def resolved(self) -> "Settings":
         """Fill the defaults that depend on other settings, and validate."""
@@ -62,6 +75,8 @@ class Settings:
         if self.cluster and not self.peer_address_template and self.namespace:
             self.peer_address_template = (f"{{member}}.{self.cluster}-headless.{self.namespace}"
                                           f".svc:{self.port}")
+        if self.projection_poll_interval <= 0:
+            self.projection_poll_interval = 10.0 if self.journal.startswith("dynamodb:") else 1.0
         if self.auto_migrate is None:
             self.auto_migrate = self.read_model.startswith("sqlite")
         scheme = urlsplit(self.journal).scheme
@@ -78,7 +93,34 @@ class Settings:
             raise ConfigError("--sync-mode / THREADWEAVER_SYNC_MODE: one of full, normal, off")
         if not 0 < self.port < 65536:
             raise ConfigError("--port / THREADWEAVER_PORT: must be a TCP port")
+        self._check_idempotency_and_auth()
         return self
+
+    def _check_idempotency_and_auth(self) -> None:
+        if self.idempotency_keys < 0:
+            raise ConfigError("--idempotency-keys / THREADWEAVER_IDEMPOTENCY_KEYS: must be >= 0")
+        if self.idempotency_window <= 0:
+            raise ConfigError("--idempotency-window / THREADWEAVER_IDEMPOTENCY_WINDOW: must be "
+                              "a positive number of seconds")
+        if self.auth not in ("none", "jwt"):
+            raise ConfigError("--auth / THREADWEAVER_AUTH: none or jwt")
+        if self.auth == "none":
+            if self.jwt_hs256_secret_file or self.jwt_jwks_file:
+                raise ConfigError("--jwt-hs256-secret-file / --jwt-jwks-file are given but "
+                                  "--auth / THREADWEAVER_AUTH is none: set it to jwt (or drop "
+                                  "the key file) so that the API is not left open by mistake")
+            return
+        self.jwt_verifier()     # reads and checks the key file now: fail at start, not later
+
+    def jwt_verifier(self) -> "JwtVerifier":
+        """The verifier of `--auth jwt` (adapters.http.auth.JwtVerifier), from the key file."""
+        from .adapters.http.auth import AuthConfigError, JwtVerifier
+        try:
+            return JwtVerifier.from_files(hs256_secret_file=self.jwt_hs256_secret_file,
+                                          jwks_file=self.jwt_jwks_file, issuer=self.jwt_issuer,
+                                          audience=self.jwt_audience)
+        except AuthConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def sqlite_journal_path(self) -> Path:

@@ -1,5 +1,6 @@
-"""The HTTP API end to end against a real `threadweaver serve` process (embedded SQLite): the
-upstream smoke flow, the flows of upstream's ThreadControllerImplSpec, and the fixes we made."""
+"""The HTTP API end to end against a real `threadweaver serve` process, on the embedded SQLite
+default and on the production backends (dynalite + MariaDB): the upstream smoke flow, the flows
+of upstream's ThreadControllerImplSpec, and the fixes we made."""
 from __future__ import annotations
 
 import asyncio
@@ -9,14 +10,30 @@ import aiohttp
 import pytest
 
 from threadweaver.domain import new_ulid
+from tests.support.backends import production_backends
 from tests.support.runtime_process import RuntimeProcess
+from tests.support.services import ensure_services
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = RuntimeProcess(tmp_path_factory.mktemp("embedded"), name="embedded").start()
-    yield proc
-    assert proc.stop() == 0, proc.log_tail()
+@pytest.fixture(scope="module", params=["sqlite", "dynamodb+mysql"])
+def server(request, tmp_path_factory):
+    if request.param == "sqlite":
+        proc = RuntimeProcess(tmp_path_factory.mktemp("embedded"), name="embedded").start()
+        yield proc
+        assert proc.stop() == 0, proc.log_tail()
+        return
+    services = ensure_services()
+    with asyncio.Runner() as runner:
+        backends = production_backends(services)
+        prod = runner.run(backends.__aenter__())
+        proc = RuntimeProcess(tmp_path_factory.mktemp("production"), name="production",
+                              args=prod.serve_args()).start()
+        try:
+            yield proc
+            assert proc.stop() == 0, proc.log_tail()
+        finally:
+            proc.kill()
+            runner.run(backends.__aexit__(None, None, None))
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Read-model updaters (RMUs): project the journal's events of a shard range into the read model.
 
 An RMU keeps one offset per shard in the read model (committed with the rows). It reads batches
-of its range after those offsets and applies them; it wakes up when the local journal reports an
-append in its range (push) and polls as a fallback (appends by other processes, eventually
+of its range after those offsets and applies them. When the local journal reports an append in
+its range (push), it reads only the shards that append touched, which keeps projection lag at
+one small read even where a read costs one query per shard (DynamoDB); a full read of the range
+runs at start and every poll interval as a fallback (appends by other processes, eventually
 consistent indexes). Errors restart the loop with exponential backoff; the state (running,
 offset, lag, restarts, last error) is what a member reports in its Lease.
 """
@@ -25,7 +27,8 @@ PROJECTION = "threads"
 @dataclass(frozen=True, slots=True)
 class ProjectorSettings:
     batch_size: int = 500
-    poll_interval: float = 1.0         # fallback when no append is pushed
+    poll_interval: float = 1.0         # full read of the range when no append is pushed
+    sweep_chunk: int = 64              # shards per step of a full read; pushed shards go between
     min_backoff: float = 0.2
     max_backoff: float = 30.0
 
@@ -62,6 +65,8 @@ class Projector:
         self._task: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._offsets: dict[int, int] = {}
+        self._dirty: set[int] = set()        # shards with pushed appends not read yet
+        self._pushed: dict[int, int] = {}    # shard -> highest offset pushed
         self._caught_up = asyncio.Event()
 
     @property
@@ -102,9 +107,12 @@ class Projector:
     def _on_append(self, events: Sequence[StoredEvent]) -> None:
         for ev in events:
             if self.start_shard <= ev.shard < self.end_shard:
-                self._caught_up.clear()
-                self._wake.set()
-                return
+                self._dirty.add(ev.shard)
+                if ev.offset > self._pushed.get(ev.shard, 0):
+                    self._pushed[ev.shard] = ev.offset
+        if self._dirty:
+            self._caught_up.clear()
+            self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -131,13 +139,38 @@ class Projector:
     async def _run(self) -> None:
         self._offsets = await self.read_model.load_offsets(self.projection, self.start_shard,
                                                            self.end_shard)
-        slack = getattr(self.journal, "offset_slack", 0)
-        if slack:
-            await self._backtrack(slack)
+        sweep: _Sweep | None = self._new_sweep()       # start with a full read (catch-up)
+        retry = 0.0          # > 0 while pushed events were not readable yet (lagging index)
         while True:
             self._wake.clear()
-            full = await self._read_and_apply(self._offsets)
-            if full:
+            dirty, self._dirty = sorted(self._dirty), set()
+            for start, end in _runs(dirty):
+                while len(await self._read_and_apply(start, end, self._offsets)) >= self.settings.batch_size:
+                    pass
+            behind = {s for s in dirty if self._offsets.get(s, 0) < self._pushed.get(s, 0)}
+            if behind:   # an eventually consistent index (or a gap): read them again soon
+                self._dirty |= behind
+                retry = min(self.settings.poll_interval, max(0.02, retry * 2))
+            else:
+                retry = 0.0
+            if sweep is not None:
+                # One chunk of the full read, then pushed shards again: a read that costs one
+                # query per shard (DynamoDB) must not hold back what was just written.
+                end = min(self.end_shard, sweep.next + self.settings.sweep_chunk)
+                events = await self._read_and_apply(sweep.next, end, sweep.cursor)
+                for ev in events:
+                    sweep.cursor[ev.shard] = max(sweep.cursor.get(ev.shard, 0), ev.offset)
+                if len(events) >= self.settings.batch_size:
+                    self.state.lag_events = len(events)
+                    continue            # more in this chunk
+                sweep.next = end
+                if end < self.end_shard:
+                    continue
+                sweep = None
+            if self._dirty and not retry:
+                continue
+            if retry:
+                await asyncio.sleep(retry)
                 continue
             self.state.lag_events = 0
             self.state.lag_seconds = 0.0
@@ -146,41 +179,27 @@ class Projector:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
             except asyncio.TimeoutError:
-                if slack:   # idle: look back for events that became visible late
-                    await self._backtrack(slack)
+                sweep = self._new_sweep()
 
-    async def _read_and_apply(self, after: dict[int, int]) -> bool:
-        """One batch after `after`; returns whether the batch was full (more to read)."""
-        events = await self.journal.read_shards(self.start_shard, self.end_shard, after,
-                                                self.settings.batch_size)
+    def _new_sweep(self) -> "_Sweep":
+        """A full read of the range. Where offsets are write times from several writers
+        (DynamoDB), it starts `offset_slack` before each shard's offset, since an event can
+        become visible behind an offset already reached; events applied before are skipped by
+        their sequence number."""
+        slack = getattr(self.journal, "offset_slack", 0)
+        return _Sweep(self.start_shard, {s: max(0, o - slack) for s, o in self._offsets.items()})
+
+    async def _read_and_apply(self, start: int, end: int,
+                              after: dict[int, int]) -> Sequence[StoredEvent]:
+        """One batch of shards [start, end) after `after`; returns the events read."""
+        events = await self.journal.read_shards(start, end, after, self.settings.batch_size)
         if events:
             result = await self.read_model.apply(self.projection, events)
             self._offsets.update(result.offsets)
             self._record(events, result.applied, result.skipped)
             if self.on_applied:
                 self.on_applied(events)
-            if len(events) >= self.settings.batch_size:
-                self.state.lag_events = len(events)
-                return True
-        return False
-
-    async def _backtrack(self, slack: int) -> None:
-        """Re-read the last `slack` of every shard's stream: where offsets are write times from
-        several writers, an event can become visible behind the offset already reached. Events
-        applied before are skipped by their sequence number."""
-        cursor = {s: max(0, o - slack) for s, o in self._offsets.items()}
-        while True:
-            events = await self.journal.read_shards(self.start_shard, self.end_shard, cursor,
-                                                    self.settings.batch_size)
-            if not events:
-                return
-            result = await self.read_model.apply(self.projection, events)
-            self._offsets.update(result.offsets)
-            self._record(events, result.applied, result.skipped)
-            for ev in events:
-                cursor[ev.shard] = max(cursor.get(ev.shard, 0), ev.offset)
-            if len(events) < self.settings.batch_size:
-                return
+        return events
 
     def _record(self, events: Sequence[StoredEvent], applied: int, skipped: int) -> None:
         st = self.state
@@ -191,3 +210,20 @@ class Projector:
         st.last_applied_ts = max(st.last_applied_ts, newest)
         st.lag_seconds = max(0.0, time.time() - newest / 1e6)
         st.last_error = None
+
+
+@dataclass(slots=True)
+class _Sweep:
+    next: int                       # first shard of the next chunk
+    cursor: dict[int, int]          # per shard: read after this offset
+
+
+def _runs(shards: list[int]) -> list[tuple[int, int]]:
+    """Sorted shard numbers as half-open runs of consecutive shards: [1,2,3,7] -> [(1,4),(7,8)]."""
+    runs: list[tuple[int, int]] = []
+    for shard in shards:
+        if runs and runs[-1][1] == shard:
+            runs[-1] = (runs[-1][0], shard + 1)
+        else:
+            runs.append((shard, shard + 1))
+    return runs

@@ -38,11 +38,13 @@ async def write_threads(mgr, n, messages=3):
     return tids
 
 
-async def test_projects_everything_once_and_resumes_from_offsets(stores):
+@pytest.mark.parametrize("chunk", [64, 3])
+async def test_projects_everything_once_and_resumes_from_offsets(stores, chunk):
     j, rm = stores
     mgr = EntityManager(j)
     await write_threads(mgr, 20)
-    p = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05))
+    p = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05,
+                                                  sweep_chunk=chunk))
     p.start()
     await p.wait_caught_up(5)
     await p.stop()
@@ -50,7 +52,8 @@ async def test_projects_everything_once_and_resumes_from_offsets(stores):
     assert p.state.applied == 80
 
     await write_threads(mgr, 5)
-    again = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05))
+    again = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05,
+                                                      sweep_chunk=chunk))
     again.start()
     await asyncio.sleep(0.2)
     await again.wait_caught_up(5)
