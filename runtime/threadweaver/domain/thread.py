@@ -201,6 +201,9 @@ def decide(thread: Thread | None, command: Command) -> list[Event]:
                 raise DomainError(ErrorKind.FORBIDDEN, NOT_MEMBER)
             if len(t.messages) + len(command.messages) > limits.MESSAGES_LIMIT:
                 raise DomainError(ErrorKind.CONFLICT, MESSAGES_LIMIT_OVER)
+            ids = [m.id for m in command.messages]
+            if len(set(ids)) != len(ids) or any(i in t.messages for i in ids):
+                raise DomainError(ErrorKind.CONFLICT, "message id already exists")
             too_long = [i for i, m in enumerate(command.messages)
                         if len(m.text) > limits.TEXT_MAX_LENGTH]
             if too_long:
