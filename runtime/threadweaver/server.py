@@ -48,7 +48,8 @@ class Runtime:
         self.read_model = build_read_model(s)
         self.entities = EntityManager(self.journal, EntitySettings(
             snapshot_every=s.snapshot_every, passivate_after=s.passivate_after,
-            max_entities=s.max_entities), writer=s.member_name)
+            max_entities=s.max_entities, idempotency_keys=s.idempotency_keys,
+            idempotency_window=s.idempotency_window), writer=s.member_name)
         self.peers = None
         self.kube_api = None
         self.watch = None
@@ -114,24 +115,29 @@ class Runtime:
         self._started = False
 
     async def readiness(self) -> dict[str, bool]:
+        """What gates traffic. The read model is not part of it: while it is down, commands
+        still work (they need only the journal) and queries answer 503 on their own; pulling
+        the pod out of the Service would stop commands too."""
         checks = {"started": self._started,
                   "shard_map": self.member.map is not None,
                   "projections": all(p.is_alive for p in self.member.projectors.values())}
         if self.lease is not None:
             checks["lease"] = self.lease.last_error is None and self.lease.renewed_at > 0
-        try:
-            await asyncio.wait_for(self.read_model.ping(), 2.0)
-            checks["read_model"] = True
-        except Exception:
-            checks["read_model"] = False
         return checks
 
     def create_app(self) -> web.Application:
         from .adapters.http import HttpSettings, create_app
+        middlewares = []
+        if self.settings.auth == "jwt":
+            from .adapters.http.auth import auth_middleware
+            verifier = self.settings.jwt_verifier()
+            log.info("authentication: %s", verifier.describe())   # names files, never secrets
+            middlewares.append(auth_middleware(verifier))
         app = create_app(commands=self.member, queries=self.read_model,
                          readiness=self.readiness,
                          settings=HttpSettings(max_body_bytes=self.settings.max_body_bytes,
-                                               request_timeout_seconds=self.settings.request_timeout))
+                                               request_timeout_seconds=self.settings.request_timeout),
+                         middlewares=middlewares)
         if self.settings.cluster:
             from .adapters.forwarding import internal_routes
             app.router.add_routes(internal_routes(self.member, self.settings.peer_token))

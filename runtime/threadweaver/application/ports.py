@@ -107,6 +107,10 @@ class Journal(Protocol):
 # Read model
 # ---------------------------------------------------------------------------------------------
 
+class ReadModelUnavailable(Exception):
+    """The read model cannot be reached right now (queries answer 503; the RMU backs off)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadView:
     id: str

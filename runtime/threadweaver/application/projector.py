@@ -30,7 +30,7 @@ class ProjectorSettings:
     poll_interval: float = 1.0         # full read of the range when no append is pushed
     sweep_chunk: int = 64              # shards per step of a full read; pushed shards go between
     min_backoff: float = 0.2
-    max_backoff: float = 30.0
+    max_backoff: float = 5.0           # bounds the catch-up delay after an outage
 
 
 @dataclass(slots=True)

@@ -5,10 +5,13 @@
 | ApiError (validation, body, time-outs)   | its own| its messages                             |
 | domain.ValidationError                   | 400    | its field messages                       |
 | domain.DomainError NOT_FOUND/FORBIDDEN/CONFLICT | 404/403/409 | the domain's (upstream's) message |
+| application.idempotency.IdempotencyKeyReused | 422 | its message (also once forwarded)   |
+| ApiError 401/403 from auth.py (--auth jwt)| 401/403| why; 401 has `WWW-Authenticate: Bearer`  |
 | application.gateway.ShardUnavailable     | 503    | its message, `Retry-After` (s, rounded up)|
 | application.gateway.NotOwner             | 503    | owner named, `Retry-After: 1` (see below)|
 | application.ports.JournalUnavailable     | 503    | transient journal message, `Retry-After: 1`|
 | application.ports.JournalError (other)   | 503    | journal message                          |
+| application.ports.ReadModelUnavailable   | 503    | read model unreachable, `Retry-After: 1` |
 | aiohttp HTTPException (404, 405, 413...) | its own| a readable message; 405 keeps `Allow`    |
 | anything else                            | 500    | "There was an internal server error." (logged with traceback) |
 
@@ -29,7 +32,8 @@ import orjson
 from aiohttp import web
 
 from ...application.gateway import NotOwner, ShardUnavailable
-from ...application.ports import JournalError, JournalUnavailable
+from ...application.idempotency import is_key_reused
+from ...application.ports import JournalError, JournalUnavailable, ReadModelUnavailable
 from ...domain.errors import DomainError, ErrorKind, ValidationError
 
 log = logging.getLogger("threadweaver.http")
@@ -95,6 +99,8 @@ def error_middleware(max_body_bytes: int) -> Any:
         except ApiError as exc:
             return error_response(exc.status, exc.messages, exc.headers)
         except DomainError as exc:
+            if is_key_reused(exc):
+                return error_response(422, [exc.message])
             return error_response(STATUS_OF_KIND.get(exc.kind, 409), [exc.message])
         except ValidationError as exc:
             return error_response(400, exc.messages)
@@ -108,6 +114,9 @@ def error_middleware(max_body_bytes: int) -> Any:
         except JournalError:
             log.error("journal error for %s %s", request.method, request.path, exc_info=True)
             return error_response(503, [JOURNAL_ERROR])
+        except ReadModelUnavailable as exc:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return error_response(503, [f"{exc}; retry shortly"], {"Retry-After": "1"})
         except NotOwner as exc:   # nobody forwarded it: see the module docstring
             log.warning("%s %s: shard owned by %s (address %s), not forwarded", request.method,
                         request.path, exc.owner, exc.address)

@@ -7,6 +7,7 @@ destroyed threads and removed messages are not returned).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ...application.ports import ApplyResult, MessageView, StoredEvent, ThreadView
+from ...application.ports import (
+    ApplyResult, MessageView, ReadModelUnavailable, StoredEvent, ThreadView,
+)
 from ...application.projection import plan_batch
 from ...domain.ids import thread_id_of
 from .schema import (
@@ -26,6 +29,23 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 MESSAGE_POSITION_STRIDE = 1000   # > limits.MESSAGES_PER_REQUEST_LIMIT - 1
+
+
+def _unavailable_when_disconnected(method):
+    """Turn "the database cannot be reached" into ReadModelUnavailable (503 for queries);
+    other database errors (bugs, schema problems) propagate as they are."""
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, OSError,
+                TimeoutError) as exc:
+            raise ReadModelUnavailable(f"the read model is unavailable ({type(exc).__name__})") from exc
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise ReadModelUnavailable("the read model connection was lost") from exc
+            raise
+    return wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +107,7 @@ class SqlReadModel:
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade_to_head)
 
+    @_unavailable_when_disconnected
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -191,6 +212,7 @@ class SqlReadModel:
             self._visible(thread.c.id, account_id)))
         return row.first() is not None
 
+    @_unavailable_when_disconnected
     async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(thread).where(
@@ -198,6 +220,7 @@ class SqlReadModel:
                 self._visible(thread.c.id, account_id)))).first()
             return _thread_view(row) if row else None
 
+    @_unavailable_when_disconnected
     async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
         mine = sa.union(
             sa.select(thread_administrator_ids.c.thread_id)
@@ -211,6 +234,7 @@ class SqlReadModel:
                 .order_by(thread.c.created_at, thread.c.id).offset(offset).limit(limit))
             return [_thread_view(r) for r in rows]
 
+    @_unavailable_when_disconnected
     async def _list_ids(self, table: sa.Table, thread_id: str, account_id: str, offset: int,
                         limit: int) -> list[str] | None:
         async with self.engine.connect() as conn:
@@ -229,6 +253,7 @@ class SqlReadModel:
                               limit: int) -> list[str] | None:
         return await self._list_ids(thread_member_ids, thread_id, account_id, offset, limit)
 
+    @_unavailable_when_disconnected
     async def list_messages(self, thread_id: str, account_id: str, offset: int,
                             limit: int) -> list[MessageView] | None:
         async with self.engine.connect() as conn:
