@@ -50,6 +50,14 @@ controlplane-up:
 controlplane-down:
 	hack/controlplane.sh down
 
+## soak: the long variants of the fault tests (2-minute read-model outage, longer crash runs)
+soak: venv
+	hack/services.sh up
+	THREADWEAVER_TEST_OUTAGE_SECONDS=120 THREADWEAVER_TEST_CRASH_SECONDS=30 \
+	  $(BIN)/python -m pytest tests/integration/test_outages_production.py \
+	  tests/integration/test_crash_safety_embedded.py tests/integration/test_dynamodb_faults.py \
+	  -p no:cacheprovider $(PYTEST_ARGS)
+
 bench: venv
 	$(BIN)/python -m bench
 

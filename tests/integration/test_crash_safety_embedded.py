@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import sqlite3
 import time
 
@@ -15,6 +16,7 @@ from threadweaver.domain import new_ulid
 from tests.support.runtime_process import RuntimeProcess
 
 WORKERS = 16
+LOAD_SECONDS = float(os.environ.get("THREADWEAVER_TEST_CRASH_SECONDS", "2"))
 
 
 async def _worker(session, url, acked_threads, acked_messages, stop: asyncio.Event):
@@ -64,7 +66,7 @@ async def test_kill_9_loses_no_acknowledged_command(tmp_path):
     async with aiohttp.ClientSession(timeout=timeout) as session:
         workers = [asyncio.create_task(_worker(session, server.url, acked_threads,
                                                acked_messages, stop)) for _ in range(WORKERS)]
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(LOAD_SECONDS)
         server.kill()                      # mid-stream: requests are in flight
         await asyncio.sleep(0.3)
         stop.set()
