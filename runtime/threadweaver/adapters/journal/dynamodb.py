@@ -527,14 +527,23 @@ class DynamoDBJournal:
                                else "journal is closed")
         return self._client
 
-    async def _check_tables(self) -> None:
-        desc = await self._call("describe_table", self.journal_table, TableName=self.journal_table)
-        indexes = {i["IndexName"] for i in desc["Table"].get("GlobalSecondaryIndexes", [])}
-        if SHARD_INDEX not in indexes:
-            raise JournalError(f"DynamoDB table {self.journal_table} has no {SHARD_INDEX} index: "
-                               "it was not created by threadweaver (run `threadweaver "
-                               "create-tables` against a new table prefix)")
-        await self._call("describe_table", self.snapshot_table, TableName=self.snapshot_table)
+    async def _check_tables(self, wait_active: float = 60.0) -> None:
+        """Both tables exist (a clear error otherwise), the journal has the shard index, and
+        tables still being created are waited for (bounded)."""
+        deadline = time.monotonic() + wait_active
+        for name in (self.journal_table, self.snapshot_table):
+            while True:
+                desc = (await self._call("describe_table", name, TableName=name))["Table"]
+                if desc.get("TableStatus") != "CREATING" or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            if name == self.journal_table:
+                indexes = {i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])}
+                if SHARD_INDEX not in indexes:
+                    raise JournalError(
+                        f"DynamoDB table {name} has no {SHARD_INDEX} index: it was not created "
+                        "by threadweaver (run `threadweaver create-tables` with a new table "
+                        "prefix)")
 
     async def _init_meta(self) -> None:
         """Record the shard count (first start) and learn whether transactions work."""

@@ -116,6 +116,10 @@ def _schema_problems(desc: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _billing_mode(desc: dict[str, Any]) -> str:
+    return (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+
+
 def _active(desc: dict[str, Any]) -> bool:
     if desc.get("TableStatus") != "ACTIVE":
         return False
@@ -164,6 +168,10 @@ async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_
                         if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
                             raise map_client_error(exc, settings, name, "CreateTable") from None
                     desc = await _describe(client, settings, name)
+                elif _billing_mode(desc) != billing_mode:
+                    log.warning("DynamoDB table %s exists with billing mode %s, not %s: left "
+                                "as it is (change it in AWS if you mean to)", name,
+                                _billing_mode(desc), billing_mode)
                 if desc is not None:
                     problems = _schema_problems(desc, spec)
                     if problems:
@@ -292,8 +300,7 @@ async def describe_tables(settings: DynamoDBSettings) -> dict[str, dict[str, Any
                     "name": name,
                     "status": desc.get("TableStatus"),
                     "active": _active(desc),
-                    "billing_mode": (desc.get("BillingModeSummary") or {}).get(
-                        "BillingMode", "PROVISIONED"),
+                    "billing_mode": _billing_mode(desc),
                     "read_capacity": (desc.get("ProvisionedThroughput") or {}).get(
                         "ReadCapacityUnits"),
                     "write_capacity": (desc.get("ProvisionedThroughput") or {}).get(
