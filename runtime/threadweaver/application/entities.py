@@ -6,6 +6,11 @@ their appends into shared commits. State is rebuilt from the latest snapshot plu
 after it. An append is conditional on the sequence number (DESIGN §2): a conflict means another
 writer got there first (e.g. during a handoff), so the entity reloads and decides again.
 Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
+
+Idempotency (application/idempotency.py): a command carrying `idempotency_key` has the key
+recorded in its events' stored payloads (`_meta`); each entity keeps a bounded map of its recent
+keys, rebuilt on replay and kept in snapshots, and answers a retried command with the events it
+appended the first time instead of deciding again.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from ..domain import (
     Command, CreateThread, Event, Thread, decide, event_from_payload, event_to_payload, evolve,
     thread_persistence_id,
 )
+from . import idempotency
+from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, NewEvent, Snapshot
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,8 @@ class EntitySettings:
     passivate_after: float = 120.0     # seconds idle before an entity is stopped
     max_entities: int = 100_000        # entities kept in memory at most (least recent evicted)
     max_conflict_retries: int = 3
+    idempotency_keys: int = 1000       # recent Idempotency-Keys kept per entity (0: ignore keys)
+    idempotency_window: float = 86_400.0   # seconds (journal write time) a key is remembered
 
 
 @dataclass(slots=True)
@@ -42,10 +51,11 @@ class EntityStats:
     events_replayed: int = 0
     snapshots_saved: int = 0
     passivated: int = 0
+    idempotent_replays: int = 0        # retried keyed commands answered from the journal
 
 
 class _Entity:
-    __slots__ = ("pid", "state", "seq", "lock", "last_used", "loaded", "snapshot_seq")
+    __slots__ = ("pid", "state", "seq", "lock", "last_used", "loaded", "snapshot_seq", "recent")
 
     def __init__(self, pid: str) -> None:
         self.pid = pid
@@ -55,6 +65,7 @@ class _Entity:
         self.last_used = time.monotonic()
         self.loaded = False
         self.snapshot_seq = 0
+        self.recent: RecentKeys | None = None   # created with the first keyed command or replay
 
 
 ShardGuard = Callable[[str], None]
@@ -108,12 +119,18 @@ class EntityManager:
         pid = entity.pid
         entity.last_used = time.monotonic()
         self.stats.commands += 1
+        key = command.idempotency_key if self.settings.idempotency_keys > 0 else None
+        digest = idempotency.request_hash(command) if key else ""
         if not entity.loaded:
-            if isinstance(command, CreateThread):
+            if isinstance(command, CreateThread) and not key:
                 entity.loaded = True   # a fresh id: the conditional append checks it anyway
-            else:
+            else:                      # (a keyed create's id is derived: it may exist already)
                 await self._load(entity)
         for _ in range(self.settings.max_conflict_retries + 1):
+            if key:
+                recorded = await self._recorded(entity, command.account_id, key, digest)
+                if recorded is not None:
+                    return recorded
             try:
                 events = decide(entity.state, command)
             except Exception:
@@ -122,7 +139,8 @@ class EntityManager:
             if not events:
                 return events
             try:
-                await self._persist(entity, events)
+                await self._persist(entity, events,
+                                    (command.account_id, key, digest) if key else None)
             except ConcurrencyConflict:
                 self.stats.conflicts += 1
                 await self._load(entity)
@@ -130,13 +148,42 @@ class EntityManager:
             return events
         raise JournalUnavailable(f"{pid}: too many concurrent writers, try again")
 
-    async def _persist(self, entity: _Entity, events: list[Event]) -> None:
+    async def _recorded(self, entity: _Entity, account_id: str, key: str,
+                        digest: str) -> list[Event] | None:
+        """The events a keyed command appended before, read back from the journal; None if the
+        key is unknown (or forgotten); IdempotencyKeyReused if it came with another request."""
+        entry = entity.recent.get(account_id, key) if entity.recent is not None else None
+        if entry is None:
+            return None
+        if entry.request_hash != digest:
+            self.stats.rejected += 1
+            raise IdempotencyKeyReused()
+        stored = (await self.journal.read(entity.pid, entry.first_seq))[:entry.count]
+        if [e.seq for e in stored] != list(range(entry.first_seq, entry.first_seq + entry.count)):
+            raise JournalUnavailable(f"{entity.pid}: events {entry.first_seq}+{entry.count} of "
+                                     "an idempotent command cannot be read back")
+        self.stats.idempotent_replays += 1
+        return [event_from_payload(e.type, e.payload) for e in stored]
+
+    def _recent(self, entity: _Entity) -> RecentKeys:
+        if entity.recent is None:
+            entity.recent = RecentKeys(self.settings.idempotency_keys,
+                                       self.settings.idempotency_window)
+        return entity.recent
+
+    async def _persist(self, entity: _Entity, events: list[Event],
+                       keyed: tuple[str, str, str] | None = None) -> None:
         new = [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
+        if keyed is not None:
+            account_id, key, digest = keyed
+            for i, e in enumerate(new):
+                e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i,
+                                                               len(new))
         # Shielded: a caller that gives up (time-out) must not leave the append half-known.
         append = asyncio.ensure_future(self.journal.append(entity.pid, entity.seq, new,
                                                            writer=self.writer))
         try:
-            await asyncio.shield(append)
+            stored = await asyncio.shield(append)
         except asyncio.CancelledError:
             entity.loaded = False      # the outcome is unknown: reload before the next command
             raise
@@ -149,6 +196,10 @@ class EntityManager:
         for e in events:
             state = evolve(state, e)
         entity.state = state
+        if keyed is not None:
+            ts = stored[0].ts if stored else idempotency.now_us()
+            self._recent(entity).record(keyed[0], keyed[1],
+                                        Recorded(keyed[2], entity.seq + 1, len(events), ts))
         entity.seq += len(events)
         self._maybe_snapshot(entity)
 
@@ -156,7 +207,10 @@ class EntityManager:
         every = self.settings.snapshot_every
         if every <= 0 or entity.state is None or entity.seq - entity.snapshot_seq < every:
             return
-        snapshot = Snapshot(entity.pid, entity.seq, entity.state.to_snapshot())
+        state = entity.state.to_snapshot()
+        if entity.recent:
+            state[idempotency.SNAPSHOT_KEY] = entity.recent.to_snapshot()
+        snapshot = Snapshot(entity.pid, entity.seq, state)
         entity.snapshot_seq = entity.seq
         task = asyncio.create_task(self._save_snapshot(snapshot))
         self._background.add(task)
@@ -171,15 +225,25 @@ class EntityManager:
 
     async def _load(self, entity: _Entity) -> None:
         state, seq = None, 0
+        keys = self.settings.idempotency_keys
+        recent = RecentKeys(keys, self.settings.idempotency_window) if keys > 0 else None
         snapshot = await self.journal.load_snapshot(entity.pid) if self.settings.snapshot_every else None
         if snapshot is not None:
+            # the Thread's dict, with our reserved key (ignored by Thread.from_snapshot) or not
             state, seq = Thread.from_snapshot(snapshot.state), snapshot.seq
+            if recent is not None:
+                recent.load_snapshot(snapshot.state.get(idempotency.SNAPSHOT_KEY))
         stored = await self.journal.read(entity.pid, seq + 1)
         for ev in stored:
             if ev.seq != seq + 1:
                 raise JournalUnavailable(f"{entity.pid}: journal gap at seq {seq + 1}")
             state = evolve(state, event_from_payload(ev.type, ev.payload))
+            if recent is not None and idempotency.META in ev.payload:
+                recent.observe(ev.seq, ev.ts, ev.payload)
             seq = ev.seq
+        if recent is not None:
+            recent.prune()
+        entity.recent = recent if recent else None
         entity.state, entity.seq, entity.loaded = state, seq, True
         entity.snapshot_seq = snapshot.seq if snapshot else 0
         self.stats.loads += 1

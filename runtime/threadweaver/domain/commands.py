@@ -23,6 +23,7 @@ class CreateThread:
     parent_thread_id: str | None = None
     remarks: str | None = None
     at: int = 0
+    idempotency_key: str | None = None   # request metadata; decide ignores it
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class DestroyThread:
     thread_id: str
     account_id: str
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class JoinAdministratorIds:
     account_id: str
     account_ids: tuple[str, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class LeaveAdministratorIds:
     account_id: str
     account_ids: tuple[str, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class JoinMemberIds:
     account_id: str
     account_ids: tuple[str, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class LeaveMemberIds:
     account_id: str
     account_ids: tuple[str, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class AddMessages:
     account_id: str            # the sender of every message
     messages: tuple[NewMessage, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,7 @@ class RemoveMessages:
     account_id: str
     message_ids: tuple[str, ...]
     at: int = 0
+    idempotency_key: str | None = None
 
 
 Command = (CreateThread | DestroyThread | JoinAdministratorIds | LeaveAdministratorIds

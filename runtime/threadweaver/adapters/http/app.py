@@ -4,8 +4,9 @@ The route table `ROUTES` is the single source of truth: the router is filled fro
 OpenAPI document (`GET /v1/openapi.json`) is built from it.
 
 Middlewares, outermost first: metrics (+ DEBUG access log), CORS, errors (everything becomes
-`{"error_messages": [...]}`), then the caller's `middlewares` (e.g. shard forwarding, which
-must catch `application.gateway.NotOwner` raised by the command handlers), then the handler.
+`{"error_messages": [...]}`), then the caller's `middlewares` (e.g. `auth.auth_middleware` with
+`--auth jwt`, or shard forwarding, which must catch `application.gateway.NotOwner` raised by the
+command handlers), then the handler.
 """
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ class Route:
 
 
 T = "/v1/threads/{thread_id}"
-COMMAND_ERRORS = (400, 403, 404, 409, 413, 415, 500, 503)
-CREATE_ERRORS = (400, 409, 413, 415, 500, 503)
-QUERY_ERRORS = (400, 404, 500, 503)
+# 401 and the subject 403 only with --auth jwt; 422: an Idempotency-Key reused for another body
+COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 503)
+CREATE_ERRORS = (400, 401, 403, 409, 413, 415, 422, 500, 503)
+QUERY_ERRORS = (400, 401, 403, 404, 500, 503)
 PAGED = ("account_id", "offset", "limit")
 
 ROUTES: tuple[Route, ...] = (
@@ -103,7 +105,7 @@ ROUTES: tuple[Route, ...] = (
           router_path="/v1/threads/{thread_id:(?!create$)[^{}/]+}"),
     Route("GET", "/v1/threads", "queries.list_threads", "listThreads",
           "Threads the account administers or belongs to", "queries", None, PAGED,
-          "ThreadsResponse", (400, 500, 503)),
+          "ThreadsResponse", (400, 401, 403, 500, 503)),
     Route("GET", f"{T}/administrator-ids", "queries.list_administrator_ids",
           "listAdministratorIds", "All administrator ids of a thread", "queries", None, PAGED,
           "IdsResponse", QUERY_ERRORS),

@@ -1,6 +1,6 @@
-"""CORS for any origin, as upstream's akka-http-cors `cors()` wrapper (without credentials:
-the API has none). Preflight `OPTIONS` on any served path answers 204; other responses to a
-request with an `Origin` get `Access-Control-Allow-Origin: *`."""
+"""CORS for any origin, as upstream's akka-http-cors `cors()` wrapper (without credentials: with
+`--auth jwt` they are bearer tokens, not cookies). Preflight `OPTIONS` on any served path answers
+204; other responses to a request with an `Origin` get `Access-Control-Allow-Origin: *`."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +11,7 @@ from .errors import Handler
 
 MAX_AGE = "1800"          # akka-http-cors' default max-age, seconds
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
-EXPOSE = "Retry-After"
+EXPOSE = "Retry-After, WWW-Authenticate"
 
 
 def _preflight(request: web.Request, allowed: set[str]) -> web.Response:

@@ -3,16 +3,22 @@
 Responses keep upstream's field names (`thread_id` for create, `threadId` for the others,
 `messageIds` for messages) and always carry `"error_messages": []` on success; failures are
 raised and turned into JSON errors by `errors.error_middleware`.
+
+An `Idempotency-Key` header makes a command idempotent (application/idempotency.py): the key goes
+into the domain command; a keyed create gets a thread id derived from (accountId, key); answers
+are built from the events the gateway returns, which for a retry are the first request's.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ...application.idempotency import derive_thread_id
 from ...domain.commands import Command
-from ...domain.events import Event, MessagesRemoved
+from ...domain.events import Event, MessagesAdded, MessagesRemoved
 from . import validation
 from .errors import ApiError
 from .wire import json_response, read_json_object
@@ -38,9 +44,11 @@ class CommandHandlers:
         self._max_body = settings.max_body_bytes
         self._new_id = settings.id_generator
 
-    async def _run(self, command: Command) -> list[Event]:
+    async def _run(self, command: Command, key: str | None = None) -> list[Event]:
         """Execute with the request time-out. On time-out the gateway call is cancelled (the
         journal's conditional append keeps the aggregate consistent) and 503 is answered."""
+        if key is not None:
+            command = dataclasses.replace(command, idempotency_key=key)
         timeout = self._timeout
         if not timeout:
             return await self._execute(command)
@@ -53,54 +61,61 @@ class CommandHandlers:
                 raise timed_out("command", timeout) from None
             raise
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        return await read_json_object(request, self._max_body)
+    async def _body(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
+        """The JSON body and the Idempotency-Key (checked first: a bad key is a 400 naming it)."""
+        key = validation.idempotency_key(request.headers)
+        return await read_json_object(request, self._max_body), key
 
     async def create_thread(self, request: web.Request) -> web.Response:
-        command = validation.create_thread(await self._body(request), self._new_id)
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.create_thread(body, self._new_id)
+        if key is not None:   # a retry must reach the same thread: derive its id from the key
+            command = dataclasses.replace(
+                command, thread_id=derive_thread_id(command.account_id, key))
+        await self._run(command, key)
         return json_response({"thread_id": command.thread_id, "error_messages": []})
 
     async def destroy_thread(self, request: web.Request) -> web.Response:
-        command = validation.destroy_thread(request.match_info["thread_id"],
-                                            await self._body(request))
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.destroy_thread(request.match_info["thread_id"], body)
+        await self._run(command, key)
         return json_response({"threadId": command.thread_id, "error_messages": []})
 
     async def join_administrator_ids(self, request: web.Request) -> web.Response:
-        command = validation.join_administrator_ids(request.match_info["thread_id"],
-                                                    await self._body(request))
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.join_administrator_ids(request.match_info["thread_id"], body)
+        await self._run(command, key)
         return json_response({"threadId": command.thread_id, "error_messages": []})
 
     async def leave_administrator_ids(self, request: web.Request) -> web.Response:
-        command = validation.leave_administrator_ids(request.match_info["thread_id"],
-                                                     await self._body(request))
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.leave_administrator_ids(request.match_info["thread_id"], body)
+        await self._run(command, key)
         return json_response({"threadId": command.thread_id, "error_messages": []})
 
     async def join_member_ids(self, request: web.Request) -> web.Response:
-        command = validation.join_member_ids(request.match_info["thread_id"],
-                                             await self._body(request))
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.join_member_ids(request.match_info["thread_id"], body)
+        await self._run(command, key)
         return json_response({"threadId": command.thread_id, "error_messages": []})
 
     async def leave_member_ids(self, request: web.Request) -> web.Response:
-        command = validation.leave_member_ids(request.match_info["thread_id"],
-                                              await self._body(request))
-        await self._run(command)
+        body, key = await self._body(request)
+        command = validation.leave_member_ids(request.match_info["thread_id"], body)
+        await self._run(command, key)
         return json_response({"threadId": command.thread_id, "error_messages": []})
 
     async def add_messages(self, request: web.Request) -> web.Response:
-        command = validation.add_messages(request.match_info["thread_id"],
-                                          await self._body(request), self._new_id)
-        await self._run(command)
-        return json_response({"messageIds": [m.id for m in command.messages],
-                              "error_messages": []})
+        body, key = await self._body(request)
+        command = validation.add_messages(request.match_info["thread_id"], body, self._new_id)
+        events = await self._run(command, key)
+        # from the events: a retried request answers the ids its first attempt generated
+        added = [m.id for e in events if type(e) is MessagesAdded for m in e.messages]
+        return json_response({"messageIds": added, "error_messages": []})
 
     async def remove_messages(self, request: web.Request) -> web.Response:
-        command = validation.remove_messages(request.match_info["thread_id"],
-                                             await self._body(request))
-        events = await self._run(command)
+        body, key = await self._body(request)
+        command = validation.remove_messages(request.match_info["thread_id"], body)
+        events = await self._run(command, key)
         removed = [i for e in events if type(e) is MessagesRemoved for i in e.message_ids]
         return json_response({"messageIds": removed, "error_messages": []})

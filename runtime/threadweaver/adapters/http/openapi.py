@@ -7,7 +7,9 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ...domain import limits
-from .validation import CREATE_AT_MAX, OFFSET_MAX
+from .validation import (
+    CREATE_AT_MAX, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_PATTERN, OFFSET_MAX,
+)
 
 if TYPE_CHECKING:
     from .app import HttpSettings, Route
@@ -143,18 +145,54 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
     return response
 
 
+def _unauthorized() -> dict[str, Any]:
+    response = _error("Only with `--auth jwt`: the bearer token is missing, malformed, expired "
+                      "or not acceptable; the message says why.")
+    response["headers"] = {"WWW-Authenticate": {
+        "description": "`Bearer realm=\"thread-weaver\"`, with `error` and "
+                       "`error_description` when a token was given.",
+        "schema": {"type": "string"}}}
+    return response
+
+
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     400: _error("Invalid request: every offending field is named (`field: message`)."),
-    403: _error("The account lacks the role the command needs (upstream's message)."),
+    401: _unauthorized(),
+    403: _error("The account lacks the role the command needs (upstream's message); or, with "
+                "`--auth jwt`, `accountId`/`account_id` is not the token's subject "
+                "(`accountId does not match the authenticated subject`)."),
     404: _error("No such thread, or it is destroyed, or not visible to the account "
                 "(`thread is not found`, `already removed the thread`)."),
     409: _error("The command contradicts the thread's state (limits, last administrator)."),
     413: _error("The request body is larger than the server's limit."),
     415: _error("The Content-Type is not application/json."),
+    422: _error("The Idempotency-Key was used before, by the same account on the same thread, "
+                "for a different request (`Idempotency-Key was used for a different request`)."),
     500: _error("There was an internal server error."),
     503: _error("Try again later: shard being handed off, journal unavailable, or time-out.",
                 retry_after=True),
 }
+
+
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": IDEMPOTENCY_KEY, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+               "pattern": IDEMPOTENCY_KEY_PATTERN,
+               "examples": ["5b0f3c9e-4c53-4a0e-9d1c-6c1c2b7d9f10"]},
+    "description": "Makes the command idempotent: a retry with the same key (same account, same "
+                   "thread, same body) answers the first result instead of applying again. "
+                   "Keys are remembered per thread (the last 1000, for 24 h). A key "
+                   f"{IDEMPOTENCY_KEY_INVALID}; see docs/api.md."}
+BEARER_SCHEME = "bearerAuth"
+SECURITY_SCHEMES: dict[str, Any] = {BEARER_SCHEME: {
+    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+    "description": "Optional: only a server started with `--auth jwt` requires it (HS256 "
+                   "secret or RS256 JWKS). The token's `sub` must be the acting account "
+                   "(`accountId`/`account_id`)."}}
+
+
+def _is_open(route: "Route") -> bool:
+    return route.tag == "system"
 
 
 def _parameters(route: "Route", settings: "HttpSettings") -> list[dict[str, Any]]:
@@ -162,10 +200,13 @@ def _parameters(route: "Route", settings: "HttpSettings") -> list[dict[str, Any]
         {"name": name, "in": "path", "required": True, "schema": REF_ULID,
          "description": "The thread's ULID."}
         for name in _PATH_PARAM.findall(route.path)]
+    if route.method == "POST" and route.tag == "commands":
+        params.append(IDEMPOTENCY_KEY_PARAMETER)
     for name in route.query:
         if name == "account_id":
             params.append({"name": name, "in": "query", "required": True, "schema": REF_ULID,
-                           "description": "The acting account (upstream has no authentication)."})
+                           "description": "The acting account (with `--auth jwt`: the token's "
+                                          "subject)."})
         elif name == "offset":
             params.append({"name": name, "in": "query", "required": False,
                            "schema": {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX,
@@ -211,6 +252,8 @@ def build_document(routes: Iterable["Route"], settings: "HttpSettings",
             else:
                 responses[str(status)] = ERROR_RESPONSES[status]
         operation["responses"] = responses
+        if not _is_open(route):   # optional: `{}` allows anonymous calls (`--auth none`)
+            operation["security"] = [{BEARER_SCHEME: []}, {}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,
@@ -223,5 +266,5 @@ def build_document(routes: Iterable["Route"], settings: "HttpSettings",
         },
         "tags": [{"name": "commands"}, {"name": "queries"}, {"name": "system"}],
         "paths": paths,
-        "components": {"schemas": _schemas(settings)},
+        "components": {"schemas": _schemas(settings), "securitySchemes": SECURITY_SCHEMES},
     }

@@ -7,6 +7,7 @@ omitted or null. The OpenAPI schemas in `openapi.py` are built from the same con
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from ...domain import limits
@@ -23,6 +24,11 @@ CREATE_AT_MAX = 253_402_300_799_999
 OFFSET_MAX = 2_147_483_647
 #: at most this many field errors are reported; the rest are summarised in one line.
 MAX_REPORTED_ERRORS = 100
+#: the `Idempotency-Key` request header of commands
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9_.:-]{1,128}$"
+IDEMPOTENCY_KEY_INVALID = "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -"
+_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 REQUIRED = "is required"
 NOT_A_LIST = "must be an array"
@@ -137,6 +143,19 @@ def path_thread_id(errors: Errors, value: str) -> str | None:
         errors.add("thread_id", err)
         return None
     return value.upper()
+
+
+def idempotency_key(headers: Any) -> str | None:
+    """The request's `Idempotency-Key` (None without one), or ApiError 400 naming the header.
+    `headers` is a multidict (aiohttp's request.headers)."""
+    values = headers.getall(IDEMPOTENCY_KEY, ())
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, [f"{IDEMPOTENCY_KEY}: give the header once"])
+    if _IDEMPOTENCY_KEY_RE.fullmatch(values[0]) is None:
+        raise ApiError(400, [f"{IDEMPOTENCY_KEY}: {IDEMPOTENCY_KEY_INVALID}"])
+    return values[0]
 
 
 # ---------------------------------------------------------------------------------------------
