@@ -7,7 +7,6 @@ command line wins over the variable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import fields
@@ -138,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(tables, "--billing-mode", str, "PAY_PER_REQUEST or PROVISIONED", "PAY_PER_REQUEST")
     _add(tables, "--read-capacity", int, "read capacity units (PROVISIONED only)", None)
     _add(tables, "--write-capacity", int, "write capacity units (PROVISIONED only)", None)
+    _add(tables, "--timeout", float, "seconds to wait until the tables are ACTIVE", 300.0)
+    _add(tables, "--no-wait", _bool, "return without waiting until the tables are ACTIVE", False)
+    _add(tables, "--point-in-time-recovery", _bool, "enable point-in-time recovery on the "
+         "journal table (backups)", False)
     return parser
 
 
@@ -174,11 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _migrate(settings: Settings) -> None:
+    import sqlalchemy as sa
     from .adapters.readmodel import SqlReadModel
     from .adapters.readmodel.sql import redact_url
     rm = SqlReadModel(settings.read_model)
     try:
-        await rm.migrate()
+        try:
+            await rm.migrate()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+            raise SystemExit(f"threadweaver migrate: cannot reach the read model "
+                             f"{redact_url(settings.read_model)}: {exc.__class__.__name__}: "
+                             f"{getattr(exc, 'orig', exc)}") from None
         print(f"read model {redact_url(settings.read_model)} is at the latest schema revision")
     finally:
         await rm.close()
@@ -189,10 +198,17 @@ async def _create_tables(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit("create-tables: --journal must be a dynamodb:// URL")
     from .adapters.journal.dynamodb import DynamoDBSettings
     from .adapters.journal.dynamodb_tables import create_tables
-    names = await create_tables(DynamoDBSettings.from_url(settings.journal),
-                                billing_mode=args.billing_mode, read_capacity=args.read_capacity,
-                                write_capacity=args.write_capacity)
-    print("tables ready: " + ", ".join(names))
+    from .application.ports import JournalError
+    try:
+        names = await create_tables(DynamoDBSettings.from_url(settings.journal),
+                                    billing_mode=args.billing_mode,
+                                    read_capacity=args.read_capacity,
+                                    write_capacity=args.write_capacity, wait=not args.no_wait,
+                                    timeout=args.timeout,
+                                    point_in_time_recovery=args.point_in_time_recovery)
+    except (JournalError, ValueError, TimeoutError) as exc:
+        raise SystemExit(f"threadweaver create-tables: {exc}") from None
+    print(("tables ready: " if not args.no_wait else "tables requested: ") + ", ".join(names))
 
 
 if __name__ == "__main__":
