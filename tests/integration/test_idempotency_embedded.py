@@ -1,19 +1,24 @@
 """Idempotency-Key against a real `threadweaver serve` process: a command answered 200, then
 kill -9, restart, and the retry with the same key answers the same ids; the journal and the read
-model hold the command once. Keys kept in a snapshot survive the same way."""
+model hold the command once. Keys kept in a snapshot survive the same way. On the embedded
+SQLite default and on the production backends (dynalite + MariaDB, from hack/services.sh)."""
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import sqlite3
 import time
 
 import aiohttp
+import pytest
 
 from threadweaver.application.idempotency import derive_thread_id
 from threadweaver.domain import new_ulid
+from tests.support.backends import production_backends
 from tests.support.runtime_process import RuntimeProcess
+from tests.support.services import ensure_services
 
 KEY = "Idempotency-Key"
 
@@ -45,9 +50,41 @@ def journal_rows(path):
         conn.close()
 
 
-async def test_a_retry_after_kill_9_answers_the_first_result(tmp_path):
+@contextlib.asynccontextmanager
+async def backend_args(kind):
+    """serve args for the embedded SQLite default, or fresh dynalite tables + MariaDB database."""
+    if kind == "sqlite":
+        yield []
+        return
+    async with production_backends(ensure_services()) as prod:
+        yield prod.serve_args()
+
+
+async def read_journal(tmp_path, args, pids):
+    """{pid: [StoredEvent]} and {pid: Snapshot} through the journal adapter the server used."""
+    if args:
+        from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
+        journal = DynamoDBJournal(DynamoDBSettings.from_url(args[args.index("--journal") + 1]))
+    else:
+        from threadweaver.adapters.journal.sqlite import SqliteJournal
+        journal = SqliteJournal(tmp_path / "journal.db")
+    await journal.start()
+    try:
+        return ({pid: await journal.read(pid) for pid in pids},
+                {pid: await journal.load_snapshot(pid) for pid in pids})
+    finally:
+        await journal.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "dynamodb+mysql"])
+async def test_a_retry_after_kill_9_answers_the_first_result(tmp_path, backend):
+    async with backend_args(backend) as args:
+        await _retry_after_kill_9(tmp_path, args)
+
+
+async def _retry_after_kill_9(tmp_path, args):
     server = RuntimeProcess(tmp_path, name="idempotency",
-                            args=["--sync-mode", "full", "--snapshot-every", "3"]).start()
+                            args=["--sync-mode", "full", "--snapshot-every", "3", *args]).start()
     admin = new_ulid()
     try:
         async with aiohttp.ClientSession(server.url) as http:
@@ -63,10 +100,12 @@ async def test_a_retry_after_kill_9_answers_the_first_result(tmp_path):
             first = await post(http, f"/v1/threads/{tid}/messages/add", add_body(admin, "once"),
                                key="add-1")
         server.kill()                                  # right after the 200: no shutdown
-        rows = journal_rows(tmp_path / "journal.db")
-        assert sum(1 for *_, p in rows if p.get("_meta", {}).get("idempotencyKey") == "add-1") == 1
+        pids = [f"thread-{tid}", f"thread-{t2}"]
+        events, _ = await read_journal(tmp_path, args, pids)
+        assert [e.payload["_meta"]["idempotencyKey"] for e in events[pids[0]]] == [
+            "create-1", "add-1"]
 
-        server.start()                                 # same data dir: replay (and snapshot)
+        server.start()                                 # same data: replay (and snapshot)
         async with aiohttp.ClientSession(server.url) as http:
             retry = await post(http, f"/v1/threads/{tid}/messages/add", add_body(admin, "once"),
                                key="add-1")
@@ -89,27 +128,22 @@ async def test_a_retry_after_kill_9_answers_the_first_result(tmp_path):
                                     params={"account_id": admin}) as r:
                     data = await r.json()
                     return [m["id"] for m in data.get("result", [])]
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while len(ids := await listed()) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert ids == first["messageIds"] + fresh["messageIds"]    # read model: once each
     finally:
         assert server.stop() == 0, server.log_tail()
 
-    rows = journal_rows(tmp_path / "journal.db")
-    messages = collections.Counter(m["id"] for _, _, kind, p in rows if kind == "MessagesAdded"
-                                   for m in p["messages"])
+    events, snapshots = await read_journal(tmp_path, args, pids)
+    messages = collections.Counter(m["id"] for evs in events.values() for e in evs
+                                   if e.type == "MessagesAdded" for m in e.payload["messages"])
     assert messages[first["messageIds"][0]] == 1
     assert all(messages[a["messageIds"][0]] == 1 for a in snapped)
-    assert sum(1 for _, _, kind, _ in rows if kind == "ThreadCreated") == 2
-    assert len(rows) == 2 + 1 + 3 + 1          # 2 creates, add-1, 3 snap adds, add-2
-    conn = sqlite3.connect(f"file:{tmp_path / 'journal.db'}?mode=ro", uri=True)
-    try:
-        (state,) = conn.execute("SELECT state FROM snapshot WHERE pid = ?",
-                                (f"thread-{t2}",)).fetchone()
-    finally:
-        conn.close()
-    assert [row[1] for row in json.loads(state)["_recent"]] == ["create-2", "snap-0", "snap-1"]
+    assert [e.type for e in events[pids[0]]] == ["ThreadCreated", "MessagesAdded", "MessagesAdded"]
+    assert len(events[pids[1]]) == 4                   # create-2 and 3 snap adds, nothing twice
+    assert [row[1] for row in snapshots[pids[1]].state["_recent"]] == [
+        "create-2", "snap-0", "snap-1"]
 
 
 WORKERS = 8

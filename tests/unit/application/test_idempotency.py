@@ -193,8 +193,7 @@ async def test_keys_are_kept_in_snapshots(journal):
     firsts = {}
     for i in range(12):
         firsts[f"k{i}"] = await mgr.execute(post(tid, f"m{i}", key=f"k{i}"))
-    await asyncio.sleep(0.05)           # snapshots are saved in the background
-    await mgr.close()
+    await mgr.close()                   # waits for the snapshots saved in the background
     snap = await journal.load_snapshot(thread_persistence_id(tid))
     assert snap is not None and snap.seq == 10
     rows = snap.state[idempotency.SNAPSHOT_KEY]
@@ -214,7 +213,7 @@ async def test_a_bare_thread_snapshot_without_keys_still_loads(journal):
     tid = (await mgr.execute(create()))[0].thread_id
     for i in range(3):
         await mgr.execute(post(tid, f"m{i}"))
-    await asyncio.sleep(0.05)
+    await mgr.close()                   # waits for the snapshot saved in the background
     snap = await journal.load_snapshot(thread_persistence_id(tid))
     assert snap is not None and idempotency.SNAPSHOT_KEY not in snap.state
     fresh = manager(journal, snapshot_every=3)
