@@ -19,6 +19,10 @@ _COMMANDS = {cls.__name__: cls for cls in (
 
 def command_to_json(command: c.Command) -> dict[str, Any]:
     data = dataclasses.asdict(command)
+    if data.get("idempotency_key") is None:
+        # Absent rather than null: a member of the previous version (rolling upgrade) does not
+        # know the field, and an unkeyed command must stay readable to it.
+        data.pop("idempotency_key", None)
     data["type"] = type(command).__name__
     return data
 
