@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -58,11 +59,15 @@ class Kube:
 
     @classmethod
     async def connect(cls) -> Kube:
+        """In-cluster service account, else ``$KUBECONFIG`` (read now, not at import time),
+        else ``~/.kube/config``."""
+        cfg = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=cfg)
         except config.ConfigException:
-            await config.load_kube_config()
-        return cls(client.ApiClient())
+            paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+            await config.load_kube_config(config_file=paths[0] if paths else None, client_configuration=cfg)
+        return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:
         await self.api.close()

@@ -1,5 +1,6 @@
 """Fixtures of the operator e2e suite: the real control plane (hack/controlplane.sh: etcd,
-kube-apiserver, kube-controller-manager, kube-scheduler, KWOK with a fake node), MariaDB and
+kube-apiserver, kube-controller-manager, kube-scheduler, KWOK with a fake node; the session
+fixture `kube` of tests/e2e/conftest.py brings it up), MariaDB and
 dynalite (hack/services.sh), the CRD, the operator as a subprocess (the real console script)
 and a namespace per test. Helpers live in operator_e2e_support.py.
 
@@ -22,14 +23,10 @@ from threadweaver_operator.kube import Kube
 
 
 @pytest.fixture(scope="session")
-def controlplane() -> dict[str, str]:
-    run(["hack/controlplane.sh", "up"])
-    env = exports(run(["hack/controlplane.sh", "env"]))
-    for key in ("KUBECONFIG", "PATH"):
-        os.environ[key] = env[key]
-    if "THREADWEAVER_CP_BIN" in env:
-        os.environ["THREADWEAVER_CP_BIN"] = env["THREADWEAVER_CP_BIN"]
-    return {"KUBECONFIG": env["KUBECONFIG"], "PATH": env["PATH"]}
+def controlplane(kube) -> dict[str, str]:
+    """The cluster of tests/e2e/conftest.py (`kube`: hack/controlplane.sh up, KUBECONFIG and
+    PATH with its kubectl/helm exported to this process)."""
+    return {"KUBECONFIG": kube.kubeconfig, "PATH": kube.env["PATH"]}
 
 
 @pytest.fixture(scope="session")
