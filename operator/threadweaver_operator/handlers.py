@@ -256,10 +256,13 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
         p = secret_problems["journal"]
         provisioned = Condition("Provisioned", "False", p.reason, str(p))
     elif provisioned is None or not provisioned.true:
+        # Re-checked once per spec generation (idempotent); an Event only when it changes.
+        was = _previous_condition(previous, "Provisioned", None)
         provisioned = await provisioning.provision_tables(kube, spec)
         if provisioned.true:
             _clear_warnings(state, "ProvisioningFailed")
-            _info(body, "Provisioned", provisioned.message)
+            if was is None or not was.true or was.message != provisioned.message:
+                _info(body, "Provisioned", provisioned.message)
         else:
             _warn(body, state, provisioned.reason, provisioned.message)
 
@@ -377,10 +380,10 @@ def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
     return not containers or containers[0].get("image") != spec.image
 
 
-def _previous_condition(previous: Mapping[str, Any], ctype: str, generation: int) -> Condition | None:
-    """The condition from the last status if it is about this generation."""
+def _previous_condition(previous: Mapping[str, Any], ctype: str, generation: int | None) -> Condition | None:
+    """The condition from the last status if it is about this generation (any with None)."""
     for c in previous.get("conditions") or []:
-        if c.get("type") == ctype and c.get("observedGeneration") == generation:
+        if c.get("type") == ctype and (generation is None or c.get("observedGeneration") == generation):
             return Condition(ctype, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
     return None
 
