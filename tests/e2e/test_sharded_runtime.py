@@ -16,14 +16,13 @@ import uuid
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
 from threadweaver.adapters.kube.client import api_client
-from threadweaver.domain import new_ulid, thread_persistence_id
+from threadweaver.domain import new_ulid
 from threadweaver.shards import ShardMap
 from tests.support.cluster_driver import ClusterDriver
+from tests.support.convergence import journaled_messages, read_model_converges
 from tests.support.runtime_process import RuntimeProcess
 from tests.support.backends import production_backends
 from tests.support.services import ensure_services
@@ -141,40 +140,20 @@ async def test_scale_3_5_2_and_kill_9_under_load(kube, kube_namespace, backends,
         acked = sum(map(len, load.messages.values()))
         assert len(load.threads) >= 12 and acked > 200, (len(load.threads), acked)
 
-        # The journal: every acknowledged command once, gap-free, no message written twice.
+        # The journal: every acknowledged command once, gap-free, no message written twice;
+        # the read model converges to exactly the journal's content.
         journal = DynamoDBJournal(dynamo, shards=SHARDS)
         await journal.start()
-        seen = collections.Counter()
-        journaled: dict[str, list[str]] = {}
-        for tid in load.threads:
-            events = await journal.read(thread_persistence_id(tid))
-            assert [e.seq for e in events] == list(range(1, len(events) + 1))
-            ids = [m["id"] for e in events if e.type == "MessagesAdded" for m in e.payload["messages"]]
-            seen.update(ids)
-            journaled[tid] = ids
-            assert set(load.messages[tid]) <= set(ids), f"acknowledged messages of {tid} lost"
-        await journal.close()
-        assert all(n == 1 for n in seen.values())
-
-        # The read model converges to exactly the journal's content.
-        engine = create_async_engine(read_model)
-        deadline = time.monotonic() + 60
-        while True:
-            async with engine.connect() as conn:
-                rows = (await conn.execute(sa.text(
-                    "SELECT thread_id, id FROM thread_message WHERE deleted = 0"))).all()
-            projected = collections.defaultdict(set)
-            for tid, mid in rows:
-                projected[tid].add(mid)
-            if all(projected[t] == set(ids) for t, ids in journaled.items()) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        await engine.dispose()
-        for tid, ids in journaled.items():
-            assert projected[tid] == set(ids), f"read model of {tid} differs from the journal"
-        assert len(rows) == sum(seen.values())
+        try:
+            journaled = await journaled_messages(journal, load.threads)
+        finally:
+            await journal.close()
+        for tid, ids in load.messages.items():
+            assert set(ids) <= set(journaled[tid]), f"acknowledged messages of {tid} lost"
+        await read_model_converges(read_model, journaled, timeout=60)
+        total = sum(map(len, journaled.values()))
         print(f"\nthreads {len(load.threads)}, acknowledged messages {acked}, "
-              f"503 answers {load.unavailable}, journaled messages {sum(seen.values())}")
+              f"503 answers {load.unavailable}, journaled messages {total}")
     finally:
         for p in members.values():
             p.kill()

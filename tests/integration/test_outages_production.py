@@ -15,12 +15,11 @@ import time
 from urllib.parse import urlsplit
 
 import aiohttp
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
-from threadweaver.domain import new_ulid, thread_persistence_id
+from threadweaver.domain import new_ulid
 from tests.support.backends import production_backends
+from tests.support.convergence import journaled_messages, read_model_converges
 from tests.support.faultproxy import FaultProxy
 from tests.support.runtime_process import RuntimeProcess
 from tests.support.services import ensure_services
@@ -68,36 +67,9 @@ async def _journal_messages(backends, threads) -> dict[str, list[str]]:
     journal = DynamoDBJournal(backends.dynamodb, shards=1024)
     await journal.start()
     try:
-        out = {}
-        for tid in threads:
-            events = await journal.read(thread_persistence_id(tid))
-            out[tid] = [m["id"] for e in events if e.type == "MessagesAdded"
-                        for m in e.payload["messages"]]
-        return out
+        return await journaled_messages(journal, threads)
     finally:
         await journal.close()
-
-
-async def _read_model_converges(read_model_url: str, journaled: dict[str, list[str]],
-                                timeout: float) -> float:
-    """Seconds until the read model holds exactly the journaled messages."""
-    engine = create_async_engine(read_model_url)
-    t0 = time.monotonic()
-    try:
-        while True:
-            async with engine.connect() as conn:
-                rows = (await conn.execute(sa.text(
-                    "SELECT thread_id, id FROM thread_message WHERE deleted = 0"))).all()
-            projected = collections.defaultdict(set)
-            for tid, mid in rows:
-                projected[tid].add(mid)
-            if all(projected[t] == set(ids) for t, ids in journaled.items()) \
-                    and len(rows) == sum(map(len, journaled.values())):
-                return time.monotonic() - t0
-            assert time.monotonic() - t0 < timeout, "read model did not converge to the journal"
-            await asyncio.sleep(0.2)
-    finally:
-        await engine.dispose()
 
 
 async def test_mariadb_outage_and_runtime_restart_under_load(tmp_path):
@@ -139,7 +111,7 @@ async def test_mariadb_outage_and_runtime_restart_under_load(tmp_path):
             journaled = await _journal_messages(backends, writers.threads)
             for tid, ids in writers.messages.items():
                 assert set(ids) <= set(journaled[tid])
-            recovered = await _read_model_converges(via_proxy, journaled, timeout=60)
+            recovered = await read_model_converges(via_proxy, journaled, timeout=60)
             print(f"\noutage {OUTAGE_SECONDS:.0f}s: {acked_during} commands acknowledged during it; "
                   f"read model caught up {time.monotonic() - up_at:.1f}s after the database "
                   f"came back ({recovered:.1f}s after the load stopped)")
@@ -155,7 +127,7 @@ async def test_mariadb_outage_and_runtime_restart_under_load(tmp_path):
                     assert r.status == 200, await r.text()
                     writers.messages[tid] += (await r.json())["messageIds"]
             journaled = await _journal_messages(backends, writers.threads)
-            await _read_model_converges(via_proxy, journaled, timeout=30)
+            await read_model_converges(via_proxy, journaled, timeout=30)
         finally:
             server.kill()
             proxy.close()

@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 
-from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.application.entities import EntityManager, EntitySettings
 from threadweaver.application.gateway import ShardUnavailable
 from threadweaver.domain import (
@@ -13,14 +12,6 @@ from threadweaver.domain import (
 )
 
 ADMIN = new_ulid()
-
-
-@pytest.fixture
-async def journal(tmp_path):
-    j = SqliteJournal(tmp_path / "journal.db", shards=64, synchronous="off")
-    await j.start()
-    yield j
-    await j.close()
 
 
 def create(tid=None, admin=ADMIN):

@@ -9,7 +9,6 @@ import dataclasses
 import orjson
 import pytest
 
-from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.application import idempotency
 from threadweaver.application.codec import command_from_json, command_to_json
 from threadweaver.application.entities import EntityManager, EntitySettings
@@ -25,14 +24,6 @@ from threadweaver.domain import (
 from threadweaver.domain.events import AddedMessage, MessagesAdded
 
 ADMIN = new_ulid()
-
-
-@pytest.fixture
-async def journal(tmp_path):
-    j = SqliteJournal(tmp_path / "journal.db", shards=64, synchronous="off")
-    await j.start()
-    yield j
-    await j.close()
 
 
 def manager(journal, **kw) -> EntityManager:
