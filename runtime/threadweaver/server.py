@@ -63,7 +63,8 @@ class Runtime:
             ProjectorSettings(batch_size=s.projection_batch_size,
                               poll_interval=s.projection_poll_interval),
             status_sink=self._publish_status, peers=self.peers,
-            address=s.peer_address or None)
+            address=s.peer_address or None,
+            holds_lease=lambda: self.lease is None or self.lease.is_held())
         self._started = False
 
     @property
@@ -122,7 +123,7 @@ class Runtime:
                   "shard_map": self.member.map is not None,
                   "projections": all(p.is_alive for p in self.member.projectors.values())}
         if self.lease is not None:
-            checks["lease"] = self.lease.last_error is None and self.lease.renewed_at > 0
+            checks["lease"] = self.lease.is_held()
         return checks
 
     def create_app(self) -> web.Application:

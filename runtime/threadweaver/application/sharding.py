@@ -53,7 +53,8 @@ class Member:
     def __init__(self, settings: ShardingSettings, entities: EntityManager, journal: Journal,
                  read_model: ReadModel, projector_settings: ProjectorSettings,
                  status_sink: StatusSink | None = None, peers: PeerClient | None = None,
-                 address: str | None = None) -> None:
+                 address: str | None = None,
+                 holds_lease: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.entities = entities
         self.journal = journal
@@ -62,6 +63,9 @@ class Member:
         self.status_sink = status_sink
         self.peers = peers
         self.address = address
+        # False once this member could not renew its lease for a lease duration: the operator
+        # may then give its ranges to others, so it stops serving (fencing) until it renews.
+        self.holds_lease = holds_lease or (lambda: True)
         self.map: ShardMap | None = None
         self.serving = RangeSet()
         self.acked_epoch = 0
@@ -177,6 +181,10 @@ class Member:
                 raise ShardUnavailable("this member has not received its shard map yet")
             shard = shard_of(pid, current.shards)
             if shard in self.serving:
+                if not self.holds_lease():
+                    self.refused += 1
+                    raise ShardUnavailable("this member cannot renew its lease; its shards may "
+                                           "be moving elsewhere", retry_after=1)
                 return await self._run_local(shard, command)
             move = current.moving(shard)
             owner = current.owner_of(shard)

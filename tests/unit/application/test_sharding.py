@@ -172,3 +172,17 @@ async def test_one_rmu_per_served_range_and_restart_requests(cluster):
     assert b.projectors[rng].state.restarts == 1
     status = b.status()
     assert status.acked_epoch == again.epoch and all(r.running or True for r in status.rmus)
+
+
+async def test_a_member_that_cannot_renew_its_lease_stops_serving(cluster):
+    make, *_ = cluster
+    a = make("a")
+    held = {"value": True}
+    a.holds_lease = lambda: held["value"]
+    await a.apply_map(ShardMap.initial(SHARDS, ["a"]))
+    await a.execute(create(new_ulid()))
+    held["value"] = False
+    with pytest.raises(ShardUnavailable, match="lease"):
+        await a.execute(create(new_ulid()))
+    held["value"] = True
+    await a.execute(create(new_ulid()))

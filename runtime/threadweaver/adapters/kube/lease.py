@@ -57,6 +57,12 @@ class MemberLease:
             except Exception as exc:
                 log.info("lease %s not released: %s", self.name, exc)
 
+    def is_held(self) -> bool:
+        """Renewed within its duration (before the first renewal: not held)."""
+        if not self.renewed_at:
+            return False
+        return asyncio.get_running_loop().time() - self.renewed_at < self.duration
+
     async def publish(self, status: MemberStatus | None = None) -> None:
         """Write the lease now (renewal plus status)."""
         status = status or self.status()
