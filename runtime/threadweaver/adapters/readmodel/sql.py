@@ -22,7 +22,6 @@ from ...application.ports import (
     ApplyResult, MessageView, ReadModelUnavailable, StoredEvent, ThreadView,
 )
 from ...application.projection import plan_batch
-from ...domain.ids import thread_id_of
 from .schema import (
     projection_offset, thread, thread_administrator_ids, thread_member_ids, thread_message,
 )
@@ -130,11 +129,7 @@ class SqlReadModel:
                                       .where(thread.c.id.in_(thread_ids)))
             stored = {"thread-" + r.id: r.sequence_nr for r in rows}
             plan = plan_batch(events, stored)
-            for ev in plan.apply:
-                await self._apply_event(conn, ev)
-            for pid, seq in plan.last_seq.items():
-                await conn.execute(thread.update().where(thread.c.id == thread_id_of(pid))
-                                   .values(sequence_nr=seq))
+            await self._apply_events(conn, plan.apply)
             if plan.offsets:
                 await self._save_offsets(conn, projection, plan.offsets)
         return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled)
@@ -158,44 +153,68 @@ class SqlReadModel:
                       "updated_at": stmt.excluded.updated_at})
         await conn.execute(stmt, values)
 
-    async def _apply_event(self, conn: AsyncConnection, ev: StoredEvent) -> None:
-        p = ev.payload
-        tid, actor, at = p["threadId"], p["accountId"], p["occurredAt"]
-        kind = ev.type
-        if kind == "ThreadCreated":
-            await conn.execute(thread.insert().values(
-                id=tid, deleted=False, sequence_nr=ev.seq, creator_id=actor,
-                parent_id=p.get("parentThreadId"), title=p["title"], remarks=p.get("remarks"),
-                created_at=at, updated_at=at, removed_at=None))
-            await _insert_members(conn, thread_administrator_ids, tid, p["administratorIds"], actor, at)
-            await _insert_members(conn, thread_member_ids, tid, p.get("memberIds", ()), actor, at)
-            return
-        await conn.execute(thread.update().where(thread.c.id == tid).values(updated_at=at))
-        if kind == "ThreadDestroyed":
-            await conn.execute(thread.update().where(thread.c.id == tid)
-                               .values(deleted=True, removed_at=at))
-        elif kind == "AdministratorIdsJoined":
-            await _insert_members(conn, thread_administrator_ids, tid, p["administratorIds"], actor, at)
-        elif kind == "AdministratorIdsLeft":
-            await _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
-        elif kind == "MemberIdsJoined":
-            await _insert_members(conn, thread_member_ids, tid, p["memberIds"], actor, at)
-        elif kind == "MemberIdsLeft":
-            await _delete_members(conn, thread_member_ids, tid, p["memberIds"])
-        elif kind == "MessagesAdded":
-            await conn.execute(thread_message.insert(), [
-                {"id": m["id"], "deleted": False, "thread_id": tid, "sender_id": actor,
-                 "type": "text", "body": m["text"], "reply_message_id": m.get("replyMessageId"),
-                 "position": ev.seq * MESSAGE_POSITION_STRIDE + i,
-                 "created_at": at, "updated_at": at}
-                for i, m in enumerate(p["messages"])])
-        elif kind == "MessagesRemoved":
-            if p["messageIds"]:
-                await conn.execute(thread_message.update().where(
-                    thread_message.c.thread_id == tid, thread_message.c.id.in_(p["messageIds"])
-                ).values(deleted=True, updated_at=at))
-        else:
-            raise ValueError(f"unknown event type {kind!r} at {ev.pid}#{ev.seq}")
+    async def _apply_events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        """Rows of `events`, in few statements: inserts are collected and sent as one
+        executemany per table; a delete or soft-delete first flushes what is pending, so that
+        e.g. leave-then-join of one id keeps its order. Each touched thread gets one update of
+        `updated_at` and `sequence_nr` at the end."""
+        pending: dict[sa.Table, list[dict[str, Any]]] = {
+            thread: [], thread_administrator_ids: [], thread_member_ids: [], thread_message: []}
+
+        async def flush() -> None:
+            for table, rows in pending.items():   # thread first: the others reference it
+                if rows:
+                    await conn.execute(table.insert(), rows)
+                    rows.clear()
+
+        touched: dict[str, dict[str, Any]] = {}
+        for ev in events:
+            p = ev.payload
+            tid, actor, at = p["threadId"], p["accountId"], p["occurredAt"]
+            kind = ev.type
+            if kind == "ThreadCreated":
+                pending[thread].append(dict(
+                    id=tid, deleted=False, sequence_nr=ev.seq, creator_id=actor,
+                    parent_id=p.get("parentThreadId"), title=p["title"], remarks=p.get("remarks"),
+                    created_at=at, updated_at=at, removed_at=None))
+                pending[thread_administrator_ids] += _member_rows(tid, p["administratorIds"], actor, at)
+                pending[thread_member_ids] += _member_rows(tid, p.get("memberIds", ()), actor, at)
+            elif kind == "AdministratorIdsJoined":
+                pending[thread_administrator_ids] += _member_rows(tid, p["administratorIds"], actor, at)
+            elif kind == "MemberIdsJoined":
+                pending[thread_member_ids] += _member_rows(tid, p["memberIds"], actor, at)
+            elif kind == "MessagesAdded":
+                pending[thread_message] += [
+                    {"id": m["id"], "deleted": False, "thread_id": tid, "sender_id": actor,
+                     "type": "text", "body": m["text"], "reply_message_id": m.get("replyMessageId"),
+                     "position": ev.seq * MESSAGE_POSITION_STRIDE + i,
+                     "created_at": at, "updated_at": at}
+                    for i, m in enumerate(p["messages"])]
+            elif kind in ("AdministratorIdsLeft", "MemberIdsLeft", "MessagesRemoved",
+                          "ThreadDestroyed"):
+                await flush()
+                if kind == "AdministratorIdsLeft":
+                    await _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
+                elif kind == "MemberIdsLeft":
+                    await _delete_members(conn, thread_member_ids, tid, p["memberIds"])
+                elif kind == "MessagesRemoved":
+                    if p["messageIds"]:
+                        await conn.execute(thread_message.update().where(
+                            thread_message.c.thread_id == tid,
+                            thread_message.c.id.in_(p["messageIds"])
+                        ).values(deleted=True, updated_at=at))
+                else:
+                    await conn.execute(thread.update().where(thread.c.id == tid)
+                                       .values(deleted=True, removed_at=at))
+            else:
+                raise ValueError(f"unknown event type {kind!r} at {ev.pid}#{ev.seq}")
+            touched[tid] = {"b_id": tid, "b_updated_at": at, "b_seq": ev.seq}
+        await flush()
+        if touched:
+            await conn.execute(
+                thread.update().where(thread.c.id == sa.bindparam("b_id"))
+                .values(updated_at=sa.bindparam("b_updated_at"), sequence_nr=sa.bindparam("b_seq")),
+                list(touched.values()))
 
     # -- query side -------------------------------------------------------------------------
     @staticmethod
@@ -281,12 +300,10 @@ class SqlReadModel:
             return out
 
 
-async def _insert_members(conn: AsyncConnection, table: sa.Table, thread_id: str,
-                          account_ids: Sequence[str], adder: str, at: int) -> None:
-    if account_ids:
-        await conn.execute(table.insert(), [
-            {"thread_id": thread_id, "account_id": a, "adder_id": adder, "created_at": at,
-             "updated_at": at} for a in account_ids])
+def _member_rows(thread_id: str, account_ids: Sequence[str], adder: str,
+                 at: int) -> list[dict[str, Any]]:
+    return [{"thread_id": thread_id, "account_id": a, "adder_id": adder, "created_at": at,
+             "updated_at": at} for a in account_ids]
 
 
 async def _delete_members(conn: AsyncConnection, table: sa.Table, thread_id: str,
