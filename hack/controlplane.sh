@@ -307,12 +307,20 @@ start() { # start <name> <binary> <args...>
   printf '%s %s\n' "$pid" "$1" >"$RUN/pids/$name.pid"
 }
 
+# Whether a pid is a live process (a zombie left to a non-reaping init counts as gone).
+pid_running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
 # The pid of a component if it is alive and still the process we started.
 alive_pid() {
   local f="$RUN/pids/$1.pid" pid exe argv0
   [[ -f $f ]] || return 1
   read -r pid exe <"$f" || return 1
-  [[ -n $pid && -d /proc/$pid ]] || return 1
+  [[ -n $pid ]] && pid_running "$pid" || return 1
   argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) || return 1
   [[ $argv0 == "$exe" ]] || return 1
   echo "$pid"
@@ -373,10 +381,10 @@ stop_all() {
     log "stopping $c (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-      [[ -d /proc/$pid ]] || break
+      pid_running "$pid" || break
       sleep 0.1
     done
-    if [[ -d /proc/$pid ]]; then
+    if pid_running "$pid"; then
       log "$c did not stop in 10s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
