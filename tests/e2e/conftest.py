@@ -185,7 +185,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line("e2e: hack/controlplane.sh up (a cold build of the control plane takes ~15 min)")
+        if os.environ.get(USE_KUBECONFIG) == "1":
+            reporter.write_line(f"e2e: using KUBECONFIG={os.environ.get('KUBECONFIG', '')} ({USE_KUBECONFIG}=1)")
+        else:
+            reporter.write_line("e2e: hack/controlplane.sh up (a cold build of the control plane takes ~20 min)")
     try:
         _started = _start_kube()
     except Exception as exc:  # noqa: BLE001 - re-raised by the fixture
