@@ -573,6 +573,7 @@ cmd_env() {
   current_bin
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"
   printf 'export THREADWEAVER_CP_BIN=%q\n' "$BIN"
+  # shellcheck disable=SC2016 # $PATH is expanded by the shell that evals this
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
 }
 
