@@ -153,7 +153,7 @@ build() {
   fi
   local c
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    ln -sfn controlplane "$BIN/$c"
+    [[ -L "$BIN/$c" ]] || ln -sfn controlplane "$BIN/$c" # never recreated: kubectl may be in use
   done
 
   if [[ ! -x "$BIN/etcd" ]]; then
