@@ -15,6 +15,7 @@ appended the first time instead of deciding again.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -180,8 +181,10 @@ class EntityManager:
                 e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i,
                                                                len(new))
         # Shielded: a caller that gives up (time-out) must not leave the append half-known.
-        append = asyncio.ensure_future(self.journal.append(entity.pid, entity.seq, new,
-                                                           writer=self.writer))
+        nowait = getattr(self.journal, "append_nowait", None)   # no Task per command
+        append = (nowait(entity.pid, entity.seq, new, writer=self.writer) if nowait else
+                  asyncio.ensure_future(self.journal.append(entity.pid, entity.seq, new,
+                                                            writer=self.writer)))
         try:
             stored = await asyncio.shield(append)
         except asyncio.CancelledError:
@@ -261,7 +264,7 @@ class EntityManager:
         return entity
 
     def _evict(self, count: int) -> None:
-        for pid in list(self._entities)[:count * 2]:
+        for pid in list(itertools.islice(self._entities, count * 2)):  # oldest first, no full copy
             if count <= 0:
                 break
             if not self._entities[pid].lock.locked():

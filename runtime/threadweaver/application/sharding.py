@@ -73,6 +73,7 @@ class Member:
         self._restart_seen: dict[str, int] = {}
         self._inflight: collections.Counter[int] = collections.Counter()
         self._drained = asyncio.Condition()
+        self._draining = 0
         self._map_changed = asyncio.Event()
         self._apply_lock = asyncio.Lock()
         self.forwarded = 0
@@ -112,6 +113,13 @@ class Member:
         await self.publish_status()
 
     async def _drain(self, lost: RangeSet) -> None:
+        self._draining += 1
+        try:
+            await self._drain_until_idle(lost)
+        finally:
+            self._draining -= 1
+
+    async def _drain_until_idle(self, lost: RangeSet) -> None:
         deadline = time.monotonic() + self.settings.drain_timeout
         async with self._drained:
             while any(n and s in lost for s, n in self._inflight.items()):
@@ -212,8 +220,9 @@ class Member:
             self._inflight[shard] -= 1
             if not self._inflight[shard]:
                 del self._inflight[shard]
-                async with self._drained:
-                    self._drained.notify_all()
+                if self._draining:      # only a handoff waits for in-flight commands
+                    async with self._drained:
+                        self._drained.notify_all()
 
     def address_of(self, member: str) -> str | None:
         if self.map is not None:

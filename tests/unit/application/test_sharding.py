@@ -131,13 +131,21 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
                if two.moving(shard_of(thread_persistence_id(t), SHARDS)))
     await a.execute(create(tid))
     gate = asyncio.Event()
-    real_append = journal.append
+    real_append = journal.append_nowait
 
-    async def slow_append(*args, **kw):
-        await gate.wait()
-        return await real_append(*args, **kw)
+    def slow_append(*args, **kw):          # the append is held until the gate opens
+        held = asyncio.get_running_loop().create_future()
 
-    journal.append = slow_append
+        async def later():
+            await gate.wait()
+            try:
+                held.set_result(await real_append(*args, **kw))
+            except Exception as exc:
+                held.set_exception(exc)
+        asyncio.ensure_future(later())
+        return held
+
+    journal.append_nowait = slow_append
     inflight = asyncio.create_task(a.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "z"),), 2)))
     await asyncio.sleep(0.02)
     handoff = asyncio.create_task(a.apply_map(two))
@@ -146,7 +154,7 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
     gate.set()
     await inflight
     await handoff
-    journal.append = real_append
+    journal.append_nowait = real_append
     assert acks["a"] == two.epoch
 
 

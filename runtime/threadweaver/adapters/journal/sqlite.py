@@ -146,14 +146,21 @@ class SqliteJournal:
     # -- appends ----------------------------------------------------------------------------
     async def append(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
                      *, writer: str = "") -> list[StoredEvent]:
+        return await self.append_nowait(pid, expected_seq, events, writer=writer)
+
+    def append_nowait(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
+                      *, writer: str = "") -> asyncio.Future:
+        """Queue an append for the next group commit; the future resolves once it is durable.
+        Cancelling the awaiter does not withdraw it (callers shield it; no Task needed)."""
         if self._closed or self._wakeup is None:
             raise JournalError("journal is not running")
-        if not events:
-            return []
         future = asyncio.get_running_loop().create_future()
+        if not events:
+            future.set_result([])
+            return future
         self._pending.append(_Append(pid, expected_seq, events, writer, future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
