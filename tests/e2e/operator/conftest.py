@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from operator_e2e_support import ROOT, VENV_BIN, exports, kubectl, run
+from operator_e2e_support import ROOT, VENV_BIN, kubectl
+from tests.support.services import ensure_services
 from threadweaver_operator.kube import Kube
 
 
@@ -31,9 +32,9 @@ def controlplane(kube) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def services() -> dict[str, str]:
-    run(["hack/services.sh", "up"], timeout=900)
-    env = exports(run(["hack/services.sh", "env"]))
-    return {"mysql": env["THREADWEAVER_TEST_MYSQL_URL"], "dynamodb": env["THREADWEAVER_TEST_DYNAMODB_URL"]}
+    """MariaDB and dynalite, as every suite gets them (tests/support/services.py)."""
+    urls = ensure_services()
+    return {"mysql": urls.mysql, "dynamodb": urls.dynamodb}
 
 
 @pytest.fixture(scope="session")

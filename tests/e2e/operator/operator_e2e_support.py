@@ -29,17 +29,6 @@ def run(cmd: list[str], timeout: float = 3600, env: dict[str, str] | None = None
     return proc.stdout
 
 
-def exports(script_output: str) -> dict[str, str]:
-    """Evaluate `export K=V` lines the way a shell would, and return the resulting values."""
-    probe = subprocess.run(["bash", "-c", script_output + "\nenv -0"], capture_output=True, timeout=30, env=os.environ.copy())
-    out = {}
-    for item in probe.stdout.split(b"\0"):
-        if b"=" in item:
-            k, v = item.split(b"=", 1)
-            out[k.decode()] = v.decode()
-    return out
-
-
 def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, timeout=timeout,
                           env=os.environ.copy())

@@ -9,12 +9,7 @@ and the Job controller marks the Job Complete (the test waits for it; the operat
 care who ran the migration, only that the Job succeeded)."""
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
