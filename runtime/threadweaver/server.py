@@ -67,10 +67,6 @@ class Runtime:
             holds_lease=lambda: self.lease is None or self.lease.is_held())
         self._started = False
 
-    @property
-    def projectors(self):
-        return list(self.member.projectors.values())
-
     async def _publish_status(self, status) -> None:
         if self.lease is not None:
             await self.lease.publish(status)

@@ -69,20 +69,14 @@ class _Entity:
         self.recent: RecentKeys | None = None   # created with the first keyed command or replay
 
 
-ShardGuard = Callable[[str], None]
-"""Called with the persistence id before a command runs; raises ShardUnavailable or NotOwner
-when this member must not run it (sharding). The default accepts everything."""
-
-
 class EntityManager:
     """The local CommandGateway: runs commands on the entities of this process."""
 
     def __init__(self, journal: Journal, settings: EntitySettings = EntitySettings(), *,
-                 writer: str = "", guard: ShardGuard | None = None) -> None:
+                 writer: str = "") -> None:
         self.journal = journal
         self.settings = settings
         self.writer = writer
-        self.guard = guard
         self.stats = EntityStats()
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
         self._sweeper: asyncio.Task | None = None
@@ -108,8 +102,6 @@ class EntityManager:
     async def execute(self, command: Command) -> list[Event]:
         pid = thread_persistence_id(command.thread_id)
         while True:
-            if self.guard is not None:
-                self.guard(pid)
             entity = self._entity(pid)
             async with entity.lock:
                 if self._entities.get(pid) is not entity:

@@ -78,7 +78,6 @@ class Member:
         self._apply_lock = asyncio.Lock()
         self.forwarded = 0
         self.refused = 0
-        entities.guard = None   # routing is done here, before the entity manager
 
     @property
     def name(self) -> str:

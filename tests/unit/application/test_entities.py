@@ -1,11 +1,10 @@
 """EntityManager against the real SQLite journal (a temp file): ordering, replay, snapshots,
-conflicts, passivation and the shard guard."""
+conflicts and passivation (routing and the shard guard are the Member's: test_sharding.py)."""
 import asyncio
 
 import pytest
 
 from threadweaver.application.entities import EntityManager, EntitySettings
-from threadweaver.application.gateway import ShardUnavailable
 from threadweaver.domain import (
     AddMessages, CreateThread, DomainError, ErrorKind, JoinMemberIds, NewMessage, new_ulid,
     thread_persistence_id,
@@ -102,15 +101,6 @@ async def test_idle_entities_are_passivated_and_memory_is_capped(journal):
     assert len(mgr) <= 50
     import time
     assert mgr.passivate_idle(now=time.monotonic() + 61) == len(mgr) or len(mgr) == 0
-    assert len(mgr) == 0
-
-
-async def test_the_guard_refuses_shards_this_member_does_not_serve(journal):
-    def guard(pid):
-        raise ShardUnavailable("moving", retry_after=2)
-    mgr = EntityManager(journal, guard=guard)
-    with pytest.raises(ShardUnavailable):
-        await mgr.execute(create())
     assert len(mgr) == 0
 
 
