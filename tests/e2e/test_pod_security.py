@@ -33,6 +33,9 @@ def test_pods_pass_the_restricted_pod_security_standard(kube, kube_namespace):
     operator = next(d for d in yaml.safe_load_all((ROOT / "config/operator/deployment.yaml").read_text())
                     if d and d.get("kind") == "Deployment")["spec"]["template"]
     for name, template in (("runtime", runtime), ("migrate", job), ("operator", operator)):
+        account = template["spec"].get("serviceAccountName")
+        if account:
+            kube.kubectl("create", "serviceaccount", account, "-n", ns, check=False)
         result = kube.kubectl("apply", "-n", ns, "-f", "-", input=kube.to_yaml(_pod(name, template)),
                               check=False)
         assert result.returncode == 0, f"{name} pod refused by Pod Security admission:\n{result.stderr}"
