@@ -22,11 +22,14 @@ Rules:
 * **Rounds**: at most ``maxRangesPerRound`` ranges move between live members per epoch.
 * ``replicas == 0``: the StatefulSet goes to zero, the map is kept (nobody serves; scaling up
   again resumes from it; members that do not come back are dead and lose their ranges).
+* **Addresses**: the map carries the address each live member advertises in its Lease, which
+  members use to forward commands (without it they fall back to pod DNS through the headless
+  Service); it changes no epoch.
 """
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from threadweaver.shards import ShardMap, ShardMapError
@@ -100,6 +103,18 @@ def decide(cluster: str, shards: int, replicas: int, current: ShardMap | None,
            views: Mapping[str, MemberView], dead: Collection[str] = (),
            rolling_update: bool = False, max_ranges_per_round: int = 8) -> Decision:
     """The next rebalancing step (see the module docstring)."""
+    decision = _decide(cluster, shards, replicas, current, views, dead, rolling_update,
+                       max_ranges_per_round)
+    addresses = {m: v.status.address for m, v in views.items()
+                 if v.live and v.status is not None and v.status.address and m not in dead}
+    if dict(decision.shard_map.addresses) == addresses:
+        return decision
+    return replace(decision, shard_map=decision.shard_map.with_addresses(addresses))
+
+
+def _decide(cluster: str, shards: int, replicas: int, current: ShardMap | None,
+            views: Mapping[str, MemberView], dead: Collection[str],
+            rolling_update: bool, max_ranges_per_round: int) -> Decision:
     desired = names.members(cluster, max(replicas, 0))
     if current is None:
         new = ShardMap.initial(shards, desired)

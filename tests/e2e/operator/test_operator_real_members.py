@@ -5,13 +5,16 @@ Leases, watch the shard map, hand off and acknowledge epochs; the operator drive
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 
+import aiohttp
 import pytest
 
 from operator_e2e_support import (apply_yaml, cluster_manifest, dump, eventually, get_cluster, job_succeeded, kubectl,
                                   migrate_like_the_job, secret, shard_map)
+from threadweaver.domain import new_ulid
 from tests.support.runtime_process import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
@@ -91,5 +94,82 @@ async def test_scale_with_real_runtime_members(operator, services, ns, api, tmp_
                 lease = await api.get("Lease", ns, member)
                 owned = lease["metadata"]["annotations"]["threadweaver.io/owned-ranges"]
                 assert owned == str(smap.assignments[member]), (member, owned, smap.assignments[member])
+    finally:
+        await asyncio.to_thread(members.stop)
+
+
+async def _converged(api, ns, name, members: "Members", expected: list[str]) -> bool:
+    """The map assigns exactly `expected`, no handoff is pending, every expected member
+    acknowledged the epoch and reports a running RMU for each range it owns."""
+    smap = await shard_map(api, ns, name)
+    if not smap or smap.in_handoff or sorted(smap.assignments) != sorted(expected):
+        return False
+    if any(m not in members.procs or
+           smap.address_of(m) != members.procs[m].url.removeprefix("http://") for m in expected):
+        return False                    # forwarding uses the addresses the members advertise
+    for member in expected:
+        lease = await api.get("Lease", ns, member)
+        notes = ((lease or {}).get("metadata") or {}).get("annotations") or {}
+        if int(notes.get("threadweaver.io/acked-epoch") or 0) != smap.epoch:
+            return False
+        if notes.get("threadweaver.io/owned-ranges") != str(smap.assignments[member]):
+            return False
+        rmus = json.loads(notes.get("threadweaver.io/rmus") or "[]")
+        if not rmus or not all(r.get("running") for r in rmus):
+            return False
+    return True
+
+
+async def test_a_killed_member_loses_its_ranges_and_rejoins(operator, services, ns, api, tmp_path):
+    """kill -9 of a member whose pod stays: once its Lease has expired past the grace period the
+    operator moves its ranges (and so their RMUs) to the live members, commands for those
+    threads keep working, and a restarted process is rebalanced back in."""
+    name, prefix = "kill", f"e2e-{uuid.uuid4().hex[:8]}"
+    apply_yaml(secret(ns, f"{name}-aws", {"access-key-id": "e2e", "secret-access-key": "e2e"}),
+               secret(ns, f"{name}-mysql", {"password": "threadweaver"}),
+               cluster_manifest(ns, name, prefix, deletionPolicy="Delete"))
+    members = Members(api, ns, name, prefix, tmp_path)
+    fail = lambda: dump(ns, name, operator) + members.logs()  # noqa: E731
+    everyone = [f"{name}-{i}" for i in range(3)]
+    try:
+        job = await migrate_like_the_job(api, ns, name)
+        await job_succeeded(api, ns, job)
+
+        async def all_three():
+            await members.sync()
+            return await _converged(api, ns, name, members, everyone)
+        await eventually(all_three, 240, 1.0, what="3 real members converged", on_fail=fail)
+
+        entry = members.procs[f"{name}-0"]
+        async with aiohttp.ClientSession(entry.url) as http:
+            threads = {}
+            for _ in range(12):
+                admin = new_ulid()
+                async with http.post("/v1/threads/create", json={
+                        "accountId": admin, "title": "t", "administratorIds": [admin],
+                        "memberIds": [], "createAt": 1}) as r:
+                    assert r.status == 200, await r.text()
+                    threads[(await r.json())["thread_id"]] = admin
+
+            victim = f"{name}-1"
+            members.procs[victim].kill()                  # the pod stays; its process is gone
+
+            async def survivors_took_over():
+                return await _converged(api, ns, name, members, [f"{name}-0", f"{name}-2"])
+            await eventually(survivors_took_over, 180, 1.0,
+                             what="the killed member's ranges moved to the survivors", on_fail=fail)
+
+            for tid, admin in threads.items():            # every thread still takes commands
+                async with http.post(f"/v1/threads/{tid}/messages/add", json={
+                        "accountId": admin, "createAt": 2,
+                        "messages": [{"text": "after the kill", "toAccountIds": []}]}) as r:
+                    assert r.status == 200, (tid, r.status, await r.text())
+
+        members.procs[victim] = members._start(victim)   # the kubelet restarts the container
+
+        async def rejoined():
+            return await _converged(api, ns, name, members, everyone)
+        await eventually(rejoined, 240, 1.0, what="the restarted member rebalanced back in",
+                         on_fail=fail)
     finally:
         await asyncio.to_thread(members.stop)

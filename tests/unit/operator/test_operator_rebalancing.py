@@ -241,3 +241,28 @@ def test_any_scale_sequence_converges_with_one_owner_per_shard(shards, targets, 
     # a lag pattern that lags forever would never converge; keep at least one step without lag
     lags = lags + [[False]] if lags else []
     run(World(shards), [3] + targets, max_ranges, lags)
+
+
+def test_the_map_carries_the_addresses_live_members_advertise():
+    """Members forward commands to the address their peer advertises in its Lease; the operator
+    copies live members' addresses into the map (no epoch change) and drops dead ones'."""
+    from threadweaver.shards import MemberStatus, ShardMap
+    from threadweaver_operator.rebalancing import decide
+    from threadweaver_operator.supervision import MemberView
+
+    current = ShardMap.initial(16, ["c-0", "c-1"])
+
+    def view(name, address, live=True):
+        return MemberView(name, ordinal=int(name[-1]), has_lease=True, lease_valid=live,
+                          status=MemberStatus(name, acked_epoch=current.epoch, address=address),
+                          pod_exists=True, pod_ready=True)
+
+    views = {"c-0": view("c-0", "127.0.0.1:9000"), "c-1": view("c-1", "127.0.0.1:9001")}
+    decision = decide("c", 16, 2, current, views)
+    assert dict(decision.shard_map.addresses) == {"c-0": "127.0.0.1:9000", "c-1": "127.0.0.1:9001"}
+    assert decision.shard_map.epoch == current.epoch and decision.changed
+    again = decide("c", 16, 2, decision.shard_map, views)
+    assert not again.changed
+    views["c-1"] = view("c-1", "127.0.0.1:9001", live=False)
+    assert dict(decide("c", 16, 2, decision.shard_map, views).shard_map.addresses) == {
+        "c-0": "127.0.0.1:9000"}
