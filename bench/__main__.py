@@ -1,0 +1,174 @@
+"""thread-weaver benchmarks, each workload beside its baseline, in one run.
+
+    python -m bench            # full   (= make bench)
+    python -m bench --quick    # quick  (= make bench-quick; under two minutes)
+    python -m bench --only w2,w4          # some workloads (merged into latest.json)
+
+Writes bench/results/latest.json (+ a timestamped copy) and regenerates docs/benchmarks.md.
+The server side runs on core 0 (taskset -c 0), wrk and the bench's clients on core 1; only
+127.0.0.1 is used; every loop is bounded; child processes are killed on exit or failure.
+
+Workloads: w1 HTTP commands vs a bare aiohttp handler; w2 journal appends vs eventsourcing;
+w3 projection lag; w4 recovery with/without snapshots; w5 memory with/without --max-entities;
+profile: pyinstrument on workload 1, and proposals: micro-benchmarks of the optimisation
+proposals (full runs only, or --profile / --only). w6 (DynamoDB/MariaDB, handoff) is pending
+and only listed in the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from . import common
+from .common import LOAD_CORE, RESULTS, BenchError, log
+from .profiles import PROFILES, Profile
+
+WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "w1": ("http", lambda: __import__("bench.w1_http", fromlist=["run"]).run),
+    "w2": ("journal", lambda: __import__("bench.w2_journal", fromlist=["run"]).run),
+    "w3": ("projection_lag", lambda: __import__("bench.w3_lag", fromlist=["run"]).run),
+    "w4": ("recovery", lambda: __import__("bench.w4_recovery", fromlist=["run"]).run),
+    "w5": ("memory", lambda: __import__("bench.w5_memory", fromlist=["run"]).run),
+    "profile": ("profile", lambda: __import__("bench.profile_run", fromlist=["run"]).run),
+    "proposals": ("proposals", lambda: __import__("bench.proposals", fromlist=["run"]).run),
+}
+EXTRAS = ("profile", "proposals")   # full runs only (or --profile / --only)
+# Hard ceilings per workload (seconds): a stuck workload is abandoned, the run goes on.
+# (Each step inside is bounded too; this is the last line.)
+CEILING = {"quick": 240, "full": 1800}
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    common.cleanup()
+    raise SystemExit(128 + signum)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 2 min)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated: w1,w2,w3,w4,w5,profile,proposals")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile workload 1 in a quick run (full runs always do)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    profile: Profile = PROFILES["quick" if args.quick else "full"]
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        common.taskset_check()
+        common.ensure_wrk()
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {LOAD_CORE})   # this process and its clients: the load core
+
+    selected = [w.strip() for w in args.only.split(",") if w.strip()] or \
+        [w for w in WORKLOADS if w not in EXTRAS]
+    if not args.only and not args.no_profile and (profile.name == "full" or args.profile):
+        selected.extend(EXTRAS)
+    unknown = [w for w in selected if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    if "profile" in selected and not profile.profile_duration:
+        profile = Profile(**{**profile.__dict__, "profile_duration": 5.0})
+
+    command = "make bench-quick" if profile.name == "quick" else "make bench"
+    invocation = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    started = time.time()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    latest = RESULTS / "latest.json"
+    results: dict[str, Any] = {}
+    if args.only and latest.exists():
+        try:
+            previous = json.loads(latest.read_text())
+            if previous.get("meta", {}).get("profile") == profile.name:
+                results = previous
+        except (OSError, ValueError):
+            results = {}
+    results.setdefault("workloads", {})
+    results["meta"] = {
+        "command": command, "invocation": invocation, "profile": profile.name,
+        "settings": profile.as_dict(), "machine": common.machine(),
+        "git_commit": common.git_commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "placement": "server: taskset -c 0; wrk and bench clients: taskset -c 1",
+    }
+    work = Path(tempfile.mkdtemp(prefix="threadweaver-bench-"))
+    failures = 0
+    try:
+        for key in selected:
+            name, loader = WORKLOADS[key]
+            t0 = time.monotonic()
+            commit = common.git_commit()       # the code measured (working tree)
+            log(f"== {key} ({name}) ==")
+            try:
+                result = _bounded(loader(), profile, work / key, CEILING[profile.name])
+                result["elapsed_s"] = round(time.monotonic() - t0, 1)
+                result["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+                result["command"] = command
+                result["invocation"] = invocation
+                result["git_commit"] = commit
+                result["machine"] = results["meta"]["machine"]
+                results["workloads"][name] = result
+            except Exception as exc:  # one workload failing does not lose the others
+                failures += 1
+                traceback.print_exc()
+                results["workloads"][name] = {"error": f"{type(exc).__name__}: {exc}"[:4000],
+                                              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                              "command": command}
+            finally:
+                common.cleanup()
+                shutil.rmtree(work / key, ignore_errors=True)
+    finally:
+        common.cleanup()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results["meta"]["elapsed_s"] = round(time.time() - started, 1)
+    results["meta"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    _write_json(RESULTS / f"{stamp}-{profile.name}.json", results)
+    _write_json(latest, results)
+    log(f"results: {latest} ({results['meta']['elapsed_s']}s)")
+    if not args.no_docs:
+        from .report import write_docs
+        path = write_docs(results)
+        log(f"docs: {path}")
+    return 1 if failures else 0
+
+
+def _bounded(run: Callable[[Profile, Path], dict[str, Any]], profile: Profile, work: Path,
+             ceiling: float) -> dict[str, Any]:
+    """Run a workload with a wall-clock ceiling (SIGALRM in this, the main thread)."""
+    def _alarm(_s: int, _f: Any) -> None:
+        raise BenchError(f"workload exceeded its {ceiling:.0f}s ceiling")
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(int(ceiling))
+    try:
+        return run(profile, work)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""How big and how long each workload runs: `full` (make bench) and `quick` (make bench-quick,
+under two minutes end to end)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # 1. HTTP commands
+    http_runs: int               # interleaved runs (bare, full, normal); figures are medians
+    http_duration: float         # seconds per wrk run
+    http_warmup: float           # seconds of creates before the measured runs of a server
+    http_connections: int
+    hot_threads: int             # "hot": few threads, many posts
+    cold_threads: int            # "cold": many threads, loaded from the journal on first touch
+    http_drain_timeout: float    # max wait for the read model to catch up after a measurement
+    # 2. Journal appends
+    journal_runs: int
+    journal_events: int
+    journal_aggregates: int
+    journal_concurrency: tuple[int, ...]
+    # 3. Projection lag
+    lag_runs: int
+    lag_duration: float
+    lag_probe_rate: float        # creates per second whose visibility is timed
+    lag_background_connections: int
+    lag_background_delay_ms: int  # per-connection pause of the steady background load
+    lag_levels: tuple[str, ...]  # "steady" (bounded background load), "saturated" (flat out)
+    # 4. Recovery
+    recovery_runs: int
+    recovery_messages: int
+    # 5. Memory
+    memory_threads: int
+    memory_bound: int            # --max-entities of the bounded server
+    memory_in_process: int       # entities of the in-process (tracemalloc) measurement
+    memory_max_fill_s: float     # bound on creating the threads (fewer are reported if hit)
+    # profile of workload 1's hot path
+    profile_duration: float
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["journal_concurrency"] = list(self.journal_concurrency)
+        d["lag_levels"] = list(self.lag_levels)
+        return d
+
+
+FULL = Profile(
+    name="full",
+    http_runs=3, http_duration=10.0, http_warmup=2.0, http_connections=64,
+    hot_threads=16, cold_threads=45_000, http_drain_timeout=120.0,
+    journal_runs=3, journal_events=12_000, journal_aggregates=600,
+    journal_concurrency=(1, 16, 64),
+    lag_runs=3, lag_duration=20.0, lag_probe_rate=50.0, lag_background_connections=16,
+    lag_background_delay_ms=100, lag_levels=("steady", "saturated"),
+    recovery_runs=5, recovery_messages=5_000,
+    memory_threads=100_000, memory_bound=10_000, memory_in_process=20_000,
+    memory_max_fill_s=900.0,
+    profile_duration=10.0,
+)
+
+QUICK = Profile(
+    name="quick",
+    http_runs=2, http_duration=2.0, http_warmup=0.0, http_connections=64,
+    hot_threads=16, cold_threads=3_000, http_drain_timeout=0.0,
+    journal_runs=2, journal_events=600, journal_aggregates=60,
+    journal_concurrency=(64,),
+    lag_runs=1, lag_duration=4.0, lag_probe_rate=50.0, lag_background_connections=16,
+    lag_background_delay_ms=100, lag_levels=("steady",),
+    recovery_runs=3, recovery_messages=5_000,
+    memory_threads=20_000, memory_bound=2_000, memory_in_process=3_000,
+    memory_max_fill_s=45.0,
+    profile_duration=0.0,
+)
+
+PROFILES = {"full": FULL, "quick": QUICK}

@@ -1,0 +1,186 @@
+"""Workload 1: HTTP commands on the embedded runtime vs the bare aiohttp handler.
+
+`bench.bare_server` and `threadweaver serve` (sync-mode full, and normal) all run on the server
+core (each idle while another is measured); wrk runs on the load core. Measurements are
+interleaved run by run (bare, full, normal, bare, ...) so that the noise of a shared machine hits
+every configuration alike. Per runtime:
+  create   POST /v1/threads/create, unique bodies
+  hot      POST .../messages/add round-robin over `hot_threads` fresh threads (many posts each)
+  cold     POST .../messages/add round-robin over threads created beforehand by a previous
+           process (the runtimes start on copies of the seeded files), so a first touch loads the
+           thread from the journal; each run gets its own disjoint slice of the seeded threads
+           (`first_touch_share` says how many posts were first touches)
+Every figure is the median over runs. Failed (non-2xx) answers are counted and reported.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .client import create_threads
+from .common import (
+    BenchError, Server, drain_projection, journal_counter, journal_thread_ids, log, median, ratio,
+    start_bare, start_runtime, wrk, wrk_until,
+)
+from .profiles import Profile
+
+MODES = ("full", "normal")
+WORKLOADS = ("create", "hot", "cold")
+
+
+def _wrk(server: Server, mode: str, p: Profile, ids_file: Path | str = "-",
+         duration: float | None = None) -> dict[str, Any]:
+    script_mode = "create" if mode == "create" else "post"
+    res = wrk(server.url, "commands.lua", duration=duration or p.http_duration,
+              connections=p.http_connections,
+              args=[script_mode, secrets.token_hex(4), str(ids_file)], server=server)
+    res["rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
+    return res
+
+
+def seed_cold(work: Path, count: int) -> tuple[Path, Path]:
+    """A data dir holding `count` threads (journal + read model), and the file of their ids."""
+    seed = work / "seed"
+    shutil.rmtree(seed, ignore_errors=True)
+    server = start_runtime(seed, ["--sync-mode", "normal"])
+    try:
+        wrk_until(server.url, journal_counter(seed), count, max_duration=600,
+                  args=["create", "cold" + secrets.token_hex(4), "-", str(count)])
+        drained = drain_projection(seed, 600)      # the copies must start with no backlog
+        if drained["left_events"]:
+            raise BenchError(f"the seeded read model did not catch up: {drained}")
+    finally:
+        server.stop()
+    ids = journal_thread_ids(seed)
+    if len(ids) < count:
+        raise BenchError(f"seeding made {len(ids)} threads, not {count}")
+    ids_file = work / "cold_ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    (seed / "server.log").unlink(missing_ok=True)
+    return seed, ids_file
+
+
+def _start_all(work: Path, seed: Path) -> dict[str, Server]:
+    """The bare app and one runtime per sync mode, all on the server core (idle while another
+    is measured), each runtime on its own copy of the seeded files."""
+    servers: dict[str, Server] = {}
+    try:
+        servers["bare"] = start_bare(work / "bare")
+        for mode in MODES:
+            data = work / f"data-{mode}"
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.copytree(seed, data)
+            servers[mode] = start_runtime(data, ["--sync-mode", mode])
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def _drained(server: Server, result: dict[str, Any], p: Profile) -> dict[str, Any]:
+    """After a measurement: the projection backlog it left, and the (bounded) wait until the
+    read model caught up, so that the next measurement does not pay for this one."""
+    result["projection"] = drain_projection(server.data_dir, p.http_drain_timeout)
+    return result
+
+
+def _runtime_run(server: Server, cold_slice: Path, p: Profile, r: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    out["create"] = _drained(server, _wrk(server, "create", p), p)
+    hot = create_threads(server.url, p.hot_threads, concurrency=4, tag=f"hot{r}")
+    hot_file = server.data_dir / f"hot_ids_{r}.txt"
+    hot_file.write_text("\n".join(hot) + "\n")
+    out["hot"] = _drained(server, _wrk(server, "hot", p, hot_file), p)
+    out["cold"] = _drained(server, _wrk(server, "cold", p, cold_slice), p)
+    threads = sum(1 for line in cold_slice.read_text().splitlines() if line)
+    out["cold"]["threads_available"] = threads
+    out["cold"]["first_touch_share"] = round(min(1.0, threads / max(1, out["cold"]["requests"])),
+                                             3)
+    return out
+
+
+def _bare_run(server: Server, hot_file: Path, p: Profile) -> dict[str, Any]:
+    return {"create": _wrk(server, "create", p), "post": _wrk(server, "hot", p, hot_file)}
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct")
+    out = {k: median(r[k] for r in runs) for k in keys}
+    out["rps_per_cpu_s"] = median(r["rps"] / (r["server_cpu_pct"] / 100) for r in runs
+                                  if r.get("server_cpu_pct"))
+    out["non2xx"] = sum(r["non2xx"] for r in runs)
+    out["errors"] = sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] +
+                        r["timeouts"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    if all("projection" in r for r in runs):
+        out["backlog_events"] = median(r["projection"]["backlog_events"] for r in runs)
+        out["drain_s"] = median(r["projection"]["drain_s"] for r in runs)
+        out["drain_left_events"] = max(r["projection"]["left_events"] for r in runs)
+        # sustainable rate: the requests of a run over the run plus the time the read model
+        # needed to catch up with it (each request = a command and its projection)
+        drained = [r for r in runs
+                   if r["projection"]["left_events"] <= 0.01 * r["projection"]["backlog_events"]]
+        out["rps_with_projection"] = median(
+            r["requests"] / (r["duration_us"] / 1e6 + r["projection"]["drain_s"])
+            for r in drained) if len(drained) == len(runs) else None
+    out["runs"] = runs
+    return out
+
+
+def run(p: Profile, work: Path) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"w1: seeding {p.cold_threads} cold threads")
+    seed, cold_ids = seed_cold(work, p.cold_threads)
+    ids = [line for line in cold_ids.read_text().splitlines() if line]
+    per_run = len(ids) // p.http_runs
+    slices = []
+    for r in range(p.http_runs):       # disjoint: every run touches threads never loaded
+        path = work / f"cold_ids_{r}.txt"
+        path.write_text("\n".join(ids[r * per_run:(r + 1) * per_run]) + "\n")
+        slices.append(path)
+    fake_hot = work / "bare_ids.txt"
+    fake_hot.write_text("\n".join("01H8XGJWBWBAQ4Z4G2V6K8M3P" + c for c in "ABCDEFGHJKMNPQRS")
+                        + "\n")
+    raw: dict[str, list[dict[str, Any]]] = {"bare.create": [], "bare.post": []}
+    for mode in MODES:
+        for w in WORKLOADS:
+            raw[f"{mode}.{w}"] = []
+    log("w1: starting the bare app and the runtimes (sync full, normal)")
+    servers = _start_all(work, seed)
+    try:
+        if p.http_warmup:
+            for name, server in servers.items():
+                _wrk(server, "create", p, duration=p.http_warmup)
+                if name != "bare":
+                    drain_projection(server.data_dir, p.http_drain_timeout)
+        for r in range(p.http_runs):
+            log(f"w1: run {r + 1}/{p.http_runs}: bare, sync full, sync normal")
+            b = _bare_run(servers["bare"], fake_hot, p)
+            raw["bare.create"].append(b["create"])
+            raw["bare.post"].append(b["post"])
+            for mode in MODES:
+                res = _runtime_run(servers[mode], slices[r], p, r)
+                for w in WORKLOADS:
+                    raw[f"{mode}.{w}"].append(res[w])
+    finally:
+        for server in servers.values():
+            server.stop()
+    shutil.rmtree(seed, ignore_errors=True)
+    for mode in MODES:
+        shutil.rmtree(work / f"data-{mode}", ignore_errors=True)
+    summary = {k: _summary(v) for k, v in raw.items()}
+    pairs = []
+    for mode in MODES:
+        for w in WORKLOADS:
+            base = "bare.create" if w == "create" else "bare.post"
+            ours = summary[f"{mode}.{w}"]
+            pairs.append({"workload": w, "sync_mode": mode, "rps": ours["rps"],
+                          "baseline": base, "baseline_rps": summary[base]["rps"],
+                          "ratio": ratio(ours["rps"], summary[base]["rps"])})
+    return {"summary": summary, "pairs": pairs, "target_ratio": 0.5,
+            "connections": p.http_connections, "duration_s": p.http_duration,
+            "runs": p.http_runs, "hot_threads": p.hot_threads, "cold_threads": p.cold_threads,
+            "drain_timeout_s": p.http_drain_timeout}

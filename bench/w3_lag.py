@@ -1,0 +1,258 @@
+"""Workload 3: projection lag, from a command's acknowledgement to its row in the read model.
+
+The embedded runtime (sync-mode full) runs on the server core. On the load core:
+- a background load: wrk posting messages to 16 hot threads, either *steady* (N connections,
+  each pausing `lag_background_delay_ms` between requests: a bounded rate well below capacity)
+  or *saturated* (64 connections flat out: the server's whole core);
+- probes: threads created at a steady open-loop rate (`lag_probe_rate`/s) with an HTTP client;
+  the time each create is acknowledged (durable in the journal) is recorded;
+- a poller thread reads the read-model database directly (SQLite, read-only, WAL lets it read
+  beside the writer) every millisecond for the probes not yet visible, and records when each
+  row appears. lag = visible - acknowledged (0 if it was visible before the answer arrived).
+Probes still invisible `grace` seconds after the load stops count as lost to the percentiles
+(reported as "> grace").
+
+MySQL/MariaDB variant: TODO(mariadb) in `POLLERS` below; another engineer adds it (and the
+DynamoDB journal variant) with the services of hack/services.sh.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+
+from .client import create_body, create_threads
+from .common import (
+    HOST, log, median, percentile, start_runtime, wrk,
+)
+from .profiles import Profile
+
+POLL_INTERVAL = 0.001
+POLL_CHUNK = 500
+
+
+class SqlitePoller:
+    """Which of the given thread ids are rows of the read model (embedded SQLite)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / "readmodel.db"
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5,
+                                    check_same_thread=False)
+
+    def visible(self, ids: list[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(ids), POLL_CHUNK):
+            chunk = ids[i:i + POLL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.extend(r[0] for r in self.conn.execute(
+                f"SELECT id FROM thread WHERE id IN ({marks})", chunk))
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def mysql_poller(url: str) -> Any:
+    # TODO(mariadb): the MySQL/MariaDB read-model variant. Start the runtime with
+    # --read-model mysql+aiomysql://... (hack/services.sh up), and poll the same query
+    # (SELECT id FROM thread WHERE id IN (...)) with a sync driver here; then add a
+    # ("mysql", ...) entry to VARIANTS in run(). Pending: see docs/benchmarks.md section 6.
+    raise NotImplementedError("MySQL/MariaDB projection-lag variant: pending (TODO(mariadb))")
+
+
+POLLERS: dict[str, Callable[..., Any] | None] = {
+    "sqlite": SqlitePoller,
+    "mysql": None,          # TODO(mariadb): mysql_poller
+}
+
+
+class Probe:
+    def __init__(self, poller: SqlitePoller) -> None:
+        self.poller = poller
+        self.acked: dict[str, float] = {}
+        self.visible: dict[str, float] = {}
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def poll_forever(self, deadline: float) -> None:
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                pending = [i for i in self.acked if i not in self.visible]
+            if pending:
+                found = self.poller.visible(pending)
+                now = time.monotonic()
+                with self._lock:
+                    for i in found:
+                        self.visible.setdefault(i, now)
+            time.sleep(POLL_INTERVAL)
+
+    def all_visible(self) -> bool:
+        with self._lock:
+            return len(self.visible) >= len(self.acked)
+
+    def ack(self, thread_id: str, at: float) -> None:
+        with self._lock:
+            self.acked[thread_id] = at
+            # a row may be polled as visible before its ack is recorded
+            seen = self.visible.get(thread_id)
+            if seen is not None and seen < at:
+                self.visible[thread_id] = at
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _probes(url: str, probe: Probe, rate: float, duration: float) -> None:
+    assert url.startswith(f"http://{HOST}:"), url
+    count = int(rate * duration)
+    tag = secrets.token_hex(4)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async def one(i: int) -> None:
+            try:
+                async with session.post(f"{url}/v1/threads/create",
+                                        json=create_body(f"probe {tag} {i}",
+                                                         1_700_000_000_000 + i)) as r:
+                    data = await r.json()
+                    now = time.monotonic()
+                    if r.status == 200:
+                        probe.ack(data["thread_id"], now)
+                    else:
+                        probe.failed += 1
+            except Exception:
+                probe.failed += 1
+
+        t0 = time.monotonic()
+        tasks = []
+        for i in range(count):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+
+
+def _measure(server_url: str, data_dir: Path, hot_file: Path, p: Profile, saturated: bool,
+             grace: float) -> dict[str, Any]:
+    poller = SqlitePoller(data_dir)
+    probe = Probe(poller)
+    load_s = p.lag_duration + 1.0
+    poll_thread = threading.Thread(target=probe.poll_forever,
+                                   args=(time.monotonic() + load_s + grace + 30,), daemon=True)
+    poll_thread.start()
+    background: dict[str, Any] = {}
+
+    def run_wrk() -> None:
+        try:
+            background.update(wrk(
+                server_url, "commands.lua", duration=load_s,
+                connections=64 if saturated else p.lag_background_connections,
+                args=["post", secrets.token_hex(4), str(hot_file), "0",
+                      "0" if saturated else str(p.lag_background_delay_ms)]))
+        except Exception as exc:   # reported, not fatal to the probe
+            background["error"] = str(exc)
+
+    wrk_thread = threading.Thread(target=run_wrk, daemon=True)
+    wrk_thread.start()
+    time.sleep(0.5)            # the background load is on before the first probe
+    try:
+        asyncio.run(_probes(server_url, probe, p.lag_probe_rate, p.lag_duration))
+        wrk_thread.join(load_s + 60)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not probe.all_visible():
+            time.sleep(0.05)
+    finally:
+        probe.stop()
+        poll_thread.join(10)
+        poller.close()
+    lags = sorted(max(0.0, probe.visible[i] - t) for i, t in probe.acked.items()
+                  if i in probe.visible)
+    lost = len(probe.acked) - len(lags)
+    full = lags + [float("inf")] * lost
+    if "requests" in background:
+        background["rps"] = round(background["requests"] / (background["duration_us"] / 1e6), 1)
+    return {
+        "probes": len(probe.acked), "failed": probe.failed, "not_visible": lost,
+        "grace_s": grace,
+        "p50_ms": _ms(percentile(full, 50)), "p99_ms": _ms(percentile(full, 99)),
+        "p999_ms": _ms(percentile(full, 99.9)), "max_ms": _ms(full[-1] if full else None),
+        "background_rps": background.get("rps"), "background_error": background.get("error"),
+        "background_p99_us": background.get("p99_us"),
+    }
+
+
+def _ms(v: float | None) -> float | None:
+    if v is None:
+        return None
+    return None if v == float("inf") else round(v * 1000, 2)
+
+
+def _median_inf(values: Any) -> float | None:
+    """Median where None means "not visible within the grace period" (infinite)."""
+    m = median(float("inf") if v is None else v for v in values)
+    return None if m is None or m == float("inf") else m
+
+
+PATCHED_SERVE = {   # a proposal's prototype swapped into the server (bench/run_patched.py)
+    "p1-batched-read-model": ["-m", "bench.run_patched", "--patch", "readmodel-batched", "--",
+                              "serve"],
+    "p0-projector": ["-m", "bench.run_patched", "--patch", "projector-p0", "--", "serve"],
+    "p12-projector": ["-m", "bench.run_patched", "--patch", "projector-p12", "--", "serve"],
+}
+
+
+def one_run(p: Profile, work: Path, level: str, r: int,
+            variant: str | None = None) -> dict[str, Any]:
+    """One measurement at `level` ("steady" or "saturated") on a fresh runtime; `variant` runs
+    the server with a proposal's prototype (see PATCHED_SERVE)."""
+    from .common import PYTHON
+    saturated = level == "saturated"
+    data = work / f"lag-{level}-{variant or 'current'}-{r}"
+    cmd = [PYTHON, *PATCHED_SERVE[variant]] if variant else None
+    server = start_runtime(data, ["--sync-mode", "full"], cmd=cmd)
+    try:
+        hot = create_threads(server.url, 16, concurrency=4, tag="lag")
+        hot_file = data / "hot_ids.txt"
+        hot_file.write_text("\n".join(hot) + "\n")
+        return _measure(server.url, data, hot_file, p, saturated,
+                        grace=10.0 if saturated else 5.0)
+    finally:
+        server.stop()
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {
+        "p50_ms": _median_inf(x["p50_ms"] for x in runs),
+        "p99_ms": _median_inf(x["p99_ms"] for x in runs),
+        "p999_ms": _median_inf(x["p999_ms"] for x in runs),
+        "not_visible": sum(x["not_visible"] for x in runs),
+        "probes": sum(x["probes"] for x in runs),
+        "background_rps": median(x["background_rps"] for x in runs),
+        "runs": runs,
+    }
+    if any(x["not_visible"] for x in runs):
+        out["note"] = "some probes were not visible within the grace period"
+    return out
+
+
+def run(p: Profile, work: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"read_model": "sqlite (embedded)", "probe_rate": p.lag_probe_rate,
+                           "duration_s": p.lag_duration, "runs": p.lag_runs,
+                           "steady_connections": p.lag_background_connections,
+                           "steady_delay_ms": p.lag_background_delay_ms,
+                           "pending_variants": ["mysql (TODO(mariadb))"], "target_p99_ms": 100}
+    out["levels"] = list(p.lag_levels)
+    for level in p.lag_levels:
+        runs = []
+        for r in range(p.lag_runs):
+            log(f"w3: {level} load, run {r + 1}/{p.lag_runs}")
+            runs.append(one_run(p, work, level, r))
+        out[level] = summarise(runs)
+    return out
