@@ -144,10 +144,13 @@ class Projector:
         while True:
             self._wake.clear()
             dirty, self._dirty = sorted(self._dirty), set()
+            # What was pushed before this read; an append during the read marks its shard dirty
+            # again (normal path), it must not count as "not readable yet" (the retry path).
+            targets = {s: self._pushed.get(s, 0) for s in dirty}
             for start, end in _runs(dirty):
                 while len(await self._read_and_apply(start, end, self._offsets)) >= self.settings.batch_size:
                     pass
-            behind = {s for s in dirty if self._offsets.get(s, 0) < self._pushed.get(s, 0)}
+            behind = {s for s in dirty if self._offsets.get(s, 0) < targets[s]}
             if behind:   # an eventually consistent index (or a gap): read them again soon
                 self._dirty |= behind
                 retry = min(self.settings.poll_interval, max(0.02, retry * 2))
