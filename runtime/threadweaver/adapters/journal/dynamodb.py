@@ -101,6 +101,7 @@ from ...application.ports import (
     AppendListener, ConcurrencyConflict, JournalError, JournalUnavailable, NewEvent, Snapshot,
     StoredEvent,
 )
+from .listeners import AppendListeners
 from ...shards.hashing import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -469,7 +470,7 @@ class DynamoDBJournal:
         self._max_pool = max_pool_connections
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._listeners: list[AppendListener] = []
+        self._listeners = AppendListeners()
         self._last_ts = 0
         self._pid_ts: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._pid_ts_cap = pid_ts_cache
@@ -677,7 +678,7 @@ class DynamoDBJournal:
         self._remember_ts(pid, ts)
         stored = [StoredEvent(pid=pid, seq=first + i, shard=shard, type=e.type, payload=e.payload,
                               ts=ts, offset=ts, writer=writer) for i, e in enumerate(events)]
-        self._notify(stored)
+        self._listeners.notify(stored)
         return stored
 
     def _item(self, pid: str, first: int, shard: int, ts: int, writer: str,
@@ -878,19 +879,7 @@ class DynamoDBJournal:
 
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-        return unsubscribe
-
-    def _notify(self, events: list[StoredEvent]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(events)
-            except Exception:
-                log.exception("journal listener failed")
+        return self._listeners.subscribe(listener)
 
 
 def _cancellation_reasons(exc: BaseException) -> list[str]:

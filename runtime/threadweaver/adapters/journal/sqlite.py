@@ -29,6 +29,7 @@ import orjson
 from ...application.ports import (
     AppendListener, ConcurrencyConflict, JournalError, NewEvent, Snapshot, StoredEvent,
 )
+from .listeners import AppendListeners
 from ...shards.hashing import DEFAULT_SHARDS, shard_of
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class SqliteJournal:
         self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
         self._read_executor = ThreadPoolExecutor(2, thread_name_prefix="journal-reader")
         self._local = threading.local()
-        self._listeners: list[AppendListener] = []
+        self._listeners = AppendListeners()
         self._closed = False
         self.commits = 0            # batches committed (for metrics and benchmarks)
         self.appends = 0
@@ -193,7 +194,7 @@ class SqliteJournal:
                     else:
                         item.future.set_result(result)
                 if written:
-                    self._notify(written)
+                    self._listeners.notify(written)
             if self._closed and not self._pending:
                 return
 
@@ -302,15 +303,7 @@ class SqliteJournal:
 
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def _notify(self, events: list[StoredEvent]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(events)
-            except Exception:
-                log.exception("journal listener failed")
+        return self._listeners.subscribe(listener)
 
 
 def _row_to_event(r: tuple) -> StoredEvent:
