@@ -1,9 +1,8 @@
 """`threadweaver serve` with a prototype from bench/proposals.py swapped in, to measure a
 proposal end to end without editing the runtime:
 
-    python -m bench.run_patched --patch readmodel-batched -- serve --host 127.0.0.1 ...
+    python -m bench.run_patched --patch projector-p0 -- serve --host 127.0.0.1 ...
 
-readmodel-batched: the server's read model is `BatchedSqlReadModel` (proposal P1).
 projector-p0:      the RMUs are `P0Projector` (proposals P0 + P12: the shards an append touched
                    are read in one query and applied in one transaction; "behind" judged
                    against the offsets pushed before the read).
@@ -14,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PATCHES = ("readmodel-batched", "projector-p0", "projector-p12")
+PATCHES = ("projector-p0", "projector-p12")
 
 
 def main() -> int:
@@ -22,13 +21,6 @@ def main() -> int:
     p.add_argument("--patch", choices=PATCHES, action="append", default=[])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     a = p.parse_args()
-    if "readmodel-batched" in a.patch:
-        from threadweaver import server
-        from threadweaver.adapters.readmodel import ReadModelSettings
-
-        from .proposals import batched_read_model_class
-        cls = batched_read_model_class()
-        server.build_read_model = lambda settings: cls(ReadModelSettings(url=settings.read_model))
     if "projector-p0" in a.patch or "projector-p12" in a.patch:
         from threadweaver.application import sharding
 

@@ -201,8 +201,6 @@ def _median_inf(values: Any) -> float | None:
 
 
 PATCHED_SERVE = {   # a proposal's prototype swapped into the server (bench/run_patched.py)
-    "p1-batched-read-model": ["-m", "bench.run_patched", "--patch", "readmodel-batched", "--",
-                              "serve"],
     "p0-projector": ["-m", "bench.run_patched", "--patch", "projector-p0", "--", "serve"],
     "p12-projector": ["-m", "bench.run_patched", "--patch", "projector-p12", "--", "serve"],
 }
