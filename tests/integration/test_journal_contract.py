@@ -497,3 +497,42 @@ async def test_dynamodb_missing_tables_is_a_clear_error(dynamodb_base_settings):
     assert f"{dynamodb_base_settings.table_prefix}-journal does not exist" in message
     assert "threadweaver create-tables" in message
     await journal.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# read_shard_set: what a projector reads for the shards its pushed appends touched
+# ---------------------------------------------------------------------------------------------
+
+async def test_read_shard_set_returns_only_those_shards_after_their_offsets(journal):
+    written = await _populate(journal)
+    all_events = [e for evs in written.values() for e in evs]
+    shards = sorted({e.shard for e in all_events})
+    chosen = shards[::2] + [SHARDS + 5, -1]     # scattered, plus shards that do not exist
+    after = {s: sorted(e.offset for e in all_events if e.shard == s)[0] for s in shards[::4]}
+    got = await journal.read_shard_set(chosen, after, 10_000)
+    expected = sorted((e for e in all_events
+                       if e.shard in chosen and e.offset > after.get(e.shard, 0)), key=key)
+    assert sorted(got, key=key) == expected
+    assert got == sorted(got, key=lambda e: (e.offset, e.pid, e.seq))
+    assert await journal.read_shard_set([], {}, 100) == []
+
+
+@pytest.mark.parametrize("limit", [1, 3, 8])
+async def test_read_shard_set_pages_through_every_event_once(journal, limit):
+    written = await _populate(journal, n_pids=12)
+    all_events = [e for evs in written.values() for e in evs]
+    shards = sorted({e.shard for e in all_events})[1::2]
+    cursor: dict[int, int] = {}
+    got: list[StoredEvent] = []
+    for _ in range(1_000):
+        batch = await journal.read_shard_set(shards, cursor, limit)
+        if not batch:
+            break
+        assert len(batch) <= limit or len({(e.shard, e.offset) for e in batch}) == 1
+        assert batch == sorted(batch, key=lambda e: (e.offset, e.pid, e.seq))
+        assert all(e.offset > cursor.get(e.shard, 0) for e in batch)
+        for e in batch:       # each shard's events come as a prefix: nothing is skipped
+            cursor[e.shard] = max(cursor.get(e.shard, 0), e.offset)
+        got.extend(batch)
+    assert sorted(got, key=key) == sorted((e for e in all_events if e.shard in shards), key=key)
+    assert len(got) == len({key(e) for e in got})

@@ -97,6 +97,12 @@ class Journal(Protocol):
         `after.get(shard, 0)`, ordered by (offset, pid, seq). No table scans."""
         ...
 
+    async def read_shard_set(self, shards: Sequence[int], after: Mapping[int, int],
+                             limit: int) -> list[StoredEvent]:
+        """`read_shards` for any set of shards (not a range), in one call: what a projector
+        reads for the shards its pushed appends touched (they are scattered over the range)."""
+        ...
+
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         """Call `listener` with the events of each append made through this journal instance,
         after they are durable. Returns an unsubscribe function."""

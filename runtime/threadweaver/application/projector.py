@@ -147,9 +147,10 @@ class Projector:
             # What was pushed before this read; an append during the read marks its shard dirty
             # again (normal path), it must not count as "not readable yet" (the retry path).
             targets = {s: self._pushed.get(s, 0) for s in dirty}
-            for start, end in _runs(dirty):
-                while len(await self._read_and_apply(start, end, self._offsets)) >= self.settings.batch_size:
-                    pass
+            # The dirty shards are scattered over the range (new threads land on random
+            # shards): read them together and apply them in one read-model transaction.
+            while dirty and len(await self._read_and_apply_set(dirty)) >= self.settings.batch_size:
+                pass
             behind = {s for s in dirty if self._offsets.get(s, 0) < targets[s]}
             if behind:   # an eventually consistent index (or a gap): read them again soon
                 self._dirty |= behind
@@ -196,13 +197,23 @@ class Projector:
                               after: dict[int, int]) -> Sequence[StoredEvent]:
         """One batch of shards [start, end) after `after`; returns the events read."""
         events = await self.journal.read_shards(start, end, after, self.settings.batch_size)
+        await self._apply(events)
+        return events
+
+    async def _read_and_apply_set(self, shards: list[int]) -> Sequence[StoredEvent]:
+        """One batch of the given shards after their applied offsets; returns the events read."""
+        events = await self.journal.read_shard_set(shards, self._offsets,
+                                                   self.settings.batch_size)
+        await self._apply(events)
+        return events
+
+    async def _apply(self, events: Sequence[StoredEvent]) -> None:
         if events:
             result = await self.read_model.apply(self.projection, events)
             self._offsets.update(result.offsets)
             self._record(events, result.applied, result.skipped)
             if self.on_applied:
                 self.on_applied(events)
-        return events
 
     def _record(self, events: Sequence[StoredEvent], applied: int, skipped: int) -> None:
         st = self.state
@@ -219,14 +230,3 @@ class Projector:
 class _Sweep:
     next: int                       # first shard of the next chunk
     cursor: dict[int, int]          # per shard: read after this offset
-
-
-def _runs(shards: list[int]) -> list[tuple[int, int]]:
-    """Sorted shard numbers as half-open runs of consecutive shards: [1,2,3,7] -> [(1,4),(7,8)]."""
-    runs: list[tuple[int, int]] = []
-    for shard in shards:
-        if runs and runs[-1][1] == shard:
-            runs[-1] = (runs[-1][0], shard + 1)
-        else:
-            runs.append((shard, shard + 1))
-    return runs

@@ -846,15 +846,24 @@ class DynamoDBJournal:
         """Up to `limit` events of shards [start, end) with offset > after.get(shard, 0), in
         (offset, pid, seq) order; events sharing (shard, offset) are never split (see module
         docstring). One paginated index Query per shard, run concurrently; no scans."""
-        self._require_client()
         start, end = max(0, start), min(end, self.shards)
-        if limit <= 0 or start >= end:
+        return await self._read_shard_list(range(start, end), after, limit)
+
+    async def read_shard_set(self, shards: Sequence[int], after: Mapping[int, int],
+                             limit: int) -> list[StoredEvent]:
+        """`read_shards` for a set of shards: one paginated Query per shard, concurrently."""
+        return await self._read_shard_list(sorted({s for s in shards if 0 <= s < self.shards}),
+                                           after, limit)
+
+    async def _read_shard_list(self, shards: Sequence[int], after: Mapping[int, int],
+                               limit: int) -> list[StoredEvent]:
+        self._require_client()
+        n = len(shards)
+        if limit <= 0 or n == 0:
             return []
-        n = end - start
         first_page = max(2, min(limit + 1, 2 * (-(-limit // n)) + 1))
         sem = asyncio.Semaphore(self._query_concurrency)
-        cursors = [_ShardCursor(self, s, after.get(s, 0), first_page, sem)
-                   for s in range(start, end)]
+        cursors = [_ShardCursor(self, s, after.get(s, 0), first_page, sem) for s in shards]
         await asyncio.gather(*(c.ensure_group() for c in cursors))
         heap: list[tuple[tuple[int, str, int], int]] = []
         for i, c in enumerate(cursors):

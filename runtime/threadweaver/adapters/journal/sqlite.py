@@ -301,9 +301,35 @@ class SqliteJournal:
                 break
         return out
 
+    async def read_shard_set(self, shards: Sequence[int], after: Mapping[int, int],
+                             limit: int) -> list[StoredEvent]:
+        wanted = {s: after.get(s, 0) for s in shards if 0 <= s < self.shards}
+        if not wanted or limit <= 0:
+            return []
+        return await self._read(self._read_shard_set_sync, wanted, limit)
+
+    def _read_shard_set_sync(self, after: dict[int, int], limit: int) -> list[StoredEvent]:
+        # One index seek per shard (each from its own offset: a shard-range scan from the
+        # smallest offset would also read the other shards' applied events), merged by ordering.
+        # Each shard gives at most `limit`, so the merged first `limit` are every shard's prefix.
+        conn = self._conn()
+        rows: list[tuple] = []
+        for shard, offset in after.items():
+            rows.extend(conn.execute(
+                "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
+                " WHERE shard = ? AND ordering > ? ORDER BY ordering LIMIT ?",
+                (shard, offset, limit)))
+        if len(after) > 1:
+            rows.sort(key=_ordering)
+        return [_row_to_event(r) for r in rows[:limit]]
+
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
+
+
+def _ordering(row: tuple) -> int:
+    return row[6]
 
 
 def _row_to_event(r: tuple) -> StoredEvent:
