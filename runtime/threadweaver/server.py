@@ -16,6 +16,7 @@ from .application.sharding import Member, ShardingSettings
 from .adapters.readmodel import ReadModelSettings, SqlReadModel
 from .adapters.readmodel.sql import redact_url
 from .config import Settings
+from .gc_tuning import tune_for_serving
 from .shards import ShardMap
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     except OSError as exc:
         await runtime.stop()
         raise SystemExit(f"cannot listen on {runtime.settings.host}:{runtime.settings.port}: {exc}")
+    tune_for_serving()     # after startup: what it created is never garbage (gc_tuning.py)
     log.info("thread-weaver serving on http://%s:%d (member %s)", runtime.settings.host,
              runtime.settings.port, runtime.settings.member_name)
     stop = asyncio.Event()
