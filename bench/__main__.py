@@ -5,14 +5,22 @@
     python -m bench --only w2,w4          # some workloads (merged into latest.json)
 
 Writes bench/results/latest.json (+ a timestamped copy) and regenerates docs/benchmarks.md.
+An --only run is merged into latest.json when that holds the same profile (full or quick);
+otherwise it writes only its timestamped copy and leaves latest.json and the docs alone.
 The server side runs on core 0 (taskset -c 0), wrk and the bench's clients on core 1; only
 127.0.0.1 is used; every loop is bounded; child processes are killed on exit or failure.
 
 Workloads: w1 HTTP commands vs a bare aiohttp handler; w2 journal appends vs eventsourcing;
-w3 projection lag; w4 recovery with/without snapshots; w5 memory with/without --max-entities;
-profile: pyinstrument on workload 1, and proposals: micro-benchmarks of the optimisation
-proposals (full runs only, or --profile / --only). w6 (DynamoDB/MariaDB, handoff) is pending
-and only listed in the report.
+w3 projection lag, embedded SQLite and MySQL (MariaDB) read models; w4 recovery with/without
+snapshots; w5 memory with/without --max-entities; w6 the production backends (DynamoDB API on
+dynalite, MySQL read model on MariaDB): workload 1's commands beside the embedded runtime, and
+the handoff of one shard range between two cluster members under load (the local Kubernetes
+control plane); profile: pyinstrument on workload 1, and proposals: micro-benchmarks of the
+optimisation proposals (full runs only, or --profile / --only).
+
+w3 and w6 need MariaDB and dynalite (`hack/services.sh up`), w6 also the control plane
+(`hack/controlplane.sh up`); the bench runs both scripts itself (they are idempotent) and fails
+the workload with the scripts' output when a service cannot start.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
     "w3": ("projection_lag", lambda: __import__("bench.w3_lag", fromlist=["run"]).run),
     "w4": ("recovery", lambda: __import__("bench.w4_recovery", fromlist=["run"]).run),
     "w5": ("memory", lambda: __import__("bench.w5_memory", fromlist=["run"]).run),
+    "w6": ("production", lambda: __import__("bench.w6_production", fromlist=["run"]).run),
     "profile": ("profile", lambda: __import__("bench.profile_run", fromlist=["run"]).run),
     "proposals": ("proposals", lambda: __import__("bench.proposals", fromlist=["run"]).run),
 }
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 2 min)")
     parser.add_argument("--only", default="",
-                        help="comma-separated: w1,w2,w3,w4,w5,profile,proposals")
+                        help="comma-separated: w1,w2,w3,w4,w5,w6,profile,proposals")
     parser.add_argument("--profile", action="store_true",
                         help="also profile workload 1 in a quick run (full runs always do)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
@@ -98,11 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     latest = RESULTS / "latest.json"
     results: dict[str, Any] = {}
+    # An --only run is merged into latest.json when that holds the same profile; one of another
+    # profile (say `--quick --only w6` beside full figures) only writes its timestamped copy, so
+    # it cannot replace the full figures of every workload with the quick ones of a few.
+    keep_latest = False
     if args.only and latest.exists():
         try:
             previous = json.loads(latest.read_text())
             if previous.get("meta", {}).get("profile") == profile.name:
                 results = previous
+            else:
+                keep_latest = True
         except (OSError, ValueError):
             results = {}
     results.setdefault("workloads", {})
@@ -130,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["git_commit"] = commit
                 result["machine"] = results["meta"]["machine"]
                 results["workloads"][name] = result
+                if result.get("failed_parts"):     # kept, but the run reports a failure
+                    failures += 1
             except Exception as exc:  # one workload failing does not lose the others
                 failures += 1
                 traceback.print_exc()
@@ -146,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["elapsed_s"] = round(time.time() - started, 1)
     results["meta"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
-    _write_json(RESULTS / f"{stamp}-{profile.name}.json", results)
+    copy = RESULTS / f"{stamp}-{profile.name}.json"
+    _write_json(copy, results)
+    if keep_latest:
+        log(f"results: {copy} ({results['meta']['elapsed_s']}s); latest.json holds another "
+            f"profile's figures and is kept, docs/benchmarks.md too")
+        return 1 if failures else 0
     _write_json(latest, results)
     log(f"results: {latest} ({results['meta']['elapsed_s']}s)")
     if not args.no_docs:

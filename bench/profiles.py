@@ -38,11 +38,22 @@ class Profile:
     memory_max_fill_s: float     # bound on creating the threads (fewer are reported if hit)
     # profile of workload 1's hot path
     profile_duration: float
+    # 6. production backends (DynamoDB API: dynalite, MySQL: MariaDB) and range handoff
+    prod_runs: int = 1               # A: interleaved runs (embedded, production, ...)
+    prod_duration: float = 2.0       # A: seconds per wrk run
+    prod_shards: tuple[int, ...] = (1024,)   # A: a production server per shard count
+    prod_cold_threads: int = 0       # A: threads seeded for the cold posts (0: no cold posts)
+    handoff_shards: int = 1024       # B: the cluster's shard count
+    handoff_moves: int = 2           # B: range moves, alternately A -> B and B -> A
+    handoff_rate: float = 40.0       # B: commands per second sent (open loop), half to each
+    handoff_settle: float = 2.0      # B: seconds of load before and after each move
+    handoff_warmup: float = 2.0      # B: seconds of load before the first move
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["journal_concurrency"] = list(self.journal_concurrency)
         d["lag_levels"] = list(self.lag_levels)
+        d["prod_shards"] = list(self.prod_shards)
         return d
 
 
@@ -58,6 +69,9 @@ FULL = Profile(
     memory_threads=100_000, memory_bound=10_000, memory_in_process=20_000,
     memory_max_fill_s=900.0,
     profile_duration=10.0,
+    prod_runs=3, prod_duration=10.0, prod_shards=(1024, 64), prod_cold_threads=3_000,
+    handoff_shards=1024, handoff_moves=6, handoff_rate=40.0, handoff_settle=4.0,
+    handoff_warmup=5.0,
 )
 
 QUICK = Profile(
@@ -72,6 +86,11 @@ QUICK = Profile(
     memory_threads=20_000, memory_bound=2_000, memory_in_process=3_000,
     memory_max_fill_s=45.0,
     profile_duration=0.0,
+    prod_runs=1, prod_duration=2.0, prod_shards=(1024,), prod_cold_threads=0,
+    # quick: 64 shards, so that the members' start-up read of their ranges (a query per shard)
+    # takes no time; full runs use the default 1024
+    handoff_shards=64, handoff_moves=2, handoff_rate=40.0, handoff_settle=1.0,
+    handoff_warmup=0.5,
 )
 
 PROFILES = {"full": FULL, "quick": QUICK}

@@ -111,6 +111,21 @@ def render(results: dict[str, Any]) -> str:
             status = "**missed** (probes not visible)"
         add(f"| projection lag p99 < 100 ms, {level} load | {_f(p99, '{:,.0f}')} ms "
             f"(p50 {_f(d.get('p50_ms'), '{:,.0f}')} ms) | — | — | {status} |")
+    for level in w3.get("levels", []):
+        d = (w3.get("mysql") or {}).get(level)
+        if d is None:
+            continue
+        p99 = d.get("p99_ms")
+        target = w3.get("mysql_target_p99_ms", 1000)
+        status = _met(p99, target, higher=False) if level == "steady" else "informational"
+        if p99 is None and d.get("not_visible"):
+            status = "**missed** (probes not visible)"
+        add(f"| projection lag p99 < 1 s, MySQL (MariaDB) read model, {level} load | "
+            f"{_f(p99, '{:,.0f}')} ms (p50 {_f(d.get('p50_ms'), '{:,.0f}')} ms) | — | — | "
+            f"{status} |")
+    w6 = ws.get("production", {})
+    for row in _w6_target_rows(w6):
+        add(row)
     add("")
 
     # -- 1 ---------------------------------------------------------------------------------
@@ -213,29 +228,42 @@ def render(results: dict[str, Any]) -> str:
 
     # -- 3 ---------------------------------------------------------------------------------
     add("## 3. Projection lag (command acknowledged → row visible in the read model)\n")
-    add(f"Embedded runtime (`--sync-mode full`). Probes: {_f(w3.get('probe_rate'), '{:g}')} "
-        f"thread creations/s, open loop, for {_f(w3.get('duration_s'), '{:g}')} s; a poller reads "
-        "the read-model SQLite file directly every millisecond and timestamps each row's "
-        "appearance; lag = visible − acknowledged. Background load: wrk posting messages to 16 "
+    add(f"Runtime with `--sync-mode full` (embedded SQLite journal). Probes: "
+        f"{_f(w3.get('probe_rate'), '{:g}')} thread creations/s, open loop, for "
+        f"{_f(w3.get('duration_s'), '{:g}')} s; a poller reads the read model directly every "
+        "millisecond and timestamps each row's appearance; lag = visible − acknowledged. Two read "
+        "models, interleaved run by run: *embedded* (the SQLite read-model file, polled "
+        "read-only) and *MySQL* (`--read-model mysql+aiomysql://...` on "
+        f"MariaDB {w3.get('mysql_version', '')} from `hack/services.sh`, a fresh database "
+        "migrated with `threadweaver migrate` per run; polled with pymysql in autocommit, the "
+        "same query). Background load: wrk posting messages to 16 "
         f"threads — *steady*: {w3.get('steady_connections', '?')} connections pausing "
         f"{w3.get('steady_delay_ms', '?')} ms between requests (well below capacity); "
         "*saturated*: 64 connections flat out (full runs only). Medians over "
-        f"{w3.get('runs', '?')} run(s).\n")
+        f"{w3.get('runs', '?')} run(s); *worst p99* is the highest p99 of a run. MariaDB is a "
+        "shared service and not pinned: its CPU share during the run is in the last column "
+        "(of one core).\n")
     err = _error(w3)
     if err:
         add(err)
     if w3.get("levels"):
-        add("| background load | background req/s | probes | p50 (ms) | p99 (ms) | p99.9 (ms) | "
-            "not visible in time |\n|---|---|---|---|---|---|---|")
-        for level in w3["levels"]:
-            d = w3.get(level, {})
-            add(f"| {level} | {_f(d.get('background_rps'))} | {_f(d.get('probes'))} | "
-                f"{_f(d.get('p50_ms'), '{:,.1f}', '> grace')} | "
-                f"{_f(d.get('p99_ms'), '{:,.1f}', '> grace')} | "
-                f"{_f(d.get('p999_ms'), '{:,.1f}', '> grace')} | {_f(d.get('not_visible'))} |")
+        add("| read model | background load | background req/s | probes | p50 (ms) | p99 (ms) | "
+            "p99.9 (ms) | worst p99 (ms) | not visible in time | runtime CPU | MariaDB CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
+        for kind, label in (("sqlite", "embedded SQLite"), ("mysql", "MySQL (MariaDB)")):
+            for level in w3["levels"]:
+                d = w3.get(level, {}) if kind == "sqlite" else (w3.get("mysql") or {}).get(level)
+                if not d:
+                    continue
+                add(f"| {label} | {level} | {_f(d.get('background_rps'))} | "
+                    f"{_f(d.get('probes'))} | "
+                    f"{_f(d.get('p50_ms'), '{:,.1f}', '> grace')} | "
+                    f"{_f(d.get('p99_ms'), '{:,.1f}', '> grace')} | "
+                    f"{_f(d.get('p999_ms'), '{:,.1f}', '> grace')} | "
+                    f"{_f(d.get('worst_p99_ms'), '{:,.1f}', '> grace')} | "
+                    f"{_f(d.get('not_visible'))} | {_f(d.get('server_cpu_pct'), '{:.0f}%')} | "
+                    f"{_f(d.get('mysqld_cpu_pct'), '{:.0f}%')} |")
         add("")
-    add("MySQL/MariaDB read model: **pending** — `TODO(mariadb)` hook in `bench/w3_lag.py` "
-        "(`POLLERS`, `mysql_poller`).\n")
     add(_caption(w3) + "\n")
 
     # -- 4 ---------------------------------------------------------------------------------
@@ -292,11 +320,7 @@ def render(results: dict[str, Any]) -> str:
     add(_caption(w5) + "\n")
 
     # -- 6 ---------------------------------------------------------------------------------
-    add("## 6. DynamoDB / MariaDB variants and shard handoff\n")
-    add("**Pending.** The journal on DynamoDB (dynalite locally), the read model on "
-        "MariaDB, and the shard handoff (time a shard is unavailable while it moves) are to be "
-        "added to this suite by another engineer, against the services of `hack/services.sh`. "
-        "Hooks: `TODO(mariadb)` in `bench/w3_lag.py`.\n")
+    _render_w6(ws.get("production", {}), add)
 
     # -- Profile ---------------------------------------------------------------------------
     prof = ws.get("profile", {})
@@ -423,6 +447,189 @@ def render(results: dict[str, Any]) -> str:
             add("")
         add(_caption(pr) + "\n")
     return "\n".join(out)
+
+
+def _w6_target_rows(w6: dict[str, Any]) -> list[str]:
+    h = w6.get("handoff") or {}
+    if not h or "error" in h:
+        status = "not measured" + (" (failed: see section 6)" if "error" in h else "")
+        return [f"| range handoff under load: failed requests = 0 | — | — | — | {status} |"] \
+            if w6 else []
+    failed = h.get("failed")
+    return [
+        f"| range handoff under load: failed requests = 0 | {_f(failed)} failed of "
+        f"{_f(h.get('requests'))} requests, {len(h.get('moves', []))} moves | — | "
+        f"{_f(h.get('failed_statuses') or 'none', '{}')} | "
+        f"{'**met**' if failed == 0 else '**missed**'} |",
+        f"| range handoff duration (publish → gaining member serves) | median "
+        f"{_f(h.get('duration_s_median'), '{:.2f}')} s, worst "
+        f"{_f(h.get('duration_s_worst'), '{:.2f}')} s | — | moving range's commands: max "
+        f"{_f(h.get('moving_max_ms_worst'), '{:,.0f}')} ms | informational |",
+    ]
+
+
+def _render_w6(w6: dict[str, Any], add: Any) -> None:
+    add("## 6. Production backends (DynamoDB API, MySQL) and range handoff\n")
+    err = _error(w6)
+    if err:
+        add(err)
+    if not w6 or "error" in w6:
+        if not w6:
+            add("(Not measured yet: `python -m bench --only w6`.)\n")
+        return
+    add(f"The journal on the DynamoDB API (dynalite {w6.get('dynalite_version', '?')} on Node "
+        f"{w6.get('node_version', '?')}, the server `hack/services.sh` installs), the read model "
+        f"on MariaDB {w6.get('mysql_version', '?')} (`hack/services.sh`). Placement: every "
+        "runtime and its own dynalite process (started by the bench, in memory, fresh for each "
+        "server) are pinned to core 0 — dynalite is part of the system under test and competes "
+        "with the runtime for the server core, as the embedded SQLite journal does inside the "
+        "runtime's process; its CPU is measured apart. MariaDB is the shared service of "
+        "`hack/services.sh` and is not pinned (it floats over both cores; its share is in the "
+        "tables). Part B's Kubernetes control plane (`hack/controlplane.sh`: etcd, "
+        "kube-apiserver, …) is not pinned either. CPU columns are % of one core.\n")
+    c = w6.get("commands") or {}
+    add("### 6A. Commands: production backends vs the embedded runtime\n")
+    if "error" in c:
+        add(f"**Part A failed in the last run:** `{c['error'][:500]}`\n")
+    s = c.get("summary") or {}
+    if s:
+        shards = c.get("shards") or {}
+        add("Workload 1's commands (`bench/lua/commands.lua`, wrk 1 thread, "
+            f"{c.get('connections', '?')} connections, {_f(c.get('duration_s'), '{:g}')} s per "
+            f"run, {c.get('runs', '?')} run(s), medians) against `threadweaver serve --journal "
+            "dynamodb://… --read-model mysql+aiomysql://…` (a fresh table prefix and database; "
+            + ", ".join(f"*{n}*: `--shards {v}`" for n, v in shards.items())
+            + ") and the embedded runtime (`--sync-mode full`), interleaved run by run. While one "
+            "server is measured the production servers not measured are stopped (SIGSTOP, their "
+            "dynalite too) and each is measured only once it and its dynalite are idle again "
+            "(their periodic read of every shard of the read model would otherwise land in "
+            "another server's measurement)"
+            + (f"; *cold*: posts to {_f(c.get('cold_threads'))} threads created by a previous "
+               "process, a disjoint slice per run" if c.get("cold_threads") else
+               "; no cold posts in this run (quick)")
+            + ". *req/CPU-s (stack)* divides by the CPU of the runtime plus its dynalite: "
+            "everything the commands cost on the server core.\n")
+        add("| server | workload | req/s | p50 | p99 | p99.9 | runtime CPU | dynalite CPU | "
+            "MariaDB CPU | req/CPU-s (runtime) | req/CPU-s (stack) | ratio to embedded | "
+            "ratio per CPU-s (stack) | non-2xx | socket errors |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        servers = c.get("servers") or []
+        for server in servers:
+            for w in ("create", "hot", "cold"):
+                row = s.get(f"{server}.{w}")
+                if not row:
+                    continue
+                base = s.get(f"embedded.{w}", {})
+                is_base = server == "embedded"
+                add(f"| {server} | {w} | {_f(row['rps'])} | {_ms(row['p50_us'])} | "
+                    f"{_ms(row['p99_us'])} | {_ms(row['p999_us'])} | "
+                    f"{_f(row['server_cpu_pct'], '{:.0f}%')} | "
+                    f"{_f(row.get('dynalite_cpu_pct'), '{:.0f}%')} | "
+                    f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} | "
+                    f"{_f(row.get('rps_per_cpu_s'))} | {_f(row.get('rps_per_stack_cpu_s'))} | "
+                    f"{'' if is_base else _x(_r(row['rps'], base.get('rps')))} | "
+                    f"{'' if is_base else _x(_r(row.get('rps_per_stack_cpu_s'), base.get('rps_per_stack_cpu_s')))} | "
+                    f"{row['non2xx']} | {row['errors']} |")
+        add("")
+        add("Latencies in ms (wrk). The read model's backlog after each run and the (bounded) "
+            "wait until it caught up, as in section 1 (for MySQL: until the `thread` and "
+            "`thread_message` rows reach the acknowledged commands):\n")
+        add("| server | workload | backlog after the run | catch-up (s) | left after the bound | "
+            "req/s with projection |\n|---|---|---|---|---|---|")
+        for server in servers:
+            for w in ("create", "hot", "cold"):
+                row = s.get(f"{server}.{w}")
+                if row:
+                    add(f"| {server} | {w} | {_f(row.get('backlog_events'))} | "
+                        f"{_f(row.get('drain_s'), '{:.1f}')} | "
+                        f"{_f(row.get('drain_left_events'))} | "
+                        f"{_f(row.get('rps_with_projection'))} |")
+        add("")
+        notes = []
+        for server in servers:
+            row = s.get(f"{server}.create")
+            if server == "embedded" or not row:
+                continue
+            busy = (row.get("server_cpu_pct") or 0) + (row.get("dynalite_cpu_pct") or 0)
+            notes.append(
+                f"*{server}*, creates: the runtime took {_f(row.get('server_cpu_pct'), '{:.0f}%')}"
+                f" and dynalite {_f(row.get('dynalite_cpu_pct'), '{:.0f}%')} of the server core "
+                f"({busy:.0f}% together{': saturated' if busy >= 90 else ''}), MariaDB "
+                f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} of a core elsewhere")
+        startup = c.get("startup_idle_s") or {}
+        if notes:
+            add("Where the CPU went: " + "; ".join(notes) + ". " +
+                " ".join(f"After its start, *{n}* ({(c.get('shards') or {}).get(n)} shards) "
+                         f"was busy {_f(v, '{:.1f}')} s reading every shard of its range for "
+                         "the read model (one query per shard) before it was idle." for n, v in
+                         startup.items() if v is not None) + "\n")
+        if c.get("drain_timeout_s") == 0:
+            add("*Quick run: no catch-up wait between measurements.*\n")
+        add(_caption(w6) + "\n")
+    h = w6.get("handoff") or {}
+    add("### 6B. Handoff of one range under load\n")
+    if "error" in h:
+        add(f"**Part B failed in the last run:** `{h['error'][:1500]}`\n")
+        return
+    if not h:
+        return
+    add(f"Two members (`threadweaver serve --cluster`, default settings, `--shards "
+        f"{h.get('shards')}`) on the same backends (their own dynalite) and the local Kubernetes "
+        "control plane: shard map in a ConfigMap, member Leases, a fresh namespace. The bench "
+        "plays the operator with the e2e suite's `ClusterDriver` (tests/support/"
+        "cluster_driver.py): initial map A = the lower half, B = the upper half; each move "
+        f"publishes a map giving ONE range (`{h.get('range')}`, {h.get('range_shards')} shards) "
+        "to the other member, waits for the losing member's acknowledgement (its Lease), "
+        "publishes the completed handoff, and waits until the gaining member's Lease says it "
+        "serves the range; the next move takes it back. Load throughout (from "
+        f"{_f(h.get('warmup_s'), '{:g}')} s before the first move to "
+        f"{_f(h.get('settle_s'), '{:g}')} s after the last; {_f(h.get('settle_s'), '{:g}')} s "
+        f"between moves): {_f(h.get('rate'), '{:g}')} commands/s, open loop, alternately to A "
+        "and B (half of them forwarded), posts to "
+        f"{(h.get('threads') or {}).get('moving', '?')} threads of the moving range and "
+        f"{(h.get('threads') or {}).get('other', '?')} other threads half and half, every "
+        "tenth a create. Failed = any non-2xx answer (503 included) or connection error. "
+        "*Window*: from publishing the map until 1 s after the gaining member served.\n")
+    add("| move | direction | acknowledged (s) | completed map (s) | served by the gaining "
+        "member (s) | moving-range commands in the window | their p50 (ms) | p99 (ms) | max "
+        "(ms) | other commands: max (ms) | failed in the window |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, m in enumerate(h.get("moves", []), 1):
+        mv, ot = m.get("moving", {}), m.get("others", {})
+        failed = m.get("failed", 0)
+        add(f"| {i} | {m['direction']} | {_f(m.get('acked_s'), '{:.2f}')} | "
+            f"{_f(m.get('complete_s'), '{:.2f}')} | {_f(m.get('duration_s'), '{:.2f}')} | "
+            f"{_f(mv.get('count'))} | {_f(mv.get('p50_ms'), '{:,.0f}')} | "
+            f"{_f(mv.get('p99_ms'), '{:,.0f}')} | {_f(mv.get('max_ms'), '{:,.0f}')} | "
+            f"{_f(ot.get('max_ms'), '{:,.0f}')} | {failed}"
+            f"{' ' + str(m.get('failed_statuses')) if failed else ''} |")
+    sm, so = h.get("steady_moving") or {}, h.get("steady_other") or {}
+    add("")
+    add(f"Handoff duration: median **{_f(h.get('duration_s_median'), '{:.2f}')} s**, worst "
+        f"**{_f(h.get('duration_s_worst'), '{:.2f}')} s** (acknowledged after a median "
+        f"{_f(h.get('acked_s_median'), '{:.2f}')} s; the bench polls the Leases every 50 ms, "
+        "ClusterDriver every 200 ms). Commands of the moving range during a handoff: max "
+        f"latency median {_f(h.get('moving_max_ms_median'), '{:,.0f}')} ms, worst "
+        f"{_f(h.get('moving_max_ms_worst'), '{:,.0f}')} ms; p99 median "
+        f"{_f(h.get('moving_p99_ms_median'), '{:,.0f}')} ms, worst "
+        f"{_f(h.get('moving_p99_ms_worst'), '{:,.0f}')} ms; outside the windows the same "
+        f"commands took p50 {_f(sm.get('p50_ms'), '{:,.0f}')} ms, p99 "
+        f"{_f(sm.get('p99_ms'), '{:,.0f}')} ms (others: p50 {_f(so.get('p50_ms'), '{:,.0f}')}, "
+        f"p99 {_f(so.get('p99_ms'), '{:,.0f}')} ms). **Failed requests: {_f(h.get('failed'))} "
+        f"of {_f(h.get('requests'))}** ({h.get('failed_statuses') or 'none'}; "
+        f"{_f(h.get('failed_outside_moves'))} outside the windows) at "
+        f"{_f(h.get('achieved_rps'), '{:.0f}')} req/s over {_f(h.get('load_s'), '{:.0f}')} s. "
+        "CPU over the load: members "
+        + ", ".join(f"{n} {v:.0f}%" for n, v in (h.get("member_cpu_pct") or {}).items())
+        + f", dynalite {_f(h.get('dynalite_cpu_pct'), '{:.0f}%')} (all on core 0), MariaDB "
+        f"{_f(h.get('mysqld_cpu_pct'), '{:.0f}%')}. The members' start-up read of their "
+        f"ranges took {_f(h.get('startup_idle_s'), '{:.1f}')} s before the load began.\n")
+    problems = h.get("member_log_problems") or {}
+    if problems:
+        add("Warnings and errors in the members' logs:\n")
+        add("```\n" + "\n".join(f"{n}: {line}" for n, lines in problems.items()
+                                 for line in lines) + "\n```\n")
+    add(_caption(w6) + "\n")
 
 
 def _eff(row: dict[str, Any]) -> float | None:

@@ -12,8 +12,13 @@ The embedded runtime (sync-mode full) runs on the server core. On the load core:
 Probes still invisible `grace` seconds after the load stops count as lost to the percentiles
 (reported as "> grace").
 
-MySQL/MariaDB variant: TODO(mariadb) in `POLLERS` below; another engineer adds it (and the
-DynamoDB journal variant) with the services of hack/services.sh.
+Two read models, measured interleaved run by run (embedded, MySQL, embedded, ...):
+- embedded: the runtime's SQLite read model, polled read-only through the file;
+- mysql: `--read-model mysql+aiomysql://...` on MariaDB (hack/services.sh, started when down; a
+  fresh database migrated with `threadweaver migrate` per run, dropped afterwards; the journal
+  stays the embedded SQLite one), polled with pymysql (autocommit, so every poll sees the latest
+  commit) with the same query. MariaDB is a shared service, not pinned: its CPU share during the
+  run is reported (`mysqld_cpu_pct`).
 """
 from __future__ import annotations
 
@@ -23,13 +28,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from .client import create_body, create_threads
 from .common import (
-    HOST, log, median, percentile, start_runtime, wrk,
+    HOST, MysqlDatabase, Server, ensure_services, log, median, mysqld_pid, percentile,
+    proc_cpu_seconds, start_runtime, wrk,
 )
 from .profiles import Profile
 
@@ -58,22 +64,31 @@ class SqlitePoller:
         self.conn.close()
 
 
-def mysql_poller(url: str) -> Any:
-    # TODO(mariadb): the MySQL/MariaDB read-model variant. Start the runtime with
-    # --read-model mysql+aiomysql://... (hack/services.sh up), and poll the same query
-    # (SELECT id FROM thread WHERE id IN (...)) with a sync driver here; then add a
-    # ("mysql", ...) entry to VARIANTS in run(). Pending: see docs/benchmarks.md section 6.
-    raise NotImplementedError("MySQL/MariaDB projection-lag variant: pending (TODO(mariadb))")
+class MysqlPoller:
+    """The same question to the MySQL/MariaDB read model, with a sync driver (pymysql)."""
+
+    def __init__(self, db: MysqlDatabase) -> None:
+        self.conn = db.connect()
+
+    def visible(self, ids: list[str]) -> list[str]:
+        out: list[str] = []
+        with self.conn.cursor() as cur:
+            for i in range(0, len(ids), POLL_CHUNK):
+                chunk = ids[i:i + POLL_CHUNK]
+                marks = ",".join(["%s"] * len(chunk))
+                cur.execute(f"SELECT id FROM thread WHERE id IN ({marks})", chunk)
+                out.extend(r[0] for r in cur.fetchall())
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-POLLERS: dict[str, Callable[..., Any] | None] = {
-    "sqlite": SqlitePoller,
-    "mysql": None,          # TODO(mariadb): mysql_poller
-}
+READ_MODELS = ("sqlite", "mysql")
 
 
 class Probe:
-    def __init__(self, poller: SqlitePoller) -> None:
+    def __init__(self, poller: SqlitePoller | MysqlPoller) -> None:
         self.poller = poller
         self.acked: dict[str, float] = {}
         self.visible: dict[str, float] = {}
@@ -139,10 +154,12 @@ async def _probes(url: str, probe: Probe, rate: float, duration: float) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
 
 
-def _measure(server_url: str, data_dir: Path, hot_file: Path, p: Profile, saturated: bool,
-             grace: float) -> dict[str, Any]:
-    poller = SqlitePoller(data_dir)
+def _measure(server: Server, poller: SqlitePoller | MysqlPoller, hot_file: Path, p: Profile,
+             saturated: bool, grace: float) -> dict[str, Any]:
+    server_url = server.url
     probe = Probe(poller)
+    mysqld = mysqld_pid() if isinstance(poller, MysqlPoller) else None
+    mysqld_cpu0, t_start = (proc_cpu_seconds(mysqld) if mysqld else 0.0), time.monotonic()
     load_s = p.lag_duration + 1.0
     poll_thread = threading.Thread(target=probe.poll_forever,
                                    args=(time.monotonic() + load_s + grace + 30,), daemon=True)
@@ -152,7 +169,7 @@ def _measure(server_url: str, data_dir: Path, hot_file: Path, p: Profile, satura
     def run_wrk() -> None:
         try:
             background.update(wrk(
-                server_url, "commands.lua", duration=load_s,
+                server_url, "commands.lua", duration=load_s, server=server,
                 connections=64 if saturated else p.lag_background_connections,
                 args=["post", secrets.token_hex(4), str(hot_file), "0",
                       "0" if saturated else str(p.lag_background_delay_ms)]))
@@ -165,6 +182,8 @@ def _measure(server_url: str, data_dir: Path, hot_file: Path, p: Profile, satura
     try:
         asyncio.run(_probes(server_url, probe, p.lag_probe_rate, p.lag_duration))
         wrk_thread.join(load_s + 60)
+        mysqld_cpu = (round(100 * (proc_cpu_seconds(mysqld) - mysqld_cpu0) /
+                            (time.monotonic() - t_start), 1) if mysqld else None)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not probe.all_visible():
             time.sleep(0.05)
@@ -185,6 +204,7 @@ def _measure(server_url: str, data_dir: Path, hot_file: Path, p: Profile, satura
         "p999_ms": _ms(percentile(full, 99.9)), "max_ms": _ms(full[-1] if full else None),
         "background_rps": background.get("rps"), "background_error": background.get("error"),
         "background_p99_us": background.get("p99_us"),
+        "server_cpu_pct": background.get("server_cpu_pct"), "mysqld_cpu_pct": mysqld_cpu,
     }
 
 
@@ -206,23 +226,38 @@ PATCHED_SERVE = {   # a proposal's prototype swapped into the server (bench/run_
 }
 
 
-def one_run(p: Profile, work: Path, level: str, r: int,
-            variant: str | None = None) -> dict[str, Any]:
+def one_run(p: Profile, work: Path, level: str, r: int, variant: str | None = None, *,
+            mysql_url: str | None = None) -> dict[str, Any]:
     """One measurement at `level` ("steady" or "saturated") on a fresh runtime; `variant` runs
-    the server with a proposal's prototype (see PATCHED_SERVE)."""
+    the server with a proposal's prototype (see PATCHED_SERVE); `mysql_url` (the services'
+    MariaDB) puts the read model in a fresh MariaDB database instead of the embedded SQLite."""
     from .common import PYTHON
     saturated = level == "saturated"
-    data = work / f"lag-{level}-{variant or 'current'}-{r}"
+    kind = "mysql" if mysql_url else "sqlite"
+    data = work / f"lag-{level}-{kind}-{variant or 'current'}-{r}"
     cmd = [PYTHON, *PATCHED_SERVE[variant]] if variant else None
-    server = start_runtime(data, ["--sync-mode", "full"], cmd=cmd)
-    try:
-        hot = create_threads(server.url, 16, concurrency=4, tag="lag")
-        hot_file = data / "hot_ids.txt"
-        hot_file.write_text("\n".join(hot) + "\n")
-        return _measure(server.url, data, hot_file, p, saturated,
-                        grace=10.0 if saturated else 5.0)
-    finally:
-        server.stop()
+    grace = 10.0 if saturated else 5.0
+    if mysql_url is None:
+        server = start_runtime(data, ["--sync-mode", "full"], cmd=cmd)
+        try:
+            hot_file = _hot_threads(server, data)
+            return _measure(server, SqlitePoller(data), hot_file, p, saturated, grace)
+        finally:
+            server.stop()
+    with MysqlDatabase(mysql_url, "lag") as db:
+        server = start_runtime(data, ["--sync-mode", "full", "--read-model", db.url], cmd=cmd)
+        try:
+            hot_file = _hot_threads(server, data)
+            return _measure(server, MysqlPoller(db), hot_file, p, saturated, grace)
+        finally:
+            server.stop()
+
+
+def _hot_threads(server: Server, data: Path) -> Path:
+    hot = create_threads(server.url, 16, concurrency=4, tag="lag")
+    hot_file = data / "hot_ids.txt"
+    hot_file.write_text("\n".join(hot) + "\n")
+    return hot_file
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -230,9 +265,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": _median_inf(x["p50_ms"] for x in runs),
         "p99_ms": _median_inf(x["p99_ms"] for x in runs),
         "p999_ms": _median_inf(x["p999_ms"] for x in runs),
+        "worst_p99_ms": (None if any(x["p99_ms"] is None for x in runs)
+                         else max(x["p99_ms"] for x in runs)),
         "not_visible": sum(x["not_visible"] for x in runs),
         "probes": sum(x["probes"] for x in runs),
+        "failed": sum(x.get("failed", 0) for x in runs),
         "background_rps": median(x["background_rps"] for x in runs),
+        "server_cpu_pct": median(x.get("server_cpu_pct") for x in runs),
+        "mysqld_cpu_pct": median(x.get("mysqld_cpu_pct") for x in runs),
         "runs": runs,
     }
     if any(x["not_visible"] for x in runs):
@@ -240,17 +280,35 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _mysql_version(db_url: str) -> str:
+    with MysqlDatabase(db_url, "version") as db:
+        conn = db.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                return str(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+
 def run(p: Profile, work: Path) -> dict[str, Any]:
+    services = ensure_services()          # MariaDB (hack/services.sh); a BenchError if it fails
     out: dict[str, Any] = {"read_model": "sqlite (embedded)", "probe_rate": p.lag_probe_rate,
                            "duration_s": p.lag_duration, "runs": p.lag_runs,
                            "steady_connections": p.lag_background_connections,
                            "steady_delay_ms": p.lag_background_delay_ms,
-                           "pending_variants": ["mysql (TODO(mariadb))"], "target_p99_ms": 100}
+                           "read_models": list(READ_MODELS), "target_p99_ms": 100,
+                           "mysql_target_p99_ms": 1000,
+                           "mysql_version": _mysql_version(services.mysql)}
     out["levels"] = list(p.lag_levels)
+    out["mysql"] = {}
     for level in p.lag_levels:
-        runs = []
-        for r in range(p.lag_runs):
-            log(f"w3: {level} load, run {r + 1}/{p.lag_runs}")
-            runs.append(one_run(p, work, level, r))
-        out[level] = summarise(runs)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in READ_MODELS}
+        for r in range(p.lag_runs):        # interleaved: embedded, MySQL, embedded, ...
+            for kind in READ_MODELS:
+                log(f"w3: {level} load, {kind} read model, run {r + 1}/{p.lag_runs}")
+                runs[kind].append(one_run(p, work, level, r, mysql_url=services.mysql
+                                          if kind == "mysql" else None))
+        out[level] = summarise(runs["sqlite"])
+        out["mysql"][level] = summarise(runs["mysql"])
     return out

@@ -1,0 +1,207 @@
+"""Workload 6: the production backends (DynamoDB API journal, MySQL read model) and the range
+handoff of a sharded cluster.
+
+  A. commands (bench/w6_commands.py): workload 1's commands (create, hot posts, cold posts)
+     against `threadweaver serve --journal dynamodb://... --read-model mysql+aiomysql://...`,
+     beside the embedded runtime (`--sync-mode full`), interleaved run by run.
+  B. handoff (bench/w6_handoff.py): two cluster members against the same backends and the
+     local Kubernetes control plane; under a steady load sent to both, one range moves from one
+     member to the other and back, a few times: how long each handoff takes, how long commands
+     of the moving range waited, and how many requests failed (target: none).
+
+Services. MariaDB is the one of `hack/services.sh` (started when down, as the test suites do:
+tests/support/services.py), shared and not pinned; its CPU share is measured from its pid.
+The DynamoDB API is a dynalite process of the bench's own (the package `hack/services.sh`
+installs; `hack/services.sh up` is run first, so node and dynalite are there), pinned to the
+server core beside the runtime: the journal store then competes for the same core as the
+runtime, as the embedded SQLite journal does inside the runtime's process, and its CPU time is
+measured apart; it is in-memory and fresh for every measurement series, and no other user's
+tables or requests share it. The control plane is `hack/controlplane.sh up` (as the e2e suite's
+conftest does); its processes are not pinned. Any of these failing to start is a BenchError.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from .common import (
+    HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysqld_pid,
+    proc_cpu_seconds, proc_memory, spawn, stop, tail,
+)
+from .profiles import Profile
+
+DYNALITE_CLI = REPO / ".cache" / "services" / "node_modules" / "dynalite" / "cli.js"
+
+
+class Dynalite:
+    """A dynalite (DynamoDB API, in memory) of the bench's own, pinned to `core`."""
+
+    def __init__(self, work: Path, core: int | None = SERVER_CORE) -> None:
+        self.work = work
+        self.core = core
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log = work / "dynalite.log"
+
+    @property
+    def url(self) -> str:
+        return f"dynamodb://{HOST}:{self.port}?region=us-east-1"
+
+    def start(self, timeout: float = 60.0) -> "Dynalite":
+        node = shutil.which("node")
+        if node is None or not DYNALITE_CLI.is_file():
+            raise BenchError(f"node or dynalite ({DYNALITE_CLI}) missing after "
+                             "`hack/services.sh up`")
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = spawn([node, str(DYNALITE_CLI), "--host", HOST, "--port", str(self.port),
+                           "--createTableMs", "20", "--deleteTableMs", "20",
+                           "--updateTableMs", "20"], core=self.core, log=self.log)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f"dynalite exited with {self.proc.returncode}:\n{tail(self.log)}")
+            if self._answers():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BenchError(f"dynalite did not answer within {timeout:.0f}s:\n"
+                                 f"{tail(self.log)}")
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        """Any DynamoDB API answer to ListTables (dynalite wants a signature: a 400 will do)."""
+        req = urllib.request.Request(
+            f"http://{HOST}:{self.port}/", data=b"{}", method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.0",
+                     "X-Amz-Target": "DynamoDB_20120810.ListTables"})
+        try:
+            with urllib.request.urlopen(req, timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except Exception:
+            return False
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+    def rss(self) -> dict[str, int]:
+        return proc_memory(self.proc.pid) if self.proc else {}
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10.0)
+
+
+class CpuMeter:
+    """CPU time of the processes beside the runtime (dynalite, mariadbd) over an interval, as %
+    of one core."""
+
+    def __init__(self, dynalite: Dynalite | None) -> None:
+        self.dynalite = dynalite
+        self.mysqld = mysqld_pid()
+        self.t0 = time.monotonic()
+        self.d0 = dynalite.cpu_seconds() if dynalite else 0.0
+        self.m0 = proc_cpu_seconds(self.mysqld) if self.mysqld else 0.0
+
+    def result(self) -> dict[str, float | None]:
+        wall = max(1e-6, time.monotonic() - self.t0)
+        d = (self.dynalite.cpu_seconds() - self.d0) if self.dynalite else None
+        m = (proc_cpu_seconds(self.mysqld) - self.m0) if self.mysqld else None
+        return {"dynalite_cpu_pct": None if d is None else round(100 * d / wall, 1),
+                "mysqld_cpu_pct": None if m is None else round(100 * m / wall, 1)}
+
+
+def wait_idle(pids: list[int], timeout: float, *, threshold_pct: float = 15.0,
+              interval: float = 0.25) -> float:
+    """Wait (bounded) until the processes `pids` together use less than `threshold_pct` of a
+    core over two consecutive `interval`s: a production runtime's start-up read of every shard
+    of its range (one query per shard) and its dynalite's work for it are over. Returns the
+    seconds waited."""
+    t0 = time.monotonic()
+    quiet = 0
+    last = sum(proc_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(interval)
+        now = sum(proc_cpu_seconds(pid) for pid in pids)
+        quiet = quiet + 1 if 100 * (now - last) / interval < threshold_pct else 0
+        last = now
+        if quiet >= 2:
+            break
+    return round(time.monotonic() - t0, 2)
+
+
+@contextlib.contextmanager
+def production_backends(services: Any, dynalite: Dynalite) -> Iterator[Any]:
+    """tests/support/backends.py's fresh tables (unique prefix) in our dynalite and fresh,
+    migrated MariaDB database, from synchronous code; removed afterwards."""
+    from tests.support.backends import production_backends as _backends
+    from tests.support.services import ServiceURLs
+    urls = ServiceURLs(mysql=services.mysql, dynamodb=dynalite.url)
+    with asyncio.Runner() as runner:
+        cm = _backends(urls)
+        try:
+            backends = runner.run(asyncio.wait_for(cm.__aenter__(), 180))
+        except subprocess.CalledProcessError as exc:
+            raise BenchError(f"threadweaver migrate failed: {exc.stderr!r}"[:3000]) from None
+        try:
+            yield backends
+        finally:
+            try:
+                runner.run(asyncio.wait_for(cm.__aexit__(None, None, None), 60))
+            except Exception as exc:   # uniquely named; reported, not fatal
+                log(f"w6: removing the tables/database failed: {exc}")
+
+
+def mysql_version(services: Any) -> str:
+    from .common import _mysql_connect
+    conn = _mysql_connect(services.mysql)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def dynalite_version() -> str:
+    try:
+        return json.loads((DYNALITE_CLI.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def run(p: Profile, work: Path) -> dict[str, Any]:
+    from . import w6_commands, w6_handoff
+    work.mkdir(parents=True, exist_ok=True)
+    log("w6: hack/services.sh up (MariaDB, dynalite package)")
+    services = ensure_services()
+    out: dict[str, Any] = {
+        "mysql_version": mysql_version(services), "dynalite_version": dynalite_version(),
+        "node_version": subprocess.run(["node", "--version"], capture_output=True, text=True,
+                                       timeout=10).stdout.strip(),
+    }
+    failures = []
+    for key, module in (("commands", w6_commands), ("handoff", w6_handoff)):
+        try:
+            out[key] = module.run(p, work / key, services)
+        except BenchError as exc:
+            if "exceeded its" in str(exc):          # the workload's ceiling: stop here
+                raise
+            log(f"w6 {key} failed: {exc}")
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"[:4000]}
+            failures.append(key)
+    if len(failures) == 2:
+        raise BenchError(f"w6: both parts failed: {out['commands']['error']} / "
+                         f"{out['handoff']['error']}")
+    if failures:
+        out["failed_parts"] = failures       # __main__ counts the workload as failed
+    return out
