@@ -1,15 +1,21 @@
 """SqlReadModel: the ReadModel port over SQLAlchemy asyncio (sqlite+aiosqlite, mysql+aiomysql).
 
 Writes: one transaction per batch holds the rows of every applied event, the threads' new
-`sequence_nr` and the shards' offsets (DESIGN §4: exactly once in effect). Reads: the queries of
-the HTTP API, each enforcing visibility (the caller administers or is a member of the thread;
-destroyed threads and removed messages are not returned).
+`sequence_nr` and the shards' offsets (DESIGN §4: exactly once in effect). The batch is written
+by synchronous code (`_apply_batch`): on MySQL it runs in the async engine's greenlet
+(`run_sync`); on an SQLite file it runs on a synchronous engine in one writer thread, because
+aiosqlite hands every call (execute, fetch, close...) to its thread and back, some forty hand-offs
+per batch, which cost more than the SQL itself. Reads: the queries of the HTTP API, each
+enforcing visibility (the caller administers or is a member of the thread; destroyed threads and
+removed messages are not returned).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,6 +80,9 @@ class SqlReadModel:
             settings = ReadModelSettings(url=settings)
         self.settings = settings
         self.engine: AsyncEngine | None = None
+        # SQLite file only: projection writes on a synchronous engine, in one thread
+        self._sync_writer: sa.Engine | None = None
+        self._write_executor: ThreadPoolExecutor | None = None
 
     @property
     def dialect(self) -> str:
@@ -83,12 +92,18 @@ class SqlReadModel:
         if self.engine is not None:
             return
         url = sa.engine.make_url(self.settings.url)
-        kwargs: dict[str, Any] = {"echo": self.settings.echo, "pool_pre_ping": True}
+        kwargs: dict[str, Any] = {"echo": self.settings.echo}
         if url.get_backend_name() == "sqlite":
+            # a local file: no connection to lose, so no ping per checkout
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                self._sync_writer = sa.create_engine(url.set(drivername="sqlite"),
+                                                     echo=self.settings.echo)
+                sa_event.listen(self._sync_writer, "connect", _sqlite_pragmas)
+                self._write_executor = ThreadPoolExecutor(
+                    1, thread_name_prefix="readmodel-writer")
         else:
-            kwargs.update(pool_size=self.settings.pool_size,
+            kwargs.update(pool_pre_ping=True, pool_size=self.settings.pool_size,
                           max_overflow=self.settings.max_overflow,
                           pool_recycle=self.settings.pool_recycle_seconds)
         self.engine = create_async_engine(url, **kwargs)
@@ -96,6 +111,11 @@ class SqlReadModel:
             sa_event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def close(self) -> None:
+        if self._write_executor is not None:
+            executor, writer = self._write_executor, self._sync_writer
+            self._write_executor = self._sync_writer = None
+            await asyncio.get_running_loop().run_in_executor(executor, writer.dispose)
+            executor.shutdown(wait=True)
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None
@@ -123,98 +143,98 @@ class SqlReadModel:
     async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
         if not events:
             return ApplyResult(0, 0, {}, {})
+        if self._write_executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._write_executor, self._apply_in_writer_thread, projection, events)
         async with self.engine.begin() as conn:
-            thread_ids = {ev.payload["threadId"] for ev in events}
-            rows = await conn.execute(sa.select(thread.c.id, thread.c.sequence_nr)
-                                      .where(thread.c.id.in_(thread_ids)))
-            stored = {"thread-" + r.id: r.sequence_nr for r in rows}
-            plan = plan_batch(events, stored)
-            await self._apply_events(conn, plan.apply)
-            if plan.offsets:
-                await self._save_offsets(conn, projection, plan.offsets)
+            return await conn.run_sync(self._apply_batch, projection, events)
+
+    def _apply_in_writer_thread(self, projection: str,
+                                events: Sequence[StoredEvent]) -> ApplyResult:
+        with self._sync_writer.begin() as conn:
+            return self._apply_batch(conn, projection, events)
+
+    def _apply_batch(self, conn: sa.Connection, projection: str,
+                     events: Sequence[StoredEvent]) -> ApplyResult:
+        """The whole batch in the caller's transaction (synchronous: see the module docstring)."""
+        sql = _hot_statements(conn.dialect)
+        thread_ids = list({ev.payload["threadId"] for ev in events})
+        stored: dict[str, int] = {}
+        for i in range(0, len(thread_ids), _IN_CHUNK):
+            chunk = thread_ids[i:i + _IN_CHUNK]
+            rows = conn.exec_driver_sql(sql.sequence_nrs(len(chunk)), tuple(chunk))
+            stored.update(("thread-" + r[0], r[1]) for r in rows)
+        plan = plan_batch(events, stored)
+        self._apply_events(conn, sql, plan.apply)
+        if plan.offsets:
+            now = int(time.time() * 1000)
+            conn.exec_driver_sql(sql.save_offset, [(projection, shard, offset, now)
+                                                   for shard, offset in plan.offsets.items()])
         return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled)
 
-    async def _save_offsets(self, conn: AsyncConnection, projection: str,
-                            offsets: dict[int, int]) -> None:
-        now = int(time.time() * 1000)
-        values = [{"projection": projection, "shard": s, "offset_value": o, "updated_at": now}
-                  for s, o in offsets.items()]
-        if self.dialect == "mysql":
-            from sqlalchemy.dialects.mysql import insert
-            stmt = insert(projection_offset)
-            stmt = stmt.on_duplicate_key_update(offset_value=stmt.inserted.offset_value,
-                                                updated_at=stmt.inserted.updated_at)
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-            stmt = insert(projection_offset)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["projection", "shard"],
-                set_={"offset_value": stmt.excluded.offset_value,
-                      "updated_at": stmt.excluded.updated_at})
-        await conn.execute(stmt, values)
-
-    async def _apply_events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+    def _apply_events(self, conn: sa.Connection, sql: "_HotStatements",
+                      events: Sequence[StoredEvent]) -> None:
         """Rows of `events`, in few statements: inserts are collected and sent as one
         executemany per table; a delete or soft-delete first flushes what is pending, so that
         e.g. leave-then-join of one id keeps its order. Each touched thread gets one update of
-        `updated_at` and `sequence_nr` at the end."""
-        pending: dict[sa.Table, list[dict[str, Any]]] = {
-            thread: [], thread_administrator_ids: [], thread_member_ids: [], thread_message: []}
+        `updated_at` and `sequence_nr` at the end (not a thread created in this batch and not
+        changed since: its row was inserted with them)."""
+        threads: list[tuple] = []
+        administrators: list[tuple] = []
+        members: list[tuple] = []
+        messages: list[tuple] = []
+        pending = ((sql.insert_thread, threads), (sql.insert_administrator, administrators),
+                   (sql.insert_member, members), (sql.insert_message, messages))
 
-        async def flush() -> None:
-            for table, rows in pending.items():   # thread first: the others reference it
+        def flush() -> None:
+            for statement, rows in pending:   # thread first: the others reference it
                 if rows:
-                    await conn.execute(table.insert(), rows)
+                    conn.exec_driver_sql(statement, rows)
                     rows.clear()
 
-        touched: dict[str, dict[str, Any]] = {}
+        touched: dict[str, tuple[int, int, str]] = {}
         for ev in events:
             p = ev.payload
             tid, actor, at = p["threadId"], p["accountId"], p["occurredAt"]
             kind = ev.type
             if kind == "ThreadCreated":
-                pending[thread].append(dict(
-                    id=tid, deleted=False, sequence_nr=ev.seq, creator_id=actor,
-                    parent_id=p.get("parentThreadId"), title=p["title"], remarks=p.get("remarks"),
-                    created_at=at, updated_at=at, removed_at=None))
-                pending[thread_administrator_ids] += _member_rows(tid, p["administratorIds"], actor, at)
-                pending[thread_member_ids] += _member_rows(tid, p.get("memberIds", ()), actor, at)
+                threads.append((tid, False, ev.seq, actor, p.get("parentThreadId"), p["title"],
+                                p.get("remarks"), at, at, None))
+                administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
+                members += [(tid, a, actor, at, at) for a in p.get("memberIds", ())]
+                touched.pop(tid, None)
+                continue
+            if kind == "MessagesAdded":
+                position = ev.seq * MESSAGE_POSITION_STRIDE
+                messages += [(m["id"], False, tid, actor, "text", m["text"],
+                              m.get("replyMessageId"), position + i, at, at)
+                             for i, m in enumerate(p["messages"])]
             elif kind == "AdministratorIdsJoined":
-                pending[thread_administrator_ids] += _member_rows(tid, p["administratorIds"], actor, at)
+                administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
             elif kind == "MemberIdsJoined":
-                pending[thread_member_ids] += _member_rows(tid, p["memberIds"], actor, at)
-            elif kind == "MessagesAdded":
-                pending[thread_message] += [
-                    {"id": m["id"], "deleted": False, "thread_id": tid, "sender_id": actor,
-                     "type": "text", "body": m["text"], "reply_message_id": m.get("replyMessageId"),
-                     "position": ev.seq * MESSAGE_POSITION_STRIDE + i,
-                     "created_at": at, "updated_at": at}
-                    for i, m in enumerate(p["messages"])]
+                members += [(tid, a, actor, at, at) for a in p["memberIds"]]
             elif kind in ("AdministratorIdsLeft", "MemberIdsLeft", "MessagesRemoved",
                           "ThreadDestroyed"):
-                await flush()
+                flush()
                 if kind == "AdministratorIdsLeft":
-                    await _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
+                    _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
                 elif kind == "MemberIdsLeft":
-                    await _delete_members(conn, thread_member_ids, tid, p["memberIds"])
+                    _delete_members(conn, thread_member_ids, tid, p["memberIds"])
                 elif kind == "MessagesRemoved":
                     if p["messageIds"]:
-                        await conn.execute(thread_message.update().where(
+                        conn.execute(thread_message.update().where(
                             thread_message.c.thread_id == tid,
                             thread_message.c.id.in_(p["messageIds"])
                         ).values(deleted=True, updated_at=at))
                 else:
-                    await conn.execute(thread.update().where(thread.c.id == tid)
-                                       .values(deleted=True, removed_at=at))
+                    conn.execute(thread.update().where(thread.c.id == tid)
+                                 .values(deleted=True, removed_at=at))
             else:
                 raise ValueError(f"unknown event type {kind!r} at {ev.pid}#{ev.seq}")
-            touched[tid] = {"b_id": tid, "b_updated_at": at, "b_seq": ev.seq}
-        await flush()
+            touched[tid] = (ev.seq, at, tid)
+        flush()
         if touched:
-            await conn.execute(
-                thread.update().where(thread.c.id == sa.bindparam("b_id"))
-                .values(updated_at=sa.bindparam("b_updated_at"), sequence_nr=sa.bindparam("b_seq")),
-                list(touched.values()))
+            conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
 
     # -- query side -------------------------------------------------------------------------
     @staticmethod
@@ -300,16 +320,75 @@ class SqlReadModel:
             return out
 
 
-def _member_rows(thread_id: str, account_ids: Sequence[str], adder: str,
-                 at: int) -> list[dict[str, Any]]:
-    return [{"thread_id": thread_id, "account_id": a, "adder_id": adder, "created_at": at,
-             "updated_at": at} for a in account_ids]
+_IN_CHUNK = 500     # ids per `IN (...)`: far below SQLite's and MySQL's parameter limits
 
 
-async def _delete_members(conn: AsyncConnection, table: sa.Table, thread_id: str,
-                          account_ids: Sequence[str]) -> None:
+class _HotStatements:
+    """The projection's frequent statements, compiled once per dialect to the driver's SQL and
+    run with `exec_driver_sql` on tuples: SQLAlchemy's per-row parameter processing cost more
+    than SQLite's own work for these plain inserts. Column orders are those of the tuples that
+    `_apply_events` builds (checked here against the compiled statements)."""
+
+    THREAD = ("id", "deleted", "sequence_nr", "creator_id", "parent_id", "title", "remarks",
+              "created_at", "updated_at", "removed_at")
+    MEMBERSHIP = ("thread_id", "account_id", "adder_id", "created_at", "updated_at")
+    MESSAGE = ("id", "deleted", "thread_id", "sender_id", "type", "body", "reply_message_id",
+               "position", "created_at", "updated_at")
+    OFFSET = ("projection", "shard", "offset_value", "updated_at")
+    TOUCH = ("b_seq", "b_updated_at", "b_id")
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self.insert_thread = self._compile(thread.insert(), self.THREAD)
+        self.insert_administrator = self._compile(thread_administrator_ids.insert(),
+                                                  self.MEMBERSHIP)
+        self.insert_member = self._compile(thread_member_ids.insert(), self.MEMBERSHIP)
+        self.insert_message = self._compile(thread_message.insert(), self.MESSAGE)
+        self.touch_thread = self._compile(
+            thread.update().where(thread.c.id == sa.bindparam("b_id"))
+            .values(sequence_nr=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated_at")),
+            self.TOUCH)
+        if dialect.name == "mysql":
+            from sqlalchemy.dialects.mysql import insert
+            upsert = insert(projection_offset)
+            upsert = upsert.on_duplicate_key_update(offset_value=upsert.inserted.offset_value,
+                                                    updated_at=upsert.inserted.updated_at)
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+            upsert = insert(projection_offset)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["projection", "shard"],
+                set_={"offset_value": upsert.excluded.offset_value,
+                      "updated_at": upsert.excluded.updated_at})
+        self.save_offset = self._compile(upsert, self.OFFSET)
+        self._sequence_nrs: dict[int, str] = {}
+
+    def _compile(self, statement: Any, order: tuple[str, ...]) -> str:
+        compiled = statement.compile(dialect=self.dialect, column_keys=list(order))
+        if tuple(compiled.positiontup or ()) != order:
+            raise RuntimeError(f"{compiled}: parameters {compiled.positiontup}, expected {order}")
+        return str(compiled)
+
+    def sequence_nrs(self, n: int) -> str:
+        """SELECT id, sequence_nr FROM thread WHERE id IN (n parameters)."""
+        sql = self._sequence_nrs.get(n)
+        if sql is None:
+            mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
+            sql = f"SELECT id, sequence_nr FROM thread WHERE id IN ({', '.join([mark] * n)})"
+            if len(self._sequence_nrs) < 64:
+                self._sequence_nrs[n] = sql
+        return sql
+
+
+@functools.lru_cache(maxsize=8)
+def _hot_statements(dialect: sa.Dialect) -> _HotStatements:
+    return _HotStatements(dialect)
+
+
+def _delete_members(conn: sa.Connection, table: sa.Table, thread_id: str,
+                    account_ids: Sequence[str]) -> None:
     if account_ids:
-        await conn.execute(table.delete().where(table.c.thread_id == thread_id,
+        conn.execute(table.delete().where(table.c.thread_id == thread_id,
                                                 table.c.account_id.in_(account_ids)))
 
 
