@@ -510,9 +510,10 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             + ". *req/CPU-s (stack)* divides by the CPU of the runtime plus its dynalite: "
             "everything the commands cost on the server core.\n")
         add("| server | workload | req/s | p50 | p99 | p99.9 | runtime CPU | dynalite CPU | "
-            "MariaDB CPU | req/CPU-s (runtime) | req/CPU-s (stack) | ratio to embedded | "
-            "ratio per CPU-s (stack) | non-2xx | socket errors |")
-        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "MariaDB CPU | core 0 busy (all processes) | req/CPU-s (runtime) | "
+            "req/CPU-s (stack) | ratio to embedded | ratio per CPU-s (stack) | non-2xx | "
+            "socket errors |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         servers = c.get("servers") or []
         for server in servers:
             for w in ("create", "hot", "cold"):
@@ -521,14 +522,16 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
                     continue
                 base = s.get(f"embedded.{w}", {})
                 is_base = server == "embedded"
+                per_cpu = _r(row.get("rps_per_stack_cpu_s"), base.get("rps_per_stack_cpu_s"))
                 add(f"| {server} | {w} | {_f(row['rps'])} | {_ms(row['p50_us'])} | "
                     f"{_ms(row['p99_us'])} | {_ms(row['p999_us'])} | "
                     f"{_f(row['server_cpu_pct'], '{:.0f}%')} | "
                     f"{_f(row.get('dynalite_cpu_pct'), '{:.0f}%')} | "
                     f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} | "
+                    f"{_f(row.get('core0_busy_pct'), '{:.0f}%')} | "
                     f"{_f(row.get('rps_per_cpu_s'))} | {_f(row.get('rps_per_stack_cpu_s'))} | "
                     f"{'' if is_base else _x(_r(row['rps'], base.get('rps')))} | "
-                    f"{'' if is_base else _x(_r(row.get('rps_per_stack_cpu_s'), base.get('rps_per_stack_cpu_s')))} | "
+                    f"{'' if is_base else _x(per_cpu)} | "
                     f"{row['non2xx']} | {row['errors']} |")
         add("")
         add("Latencies in ms (wrk). The read model's backlog after each run and the (bounded) "
@@ -551,11 +554,12 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             if server == "embedded" or not row:
                 continue
             busy = (row.get("server_cpu_pct") or 0) + (row.get("dynalite_cpu_pct") or 0)
+            other = (row.get("core0_busy_pct") or busy) - busy
             notes.append(
                 f"*{server}*, creates: the runtime took {_f(row.get('server_cpu_pct'), '{:.0f}%')}"
                 f" and dynalite {_f(row.get('dynalite_cpu_pct'), '{:.0f}%')} of the server core "
-                f"({busy:.0f}% together{': saturated' if busy >= 90 else ''}), MariaDB "
-                f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} of a core elsewhere")
+                f"({busy:.0f}% together; other processes {max(0.0, other):.0f}%), MariaDB "
+                f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} of a core")
         startup = c.get("startup_idle_s") or {}
         if notes:
             add("Where the CPU went: " + "; ".join(notes) + ". " +
@@ -621,15 +625,28 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         f"{_f(h.get('achieved_rps'), '{:.0f}')} req/s over {_f(h.get('load_s'), '{:.0f}')} s. "
         "CPU over the load: members "
         + ", ".join(f"{n} {v:.0f}%" for n, v in (h.get("member_cpu_pct") or {}).items())
-        + f", dynalite {_f(h.get('dynalite_cpu_pct'), '{:.0f}%')} (all on core 0), MariaDB "
+        + f", dynalite {_f(h.get('dynalite_cpu_pct'), '{:.0f}%')} (all on core 0; core 0 "
+        f"busy {_f(h.get('core0_busy_pct'), '{:.0f}%')} with every process), MariaDB "
         f"{_f(h.get('mysqld_cpu_pct'), '{:.0f}%')}. The members' start-up read of their "
         f"ranges took {_f(h.get('startup_idle_s'), '{:.1f}')} s before the load began.\n")
+    moves = h.get("moves") or []
+    others_max = _worst_of(m.get("others", {}).get("max_ms") for m in moves)
+    if others_max is not None and so.get("p99_ms") and others_max > 2 * so["p99_ms"]:
+        add(f"Commands of the other ranges were slow in the windows too (max "
+            f"{others_max:,.0f} ms against a steady p99 of {so['p99_ms']:,.0f} ms): what "
+            "delays commands during a handoff is work on the shared server core at that "
+            "moment, not only the routing of the moving range.\n")
     problems = h.get("member_log_problems") or {}
     if problems:
         add("Warnings and errors in the members' logs:\n")
         add("```\n" + "\n".join(f"{n}: {line}" for n, lines in problems.items()
                                  for line in lines) + "\n```\n")
     add(_caption(w6) + "\n")
+
+
+def _worst_of(values: Any) -> float | None:
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
 
 
 def _eff(row: dict[str, Any]) -> float | None:

@@ -33,6 +33,8 @@ from .client import create_threads
 from .common import (
     BenchError, Server, _mysql_connect, drain_projection, log, median, ratio, start_runtime, wrk,
 )
+from threadweaver.shards import DEFAULT_SHARDS
+
 from .profiles import Profile
 from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
 
@@ -84,7 +86,8 @@ def _rows(url: str) -> tuple[int, int]:
     conn = _mysql_connect(url, url.rsplit("/", 1)[1])
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT COUNT(*) FROM thread), (SELECT COUNT(*) FROM thread_message)")
+            cur.execute("SELECT (SELECT COUNT(*) FROM thread), "
+                        "(SELECT COUNT(*) FROM thread_message)")
             t, m = cur.fetchone()
             return int(t), int(m)
     finally:
@@ -173,7 +176,7 @@ def _start(stack: Stack, work: Path, args: list[str], p: Profile) -> None:
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct",
-            "dynalite_cpu_pct", "mysqld_cpu_pct")
+            "dynalite_cpu_pct", "mysqld_cpu_pct", "core0_busy_pct")
     out: dict[str, Any] = {k: median(r.get(k) for r in runs) for k in keys}
     out["rps_per_cpu_s"] = median(r["rps"] / (r["server_cpu_pct"] / 100) for r in runs
                                   if r.get("server_cpu_pct"))
@@ -204,8 +207,8 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     stacks: list[Stack] = [Stack("embedded")]
     for shards in p.prod_shards:
-        stacks.append(Stack("production" if shards == 1024 else f"production-{shards}",
-                            shards=shards))
+        name = "production" if shards == DEFAULT_SHARDS else f"production-{shards}"
+        stacks.append(Stack(name, shards=shards))
     backends_cms = []
     dynalite_rss: dict[str, dict[str, int]] = {}
     try:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .common import (
-    HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysqld_pid,
+    CLK_TCK, HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysqld_pid,
     proc_cpu_seconds, proc_memory, spawn, stop, tail,
 )
 from .profiles import Profile
@@ -101,9 +101,22 @@ class Dynalite:
         stop(self.proc, timeout=10.0)
 
 
+def core_busy_seconds(core: int = SERVER_CORE) -> float:
+    """Busy (non-idle, non-iowait) CPU time of one core, all processes (/proc/stat)."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 class CpuMeter:
     """CPU time of the processes beside the runtime (dynalite, mariadbd) over an interval, as %
-    of one core."""
+    of one core, and how busy the server core was in all (anything else running there, such as
+    other work on this shared machine, is the difference)."""
 
     def __init__(self, dynalite: Dynalite | None) -> None:
         self.dynalite = dynalite
@@ -111,13 +124,15 @@ class CpuMeter:
         self.t0 = time.monotonic()
         self.d0 = dynalite.cpu_seconds() if dynalite else 0.0
         self.m0 = proc_cpu_seconds(self.mysqld) if self.mysqld else 0.0
+        self.c0 = core_busy_seconds()
 
     def result(self) -> dict[str, float | None]:
         wall = max(1e-6, time.monotonic() - self.t0)
         d = (self.dynalite.cpu_seconds() - self.d0) if self.dynalite else None
         m = (proc_cpu_seconds(self.mysqld) - self.m0) if self.mysqld else None
         return {"dynalite_cpu_pct": None if d is None else round(100 * d / wall, 1),
-                "mysqld_cpu_pct": None if m is None else round(100 * m / wall, 1)}
+                "mysqld_cpu_pct": None if m is None else round(100 * m / wall, 1),
+                "core0_busy_pct": round(100 * (core_busy_seconds() - self.c0) / wall, 1)}
 
 
 def wait_idle(pids: list[int], timeout: float, *, threshold_pct: float = 15.0,
