@@ -3,10 +3,10 @@
 The route table `ROUTES` is the single source of truth: the router is filled from it and the
 OpenAPI document (`GET /v1/openapi.json`) is built from it.
 
-Middlewares, outermost first: metrics (+ DEBUG access log), CORS, errors (everything becomes
-`{"error_messages": [...]}`), then the caller's `middlewares` (e.g. `auth.auth_middleware` with
-`--auth jwt`, or shard forwarding, which must catch `application.gateway.NotOwner` raised by the
-command handlers), then the handler.
+Middlewares, outermost first: `edge.edge_middleware` (metrics + DEBUG access log, CORS, errors:
+everything becomes `{"error_messages": [...]}`), then the caller's `middlewares` (e.g.
+`auth.auth_middleware` with `--auth jwt`, or shard forwarding, which must catch
+`application.gateway.NotOwner` raised by the command handlers), then the handler.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from prometheus_client import CollectorRegistry
 from ...application.gateway import CommandGateway
 from ...application.ports import ReadModel
 from ...domain.ids import new_ulid
-from .cors import cors_middleware
-from .errors import error_middleware
+from .edge import edge_middleware
 from .handlers_commands import CommandHandlers
 from .handlers_queries import QueryHandlers
 from .metrics import HttpMetrics
@@ -162,8 +161,7 @@ def create_app(*, commands: CommandGateway, queries: ReadModel,
     metrics = HttpMetrics.of(settings.metrics_registry)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics.middleware(), cors_middleware(),
-                     error_middleware(settings.max_body_bytes), *middlewares])
+        middlewares=[edge_middleware(metrics, settings.max_body_bytes), *middlewares])
     document = build_document(ROUTES, settings, _version())
     groups: dict[str, Any] = {
         "commands": CommandHandlers(commands, settings),

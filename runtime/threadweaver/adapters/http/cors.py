@@ -3,11 +3,7 @@
 204; other responses to a request with an `Origin` get `Access-Control-Allow-Origin: *`."""
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
-
-from .errors import Handler
 
 MAX_AGE = "1800"          # akka-http-cors' default max-age, seconds
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
@@ -27,17 +23,16 @@ def _preflight(request: web.Request, allowed: set[str]) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-def cors_middleware() -> Any:
-    @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            exc = request.match_info.http_exception
-            if isinstance(exc, web.HTTPMethodNotAllowed):
-                return _preflight(request, set(exc.allowed_methods))
-        response = await handler(request)
-        if "Origin" in request.headers:
-            response.headers[ALLOW_ORIGIN] = "*"
-            response.headers["Access-Control-Expose-Headers"] = EXPOSE
-        return response
+def preflight(request: web.Request) -> web.Response | None:
+    """The answer to a CORS preflight (`OPTIONS` on a path served with other methods)."""
+    if request.method == "OPTIONS":
+        exc = request.match_info.http_exception
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return _preflight(request, set(exc.allowed_methods))
+    return None
 
-    return cors
+
+def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if "Origin" in request.headers:
+        response.headers[ALLOW_ORIGIN] = "*"
+        response.headers["Access-Control-Expose-Headers"] = EXPOSE

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -91,44 +91,40 @@ def _from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> web.Res
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_middleware(max_body_bytes: int) -> Any:
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.messages, exc.headers)
-        except DomainError as exc:
-            if is_key_reused(exc):
-                return error_response(422, [exc.message])
-            return error_response(STATUS_OF_KIND.get(exc.kind, 409), [exc.message])
-        except ValidationError as exc:
-            return error_response(400, exc.messages)
-        except ShardUnavailable as exc:
-            return error_response(503, [str(exc) or "The shard is not available here yet."],
-                                  {"Retry-After": retry_after(exc.retry_after)})
-        except JournalUnavailable:
-            log.warning("journal unavailable for %s %s", request.method, request.path,
-                        exc_info=True)
-            return error_response(503, [JOURNAL_UNAVAILABLE], {"Retry-After": "1"})
-        except JournalError:
-            log.error("journal error for %s %s", request.method, request.path, exc_info=True)
-            return error_response(503, [JOURNAL_ERROR])
-        except ReadModelUnavailable as exc:
-            log.warning("%s %s: %s", request.method, request.path, exc)
-            return error_response(503, [f"{exc}; retry shortly"], {"Retry-After": "1"})
-        except NotOwner as exc:   # nobody forwarded it: see the module docstring
-            log.warning("%s %s: shard owned by %s (address %s), not forwarded", request.method,
-                        request.path, exc.owner, exc.address)
-            return error_response(503, [f"This thread is served by member {exc.owner}, which "
-                                        "cannot be reached from here yet; retry shortly."],
-                                  {"Retry-After": "1"})
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return _from_http_exception(exc, max_body_bytes)
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            return error_response(500, [INTERNAL_ERROR])
-
-    return errors
+def error_response_for(exc: Exception, request: web.Request,
+                       max_body_bytes: int) -> web.Response | None:
+    """The JSON answer for an exception raised by a handler (table above); None for an
+    HTTPException below 400 (a redirect), which the caller re-raises for aiohttp."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.messages, exc.headers)
+    if isinstance(exc, DomainError):
+        if is_key_reused(exc):
+            return error_response(422, [exc.message])
+        return error_response(STATUS_OF_KIND.get(exc.kind, 409), [exc.message])
+    if isinstance(exc, ValidationError):
+        return error_response(400, exc.messages)
+    if isinstance(exc, ShardUnavailable):
+        return error_response(503, [str(exc) or "The shard is not available here yet."],
+                              {"Retry-After": retry_after(exc.retry_after)})
+    if isinstance(exc, JournalUnavailable):
+        log.warning("journal unavailable for %s %s", request.method, request.path,
+                    exc_info=exc)
+        return error_response(503, [JOURNAL_UNAVAILABLE], {"Retry-After": "1"})
+    if isinstance(exc, JournalError):
+        log.error("journal error for %s %s", request.method, request.path, exc_info=exc)
+        return error_response(503, [JOURNAL_ERROR])
+    if isinstance(exc, ReadModelUnavailable):
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return error_response(503, [f"{exc}; retry shortly"], {"Retry-After": "1"})
+    if isinstance(exc, NotOwner):   # nobody forwarded it: see the module docstring
+        log.warning("%s %s: shard owned by %s (address %s), not forwarded", request.method,
+                    request.path, exc.owner, exc.address)
+        return error_response(503, [f"This thread is served by member {exc.owner}, which "
+                                    "cannot be reached from here yet; retry shortly."],
+                              {"Retry-After": "1"})
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return None
+        return _from_http_exception(exc, max_body_bytes)
+    log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, [INTERNAL_ERROR])

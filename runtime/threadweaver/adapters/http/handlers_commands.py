@@ -2,7 +2,7 @@
 
 Responses keep upstream's field names (`thread_id` for create, `threadId` for the others,
 `messageIds` for messages) and always carry `"error_messages": []` on success; failures are
-raised and turned into JSON errors by `errors.error_middleware`.
+raised and turned into JSON errors by `edge.edge_middleware` (errors.py).
 
 An `Idempotency-Key` header makes a command idempotent (application/idempotency.py): the key goes
 into the domain command; a keyed create gets a thread id derived from (accountId, key); answers
