@@ -172,13 +172,16 @@ class EntityManager:
             for i, e in enumerate(new):
                 e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i,
                                                                len(new))
-        # Shielded: a caller that gives up (time-out) must not leave the append half-known.
-        nowait = getattr(self.journal, "append_nowait", None)   # no Task per command
-        append = (nowait(entity.pid, entity.seq, new, writer=self.writer) if nowait else
-                  asyncio.ensure_future(self.journal.append(entity.pid, entity.seq, new,
-                                                            writer=self.writer)))
+        # A caller that gives up (time-out) must not withdraw an append half-way: a journal's
+        # `append_nowait` future goes on when its awaiter is cancelled (no Task, no shield per
+        # command); a plain `append` coroutine runs shielded in a Task of its own.
+        nowait = getattr(self.journal, "append_nowait", None)
         try:
-            stored = await asyncio.shield(append)
+            if nowait is not None:
+                stored = await nowait(entity.pid, entity.seq, new, writer=self.writer)
+            else:
+                stored = await asyncio.shield(asyncio.ensure_future(
+                    self.journal.append(entity.pid, entity.seq, new, writer=self.writer)))
         except asyncio.CancelledError:
             entity.loaded = False      # the outcome is unknown: reload before the next command
             raise

@@ -111,3 +111,22 @@ async def test_stop_entities_waits_for_in_flight_commands(journal):
         await mgr.execute(create(t))
     stopped = await mgr.stop_entities(lambda pid: pid == thread_persistence_id(tids[0]))
     assert stopped == 1 and len(mgr) == 4
+
+
+async def test_a_command_cancelled_during_its_append_still_writes_it_and_the_entity_reloads(journal):
+    mgr = EntityManager(journal, EntitySettings(snapshot_every=0))
+    tid = new_ulid()
+    await mgr.execute(create(tid))
+    task = asyncio.create_task(mgr.execute(post(tid, "cancelled while appending")))
+    while not journal._pending:          # queued for the next group commit, not written yet
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    events = await mgr.execute(post(tid, "next"))      # reloads: learns the cancelled append
+    assert events
+    stored = await journal.read(thread_persistence_id(tid))
+    assert [e.seq for e in stored] == [1, 2, 3]
+    assert [e.payload["messages"][0]["text"] for e in stored[1:]] == [
+        "cancelled while appending", "next"]
+    assert mgr.stats.conflicts == 0 and mgr.stats.loads == 1

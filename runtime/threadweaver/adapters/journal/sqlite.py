@@ -152,7 +152,8 @@ class SqliteJournal:
     def append_nowait(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
                       *, writer: str = "") -> asyncio.Future:
         """Queue an append for the next group commit; the future resolves once it is durable.
-        Cancelling the awaiter does not withdraw it (callers shield it; no Task needed)."""
+        Cancelling the future (or its awaiter) does not withdraw the append: it is written
+        with its batch all the same (the entity then reloads to learn the outcome)."""
         if self._closed or self._wakeup is None:
             raise JournalError("journal is not running")
         future = asyncio.get_running_loop().create_future()
