@@ -536,3 +536,21 @@ async def test_read_shard_set_pages_through_every_event_once(journal, limit):
         got.extend(batch)
     assert sorted(got, key=key) == sorted((e for e in all_events if e.shard in shards), key=key)
     assert len(got) == len({key(e) for e in got})
+
+
+async def test_what_concurrent_appends_return_is_what_is_read_back(journal):
+    """Appends sharing a group commit (SQLite: one executemany) report the events, offsets
+    included, exactly as they are stored; a conflict among them fails only its own append."""
+    pids = [pid() for _ in range(40)]
+    await journal.append(pids[0], 0, [ev(n=0)])
+    results = await asyncio.gather(
+        *(journal.append(p, 0, [ev(n=i), ev(n=i + 1)][: 1 + i % 2]) for i, p in enumerate(pids)),
+        return_exceptions=True)
+    assert isinstance(results[0], ConcurrencyConflict)
+    written = [e for r in results[1:] for e in r]
+    assert len(written) == sum(1 + i % 2 for i in range(1, 40))
+    fresh = await asyncio.gather(*(journal.append(pid(), 0, [ev(n=i)] * (1 + i % 3))
+                                   for i in range(40)))          # no conflict this time
+    written += [e for r in fresh for e in r]
+    back = sorted(await journal.read_shards(0, SHARDS, {}, 10_000), key=key)
+    assert sorted(written + await journal.read(pids[0]), key=key) == back

@@ -10,8 +10,9 @@ Durability modes (`synchronous`):
 - ``off``: nothing synced; for tests and benchmarks only.
 
 The conditional write of DESIGN §2 is the table's UNIQUE(pid, seq): an append whose first seq
-already exists fails with ConcurrencyConflict, and each append in a batch has its own savepoint
-so one conflict does not undo its neighbours.
+already exists fails with ConcurrencyConflict. A batch is written with one `executemany`; if one
+of its appends conflicts, the batch is written again append by append, each under a savepoint, so
+one conflict does not undo its neighbours.
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS journal_meta (
     value TEXT NOT NULL
 );
 """
+
+
+_INSERT = ("INSERT INTO journal (pid, seq, shard, ts, type, payload, writer)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 class _Append:
@@ -200,6 +205,49 @@ class SqliteJournal:
                 return
 
     def _write_batch(self, batch: list[_Append]) -> list[list[StoredEvent] | Exception]:
+        """The batch in one transaction and one `executemany`. The orderings are consecutive
+        (this one writer holds the write lock; AUTOINCREMENT), read back from sqlite_sequence.
+        A conflict (UNIQUE(pid, seq)) rolls it back and writes it again append by append, so
+        that it fails only its own append."""
+        conn = self._conn()
+        ts = time.time_ns() // 1000
+        rows = []
+        for item in batch:
+            shard = shard_of(item.pid, self.shards)
+            seq, writer = item.expected_seq, item.writer
+            for event in item.events:
+                seq += 1
+                rows.append((item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload),
+                             writer))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'"
+                                ).fetchone()[0]
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            return self._write_batch_one_by_one(batch)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        ordering = last - len(rows)
+        out: list[list[StoredEvent] | Exception] = []
+        k = 0
+        for item in batch:
+            stored = []
+            for event in item.events:
+                row = rows[k]
+                k += 1
+                ordering += 1
+                stored.append(StoredEvent(row[0], row[1], row[2], event.type, event.payload, ts,
+                                          ordering, row[6]))
+            out.append(stored)
+        return out
+
+    def _write_batch_one_by_one(self, batch: list[_Append]) -> list[list[StoredEvent] | Exception]:
+        """Each append under its own savepoint: a conflict fails that append only."""
         conn = self._conn()
         ts = time.time_ns() // 1000
         out: list[list[StoredEvent] | Exception] = []
@@ -213,8 +261,7 @@ class SqliteJournal:
                     for i, event in enumerate(item.events):
                         seq = item.expected_seq + i + 1
                         cur = conn.execute(
-                            "INSERT INTO journal (pid, seq, shard, ts, type, payload, writer)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            _INSERT,
                             (item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload),
                              item.writer))
                         stored.append(StoredEvent(item.pid, seq, shard, event.type, event.payload,
