@@ -10,7 +10,6 @@ are built from the events the gateway returns, which for a retry are the first r
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from ...application.idempotency import derive_thread_id
 from ...domain.commands import Command
 from ...domain.events import Event, MessagesAdded, MessagesRemoved
 from . import validation
+from .deadlines import Deadlines
 from .errors import ApiError
 from .wire import json_response, read_json_object
 
@@ -36,11 +36,13 @@ def timed_out(what: str, seconds: float) -> ApiError:
 class CommandHandlers:
     """One instance per app; its bound methods are the route handlers."""
 
-    __slots__ = ("_execute", "_timeout", "_max_body", "_new_id")
+    __slots__ = ("_execute", "_deadlines", "_max_body", "_new_id")
 
     def __init__(self, gateway: "CommandGateway", settings: "HttpSettings") -> None:
         self._execute = gateway.execute
-        self._timeout = settings.request_timeout_seconds
+        timeout = settings.request_timeout_seconds
+        self._deadlines = (Deadlines(timeout, lambda: timed_out("command", timeout))
+                           if timeout else None)
         self._max_body = settings.max_body_bytes
         self._new_id = settings.id_generator
 
@@ -49,17 +51,9 @@ class CommandHandlers:
         journal's conditional append keeps the aggregate consistent) and 503 is answered."""
         if key is not None:
             command = dataclasses.replace(command, idempotency_key=key)
-        timeout = self._timeout
-        if not timeout:
+        if self._deadlines is None:
             return await self._execute(command)
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await self._execute(command)
-        except TimeoutError:
-            if deadline.expired():
-                raise timed_out("command", timeout) from None
-            raise
+        return await self._deadlines.run(self._execute(command))
 
     async def _body(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
         """The JSON body and the Idempotency-Key (checked first: a bad key is a 400 naming it)."""

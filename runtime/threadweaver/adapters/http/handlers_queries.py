@@ -5,12 +5,12 @@ neither administrator nor member) is a 404 `thread is not found`, as upstream's 
 """
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from aiohttp import web
 
 from .errors import ApiError
+from .deadlines import Deadlines
 from .handlers_commands import timed_out
 from .validation import query_params
 from .wire import json_response
@@ -36,26 +36,20 @@ def message_json(v: "MessageView") -> dict[str, Any]:
 
 
 class QueryHandlers:
-    __slots__ = ("_q", "_timeout", "_default_limit", "_max_limit")
+    __slots__ = ("_q", "_deadlines", "_default_limit", "_max_limit")
 
     def __init__(self, queries: "ReadModel", settings: "HttpSettings") -> None:
         self._q = queries
-        self._timeout = settings.request_timeout_seconds
+        timeout = settings.request_timeout_seconds
+        self._deadlines = (Deadlines(timeout, lambda: timed_out("query", timeout))
+                           if timeout else None)
         self._default_limit = settings.default_limit
         self._max_limit = settings.max_limit
 
     async def _run(self, awaitable: Awaitable[Any]) -> Any:
-        timeout = self._timeout
-        if not timeout:
+        if self._deadlines is None:
             return await awaitable
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await awaitable
-        except TimeoutError:
-            if deadline.expired():
-                raise timed_out("query", timeout) from None
-            raise
+        return await self._deadlines.run(awaitable)
 
     def _params(self, request: web.Request, with_thread: bool = True,
                 paged: bool = True) -> tuple[Any, str, int, int]:
