@@ -272,8 +272,10 @@ def render(results: dict[str, Any]) -> str:
     add("`EntityManager` on `SqliteJournal`: a thread with "
         f"{_f(w4.get('messages'))} messages ({_f(w4.get('events_in_journal'))} events). A fresh "
         "manager runs a no-op command on it, so the time is the load (snapshot read + journal "
-        "read + replay). With snapshots: the snapshot the runtime writes (`--snapshot-every 100`, "
-        "at seq 5,000) plus one event. OS page cache warm. Medians.\n")
+        "read + replay). With snapshots: the last snapshot the runtime writes (`--snapshot-every "
+        "100`: every 100 events, or a tenth of the thread's size once that is more, so that a "
+        "big thread's snapshots stay cheap per event) and the events after it. OS page cache "
+        "warm. Medians.\n")
     err = _error(w4)
     if err:
         add(err)

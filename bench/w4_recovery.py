@@ -3,8 +3,8 @@ SqliteJournal, without and with a snapshot.
 
 Set-up (not timed): one thread, then 5,000 MessagesAdded events (one message each) appended
 through the journal (sync off for speed: the set-up's durability is irrelevant); the snapshot
-variant also stores the snapshot the runtime would have written (snapshot_every=100: at seq
-5,000, so one event is replayed after it). Timed: a fresh EntityManager (cold: not in memory;
+variant also stores the last snapshot the runtime would have written (snapshot_every=100 and
+a tenth of the thread's size: at seq 4,842, so 159 events are replayed after it). Timed: a fresh EntityManager (cold: not in memory;
 the file is in the OS page cache) runs a no-op command on the thread (joining a member that is
 already there: load, decide, no append) — the load is the whole cost. Each variant is run
 `recovery_runs` times in a fresh process pinned to the server core; figures are medians.
@@ -57,13 +57,18 @@ async def _setup(path: Path, messages: int) -> tuple[str, int]:
             await journal.append(pid, seq, batch)
             seq += len(batch)
             batch = []
-    snapshot_seq = (seq // 100) * 100
-    # The runtime snapshots the state *at* snapshot_seq: rebuild it from the journal.
+    # The runtime's last snapshot (EntitySettings.snapshot_due, snapshot_every=100: every 100
+    # events, or a tenth of the thread's size once that is more), rebuilt from the journal.
     stored = await journal.read(pid, 1)
+    from threadweaver.application.entities import EntitySettings
     from threadweaver.domain import event_from_payload
-    snap_state = None
-    for ev in stored[:snapshot_seq]:
+    rule = EntitySettings(snapshot_every=100)
+    snapshot_seq, snap_state, state_at = 0, None, {}
+    for ev in stored:
         snap_state = evolve(snap_state, event_from_payload(ev.type, ev.payload))
+        if rule.snapshot_due(ev.seq - snapshot_seq, snap_state.size):
+            snapshot_seq, state_at = ev.seq, snap_state.to_snapshot()
+    snap_state = type(snap_state).from_snapshot(state_at)
     await journal.save_snapshot(Snapshot(pid, snapshot_seq, snap_state.to_snapshot()))
     await journal.close()
     return tid, seq

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--sync-mode", str, "SQLite journal durability: full (fsync every commit; "
          "survives power loss), normal (survives a process crash), off (tests only)",
          _DEFAULTS.sync_mode)
-    _add(serve, "--snapshot-every", int, "events between snapshots of an aggregate (0: never)",
+    _add(serve, "--snapshot-every", int, "events between snapshots of an aggregate, at least a tenth of its size "
+         "(0: never)",
          _DEFAULTS.snapshot_every)
     _add(serve, "--passivate-after", float, "seconds an idle aggregate stays in memory",
          _DEFAULTS.passivate_after)

@@ -61,6 +61,11 @@ class Thread:
     removed_at: int | None = None
 
     @property
+    def size(self) -> int:
+        """How many items the state holds (what a snapshot's cost grows with)."""
+        return len(self.messages) + len(self.administrator_ids) + len(self.member_ids)
+
+    @property
     def is_removed(self) -> bool:
         return self.removed_at is not None
 

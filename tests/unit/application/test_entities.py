@@ -130,3 +130,10 @@ async def test_a_command_cancelled_during_its_append_still_writes_it_and_the_ent
     assert [e.payload["messages"][0]["text"] for e in stored[1:]] == [
         "cancelled while appending", "next"]
     assert mgr.stats.conflicts == 0 and mgr.stats.loads == 1
+
+
+def test_snapshots_of_a_big_thread_are_spaced_by_a_tenth_of_its_size():
+    rule = EntitySettings(snapshot_every=10)
+    assert rule.snapshot_due(10, 50) and not rule.snapshot_due(9, 50)
+    assert not rule.snapshot_due(10, 200) and rule.snapshot_due(20, 200)
+    assert not EntitySettings(snapshot_every=0).snapshot_due(10_000, 1)
