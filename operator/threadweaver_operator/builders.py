@@ -16,7 +16,8 @@ from . import names
 from .spec import ClusterSpec
 
 __all__ = [
-    "RUNTIME_UID", "PASSWORD_MOUNT", "PASSWORD_FILE", "owner_reference", "service_account", "role",
+    "RUNTIME_UID", "PASSWORD_MOUNT", "PASSWORD_FILE", "JWT_MOUNT", "JWT_HS256_FILE", "JWT_JWKS_FILE",
+    "owner_reference", "service_account", "role",
     "role_binding", "headless_service", "client_service", "runtime_env", "statefulset",
     "pod_disruption_budget", "migration_job", "shardmap_configmap", "runtime_objects",
 ]
@@ -27,6 +28,9 @@ PASSWORD_MOUNT = "/var/run/secrets/threadweaver/read-model"
 PASSWORD_FILE = f"{PASSWORD_MOUNT}/password"
 PEER_TOKEN_MOUNT = "/var/run/secrets/threadweaver/peer"
 PEER_TOKEN_FILE = f"{PEER_TOKEN_MOUNT}/token"
+JWT_MOUNT = "/var/run/secrets/threadweaver/jwt"
+JWT_HS256_FILE = f"{JWT_MOUNT}/hs256-secret"
+JWT_JWKS_FILE = f"{JWT_MOUNT}/jwks.json"
 DATA_DIR = "/tmp/threadweaver"
 JOB_TTL_SECONDS = 86400
 JOB_BACKOFF_LIMIT = 3
@@ -171,7 +175,39 @@ def runtime_env(spec: ClusterSpec) -> list[dict[str, Any]]:
     ]
     env += _read_model_env(spec)
     env += _aws_env(spec)
+    env += _auth_env(spec)
     return env
+
+
+def _auth_env(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """``--auth jwt`` and its key file (mounted by :func:`_auth_volume`); nothing with mode
+    none, so that clusters without ``spec.auth`` keep their pod template."""
+    a = spec.auth
+    if not a.enabled:
+        return []
+    env: list[dict[str, Any]] = [{"name": "THREADWEAVER_AUTH", "value": "jwt"}]
+    if a.hs256_secret:
+        env.append({"name": "THREADWEAVER_JWT_HS256_SECRET_FILE", "value": JWT_HS256_FILE})
+    else:
+        env.append({"name": "THREADWEAVER_JWT_JWKS_FILE", "value": JWT_JWKS_FILE})
+    if a.issuer:
+        env.append({"name": "THREADWEAVER_JWT_ISSUER", "value": a.issuer})
+    if a.audience:
+        env.append({"name": "THREADWEAVER_JWT_AUDIENCE", "value": a.audience})
+    return env
+
+
+def _auth_volume(spec: ClusterSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The one referenced Secret key as a read-only file under :data:`JWT_MOUNT` (a missing
+    Secret or key keeps the pods from starting: the operator checks both before a rollout)."""
+    a = spec.auth
+    ref = a.secret_ref
+    if not a.enabled or ref is None:
+        return [], []
+    path = (JWT_HS256_FILE if a.hs256_secret else JWT_JWKS_FILE).rsplit("/", 1)[1]
+    volume = {"name": "jwt", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": path}],
+                                        "defaultMode": 0o440}}
+    return [volume], [{"name": "jwt", "mountPath": JWT_MOUNT, "readOnly": True}]
 
 
 def _aws_env(spec: ClusterSpec) -> list[dict[str, Any]]:
@@ -257,6 +293,9 @@ def statefulset(spec: ClusterSpec, replicas: int, owner: Owner = None) -> dict[s
         "secretName": names.peer_token_secret(spec.name),
         "items": [{"key": "token", "path": "token"}], "defaultMode": 0o440}})
     mounts.append({"name": "peer-token", "mountPath": PEER_TOKEN_MOUNT, "readOnly": True})
+    auth_volumes, auth_mounts = _auth_volume(spec)
+    volumes += auth_volumes
+    mounts += auth_mounts
     container = _container(spec, "runtime", ["threadweaver", "serve"], runtime_env(spec), mounts)
     container["ports"] = [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}]
     container["livenessProbe"] = {

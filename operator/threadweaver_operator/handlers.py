@@ -245,8 +245,11 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
 
     # 4. Secrets, tables, migration
     secret_problems = await provisioning.check_secrets(kube, spec)
+    auth_problem = await _check_auth_secret(kube, spec)
+    if auth_problem is not None:
+        secret_problems["auth"] = auth_problem
     for purpose, problem in secret_problems.items():
-        _warn(body, state, problem.reason, f"{problem} (needed by spec.{'journal.dynamodb.credentialsSecret' if purpose == 'journal' else 'readModel.mysql.passwordSecret'})")
+        _warn(body, state, problem.reason, f"{problem} (needed by {_secret_field(spec, purpose)})")
     if not secret_problems:
         _clear_warnings(state, "SecretNotFound")
         _clear_warnings(state, "SecretKeyMissing")
@@ -267,9 +270,17 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
             _warn(body, state, provisioned.reason, provisioned.message)
 
     migrated_revision = previous.get("migratedRevision")
+    # The Migrated condition is the gate of a rollout: the Secret only the runtime pods need (the
+    # JWT key of spec.auth) holds it too, with the same reasons, so that the cluster is Failed
+    # with a message naming the field instead of pods stuck in ContainerCreating.
     if "readModel" in secret_problems:
         p = secret_problems["readModel"]
         migration = provisioning.MigrationResult(Condition("Migrated", "False", p.reason, str(p)), spec.migration_revision())
+    elif "auth" in secret_problems:
+        p = secret_problems["auth"]
+        migration = provisioning.MigrationResult(
+            Condition("Migrated", "False", p.reason, f"{p} (needed by {_secret_field(spec, 'auth')})"),
+            spec.migration_revision())
     elif not provisioned.true:
         migration = provisioning.MigrationResult(
             Condition("Migrated", "False", "WaitingForTables", "waiting for the journal tables"), spec.migration_revision())
@@ -337,6 +348,9 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
             _info(body, "Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired_replicas}")
         elif _template_differs(sts, spec):
             _info(body, "RollingUpdate", f"StatefulSet {name}: rolling out image {spec.image}")
+        elif _auth_differs(sts, spec):
+            _info(body, "RollingUpdate", f"StatefulSet {name}: rolling out authentication "
+                                         f"{'jwt' if spec.auth.enabled else 'none'}")
         sts = await kube.apply(builders.statefulset(spec, desired_replicas, owner))
     elif sts is not None and sts_replicas != desired_replicas:
         # A new template waits for its migration (and its Secrets); scaling does not.
@@ -370,6 +384,26 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     ))
 
 
+async def _check_auth_secret(kube: Kube, spec: ClusterSpec) -> provisioning.SecretProblem | None:
+    """With ``spec.auth.mode: jwt``: the referenced Secret and key exist (the pods mount them)."""
+    ref = spec.auth.secret_ref if spec.auth.enabled else None
+    if ref is None:
+        return None
+    try:
+        await provisioning.read_secret_key(kube, spec.namespace, ref.name, ref.key)
+    except provisioning.SecretProblem as exc:
+        return exc
+    return None
+
+
+def _secret_field(spec: ClusterSpec, purpose: str) -> str:
+    if purpose == "journal":
+        return "spec.journal.dynamodb.credentialsSecret"
+    if purpose == "auth":
+        return spec.auth.secret_ref_field
+    return "spec.readModel.mysql.passwordSecret"
+
+
 def _event_reason(action: str) -> str:
     return {"initialize": "ShardMapInitialized", "rebalance": "RebalancePublished",
             "complete-handoff": "HandoffCompleted"}.get(action, "ShardMapUpdated")
@@ -378,6 +412,19 @@ def _event_reason(action: str) -> str:
 def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
     containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return not containers or containers[0].get("image") != spec.image
+
+
+def _auth_env(env: Any) -> dict[str, Any]:
+    return {e.get("name"): e.get("value") for e in env or []
+            if isinstance(e, Mapping) and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))}
+
+
+def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
+    """The StatefulSet's runtime container has other ``--auth``/``--jwt-*`` settings than the spec's."""
+    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    if not containers:
+        return False
+    return _auth_env(containers[0].get("env")) != _auth_env(builders.runtime_env(spec))
 
 
 def _previous_condition(previous: Mapping[str, Any], ctype: str, generation: int | None) -> Condition | None:

@@ -16,10 +16,13 @@ from urllib.parse import urlsplit
 
 from . import names
 
-__all__ = ["SpecError", "DynamoDBSpec", "MySQLSpec", "ClusterSpec"]
+__all__ = ["SpecError", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "AuthSpec", "ClusterSpec"]
 
 DEFAULT_SHARDS = 1024
 DEFAULT_PORT = 8080
+AUTH_MODES = ("none", "jwt")
+DEFAULT_HS256_KEY = "secret"
+DEFAULT_JWKS_KEY = "jwks.json"
 
 
 class SpecError(ValueError):
@@ -52,6 +55,69 @@ class MySQLSpec:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """One key of a Secret in the cluster's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    """``spec.auth``: the runtime's ``--auth`` and its ``--jwt-*`` settings.
+
+    ``jwt_given`` records whether ``spec.auth.jwt`` was present at all, so that a ``jwt`` block
+    with mode ``none`` (an API left open by mistake) is refused, as the runtime refuses a key
+    file without ``--auth jwt``."""
+
+    mode: str = "none"
+    jwt_given: bool = False
+    hs256_secret: SecretKeyRef | None = None
+    jwks_secret: SecretKeyRef | None = None
+    issuer: str = ""
+    audience: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "jwt"
+
+    @property
+    def secret_ref(self) -> SecretKeyRef | None:
+        """The one referenced key (only meaningful for a valid spec with mode jwt)."""
+        return self.hs256_secret or self.jwks_secret
+
+    @property
+    def secret_ref_field(self) -> str:
+        """The spec path of :attr:`secret_ref`, for messages."""
+        return "spec.auth.jwt." + ("hs256SecretRef" if self.hs256_secret else "jwksSecretRef")
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.mode not in AUTH_MODES:
+            out.append(f"spec.auth.mode: one of {', '.join(AUTH_MODES)}, got {self.mode!r}")
+            return out
+        if not self.enabled:
+            if self.jwt_given:
+                out.append("spec.auth.jwt: given but spec.auth.mode is none: set mode jwt (or drop jwt) "
+                           "so that the API is not left open by mistake")
+            return out
+        if not self.jwt_given:
+            out.append("spec.auth.jwt: required with mode jwt (hs256SecretRef or jwksSecretRef)")
+            return out
+        if self.hs256_secret and self.jwks_secret:
+            out.append("spec.auth.jwt: exactly one of hs256SecretRef or jwksSecretRef, not both")
+        elif not (self.hs256_secret or self.jwks_secret):
+            out.append("spec.auth.jwt: exactly one of hs256SecretRef or jwksSecretRef is required")
+        for ref, path in ((self.hs256_secret, "spec.auth.jwt.hs256SecretRef"),
+                          (self.jwks_secret, "spec.auth.jwt.jwksSecretRef")):
+            if ref is not None and not ref.name:
+                out.append(f"{path}.name: required")
+            if ref is not None and not ref.key:
+                out.append(f"{path}.key: must not be empty")
+        return out
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     namespace: str
@@ -70,6 +136,7 @@ class ClusterSpec:
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    auth: AuthSpec = field(default_factory=AuthSpec)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -124,6 +191,7 @@ class ClusterSpec:
                 pod_annotations={str(k): str(v) for k, v in _obj(spec.get("podAnnotations"), "spec.podAnnotations").items()},
                 node_selector={str(k): str(v) for k, v in _obj(spec.get("nodeSelector"), "spec.nodeSelector").items()},
                 tolerations=tuple(_obj(t, "spec.tolerations[]") for t in _list(spec.get("tolerations"), "spec.tolerations")),
+                auth=_auth(spec.get("auth")),
             )
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
             raise SpecError(f"spec: {exc}") from None
@@ -174,6 +242,7 @@ class ClusterSpec:
             out.append("spec.journal.dynamodb: billingMode PROVISIONED needs readCapacity and writeCapacity")
         if not d.table_prefix or len(d.table_prefix) > 200:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
+        out += self.auth.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------
@@ -208,7 +277,32 @@ class ClusterSpec:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
     def secret_names(self) -> list[str]:
-        return [s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret) if s]
+        auth = self.auth.secret_ref.name if self.auth.enabled and self.auth.secret_ref else None
+        return [s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret, auth) if s]
+
+
+def _auth(value: Any) -> AuthSpec:
+    auth = _obj(value, "spec.auth")
+    jwt = auth.get("jwt")
+    jwt_obj = _obj(jwt, "spec.auth.jwt")
+    return AuthSpec(
+        mode=_str(auth.get("mode") or "none", "spec.auth.mode"),
+        jwt_given=jwt is not None,
+        hs256_secret=_secret_ref(jwt_obj.get("hs256SecretRef"), "spec.auth.jwt.hs256SecretRef", DEFAULT_HS256_KEY),
+        jwks_secret=_secret_ref(jwt_obj.get("jwksSecretRef"), "spec.auth.jwt.jwksSecretRef", DEFAULT_JWKS_KEY),
+        issuer=_str(jwt_obj.get("issuer") or "", "spec.auth.jwt.issuer"),
+        audience=_str(jwt_obj.get("audience") or "", "spec.auth.jwt.audience"),
+    )
+
+
+def _secret_ref(value: Any, path: str, default_key: str) -> SecretKeyRef | None:
+    """A ``{name, key}`` reference; ``None`` when absent (an empty name is kept, for problems())."""
+    if value is None:
+        return None
+    ref = _obj(value, path)
+    key = ref.get("key")
+    return SecretKeyRef(name=_str(ref.get("name") or "", f"{path}.name"),
+                        key=default_key if key is None else _str(key, f"{path}.key"))
 
 
 def _obj(value: Any, path: str) -> dict[str, Any]:
