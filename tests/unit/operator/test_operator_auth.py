@@ -290,3 +290,20 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
     assert env_dict(c)["THREADWEAVER_JWT_JWKS_FILE"] == builders.JWT_JWKS_FILE
     assert [(r, m) for t, r, m in posted if r == "RollingUpdate"] == [("RollingUpdate", "StatefulSet chat: rolling out authentication jwt")]
     assert not [k for k in kube.objects if k[0] == "Job" and kube.objects[k].get("status") in (None, {})]  # no new migration
+
+
+def test_auth_sample_ships_a_usable_secret(tmp_path):
+    """config/samples/threadweavercluster-auth.yaml: its Secret holds the referenced key, and the
+    runtime accepts that value as its HS256 secret."""
+    from threadweaver.adapters.http.auth import JwtVerifier
+
+    docs = [d for d in yaml.safe_load_all((CRD.parents[1] / "config" / "samples" / "threadweavercluster-auth.yaml").read_text()) if d]
+    (twc,) = [d for d in docs if d["kind"] == "ThreadWeaverCluster"]
+    s = ClusterSpec.from_resource(twc["metadata"]["name"], "default", twc["spec"])
+    assert s.problems() == [] and s.auth.enabled
+    ref = s.auth.secret_ref
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert set(s.secret_names()) <= set(secrets)
+    key_file = tmp_path / "secret"
+    key_file.write_text(secrets[ref.name]["stringData"][ref.key])
+    assert JwtVerifier.from_files(hs256_secret_file=str(key_file), issuer=s.auth.issuer, audience=s.auth.audience)
