@@ -414,17 +414,21 @@ def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
     return not containers or containers[0].get("image") != spec.image
 
 
-def _auth_env(env: Any) -> dict[str, Any]:
-    return {e.get("name"): e.get("value") for e in env or []
-            if isinstance(e, Mapping) and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))}
+def _auth_settings(pod: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The ``--auth``/``--jwt-*`` variables of the runtime container and the JWT key volume."""
+    containers = pod.get("containers") or [{}]
+    env = {e.get("name"): e.get("value") for e in containers[0].get("env") or []
+           if isinstance(e, Mapping) and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))}
+    volume = next(((v.get("secret") or {}) for v in pod.get("volumes") or [] if v.get("name") == "jwt"), {})
+    return env, (volume.get("secretName"), volume.get("items"))
 
 
 def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
-    """The StatefulSet's runtime container has other ``--auth``/``--jwt-*`` settings than the spec's."""
-    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
-    if not containers:
+    """The StatefulSet's pods have other authentication settings (or key Secret) than the spec's."""
+    pod = ((sts.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if not pod.get("containers"):
         return False
-    return _auth_env(containers[0].get("env")) != _auth_env(builders.runtime_env(spec))
+    return _auth_settings(pod) != _auth_settings(builders.statefulset(spec, 0)["spec"]["template"]["spec"])
 
 
 def _previous_condition(previous: Mapping[str, Any], ctype: str, generation: int | None) -> Condition | None:

@@ -290,6 +290,17 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
     assert env_dict(c)["THREADWEAVER_JWT_JWKS_FILE"] == builders.JWT_JWKS_FILE
     assert [(r, m) for t, r, m in posted if r == "RollingUpdate"] == [("RollingUpdate", "StatefulSet chat: rolling out authentication jwt")]
     assert not [k for k in kube.objects if k[0] == "Job" and kube.objects[k].get("status") in (None, {})]  # no new migration
+    # another Secret: a rollout with an Event too; then nothing more
+    add_secret(kube, "idp-keys-2", {"keys.json": '{"keys": []}'})
+    obj["spec"]["auth"] = {"mode": "jwt", "jwt": {**JWKS["jwt"], "jwksSecretRef": {"name": "idp-keys-2", "key": "keys.json"}}}
+    posted.clear()
+    await handlers.reconcile(body(kube))
+    (vol,) = [v for v in kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["volumes"] if v["name"] == "jwt"]
+    assert vol["secret"]["secretName"] == "idp-keys-2"
+    assert [r for t, r, m in posted if r == "RollingUpdate"] == ["RollingUpdate"]
+    posted.clear()
+    await handlers.reconcile(body(kube))
+    assert not [r for t, r, m in posted if r == "RollingUpdate"]
 
 
 def test_auth_sample_ships_a_usable_secret(tmp_path):
