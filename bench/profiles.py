@@ -43,11 +43,13 @@ class Profile:
     prod_duration: float = 2.0       # A: seconds per wrk run
     prod_shards: tuple[int, ...] = (1024,)   # A: a production server per shard count
     prod_cold_threads: int = 0       # A: threads seeded for the cold posts (0: no cold posts)
+    prod_profile_duration: float = 0.0   # A: pyinstrument on the production runtime (0: not)
     handoff_shards: int = 1024       # B: the cluster's shard count
     handoff_moves: int = 2           # B: range moves, alternately A -> B and B -> A
     handoff_rate: float = 40.0       # B: commands per second sent (open loop), half to each
     handoff_settle: float = 2.0      # B: seconds of load before and after each move
     handoff_warmup: float = 2.0      # B: seconds of load before the first move
+    handoff_idle: float = 0.0        # B: seconds the idle members' CPU is measured (0: not)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -70,8 +72,9 @@ FULL = Profile(
     memory_max_fill_s=900.0,
     profile_duration=10.0,
     prod_runs=3, prod_duration=10.0, prod_shards=(1024, 64), prod_cold_threads=3_000,
-    handoff_shards=1024, handoff_moves=6, handoff_rate=40.0, handoff_settle=4.0,
-    handoff_warmup=5.0,
+    prod_profile_duration=10.0,
+    handoff_shards=1024, handoff_moves=6, handoff_rate=25.0, handoff_settle=4.0,
+    handoff_warmup=5.0, handoff_idle=10.0,
 )
 
 QUICK = Profile(
@@ -89,7 +92,7 @@ QUICK = Profile(
     prod_runs=1, prod_duration=2.0, prod_shards=(1024,), prod_cold_threads=0,
     # quick: 64 shards, so that the members' start-up read of their ranges (a query per shard)
     # takes no time; full runs use the default 1024
-    handoff_shards=64, handoff_moves=2, handoff_rate=40.0, handoff_settle=1.0,
+    handoff_shards=64, handoff_moves=2, handoff_rate=25.0, handoff_settle=1.0,
     handoff_warmup=0.5,
 )
 

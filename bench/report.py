@@ -560,7 +560,8 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             notes.append(
                 f"*{server}*, creates: the runtime took {_f(row.get('server_cpu_pct'), '{:.0f}%')}"
                 f" and dynalite {_f(row.get('dynalite_cpu_pct'), '{:.0f}%')} of the server core "
-                f"({busy:.0f}% together; other processes {max(0.0, other):.0f}%), MariaDB "
+                f"({busy:.0f}% together; anything else there, other processes and the kernel's "
+                f"network work, {max(0.0, other):.0f}%), MariaDB "
                 f"{_f(row.get('mysqld_cpu_pct'), '{:.0f}%')} of a core")
         startup = c.get("startup_idle_s") or {}
         if notes:
@@ -571,6 +572,7 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
                          startup.items() if v is not None) + "\n")
         if c.get("drain_timeout_s") == 0:
             add("*Quick run: no catch-up wait between measurements.*\n")
+        _render_w6_profile(c.get("profile") or {}, add)
         add(_caption(w6) + "\n")
     h = w6.get("handoff") or {}
     add("### 6B. Handoff of one range under load\n")
@@ -630,7 +632,8 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         + f", dynalite {_f(h.get('dynalite_cpu_pct'), '{:.0f}%')} (all on core 0; core 0 "
         f"busy {_f(h.get('core0_busy_pct'), '{:.0f}%')} with every process), MariaDB "
         f"{_f(h.get('mysqld_cpu_pct'), '{:.0f}%')}. The members' start-up read of their "
-        f"ranges took {_f(h.get('startup_idle_s'), '{:.1f}')} s before the load began.\n")
+        f"ranges took {_f(h.get('startup_idle_s'), '{:.1f}')} s before the load began"
+        + (_idle_text(h["idle"]) if h.get("idle") else "") + ".\n")
     moves = h.get("moves") or []
     others_max = _worst_of(m.get("others", {}).get("max_ms") for m in moves)
     if others_max is not None and so.get("p99_ms") and others_max > 2 * so["p99_ms"]:
@@ -644,6 +647,48 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         add("```\n" + "\n".join(f"{n}: {line}" for n, lines in problems.items()
                                  for line in lines) + "\n```\n")
     add(_caption(w6) + "\n")
+
+
+def _render_w6_profile(prof: dict[str, Any], add: Any) -> None:
+    if not prof:
+        return
+    if "error" in prof:
+        add(f"(The profile of the production runtime failed: `{prof['error'][:300]}`.)\n")
+        return
+    add(f"Where the production runtime's time goes: {prof.get('tool')}, "
+        f"`--shards 1024`, creates (wrk, 64 connections) for "
+        f"{_f(prof.get('duration_s'), '{:g}')} s: {_f(prof.get('rps_under_profiler'))} req/s "
+        f"under the profiler, the event-loop thread busy {_f(prof.get('busy_s'), '{:.1f}')} s "
+        f"of {_f(prof.get('wall_s'), '{:.1f}')} s (runtime CPU "
+        f"{_f(prof.get('server_cpu_pct'), '{:.0f}%')}, dynalite "
+        f"{_f(prof.get('dynalite_cpu_pct'), '{:.0f}%')}). Percentages are of the busy time; "
+        "*inclusive* counts a function with everything it calls (botocore/aiobotocore frames "
+        "are in the component *other*).\n")
+    add("| inclusive: threadweaver function | % | | self: function | % |\n"
+        "|---|---|---|---|---|")
+    inc = [f for f in prof.get("inclusive_threadweaver", [])
+           if not f["function"].startswith("run (")][:12]
+    own = prof.get("self_by_function", [])[:12]
+    for i in range(max(len(inc), len(own))):
+        a = inc[i] if i < len(inc) else None
+        b = own[i] if i < len(own) else None
+        add(f"| {'`' + a['function'] + '`' if a else ''} | {_f(a and a['pct'], '{:.1f}', '')} | "
+            f"| {'`' + b['function'] + '`' if b else ''} | {_f(b and b['pct'], '{:.1f}', '')} |")
+    add("")
+    tasks = ", ".join(f"{t['task']} {t['pct']:.0f}%" for t in prof.get("self_by_task", [])
+                      if t.get("pct", 0) >= 1)
+    comps = ", ".join(f"{c['component']} {c['pct']:.0f}%"
+                      for c in prof.get("self_by_component", []) if c.get("pct", 0) >= 1)
+    add(f"By task (what the frames run for): {tasks}. By component (self time): {comps}.\n")
+
+
+def _idle_text(idle: dict[str, Any]) -> str:
+    members = idle.get("member_cpu_pct") or {}
+    return (f"; without any command (measured for {_f(idle.get('seconds'), '{:.0f}')} s before "
+            "the load) the members took " + ", ".join(f"{v:.0f}%" for v in members.values())
+            + f" and dynalite {_f(idle.get('dynalite_cpu_pct'), '{:.0f}%')} of core 0: the "
+            "periodic full read of every shard of each member's range for the read model "
+            "(`--projection-poll-interval`, 10 s on DynamoDB), lease renewals and map watches")
 
 
 def _worst_of(values: Any) -> float | None:

@@ -31,7 +31,8 @@ from typing import Any
 
 from .client import create_threads
 from .common import (
-    BenchError, Server, _mysql_connect, drain_projection, log, median, ratio, start_runtime, wrk,
+    PYTHON, BenchError, Server, _mysql_connect, drain_projection, log, median, ratio,
+    start_runtime, wrk,
 )
 from threadweaver.shards import DEFAULT_SHARDS
 
@@ -203,6 +204,44 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def profile_production(p: Profile, work: Path, services: Any) -> dict[str, Any]:
+    """Where the production runtime's event-loop time goes under creates: the runtime under
+    pyinstrument (bench/profile_server.py, as the profile of workload 1) on fresh backends."""
+    data = work / "profile"
+    shutil.rmtree(data, ignore_errors=True)
+    dynalite = Dynalite(work / "dynalite-profile").start()
+    try:
+        with production_backends(services, dynalite) as backends:
+            prof = data / "prof"
+            server = start_runtime(data, backends.serve_args(), cmd=[
+                PYTHON, "-m", "bench.profile_server", "--out", str(prof), "--", "serve"])
+            try:
+                wait_idle([server.proc.pid, dynalite.proc.pid], 60)  # type: ignore[union-attr]
+                meter = CpuMeter(dynalite)
+                load = wrk(server.url, "commands.lua", duration=p.prod_profile_duration,
+                           connections=p.http_connections, args=["create", secrets.token_hex(4)],
+                           server=server, hard_timeout=p.prod_profile_duration + 120)
+                cpu = meter.result()
+            finally:
+                server.stop()
+    finally:
+        dynalite.stop()
+    import json
+    try:
+        summary = json.loads((prof / "profile.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"the profiled production runtime wrote no profile: {exc}") from None
+    return {"tool": "pyinstrument (wall clock, event-loop thread)", "workload": "create",
+            "duration_s": p.prod_profile_duration,
+            "rps_under_profiler": round(load["requests"] / (load["duration_us"] / 1e6), 1),
+            "server_cpu_pct": load["server_cpu_pct"], **cpu,
+            "busy_s": summary.get("total_s"), "wall_s": summary.get("wall_s"),
+            "self_by_task": summary.get("self_by_task", [])[:8],
+            "self_by_component": summary.get("self_by_component", [])[:8],
+            "self_by_function": summary.get("self_by_function", [])[:12],
+            "inclusive_threadweaver": summary.get("inclusive_threadweaver", [])[:16]}
+
+
 def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     stacks: list[Stack] = [Stack("embedded")]
@@ -282,7 +321,15 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
                                                              base["rps_per_stack_cpu_s"])})
     if not summary:
         raise BenchError("w6 commands: nothing measured")
-    return {"summary": summary, "pairs": pairs, "servers": [s.name for s in stacks],
+    profile: dict[str, Any] = {}
+    if p.prod_profile_duration:
+        log(f"w6 commands: profiling the production runtime under creates "
+            f"({p.prod_profile_duration:g}s)")
+        try:
+            profile = profile_production(p, work, services)
+        except BenchError as exc:
+            profile = {"error": str(exc)[:2000]}
+    return {"summary": summary, "profile": profile, "pairs": pairs, "servers": [s.name for s in stacks],
             "shards": {s.name: s.shards for s in stacks if s.shards},
             "dynalite_rss_kib": dynalite_rss,
             "startup_idle_s": {s.name: s.startup_idle_s for s in stacks if s.production},

@@ -54,6 +54,7 @@ class Record:
     kind: str                # create | post
     group: str               # moving | other | new (a create)
     member: str
+    detail: str = ""         # the answer's body (or the exception), failed requests only
 
 
 def _pin(pid: int, core: int) -> None:
@@ -106,15 +107,20 @@ class Load:
                                   "toAccountIds": []}]}
         t0 = time.monotonic()
         self.outstanding += 1
+        detail = ""
         try:
             async with session.post(self.urls[member] + path, json=body) as r:
-                await r.read()
+                data = await r.read()
                 status: int | str = r.status
+                if not 200 <= r.status < 300:
+                    detail = data.decode(errors="replace")[:300]
         except Exception as exc:       # connection refused/reset, timeout: a failed request
             status = type(exc).__name__
+            detail = str(exc)[:300]
         finally:
             self.outstanding -= 1
-        self.records.append(Record(t0, time.monotonic() - t0, status, kind, group, member))
+        self.records.append(Record(t0, time.monotonic() - t0, status, kind, group, member,
+                                   detail))
 
     async def run(self) -> None:
         import aiohttp
@@ -243,6 +249,18 @@ def _statuses(records: list[Record]) -> dict[str, int]:
 
 def _analyse(moves: list[dict[str, Any]], records: list[Record]) -> dict[str, Any]:
     windows = [(m["t0"], m["t_served"] + WINDOW_TAIL_S) for m in moves]
+    failures = []
+    for r in records:
+        if not _failed(r):
+            continue
+        before = [(i, m) for i, m in enumerate(moves, 1) if m["t0"] <= r.sent]
+        where: dict[str, Any] = {"before the first move": True} if not before else {
+            "after_move": before[-1][0],
+            "sent_after_publish_s": round(r.sent - before[-1][1]["t0"], 3),
+            "sent_after_served_s": round(r.sent - before[-1][1]["t_served"], 3)}
+        failures.append({**where, "latency_ms": round(r.latency * 1000, 1),
+                         "status": r.status, "member": r.member, "kind": r.kind,
+                         "group": r.group, "detail": r.detail})
     for m in moves:
         lo, hi = m["t0"], m["t_served"] + WINDOW_TAIL_S
         inside = [r for r in records if lo <= r.sent <= hi]
@@ -260,6 +278,7 @@ def _analyse(moves: list[dict[str, Any]], records: list[Record]) -> dict[str, An
         "steady_moving": _lat_stats([r for r in outside if r.group == "moving"]),
         "steady_other": _lat_stats([r for r in outside if r.group != "moving"]),
         "failed_outside_moves": sum(1 for r in outside if _failed(r)),
+        "failures": failures[:30],
     }
 
 
@@ -322,6 +341,15 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
             pids = [m.proc.pid for m in members.values()] + [dynalite.proc.pid]
             startup_idle_s = await asyncio.to_thread(wait_idle, pids, 60.0)
             log(f"w6 handoff: members ready, idle after {startup_idle_s}s")
+            idle: dict[str, Any] = {}
+            if p.handoff_idle:            # what the cluster costs with no commands at all
+                cpu0 = {n: proc_cpu_seconds(m.proc.pid) for n, m in members.items()}
+                meter, t_idle = CpuMeter(dynalite), time.monotonic()
+                await asyncio.sleep(p.handoff_idle)
+                wall = time.monotonic() - t_idle
+                idle = {"seconds": round(wall, 1), "member_cpu_pct": {
+                    n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
+                    for n, m in members.items()}, **meter.result()}
             a, b = names
             block = driver.map.assignments[a]
             first = next(iter(block))
@@ -372,7 +400,7 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
     out: dict[str, Any] = {
         "shards": shards, "members": names, "range": str(rng), "range_shards": len(rng),
         "rate": p.handoff_rate, "moves_requested": p.handoff_moves, "settle_s": p.handoff_settle,
-        "warmup_s": p.handoff_warmup, "startup_idle_s": startup_idle_s,
+        "warmup_s": p.handoff_warmup, "startup_idle_s": startup_idle_s, "idle": idle,
         "threads": {"moving": len(moving), "other": len(other)},
         "moves": moves,
         "duration_s_median": median(durations), "duration_s_worst": _worst(durations),
