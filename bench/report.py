@@ -600,8 +600,8 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         "*Window*: from publishing the map until 1 s after the gaining member served.\n")
     add("| move | direction | acknowledged (s) | completed map (s) | served by the gaining "
         "member (s) | moving-range commands in the window | their p50 (ms) | p99 (ms) | max "
-        "(ms) | other commands: max (ms) | failed in the window |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|")
+        "(ms) | other commands: max (ms) | failed in the window | core 0 used by other "
+        "processes |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, m in enumerate(h.get("moves", []), 1):
         mv, ot = m.get("moving", {}), m.get("others", {})
         failed = m.get("failed", 0)
@@ -610,7 +610,8 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             f"{_f(mv.get('count'))} | {_f(mv.get('p50_ms'), '{:,.0f}')} | "
             f"{_f(mv.get('p99_ms'), '{:,.0f}')} | {_f(mv.get('max_ms'), '{:,.0f}')} | "
             f"{_f(ot.get('max_ms'), '{:,.0f}')} | {failed}"
-            f"{' ' + str(m.get('failed_statuses')) if failed else ''} |")
+            f"{' ' + str(m.get('failed_statuses')) if failed else ''} | "
+            f"{_f(m.get('core0_others_pct'), '{:.0f}%')} |")
     sm, so = h.get("steady_moving") or {}, h.get("steady_other") or {}
     add("")
     add(f"Handoff duration: median **{_f(h.get('duration_s_median'), '{:.2f}')} s**, worst "
@@ -630,7 +631,8 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         "CPU over the load: members "
         + ", ".join(f"{n} {v:.0f}%" for n, v in (h.get("member_cpu_pct") or {}).items())
         + f", dynalite {_f(h.get('dynalite_cpu_pct'), '{:.0f}%')} (all on core 0; core 0 "
-        f"busy {_f(h.get('core0_busy_pct'), '{:.0f}%')} with every process), MariaDB "
+        f"busy {_f(h.get('core0_busy_pct'), '{:.0f}%')} with every process, of which "
+        f"{_f(h.get('core0_others_pct'), '{:.0f}%')} not ours), MariaDB "
         f"{_f(h.get('mysqld_cpu_pct'), '{:.0f}%')}. The members' start-up read of their "
         f"ranges took {_f(h.get('startup_idle_s'), '{:.1f}')} s before the load began"
         + (_idle_text(h["idle"]) if h.get("idle") else "") + ".\n")
@@ -641,6 +643,19 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             f"{others_max:,.0f} ms against a steady p99 of {so['p99_ms']:,.0f} ms): what "
             "delays commands during a handoff is work on the shared server core at that "
             "moment, not only the routing of the moving range.\n")
+    fails = h.get("failures") or []
+    if fails:
+        add("The failed requests (up to 30; *after move* n: sent that long after move n's "
+            "publication and after the gaining member served):\n")
+        add("| after move | sent after publish (s) | after served (s) | member asked | group | "
+            "latency (ms) | answer |\n|---|---|---|---|---|---|---|")
+        for f in fails:
+            add(f"| {f.get('after_move', 'before the first')} | "
+                f"{_f(f.get('sent_after_publish_s'), '{:.2f}')} | "
+                f"{_f(f.get('sent_after_served_s'), '{:.2f}')} | {f.get('member')} | "
+                f"{f.get('group')} | {_f(f.get('latency_ms'), '{:,.0f}')} | "
+                f"{f.get('status')} `{_cell(f.get('detail') or '')[:160]}` |")
+        add("")
     problems = h.get("member_log_problems") or {}
     if problems:
         add("Warnings and errors in the members' logs:\n")
@@ -689,6 +704,10 @@ def _idle_text(idle: dict[str, Any]) -> str:
             + f" and dynalite {_f(idle.get('dynalite_cpu_pct'), '{:.0f}%')} of core 0: the "
             "periodic full read of every shard of each member's range for the read model "
             "(`--projection-poll-interval`, 10 s on DynamoDB), lease renewals and map watches")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("`", "'").replace("\n", " ")
 
 
 def _worst_of(values: Any) -> float | None:

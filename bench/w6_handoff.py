@@ -39,7 +39,7 @@ from .common import (
     ACCOUNT, BenchError, SERVER_CORE, ensure_kube, log, median, percentile, proc_cpu_seconds,
 )
 from .profiles import Profile
-from .w6_production import CpuMeter, Dynalite, wait_idle
+from .w6_production import CpuMeter, Dynalite, core_busy_seconds, wait_idle
 
 CLUSTER = "twbench"
 WINDOW_TAIL_S = 1.0          # a move's window ends this long after the gaining member serves
@@ -69,6 +69,42 @@ def _pin(pid: int, core: int) -> None:
             os.sched_setaffinity(int(tid), {core})
         except OSError:
             pass
+
+
+class CoreSampler:
+    """Every 0.25 s: the server core's busy time (all processes) and the CPU time of our
+    processes on it (members, dynalite), to tell, per move, how much of the core something
+    else took (this machine is shared)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.samples: list[tuple[float, float, float]] = []
+        self.stop = asyncio.Event()
+
+    def _sample(self) -> None:
+        self.samples.append((time.monotonic(), core_busy_seconds(),
+                             sum(proc_cpu_seconds(pid) for pid in self.pids)))
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            self._sample()
+            try:
+                await asyncio.wait_for(self.stop.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+        self._sample()
+
+    def others_pct(self, lo: float, hi: float) -> float | None:
+        """% of the server core used by anything but our processes between lo and hi."""
+        inside = [x for x in self.samples if lo <= x[0] <= hi]
+        before = [x for x in self.samples if x[0] < lo]
+        after = [x for x in self.samples if x[0] > hi]
+        first = before[-1] if before else (inside[0] if inside else None)
+        last = after[0] if after else (inside[-1] if inside else None)
+        if first is None or last is None or last[0] - first[0] <= 0:
+            return None
+        dt = last[0] - first[0]
+        return round(max(0.0, 100 * ((last[1] - first[1]) - (last[2] - first[2])) / dt), 1)
 
 
 class Load:
@@ -247,10 +283,11 @@ def _statuses(records: list[Record]) -> dict[str, int]:
     return dict(collections.Counter(str(r.status) for r in records if _failed(r)))
 
 
-def _analyse(moves: list[dict[str, Any]], records: list[Record]) -> dict[str, Any]:
+def _analyse(moves: list[dict[str, Any]], records: list[Record],
+             sampler: CoreSampler) -> dict[str, Any]:
     windows = [(m["t0"], m["t_served"] + WINDOW_TAIL_S) for m in moves]
     failures = []
-    for r in records:
+    for r in sorted(records, key=lambda r: r.sent):
         if not _failed(r):
             continue
         before = [(i, m) for i, m in enumerate(moves, 1) if m["t0"] <= r.sent]
@@ -271,6 +308,7 @@ def _analyse(moves: list[dict[str, Any]], records: list[Record]) -> dict[str, An
         m["failed_moving"] = sum(1 for r in moving if _failed(r))
         m["failed_statuses"] = _statuses(inside)
         m["window_s"] = round(hi - lo, 3)
+        m["core0_others_pct"] = sampler.others_pct(lo, hi)
     for m in moves:
         del m["t0"], m["t_served"]
     outside = [r for r in records if not any(lo <= r.sent <= hi for lo, hi in windows)]
@@ -363,6 +401,8 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
             meter = CpuMeter(dynalite)
             t_load = time.monotonic()
             load_task = asyncio.create_task(load.run())
+            sampler = CoreSampler(pids)
+            sampler_task = asyncio.create_task(sampler.run())
             moves: list[dict[str, Any]] = []
             try:
                 await asyncio.sleep(p.handoff_warmup)
@@ -374,12 +414,15 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
             finally:
                 load.stop.set()
                 await asyncio.wait_for(load_task, REQUEST_TIMEOUT_S + 15)
+                sampler.stop.set()
+                await asyncio.wait_for(sampler_task, 10)
             wall = time.monotonic() - t_load
             cpu = {n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
                    for n, m in members.items()}
             services_cpu = meter.result()
             records = load.records
-            extra = _analyse(moves, records)
+            extra = _analyse(moves, records, sampler)
+            extra["core0_others_pct"] = sampler.others_pct(t_load, time.monotonic())
             failed = [r for r in records if _failed(r)]
             problems = {n: _problems(m.log_path) for n, m in members.items()}
             for name in names:
