@@ -220,32 +220,24 @@ def _median_inf(values: Any) -> float | None:
     return None if m is None or m == float("inf") else m
 
 
-PATCHED_SERVE = {   # a proposal's prototype swapped into the server (bench/run_patched.py)
-    "p0-projector": ["-m", "bench.run_patched", "--patch", "projector-p0", "--", "serve"],
-    "p12-projector": ["-m", "bench.run_patched", "--patch", "projector-p12", "--", "serve"],
-}
-
-
-def one_run(p: Profile, work: Path, level: str, r: int, variant: str | None = None, *,
+def one_run(p: Profile, work: Path, level: str, r: int, *,
             mysql_url: str | None = None) -> dict[str, Any]:
-    """One measurement at `level` ("steady" or "saturated") on a fresh runtime; `variant` runs
-    the server with a proposal's prototype (see PATCHED_SERVE); `mysql_url` (the services'
-    MariaDB) puts the read model in a fresh MariaDB database instead of the embedded SQLite."""
-    from .common import PYTHON
+    """One measurement at `level` ("steady" or "saturated") on a fresh runtime; `mysql_url`
+    (the services' MariaDB) puts the read model in a fresh MariaDB database instead of the
+    embedded SQLite."""
     saturated = level == "saturated"
     kind = "mysql" if mysql_url else "sqlite"
-    data = work / f"lag-{level}-{kind}-{variant or 'current'}-{r}"
-    cmd = [PYTHON, *PATCHED_SERVE[variant]] if variant else None
+    data = work / f"lag-{level}-{kind}-{r}"
     grace = 10.0 if saturated else 5.0
     if mysql_url is None:
-        server = start_runtime(data, ["--sync-mode", "full"], cmd=cmd)
+        server = start_runtime(data, ["--sync-mode", "full"])
         try:
             hot_file = _hot_threads(server, data)
             return _measure(server, SqlitePoller(data), hot_file, p, saturated, grace)
         finally:
             server.stop()
     with MysqlDatabase(mysql_url, "lag") as db:
-        server = start_runtime(data, ["--sync-mode", "full", "--read-model", db.url], cmd=cmd)
+        server = start_runtime(data, ["--sync-mode", "full", "--read-model", db.url])
         try:
             hot_file = _hot_threads(server, data)
             return _measure(server, MysqlPoller(db), hot_file, p, saturated, grace)
