@@ -431,10 +431,10 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
             "dynamodb://… --read-model mysql+aiomysql://…` (a fresh table prefix and database; "
             + ", ".join(f"*{n}*: `--shards {v}`" for n, v in shards.items())
             + ") and the embedded runtime (`--sync-mode full`), interleaved run by run. While one "
-            "server is measured the production servers not measured are stopped (SIGSTOP, their "
-            "dynalite too) and each is measured only once it and its dynalite are idle again "
-            "(their periodic read of every shard of the read model would otherwise land in "
-            "another server's measurement)"
+            "server is measured the others are stopped (SIGSTOP, their dynalite too), and each "
+            "is measured only once it and its dynalite are idle again (background work, such "
+            "as a production read model's periodic read of every shard or the passivation of "
+            "idle entities, would otherwise land in another server's measurement)"
             + (f"; *cold*: posts to {_f(c.get('cold_threads'))} threads created by a previous "
                "process, a disjoint slice per run" if c.get("cold_threads") else
                "; no cold posts in this run (quick)")

@@ -7,9 +7,10 @@ Servers, all on the server core (taskset -c 0), interleaved run by run:
   production-N  the same with `--shards N` (full runs): the shard count decides how many
                 queries a full read of the read-model updater's range costs (one per shard)
 Each production server has its own dynalite, pinned to the server core too (see
-bench/w6_production.py). While one server is measured the production servers not measured
-are stopped (SIGSTOP of the runtime and of its dynalite, SIGCONT before their turn): their
-idle read-model sweeps would otherwise take the measured server's core.
+bench/w6_production.py). While one server is measured the others are stopped (SIGSTOP of the
+runtime and of its dynalite, SIGCONT before their turn, then a wait until they are idle): their
+background work (a production read model's periodic read of every shard, the passivation of
+idle entities, ...) would otherwise take the measured server's core.
 
 Workloads as in workload 1 (bench/lua/commands.lua): create, hot (posts round-robin over
 `hot_threads` fresh threads), cold (posts to threads created by a previous process, so a first
@@ -66,21 +67,22 @@ class Stack:
                 os.killpg(proc.pid, sig)
 
     def pause(self) -> None:
-        if self.production:
-            self._signal(signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.production:
-            self._signal(signal.SIGCONT)
-            self.idle_waits.append(self.wait_idle())
+        self._signal(signal.SIGCONT)
+        self.idle_waits.append(self.wait_idle())
 
     def wait_idle(self, timeout: float = 60.0) -> float:
-        """Until the runtime and its dynalite are idle: the read model's start-up read of every
-        shard, or a periodic one that fell due while stopped, is not measured as commands."""
-        if not self.production or self.server is None:
+        """Until the runtime (and its dynalite) are idle: the read model's start-up read of
+        every shard, a periodic one that fell due while stopped, the passivation of idle
+        entities, ... is not measured as commands."""
+        if self.server is None:
             return 0.0
-        assert self.dynalite is not None and self.dynalite.proc is not None
-        return wait_idle([self.server.proc.pid, self.dynalite.proc.pid], timeout)
+        pids = [self.server.proc.pid]
+        if self.dynalite is not None and self.dynalite.proc is not None:
+            pids.append(self.dynalite.proc.pid)
+        return wait_idle(pids, timeout)
 
 
 def _rows(url: str) -> tuple[int, int]:
@@ -255,6 +257,7 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
             if stack.shards is None:
                 log("w6 commands: starting embedded (sync full)")
                 _start(stack, work, ["--sync-mode", "full"], p)
+                stack.pause()
                 continue
             stack.dynalite = Dynalite(work / f"dynalite-{stack.name}").start()
             cm = production_backends(services, stack.dynalite)
@@ -333,7 +336,7 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
             "shards": {s.name: s.shards for s in stacks if s.shards},
             "dynalite_rss_kib": dynalite_rss,
             "startup_idle_s": {s.name: s.startup_idle_s for s in stacks if s.production},
-            "resume_idle_s": {s.name: median(s.idle_waits) for s in stacks if s.production},
+            "resume_idle_s": {s.name: median(s.idle_waits) for s in stacks},
             "connections": p.http_connections, "duration_s": p.prod_duration,
             "runs": p.prod_runs, "hot_threads": p.hot_threads,
             "cold_threads": p.prod_cold_threads, "drain_timeout_s": p.http_drain_timeout}
