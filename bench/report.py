@@ -495,10 +495,11 @@ def _render_w6(w6: dict[str, Any], add: Any) -> None:
         startup = c.get("startup_idle_s") or {}
         if notes:
             add("Where the CPU went: " + "; ".join(notes) + ". " +
-                " ".join(f"After its start, *{n}* ({(c.get('shards') or {}).get(n)} shards) "
-                         f"was busy {_f(v, '{:.1f}')} s reading every shard of its range for "
-                         "the read model (one query per shard) before it was idle." for n, v in
-                         startup.items() if v is not None) + "\n")
+                " ".join(f"After it answered `/ready`, *{n}* ({(c.get('shards') or {}).get(n)} "
+                         f"shards) and its dynalite were busy {_f(v, '{:.1f}')} s more (start-up "
+                         "work, among it the read model's first read of every shard, one query "
+                         "per shard) before they were idle." for n, v in startup.items()
+                         if v is not None) + "\n")
         if c.get("drain_timeout_s") == 0:
             add("*Quick run: no catch-up wait between measurements.*\n")
         _render_w6_profile(c.get("profile") or {}, add)
@@ -623,7 +624,11 @@ def _render_w6_profile(prof: dict[str, Any], add: Any) -> None:
                       if t.get("pct", 0) >= 1)
     comps = ", ".join(f"{c['component']} {c['pct']:.0f}%"
                       for c in prof.get("self_by_component", []) if c.get("pct", 0) >= 1)
-    add(f"By task (what the frames run for): {tasks}. By component (self time): {comps}.\n")
+    add(f"By task (what the frames run for): {tasks}. By component (self time): {comps}. "
+        "In the code measured, `ensure_group`/`_fetch` are the DynamoDB journal's per-shard "
+        "Query of a projection read (the read model reading back the events just appended), "
+        "and `append` is the batch-item mode's precheck Query (dynalite has no transactions) "
+        "plus the conditional PutItem; `_call` wraps every DynamoDB request.\n")
 
 
 def _idle_text(idle: dict[str, Any]) -> str:
