@@ -18,7 +18,7 @@ from ..application.codec import (
     command_from_json, command_to_json, error_from_json, error_to_json, events_from_json,
     events_to_json,
 )
-from ..application.gateway import ShardUnavailable
+from ..application.gateway import ForwardRefused, ShardUnavailable
 from ..application.ports import JournalError
 from ..domain import Command, Event
 
@@ -59,8 +59,9 @@ class HttpPeerClient:
                 if r.status == 200:
                     return events_from_json(body["events"])
                 if r.status == 503:
-                    raise ShardUnavailable(body.get("error", "owner unavailable"),
-                                           retry_after=float(r.headers.get("Retry-After", 1)))
+                    unavailable = ForwardRefused if body.get("refused") else ShardUnavailable
+                    raise unavailable(body.get("error", "owner unavailable"),
+                                      retry_after=float(r.headers.get("Retry-After", 1)))
                 if "refusal" in body:
                     raise error_from_json(body["refusal"])
                 raise JournalError(f"owner at {address} answered {r.status}: {body.get('error')}")
@@ -84,8 +85,8 @@ def internal_routes(member, token: str = "") -> list[web.RouteDef]:
             return _json({"error": f"malformed forwarded command: {exc}"}, 400)
         try:
             events = await member.execute(command, forwarded=True)
-        except ShardUnavailable as exc:
-            return _json({"error": str(exc)}, 503,
+        except ShardUnavailable as exc:    # refused before running: the sender may re-route
+            return _json({"error": str(exc), "refused": True}, 503,
                          {"Retry-After": str(max(1, round(exc.retry_after)))})
         except JournalError as exc:
             return _json({"error": str(exc)}, 503, {"Retry-After": "1"})

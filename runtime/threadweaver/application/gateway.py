@@ -19,6 +19,11 @@ class ShardUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class ForwardRefused(ShardUnavailable):
+    """The member a command was forwarded to refused it without running it (it does not serve
+    the shard, or not yet): the sender may route it again once its own shard map is newer."""
+
+
 class NotOwner(Exception):
     """The aggregate's shard is owned by another member; the driver should forward to `address`."""
 

@@ -22,7 +22,7 @@ from typing import Awaitable, Callable, Protocol
 from ..domain import Command, Event, thread_persistence_id
 from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, shard_of
 from .entities import EntityManager
-from .gateway import NotOwner, ShardUnavailable
+from .gateway import ForwardRefused, NotOwner, ShardUnavailable
 from .ports import Journal, ReadModel
 from .projector import Projector, ProjectorSettings
 
@@ -199,7 +199,14 @@ class Member:
                 if forwarded:   # one hop only: the sender's map is newer or older than ours
                     raise ShardUnavailable(f"shard {shard} is not served here (owner {owner})",
                                            retry_after=1)
-                return await self._forward(owner, command)
+                try:
+                    return await self._forward(owner, command)
+                except ForwardRefused:
+                    # Refused unrun. If our map changed meanwhile (a handoff completed while
+                    # the owner held the command), route it again: it may be ours now.
+                    if self.map is current:
+                        raise
+                    continue
             # moving (handoff in progress), or not started here yet: wait for the next map
             remaining = deadline - time.monotonic()
             if remaining <= 0:

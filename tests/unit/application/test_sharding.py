@@ -8,7 +8,7 @@ import pytest
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.application.entities import EntityManager
-from threadweaver.application.gateway import ShardUnavailable
+from threadweaver.application.gateway import ForwardRefused, ShardUnavailable
 from threadweaver.application.projector import ProjectorSettings
 from threadweaver.application.sharding import Member, ShardingSettings
 from threadweaver.domain import AddMessages, CreateThread, NewMessage, new_ulid, thread_persistence_id
@@ -25,7 +25,10 @@ class DirectPeers:
         self.members = {}
 
     async def forward(self, address, command):
-        return await self.members[address].execute(command, forwarded=True)
+        try:
+            return await self.members[address].execute(command, forwarded=True)
+        except ShardUnavailable as exc:     # as the internal endpoint reports a refusal
+            raise ForwardRefused(str(exc)) from exc
 
 
 @pytest.fixture
@@ -194,3 +197,39 @@ async def test_a_member_that_cannot_renew_its_lease_stops_serving(cluster):
         await a.execute(create(new_ulid()))
     held["value"] = True
     await a.execute(create(new_ulid()))
+
+
+async def test_a_refused_forward_is_routed_again_when_the_senders_map_changed_meanwhile(cluster):
+    """The owner refuses (its handoff completed: the shard is now the sender's) while the
+    sender still had the old map: once the sender's map names it the owner, it runs the
+    command itself instead of answering 503."""
+    make, members, acks, journal, _ = cluster
+    a, b = make("a"), make("b")
+    old = ShardMap.initial(SHARDS, ["a", "b"])
+    await a.apply_map(old)
+    await b.apply_map(old)
+    new = old.rebalance(["a"]).complete_handoff()
+    await b.apply_map(new)                  # b gave its shards to a; a has not seen it yet
+    tid = thread_in(SHARDS, old, "b")
+    real_forward = members["a"].peers.forward
+
+    async def forward_while_the_map_arrives(address, command):
+        try:
+            return await real_forward(address, command)
+        finally:
+            await a.apply_map(new)          # the new map reaches a during the forward
+    a.peers = type("Peers", (), {"forward": staticmethod(forward_while_the_map_arrives)})()
+    events = await a.execute(create(tid))
+    assert events and a.forwarded == 1 and len(a.entities) == 1 and len(b.entities) == 0
+
+
+async def test_a_refused_forward_is_503_when_the_senders_map_did_not_change(cluster):
+    make, members, acks, journal, _ = cluster
+    a, b = make("a"), make("b")
+    old = ShardMap.initial(SHARDS, ["a", "b"])
+    await a.apply_map(old)
+    await b.apply_map(old.rebalance(["a"]).complete_handoff())
+    tid = thread_in(SHARDS, old, "b")
+    with pytest.raises(ShardUnavailable):
+        await a.execute(create(tid))
+    assert len(a.entities) == 0 and len(b.entities) == 0
