@@ -49,13 +49,13 @@ def component(path: str) -> str:
 
 
 TASKS = (
-    ("projector", "projector: read-model updates (SQLAlchemy + aiosqlite)"),
+    ("projector", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),
     ("journal/sqlite", "journal: group-commit loop (hand-off to the writer thread)"),
     ("aiohttp/", "HTTP: aiohttp protocol, middlewares, handlers, commands"),
     ("sharding", "HTTP: aiohttp protocol, middlewares, handlers, commands"),
     ("entities", "entities: snapshots, passivation"),
-    ("sqlalchemy/", "projector: read-model updates (SQLAlchemy + aiosqlite)"),  # its greenlets
-    ("aiosqlite/", "projector: read-model updates (SQLAlchemy + aiosqlite)"),
+    ("sqlalchemy/", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),  # its greenlets
+    ("aiosqlite/", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),
 )
 
 
