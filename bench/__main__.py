@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
     copy = RESULTS / f"{stamp}-{profile.name}.json"
     _write_json(copy, results)
+    from .report import targets
+    print("\n" + targets(results) + "\n", flush=True)   # every figure, baseline and ratio
     if keep_latest:
         log(f"results: {copy} ({results['meta']['elapsed_s']}s); latest.json holds another "
             f"profile's figures and is kept, docs/benchmarks.md too")

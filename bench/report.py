@@ -126,6 +126,25 @@ def render(results: dict[str, Any]) -> str:
     w6 = ws.get("production", {})
     for row in _w6_target_rows(w6):
         add(row)
+    summary = ((w6.get("commands") or {}).get("summary")) or {}
+    for workload in ("create", "hot", "cold"):
+        prod, emb = summary.get(f"production.{workload}"), summary.get(f"embedded.{workload}")
+        if prod and emb:
+            add(f"| HTTP {workload} on dynalite + MariaDB (sync full embedded as the baseline) | "
+                f"{_f(prod.get('rps'))} req/s | {_f(emb.get('rps'))} req/s | "
+                f"{_x(_r(prod.get('rps'), emb.get('rps')))} | informational |")
+    w4 = ws.get("recovery", {})
+    if "with" in w4 and "without" in w4:
+        add(f"| recovery of a {_f(w4.get('messages'))}-message thread, with a snapshot | "
+            f"{_f(w4['with']['load_ms'], '{:,.1f}')} ms | "
+            f"{_f(w4['without']['load_ms'], '{:,.1f}')} ms without | "
+            f"{_x(w4.get('speedup_with_snapshot'))} faster | informational |")
+    w5 = ws.get("memory", {})
+    if "bounded" in w5 and "unbounded" in w5:
+        add(f"| peak RSS, {_f(w5.get('threads'))} threads touched once, `--max-entities "
+            f"{_f(w5.get('bound'), '{}')}` | {_f(w5['bounded']['peak_rss_mib'], '{:,.0f}')} MiB | "
+            f"{_f(w5['unbounded']['peak_rss_mib'], '{:,.0f}')} MiB unbounded | "
+            f"{_x(w5.get('peak_ratio_unbounded_over_bounded'))} less | informational |")
     add("")
 
     # -- 1 ---------------------------------------------------------------------------------
@@ -658,6 +677,13 @@ def _eff(row: dict[str, Any]) -> float | None:
 
 def _r(a: Any, b: Any) -> float | None:
     return a / b if a is not None and b else None
+
+
+def targets(results: dict[str, Any]) -> str:
+    """The Targets table of `render` alone: what a run prints when it ends."""
+    text = render(results)
+    start = text.index("## Targets")
+    return text[start:text.index("\n## ", start + 1)].strip()
 
 
 def write_docs(results: dict[str, Any]) -> Path:
