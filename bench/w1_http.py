@@ -106,9 +106,11 @@ def _bare_run(server: Server, hot_file: Path, p: Profile) -> dict[str, Any]:
     return {"create": _wrk(server, "create", p), "post": _wrk(server, "hot", p, hot_file)}
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct")
-    out = {k: median(r[k] for r in runs) for k in keys}
+def summarise(runs: list[dict[str, Any]], extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Medians (and sums of the failures) of a workload's wrk runs; `extra_keys`: more
+    per-run figures to take the median of (workload 6 adds its other processes' CPU)."""
+    keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct", *extra_keys)
+    out: dict[str, Any] = {k: median(r.get(k) for r in runs) for k in keys}
     out["rps_per_cpu_s"] = median(r["rps"] / (r["server_cpu_pct"] / 100) for r in runs
                                   if r.get("server_cpu_pct"))
     out["non2xx"] = sum(r["non2xx"] for r in runs)
@@ -171,7 +173,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     shutil.rmtree(seed, ignore_errors=True)
     for mode in MODES:
         shutil.rmtree(work / f"data-{mode}", ignore_errors=True)
-    summary = {k: _summary(v) for k, v in raw.items()}
+    summary = {k: summarise(v) for k, v in raw.items()}
     pairs = []
     for mode in MODES:
         for w in WORKLOADS:

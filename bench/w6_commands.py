@@ -38,6 +38,7 @@ from .common import (
 from threadweaver.shards import DEFAULT_SHARDS
 
 from .profiles import Profile
+from .w1_http import summarise
 from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
 
 WORKLOADS = ("create", "hot", "cold")
@@ -178,31 +179,14 @@ def _start(stack: Stack, work: Path, args: list[str], p: Profile) -> None:
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct",
-            "dynalite_cpu_pct", "mysqld_cpu_pct", "core0_busy_pct")
-    out: dict[str, Any] = {k: median(r.get(k) for r in runs) for k in keys}
-    out["rps_per_cpu_s"] = median(r["rps"] / (r["server_cpu_pct"] / 100) for r in runs
-                                  if r.get("server_cpu_pct"))
+    out = summarise(runs, ("dynalite_cpu_pct", "mysqld_cpu_pct", "core0_busy_pct"))
     # per CPU-second of everything on the server core that the command costs: the runtime and,
     # for production, its dynalite (MariaDB is not on that core; its share is reported apart)
     out["rps_per_stack_cpu_s"] = median(
         r["rps"] / ((r["server_cpu_pct"] + (r.get("dynalite_cpu_pct") or 0)) / 100)
         for r in runs if r.get("server_cpu_pct"))
-    out["non2xx"] = sum(r["non2xx"] for r in runs)
-    out["errors"] = sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] +
-                        r["timeouts"] for r in runs)
-    out["requests"] = sum(r["requests"] for r in runs)
-    out["backlog_events"] = median(r["projection"]["backlog_events"] for r in runs)
-    out["drain_s"] = median(r["projection"]["drain_s"] for r in runs)
-    out["drain_left_events"] = max(r["projection"]["left_events"] for r in runs)
-    drained = [r for r in runs
-               if r["projection"]["left_events"] <= 0.01 * r["projection"]["backlog_events"]]
-    out["rps_with_projection"] = median(
-        r["requests"] / (r["duration_us"] / 1e6 + r["projection"]["drain_s"])
-        for r in drained) if len(drained) == len(runs) else None
     if "first_touch_share" in runs[0]:
         out["first_touch_share"] = median(r["first_touch_share"] for r in runs)
-    out["runs"] = runs
     return out
 
 
