@@ -568,6 +568,17 @@ def _mysql_connect(url: str, database: str | None = None) -> Any:
                            read_timeout=30, write_timeout=30)
 
 
+def mysql_version(url: str) -> str:
+    """`SELECT VERSION()` of the MySQL server at a mysql+aiomysql:// URL."""
+    conn = _mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 class MysqlDatabase:
     """A fresh, migrated MariaDB database for one measurement (`with MysqlDatabase(url) as
     db: db.url`), dropped afterwards. `url` names the server (the services' URL)."""

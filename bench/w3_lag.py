@@ -34,8 +34,8 @@ import aiohttp
 
 from .client import create_body, create_threads
 from .common import (
-    HOST, MysqlDatabase, Server, ensure_services, log, median, mysqld_pid, percentile,
-    proc_cpu_seconds, start_runtime, wrk,
+    HOST, MysqlDatabase, Server, ensure_services, log, median, mysql_version, mysqld_pid,
+    percentile, proc_cpu_seconds, start_runtime, wrk,
 )
 from .profiles import Profile
 
@@ -272,17 +272,6 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _mysql_version(db_url: str) -> str:
-    with MysqlDatabase(db_url, "version") as db:
-        conn = db.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT VERSION()")
-                return str(cur.fetchone()[0])
-        finally:
-            conn.close()
-
-
 def run(p: Profile, work: Path) -> dict[str, Any]:
     services = ensure_services()          # MariaDB (hack/services.sh); a BenchError if it fails
     out: dict[str, Any] = {"read_model": "sqlite (embedded)", "probe_rate": p.lag_probe_rate,
@@ -291,7 +280,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
                            "steady_delay_ms": p.lag_background_delay_ms,
                            "read_models": list(READ_MODELS), "target_p99_ms": 100,
                            "mysql_target_p99_ms": 1000,
-                           "mysql_version": _mysql_version(services.mysql)}
+                           "mysql_version": mysql_version(services.mysql)}
     out["levels"] = list(p.lag_levels)
     out["mysql"] = {}
     for level in p.lag_levels:

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .common import (
-    CLK_TCK, HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysqld_pid,
-    proc_cpu_seconds, proc_memory, spawn, stop, tail,
+    CLK_TCK, HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysql_version,
+    mysqld_pid, proc_cpu_seconds, proc_memory, spawn, stop, tail,
 )
 from .profiles import Profile
 
@@ -176,17 +176,6 @@ def production_backends(services: Any, dynalite: Dynalite) -> Iterator[Any]:
                 log(f"w6: removing the tables/database failed: {exc}")
 
 
-def mysql_version(services: Any) -> str:
-    from .common import _mysql_connect
-    conn = _mysql_connect(services.mysql)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            return str(cur.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def dynalite_version() -> str:
     try:
         return json.loads((DYNALITE_CLI.parent / "package.json").read_text())["version"]
@@ -200,7 +189,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     log("w6: hack/services.sh up (MariaDB, dynalite package)")
     services = ensure_services()
     out: dict[str, Any] = {
-        "mysql_version": mysql_version(services), "dynalite_version": dynalite_version(),
+        "mysql_version": mysql_version(services.mysql), "dynalite_version": dynalite_version(),
         "node_version": subprocess.run(["node", "--version"], capture_output=True, text=True,
                                        timeout=10).stdout.strip(),
     }
