@@ -251,13 +251,7 @@ def start_runtime(data_dir: Path, args: Sequence[str] = (), *, timeout: float = 
     full = [*base, "--host", HOST, "--port", str(port), "--data-dir", str(data_dir),
             "--log-level", "warning", "--member-name", "bench", *args]
     proc = spawn(full, core=SERVER_CORE, log=log, env=env)
-    server = Server(proc, port, data_dir, log)
-    try:
-        wait_http(server.url + "/ready", proc, timeout, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return _answering(Server(proc, port, data_dir, log), "/ready", timeout)
 
 
 def start_bare(work: Path, *, timeout: float = 30.0) -> Server:
@@ -266,9 +260,13 @@ def start_bare(work: Path, *, timeout: float = 30.0) -> Server:
     log = work / "bare.log"
     proc = spawn([PYTHON, "-m", "bench.bare_server", "--host", HOST, "--port", str(port)],
                  core=SERVER_CORE, log=log)
-    server = Server(proc, port, work, log)
+    return _answering(Server(proc, port, work, log), "/live", timeout)
+
+
+def _answering(server: Server, path: str, timeout: float) -> Server:
+    """`server` once `path` answers 200; stopped if it does not in time."""
     try:
-        wait_http(server.url + "/live", proc, timeout, log)
+        wait_http(server.url + path, server.proc, timeout, server.log)
     except BaseException:
         server.stop()
         raise
