@@ -21,6 +21,7 @@ w3 and w6 need MariaDB and dynalite (`hack/services.sh up`), w6 also the control
 (`hack/controlplane.sh up`); the bench runs both scripts itself (they are idempotent) and fails
 the workload with the scripts' output when a service cannot start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import common
 from .common import LOAD_CORE, RESULTS, BenchError, log
@@ -48,7 +50,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
     "w6": ("production", lambda: __import__("bench.w6_production", fromlist=["run"]).run),
     "profile": ("profile", lambda: __import__("bench.profile_run", fromlist=["run"]).run),
 }
-EXTRAS = ("profile",)   # full runs only (or --profile / --only)
+EXTRAS = ("profile",)  # full runs only (or --profile / --only)
 # Hard ceilings per workload (seconds): a stuck workload is abandoned, the run goes on.
 # (Each step inside is bounded too; this is the last line.)
 CEILING = {"quick": 240, "full": 1800}
@@ -66,13 +68,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 2 min)")
-    parser.add_argument("--only", default="",
-                        help="comma-separated: w1,w2,w3,w4,w5,w6,profile")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile workload 1 in a quick run (full runs always do)")
+    parser.add_argument("--only", default="", help="comma-separated: w1,w2,w3,w4,w5,w6,profile")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile workload 1 in a quick run (full runs always do)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -87,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    os.sched_setaffinity(0, {LOAD_CORE})   # this process and its clients: the load core
+    os.sched_setaffinity(0, {LOAD_CORE})  # this process and its clients: the load core
 
-    selected = [w.strip() for w in args.only.split(",") if w.strip()] or \
-        [w for w in WORKLOADS if w not in EXTRAS]
+    selected = [w.strip() for w in args.only.split(",") if w.strip()] or [
+        w for w in WORKLOADS if w not in EXTRAS
+    ]
     if not args.only and not args.no_profile and (profile.name == "full" or args.profile):
         selected.extend(EXTRAS)
     unknown = [w for w in selected if w not in WORKLOADS]
@@ -120,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
     results.setdefault("workloads", {})
     results["meta"] = {
-        "command": command, "invocation": invocation, "profile": profile.name,
-        "settings": profile.as_dict(), "machine": common.machine(),
+        "command": command,
+        "invocation": invocation,
+        "profile": profile.name,
+        "settings": profile.as_dict(),
+        "machine": common.machine(),
         "git_commit": common.git_commit(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "placement": "server: taskset -c 0; wrk and bench clients: taskset -c 1",
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in selected:
             name, loader = WORKLOADS[key]
             t0 = time.monotonic()
-            commit = common.git_commit()       # the code measured (working tree)
+            commit = common.git_commit()  # the code measured (working tree)
             log(f"== {key} ({name}) ==")
             try:
                 result = _bounded(loader(), profile, work / key, CEILING[profile.name])
@@ -143,14 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                 result["git_commit"] = commit
                 result["machine"] = results["meta"]["machine"]
                 results["workloads"][name] = result
-                if result.get("failed_parts"):     # kept, but the run reports a failure
+                if result.get("failed_parts"):  # kept, but the run reports a failure
                     failures += 1
             except Exception as exc:  # one workload failing does not lose the others
                 failures += 1
                 traceback.print_exc()
-                results["workloads"][name] = {"error": f"{type(exc).__name__}: {exc}"[:4000],
-                                              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                              "command": command}
+                results["workloads"][name] = {
+                    "error": f"{type(exc).__name__}: {exc}"[:4000],
+                    "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": command,
+                }
             finally:
                 common.cleanup()
                 shutil.rmtree(work / key, ignore_errors=True)
@@ -164,25 +177,32 @@ def main(argv: list[str] | None = None) -> int:
     copy = RESULTS / f"{stamp}-{profile.name}.json"
     _write_json(copy, results)
     from .report import targets
-    print("\n" + targets(results) + "\n", flush=True)   # every figure, baseline and ratio
+
+    print("\n" + targets(results) + "\n", flush=True)  # every figure, baseline and ratio
     if keep_latest:
-        log(f"results: {copy} ({results['meta']['elapsed_s']}s); latest.json holds another "
-            f"profile's figures and is kept, docs/benchmarks.md too")
+        log(
+            f"results: {copy} ({results['meta']['elapsed_s']}s); latest.json holds another "
+            f"profile's figures and is kept, docs/benchmarks.md too"
+        )
         return 1 if failures else 0
     _write_json(latest, results)
     log(f"results: {latest} ({results['meta']['elapsed_s']}s)")
     if not args.no_docs:
         from .report import write_docs
+
         path = write_docs(results)
         log(f"docs: {path}")
     return 1 if failures else 0
 
 
-def _bounded(run: Callable[[Profile, Path], dict[str, Any]], profile: Profile, work: Path,
-             ceiling: float) -> dict[str, Any]:
+def _bounded(
+    run: Callable[[Profile, Path], dict[str, Any]], profile: Profile, work: Path, ceiling: float
+) -> dict[str, Any]:
     """Run a workload with a wall-clock ceiling (SIGALRM in this, the main thread)."""
+
     def _alarm(_s: int, _f: Any) -> None:
         raise BenchError(f"workload exceeded its {ceiling:.0f}s ceiling")
+
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(int(ceiling))
     try:

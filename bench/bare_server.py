@@ -4,6 +4,7 @@ object, and answers a fixed JSON body: HTTP parsing + JSON, and nothing of threa
 
     python -m bench.bare_server --host 127.0.0.1 --port PORT
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ def _handler(answer: bytes):
         if type(body) is not dict:
             raise web.HTTPBadRequest()
         return web.Response(body=answer, content_type="application/json")
+
     return handle
 
 
@@ -39,6 +41,7 @@ def create_app() -> web.Application:
 
 async def serve(host: str, port: int) -> None:
     import signal
+
     runner = web.AppRunner(create_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
@@ -61,6 +64,7 @@ def main() -> None:
         raise SystemExit("the bare baseline listens on 127.0.0.1 only")
     try:
         import uvloop
+
         uvloop.run(serve(args.host, args.port))
     except ImportError:
         asyncio.run(serve(args.host, args.port))

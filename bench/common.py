@@ -5,6 +5,7 @@ Every child process is started in its own session and registered; `cleanup()` (c
 try/finally, atexit and the signal handlers installed by `__main__`) kills exactly those
 process groups, nothing else. Every wait is bounded by a deadline.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -20,9 +21,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -30,9 +32,9 @@ LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
 PYTHON = sys.executable
 THREADWEAVER = str(Path(sys.executable).with_name("threadweaver"))
-HOST = "127.0.0.1"               # the only address any benchmark talks to
-SERVER_CORE = 0                  # taskset -c 0: the system under test
-LOAD_CORE = 1                    # taskset -c 1: wrk and the bench's own clients
+HOST = "127.0.0.1"  # the only address any benchmark talks to
+SERVER_CORE = 0  # taskset -c 0: the system under test
+LOAD_CORE = 1  # taskset -c 1: wrk and the bench's own clients
 ACCOUNT = "01H8XGJWBWBAQ4Z4G2V6K8M3PJ"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -44,6 +46,7 @@ class BenchError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # The machine
 # ---------------------------------------------------------------------------------------------
+
 
 def machine() -> dict[str, Any]:
     model = ""
@@ -79,18 +82,30 @@ def machine() -> dict[str, Any]:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    return (f"{m['nproc']} × {m['cpu_model']}, {m['memory_gib']} GiB, Python {m['python']}, "
-            f"SQLite {m['sqlite']}, Linux {m['kernel']}")
+    return (
+        f"{m['nproc']} × {m['cpu_model']}, {m['memory_gib']} GiB, Python {m['python']}, "
+        f"SQLite {m['sqlite']}, Linux {m['kernel']}"
+    )
 
 
 def git_commit() -> str:
     """HEAD, plus "+dirty" when runtime/ has uncommitted changes (the code measured is the
     working tree's: other work may be in progress in the same checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, timeout=10,
-                             capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "runtime"], cwd=REPO,
-                               timeout=10, capture_output=True, text=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            timeout=10,
+            capture_output=True,
+            text=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "runtime"],
+            cwd=REPO,
+            timeout=10,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except Exception:
         return ""
@@ -103,8 +118,14 @@ def git_commit() -> str:
 _children: list[subprocess.Popen] = []
 
 
-def spawn(cmd: Sequence[str], *, core: int | None, log: Path | None = None,
-          env: dict[str, str] | None = None, stdout: Any = None) -> subprocess.Popen:
+def spawn(
+    cmd: Sequence[str],
+    *,
+    core: int | None,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdout: Any = None,
+) -> subprocess.Popen:
     """Start `cmd` pinned to `core` (taskset execs, so the pid is the command's own), in its own
     session (so cleanup can kill its group), registered for cleanup."""
     full = (["taskset", "-c", str(core)] if core is not None else []) + list(cmd)
@@ -114,9 +135,14 @@ def spawn(cmd: Sequence[str], *, core: int | None, log: Path | None = None,
         fh = open(log, "ab")
         out = fh
     try:
-        proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT if out is not None
-                                and out is not subprocess.PIPE else None,
-                                env=env, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            full,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None and out is not subprocess.PIPE else None,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
     finally:
         if fh is not None:
             fh.close()
@@ -186,8 +212,9 @@ def free_port() -> int:
 def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
     assert url.startswith(f"http://{HOST}:"), url
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -222,6 +249,7 @@ def tail(path: Path | None, lines: int = 30) -> str:
 @dataclass
 class Server:
     """`threadweaver serve` (or the bare app) on a free port, pinned to the server core."""
+
     proc: subprocess.Popen
     port: int
     data_dir: Path
@@ -241,15 +269,32 @@ class Server:
         return proc_memory(self.proc.pid)
 
 
-def start_runtime(data_dir: Path, args: Sequence[str] = (), *, timeout: float = 60.0,
-                  cmd: Sequence[str] | None = None) -> Server:
+def start_runtime(
+    data_dir: Path,
+    args: Sequence[str] = (),
+    *,
+    timeout: float = 60.0,
+    cmd: Sequence[str] | None = None,
+) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = data_dir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADWEAVER_")}
     base = list(cmd) if cmd is not None else [THREADWEAVER, "serve"]
-    full = [*base, "--host", HOST, "--port", str(port), "--data-dir", str(data_dir),
-            "--log-level", "warning", "--member-name", "bench", *args]
+    full = [
+        *base,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "warning",
+        "--member-name",
+        "bench",
+        *args,
+    ]
     proc = spawn(full, core=SERVER_CORE, log=log, env=env)
     return _answering(Server(proc, port, data_dir, log), "/ready", timeout)
 
@@ -258,8 +303,11 @@ def start_bare(work: Path, *, timeout: float = 30.0) -> Server:
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = work / "bare.log"
-    proc = spawn([PYTHON, "-m", "bench.bare_server", "--host", HOST, "--port", str(port)],
-                 core=SERVER_CORE, log=log)
+    proc = spawn(
+        [PYTHON, "-m", "bench.bare_server", "--host", HOST, "--port", str(port)],
+        core=SERVER_CORE,
+        log=log,
+    )
     return _answering(Server(proc, port, work, log), "/live", timeout)
 
 
@@ -276,6 +324,7 @@ def _answering(server: Server, path: str, timeout: float) -> Server:
 # ---------------------------------------------------------------------------------------------
 # /proc
 # ---------------------------------------------------------------------------------------------
+
 
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads)."""
@@ -305,6 +354,7 @@ def proc_memory(pid: int) -> dict[str, int]:
 # wrk
 # ---------------------------------------------------------------------------------------------
 
+
 def wrk_version() -> str:
     path = shutil.which("wrk")
     if not path:
@@ -322,20 +372,26 @@ def ensure_wrk() -> str:
     if path:
         return path
     if shutil.which("apt-get") is None:
-        raise BenchError("wrk is not installed and apt-get is not available: install wrk "
-                         "(https://github.com/wg/wrk) and run again")
+        raise BenchError(
+            "wrk is not installed and apt-get is not available: install wrk "
+            "(https://github.com/wg/wrk) and run again"
+        )
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     print("bench: wrk missing, installing it with apt-get", file=sys.stderr, flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in ([*sudo, "apt-get", "update", "-qq"],
-                [*sudo, "apt-get", "install", "-y", "-qq", "wrk"]):
+    for cmd in (
+        [*sudo, "apt-get", "update", "-qq"],
+        [*sudo, "apt-get", "install", "-y", "-qq", "wrk"],
+    ):
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         except subprocess.TimeoutExpired:
             raise BenchError(f"{' '.join(cmd)} timed out; install wrk by hand") from None
         if res.returncode != 0:
-            raise BenchError(f"cannot install wrk ({' '.join(cmd)} failed):\n"
-                             f"{res.stderr[-2000:]}\ninstall it by hand: apt-get install wrk")
+            raise BenchError(
+                f"cannot install wrk ({' '.join(cmd)} failed):\n"
+                f"{res.stderr[-2000:]}\ninstall it by hand: apt-get install wrk"
+            )
     path = shutil.which("wrk")
     if not path:
         raise BenchError("apt-get install wrk succeeded but wrk is not on PATH")
@@ -349,14 +405,31 @@ def taskset_check() -> None:
         raise BenchError("the benchmarks need at least 2 cores (server on core 0, wrk on 1)")
 
 
-def wrk(url: str, script: str, *, duration: float, connections: int, args: Sequence[str] = (),
-        timeout_s: float = 10.0, server: Server | None = None,
-        hard_timeout: float | None = None) -> dict[str, Any]:
+def wrk(
+    url: str,
+    script: str,
+    *,
+    duration: float,
+    connections: int,
+    args: Sequence[str] = (),
+    timeout_s: float = 10.0,
+    server: Server | None = None,
+    hard_timeout: float | None = None,
+) -> dict[str, Any]:
     """Run wrk pinned to the load core, one thread, a Lua script from bench/lua/ whose done()
     prints a JSON line; returns it plus throughput, CPU of wrk and of the server."""
     assert url.startswith(f"http://{HOST}:"), url
-    cmd = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-           f"--timeout={timeout_s:g}s", "--latency", "-s", str(LUA / script), url]
+    cmd = [
+        ensure_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        f"--timeout={timeout_s:g}s",
+        "--latency",
+        "-s",
+        str(LUA / script),
+        url,
+    ]
     if args:
         cmd += ["--", *args]
     cpu0 = server.cpu_seconds() if server else 0.0
@@ -373,21 +446,40 @@ def wrk(url: str, script: str, *, duration: float, connections: int, args: Seque
     if rc != 0 or result is None:
         raise BenchError(f"wrk failed ({rc}):\n{text[-2000:]}")
     result["wall_s"] = round(wall, 3)
-    result["server_cpu_pct"] = (round(100 * (server.cpu_seconds() - cpu0) / wall, 1)
-                                if server else None)
+    result["server_cpu_pct"] = (
+        round(100 * (server.cpu_seconds() - cpu0) / wall, 1) if server else None
+    )
     result["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
     return result
 
 
-def wrk_until(url: str, count: Any, target: int, *, args: Sequence[str], max_duration: float,
-              connections: int = 64, partial_ok: bool = False) -> float:
+def wrk_until(
+    url: str,
+    count: Any,
+    target: int,
+    *,
+    args: Sequence[str],
+    max_duration: float,
+    connections: int = 64,
+    partial_ok: bool = False,
+) -> float:
     """Drive wrk (load core) until `count()` reaches `target` (it is polled every 50 ms), then
     stop it: for set-up work of an exact size (wrk itself only knows durations; the Lua script's
     STOP_AFTER stops issuing requests). Returns the seconds it took; past max_duration it fails,
     or with `partial_ok` returns what was done (the caller reads count())."""
     assert url.startswith(f"http://{HOST}:"), url
-    cmd = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{int(max_duration)}s", "--timeout=30s",
-           "-s", str(LUA / "commands.lua"), url, "--", *args]
+    cmd = [
+        ensure_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(max_duration)}s",
+        "--timeout=30s",
+        "-s",
+        str(LUA / "commands.lua"),
+        url,
+        "--",
+        *args,
+    ]
     t0 = time.monotonic()
     proc = spawn(cmd, core=LOAD_CORE, stdout=subprocess.DEVNULL)
     try:
@@ -397,8 +489,9 @@ def wrk_until(url: str, count: Any, target: int, *, args: Sequence[str], max_dur
             if proc.poll() is not None:
                 if count() >= target or partial_ok:
                     return time.monotonic() - t0
-                raise BenchError(f"wrk ended after {time.monotonic() - t0:.0f}s with "
-                                 f"{count()} of {target} done")
+                raise BenchError(
+                    f"wrk ended after {time.monotonic() - t0:.0f}s with {count()} of {target} done"
+                )
             time.sleep(0.05)
     finally:
         stop(proc, timeout=5.0)
@@ -408,6 +501,7 @@ def journal_counter(data_dir: Path, sql: str = "SELECT MAX(ordering) FROM journa
     """A cheap reader of the runtime's journal file (read-only; WAL lets it read beside the
     writer): by default the number of events appended so far."""
     import sqlite3
+
     path = data_dir / "journal.db"
 
     def count() -> int:
@@ -419,6 +513,7 @@ def journal_counter(data_dir: Path, sql: str = "SELECT MAX(ordering) FROM journa
                 conn.close()
         except sqlite3.Error:
             return 0
+
     return count
 
 
@@ -427,6 +522,7 @@ def projection_backlog(data_dir: Path) -> int:
     offset the read model stored (the projector applies in ordering order, so everything at or
     below that offset is done; orderings are consecutive with the SQLite journal)."""
     import sqlite3
+
     try:
         j = sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True, timeout=5)
         r = sqlite3.connect(f"file:{data_dir / 'readmodel.db'}?mode=ro", uri=True, timeout=5)
@@ -450,16 +546,24 @@ def drain_projection(data_dir: Path, timeout: float) -> dict[str, Any]:
     while left > 0 and time.monotonic() - t0 < timeout:
         time.sleep(0.05)
         left = projection_backlog(data_dir)
-    return {"backlog_events": backlog, "drain_s": round(time.monotonic() - t0, 2),
-            "left_events": max(0, left)}
+    return {
+        "backlog_events": backlog,
+        "drain_s": round(time.monotonic() - t0, 2),
+        "left_events": max(0, left),
+    }
 
 
 def journal_thread_ids(data_dir: Path) -> list[str]:
     import sqlite3
+
     conn = sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True, timeout=5)
     try:
-        return [r[0][len("thread-"):] for r in conn.execute(
-            "SELECT pid FROM journal WHERE seq = 1 AND type = 'ThreadCreated' ORDER BY ordering")]
+        return [
+            r[0][len("thread-") :]
+            for r in conn.execute(
+                "SELECT pid FROM journal WHERE seq = 1 AND type = 'ThreadCreated' ORDER BY ordering"
+            )
+        ]
     finally:
         conn.close()
 
@@ -485,6 +589,7 @@ def wait_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 # Statistics
 # ---------------------------------------------------------------------------------------------
 
+
 def median(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
@@ -493,7 +598,7 @@ def median(values: Iterable[float | None]) -> float | None:
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     if not sorted_values:
         return None
-    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
     return sorted_values[k]
 
 
@@ -511,6 +616,7 @@ def log(msg: str) -> None:
 # Production services (MariaDB, dynalite) and the Kubernetes control plane
 # ---------------------------------------------------------------------------------------------
 
+
 def _tests_support() -> None:
     """tests/support is importable from the repository root (pytest's pythonpath is ".")."""
     if str(REPO) not in sys.path:
@@ -523,10 +629,12 @@ def ensure_services() -> Any:
     service that cannot start is a BenchError, never a silent skip."""
     _tests_support()
     import pytest
+
     from tests.support.services import ensure_services as _ensure
+
     try:
         return _ensure()
-    except pytest.fail.Exception as exc:       # the helper reports with pytest.fail
+    except pytest.fail.Exception as exc:  # the helper reports with pytest.fail
         raise BenchError(f"the production services are not available: {exc}") from None
 
 
@@ -535,18 +643,27 @@ def ensure_kube() -> str:
     suite's conftest does) and the path of its kubeconfig."""
     _tests_support()
     from tests.support.services import parse_exports
+
     script = REPO / "hack" / "controlplane.sh"
     out = ""
     for args, timeout in ((["up"], 3600), (["env"], 120)):
         try:
-            proc = subprocess.run([str(script), *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [str(script), *args],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BenchError(f"hack/controlplane.sh {args[0]} could not run: {exc}") from None
         if proc.returncode != 0:
-            raise BenchError(f"hack/controlplane.sh {args[0]} failed ({proc.returncode}): the "
-                             f"handoff benchmark needs the local control plane\n"
-                             f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            raise BenchError(
+                f"hack/controlplane.sh {args[0]} failed ({proc.returncode}): the "
+                f"handoff benchmark needs the local control plane\n"
+                f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            )
         out = proc.stdout
     kubeconfig = parse_exports(out).get("KUBECONFIG", "")
     if not kubeconfig or not Path(kubeconfig).is_file():
@@ -557,13 +674,22 @@ def ensure_kube() -> str:
 def _mysql_connect(url: str, database: str | None = None) -> Any:
     """A pymysql (sync) connection from a mysql+aiomysql:// URL, autocommit (every SELECT sees
     the latest committed rows)."""
-    import pymysql
     from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
     u = urlsplit(url)
-    return pymysql.connect(host=u.hostname or HOST, port=u.port or 3306,
-                           user=unquote(u.username or ""), password=unquote(u.password or ""),
-                           database=database, autocommit=True, connect_timeout=5,
-                           read_timeout=30, write_timeout=30)
+    return pymysql.connect(
+        host=u.hostname or HOST,
+        port=u.port or 3306,
+        user=unquote(u.username or ""),
+        password=unquote(u.password or ""),
+        database=database,
+        autocommit=True,
+        connect_timeout=5,
+        read_timeout=30,
+        write_timeout=30,
+    )
 
 
 def mysql_version(url: str) -> str:
@@ -583,11 +709,12 @@ class MysqlDatabase:
 
     def __init__(self, server_url: str, tag: str = "bench") -> None:
         import secrets as _secrets
+
         self.server_url = server_url
-        self.name = f"tw_bench_{tag}_{_secrets.token_hex(4)}"   # granted: `tw\_%`
+        self.name = f"tw_bench_{tag}_{_secrets.token_hex(4)}"  # granted: `tw\_%`
         self.url = server_url.rsplit("/", 1)[0] + "/" + self.name
 
-    def __enter__(self) -> "MysqlDatabase":
+    def __enter__(self) -> MysqlDatabase:
         conn = _mysql_connect(self.server_url)
         try:
             with conn.cursor() as cur:
@@ -596,15 +723,23 @@ class MysqlDatabase:
             conn.close()
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("THREADWEAVER_")}
-            res = subprocess.run([THREADWEAVER, "migrate", "--read-model", self.url],
-                                 capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+            res = subprocess.run(
+                [THREADWEAVER, "migrate", "--read-model", self.url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=REPO,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             self.drop()
             raise BenchError(f"threadweaver migrate --read-model {self.url} timed out") from None
         if res.returncode != 0:
             self.drop()
-            raise BenchError(f"threadweaver migrate failed ({res.returncode}):\n"
-                             f"{res.stderr[-2000:]}{res.stdout[-1000:]}")
+            raise BenchError(
+                f"threadweaver migrate failed ({res.returncode}):\n"
+                f"{res.stderr[-2000:]}{res.stdout[-1000:]}"
+            )
         return self
 
     def drop(self) -> None:
@@ -615,7 +750,7 @@ class MysqlDatabase:
                     cur.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
             finally:
                 conn.close()
-        except Exception as exc:   # reported, not fatal: the database is uniquely named
+        except Exception as exc:  # reported, not fatal: the database is uniquely named
             log(f"could not drop the MariaDB database {self.name}: {exc}")
 
     def __exit__(self, *exc: Any) -> None:

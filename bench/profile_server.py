@@ -4,6 +4,7 @@ summary (JSON: self time by function and by component).
 
     python -m bench.profile_server --out DIR -- serve --host 127.0.0.1 --port P --data-dir D ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,22 @@ def component(path: str) -> str:
 
 
 TASKS = (
-    ("projector", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),
+    (
+        "projector",
+        "projector: the RMU on the event loop (read-model batches are written in their own thread)",
+    ),
     ("journal/sqlite", "journal: group-commit loop (hand-off to the writer thread)"),
     ("aiohttp/", "HTTP: aiohttp protocol, middlewares, handlers, commands"),
     ("sharding", "HTTP: aiohttp protocol, middlewares, handlers, commands"),
     ("entities", "entities: snapshots, passivation"),
-    ("sqlalchemy/", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),  # its greenlets
-    ("aiosqlite/", "projector: the RMU on the event loop (read-model batches are written in their own thread)"),
+    (
+        "sqlalchemy/",
+        "projector: the RMU on the event loop (read-model batches are written in their own thread)",
+    ),  # its greenlets
+    (
+        "aiosqlite/",
+        "projector: the RMU on the event loop (read-model batches are written in their own thread)",
+    ),
 )
 
 
@@ -67,8 +77,15 @@ def _task_of(path: str, function: str) -> str:
 
 
 def _is_loop_machinery(path: str) -> bool:
-    return (not path or path.startswith("<") or "asyncio/" in path or "uvloop" in path
-            or "profile_server" in path or "threadweaver/server.py" in path or "runpy" in path)
+    return (
+        not path
+        or path.startswith("<")
+        or "asyncio/" in path
+        or "uvloop" in path
+        or "profile_server" in path
+        or "threadweaver/server.py" in path
+        or "runpy" in path
+    )
 
 
 def flat(session: Any) -> dict[str, Any]:
@@ -91,16 +108,18 @@ def flat(session: Any) -> dict[str, Any]:
         self_time = max(0.0, frame.time - child_time)
         owner = frame
         if frame.identifier.startswith("[") and frame.parent is not None:
-            owner = frame.parent    # a synthetic [self] frame: charge its caller
+            owner = frame.parent  # a synthetic [self] frame: charge its caller
         path = owner.file_path or ""
         fpath = frame.file_path or ""
-        if task is None and not frame.identifier.startswith("[") and \
-                not _is_loop_machinery(fpath):
+        if task is None and not frame.identifier.startswith("[") and not _is_loop_machinery(fpath):
             task = _task_of(fpath, frame.function)
         if self_time:
-            if task is None and owner.function in LOOP_FUNCTIONS and (
-                    path.startswith("<") or "asyncio/" in path or "uvloop" in path):
-                loop_self += self_time   # inside the C event loop: I/O, idle, descheduled
+            if (
+                task is None
+                and owner.function in LOOP_FUNCTIONS
+                and (path.startswith("<") or "asyncio/" in path or "uvloop" in path)
+            ):
+                loop_self += self_time  # inside the C event loop: I/O, idle, descheduled
             else:
                 name = f"{owner.function} ({owner.file_path_short}:{owner.line_no})"
                 by_fn[name] += self_time
@@ -123,13 +142,15 @@ def flat(session: Any) -> dict[str, Any]:
     busy = total - loop_self
 
     def rows(d: dict[str, float], key: str, n: int = 40) -> list[dict[str, Any]]:
-        return [{key: k, "s": round(v, 3), "pct": round(100 * v / busy, 1) if busy else 0}
-                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
+        return [
+            {key: k, "s": round(v, 3), "pct": round(100 * v / busy, 1) if busy else 0}
+            for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]
+        ]
 
     return {
         "wall_s": round(total, 3),
         "loop_idle_s": round(loop_self, 3),
-        "total_s": round(busy, 3),       # percentages are of this: the loop thread's busy time
+        "total_s": round(busy, 3),  # percentages are of this: the loop thread's busy time
         "self_by_task": rows(by_task, "task"),
         "self_by_component": rows(by_comp, "component"),
         "self_by_function": rows(by_fn, "function"),
@@ -161,11 +182,13 @@ def main() -> int:
     async def profiled() -> None:
         # Profile the serving only: start once the server is ready (after imports, migrations).
         import asyncio
+
         ready = asyncio.Event()
 
         async def start_when_ready() -> None:
             await ready.wait()
             profiler.start()
+
         starter = asyncio.create_task(start_when_ready())
         try:
             await serve(settings, ready=ready)
@@ -180,8 +203,9 @@ def main() -> int:
         session = profiler.last_session
         args.out.mkdir(parents=True, exist_ok=True)
         if session is not None:
-            (args.out / "profile.txt").write_text(profiler.output_text(
-                unicode=False, color=False, show_all=False))
+            (args.out / "profile.txt").write_text(
+                profiler.output_text(unicode=False, color=False, show_all=False)
+            )
             (args.out / "profile.json").write_text(json.dumps(flat(session), indent=1))
             session.save(str(args.out / "session.pyisession"))
     return 0

@@ -12,6 +12,7 @@ every configuration alike. Per runtime:
            (`first_touch_share` says how many posts were first touches)
 Every figure is the median over runs. Failed (non-2xx) answers are counted and reported.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -21,8 +22,18 @@ from typing import Any
 
 from .client import create_threads
 from .common import (
-    BenchError, Server, drain_projection, journal_counter, journal_thread_ids, log, median, ratio,
-    start_bare, start_runtime, wrk, wrk_until,
+    BenchError,
+    Server,
+    drain_projection,
+    journal_counter,
+    journal_thread_ids,
+    log,
+    median,
+    ratio,
+    start_bare,
+    start_runtime,
+    wrk,
+    wrk_until,
 )
 from .profiles import Profile
 
@@ -30,12 +41,18 @@ MODES = ("full", "normal")
 WORKLOADS = ("create", "hot", "cold")
 
 
-def _wrk(server: Server, mode: str, p: Profile, ids_file: Path | str = "-",
-         duration: float | None = None) -> dict[str, Any]:
+def _wrk(
+    server: Server, mode: str, p: Profile, ids_file: Path | str = "-", duration: float | None = None
+) -> dict[str, Any]:
     script_mode = "create" if mode == "create" else "post"
-    res = wrk(server.url, "commands.lua", duration=duration or p.http_duration,
-              connections=p.http_connections,
-              args=[script_mode, secrets.token_hex(4), str(ids_file)], server=server)
+    res = wrk(
+        server.url,
+        "commands.lua",
+        duration=duration or p.http_duration,
+        connections=p.http_connections,
+        args=[script_mode, secrets.token_hex(4), str(ids_file)],
+        server=server,
+    )
     res["rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
     return res
 
@@ -46,9 +63,14 @@ def seed_cold(work: Path, count: int) -> tuple[Path, Path]:
     shutil.rmtree(seed, ignore_errors=True)
     server = start_runtime(seed, ["--sync-mode", "normal"])
     try:
-        wrk_until(server.url, journal_counter(seed), count, max_duration=600,
-                  args=["create", "cold" + secrets.token_hex(4), "-", str(count)])
-        drained = drain_projection(seed, 600)      # the copies must start with no backlog
+        wrk_until(
+            server.url,
+            journal_counter(seed),
+            count,
+            max_duration=600,
+            args=["create", "cold" + secrets.token_hex(4), "-", str(count)],
+        )
+        drained = drain_projection(seed, 600)  # the copies must start with no backlog
         if drained["left_events"]:
             raise BenchError(f"the seeded read model did not catch up: {drained}")
     finally:
@@ -97,8 +119,7 @@ def _runtime_run(server: Server, cold_slice: Path, p: Profile, r: int) -> dict[s
     out["cold"] = _drained(server, _wrk(server, "cold", p, cold_slice), p)
     threads = sum(1 for line in cold_slice.read_text().splitlines() if line)
     out["cold"]["threads_available"] = threads
-    out["cold"]["first_touch_share"] = round(min(1.0, threads / max(1, out["cold"]["requests"])),
-                                             3)
+    out["cold"]["first_touch_share"] = round(min(1.0, threads / max(1, out["cold"]["requests"])), 3)
     return out
 
 
@@ -111,11 +132,13 @@ def summarise(runs: list[dict[str, Any]], extra_keys: tuple[str, ...] = ()) -> d
     per-run figures to take the median of (workload 6 adds its other processes' CPU)."""
     keys = ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct", *extra_keys)
     out: dict[str, Any] = {k: median(r.get(k) for r in runs) for k in keys}
-    out["rps_per_cpu_s"] = median(r["rps"] / (r["server_cpu_pct"] / 100) for r in runs
-                                  if r.get("server_cpu_pct"))
+    out["rps_per_cpu_s"] = median(
+        r["rps"] / (r["server_cpu_pct"] / 100) for r in runs if r.get("server_cpu_pct")
+    )
     out["non2xx"] = sum(r["non2xx"] for r in runs)
-    out["errors"] = sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] +
-                        r["timeouts"] for r in runs)
+    out["errors"] = sum(
+        r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] for r in runs
+    )
     out["requests"] = sum(r["requests"] for r in runs)
     if all("projection" in r for r in runs):
         out["backlog_events"] = median(r["projection"]["backlog_events"] for r in runs)
@@ -123,11 +146,19 @@ def summarise(runs: list[dict[str, Any]], extra_keys: tuple[str, ...] = ()) -> d
         out["drain_left_events"] = max(r["projection"]["left_events"] for r in runs)
         # sustainable rate: the requests of a run over the run plus the time the read model
         # needed to catch up with it (each request = a command and its projection)
-        drained = [r for r in runs
-                   if r["projection"]["left_events"] <= 0.01 * r["projection"]["backlog_events"]]
-        out["rps_with_projection"] = median(
-            r["requests"] / (r["duration_us"] / 1e6 + r["projection"]["drain_s"])
-            for r in drained) if len(drained) == len(runs) else None
+        drained = [
+            r
+            for r in runs
+            if r["projection"]["left_events"] <= 0.01 * r["projection"]["backlog_events"]
+        ]
+        out["rps_with_projection"] = (
+            median(
+                r["requests"] / (r["duration_us"] / 1e6 + r["projection"]["drain_s"])
+                for r in drained
+            )
+            if len(drained) == len(runs)
+            else None
+        )
     out["runs"] = runs
     return out
 
@@ -139,13 +170,14 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     ids = [line for line in cold_ids.read_text().splitlines() if line]
     per_run = len(ids) // p.http_runs
     slices = []
-    for r in range(p.http_runs):       # disjoint: every run touches threads never loaded
+    for r in range(p.http_runs):  # disjoint: every run touches threads never loaded
         path = work / f"cold_ids_{r}.txt"
-        path.write_text("\n".join(ids[r * per_run:(r + 1) * per_run]) + "\n")
+        path.write_text("\n".join(ids[r * per_run : (r + 1) * per_run]) + "\n")
         slices.append(path)
     fake_hot = work / "bare_ids.txt"
-    fake_hot.write_text("\n".join("01H8XGJWBWBAQ4Z4G2V6K8M3P" + c for c in "ABCDEFGHJKMNPQRS")
-                        + "\n")
+    fake_hot.write_text(
+        "\n".join("01H8XGJWBWBAQ4Z4G2V6K8M3P" + c for c in "ABCDEFGHJKMNPQRS") + "\n"
+    )
     raw: dict[str, list[dict[str, Any]]] = {"bare.create": [], "bare.post": []}
     for mode in MODES:
         for w in WORKLOADS:
@@ -179,10 +211,24 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
         for w in WORKLOADS:
             base = "bare.create" if w == "create" else "bare.post"
             ours = summary[f"{mode}.{w}"]
-            pairs.append({"workload": w, "sync_mode": mode, "rps": ours["rps"],
-                          "baseline": base, "baseline_rps": summary[base]["rps"],
-                          "ratio": ratio(ours["rps"], summary[base]["rps"])})
-    return {"summary": summary, "pairs": pairs, "target_ratio": 0.5,
-            "connections": p.http_connections, "duration_s": p.http_duration,
-            "runs": p.http_runs, "hot_threads": p.hot_threads, "cold_threads": p.cold_threads,
-            "drain_timeout_s": p.http_drain_timeout}
+            pairs.append(
+                {
+                    "workload": w,
+                    "sync_mode": mode,
+                    "rps": ours["rps"],
+                    "baseline": base,
+                    "baseline_rps": summary[base]["rps"],
+                    "ratio": ratio(ours["rps"], summary[base]["rps"]),
+                }
+            )
+    return {
+        "summary": summary,
+        "pairs": pairs,
+        "target_ratio": 0.5,
+        "connections": p.http_connections,
+        "duration_s": p.http_duration,
+        "runs": p.http_runs,
+        "hot_threads": p.hot_threads,
+        "cold_threads": p.cold_threads,
+        "drain_timeout_s": p.http_drain_timeout,
+    }

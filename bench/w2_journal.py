@@ -18,6 +18,7 @@ Writer w owns aggregates w, w+C, w+2C... and appends their events in order, roun
     python -m bench.w2_journal --backend ours|eventsourcing --events N --aggregates A
                                 --concurrency C --path FILE
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,12 @@ from typing import Any
 import orjson
 
 from .common import (
-    PYTHON, SERVER_CORE, log, median, ratio, run_json,
+    PYTHON,
+    SERVER_CORE,
+    log,
+    median,
+    ratio,
+    run_json,
 )
 from .profiles import Profile
 
@@ -41,10 +47,20 @@ ACCOUNT = "01H8XGJWBWBAQ4Z4G2V6K8M3PJ"
 
 
 def payload(aggregate: int, n: int) -> dict[str, Any]:
-    return {"schema": 1, "threadId": f"AGG{aggregate:023d}", "accountId": ACCOUNT,
-            "occurredAt": 1_700_000_000_000 + n,
-            "messages": [{"id": f"M{aggregate:012d}{n:013d}", "text": f"message {n} of {aggregate}",
-                          "replyMessageId": None, "toAccountIds": []}]}
+    return {
+        "schema": 1,
+        "threadId": f"AGG{aggregate:023d}",
+        "accountId": ACCOUNT,
+        "occurredAt": 1_700_000_000_000 + n,
+        "messages": [
+            {
+                "id": f"M{aggregate:012d}{n:013d}",
+                "text": f"message {n} of {aggregate}",
+                "replyMessageId": None,
+                "toAccountIds": [],
+            }
+        ],
+    }
 
 
 def _plan(events: int, aggregates: int, concurrency: int) -> list[list[tuple[int, int]]]:
@@ -61,6 +77,7 @@ def _plan(events: int, aggregates: int, concurrency: int) -> list[list[tuple[int
 # ours
 # ---------------------------------------------------------------------------------------------
 
+
 async def _ours(path: Path, events: int, aggregates: int, concurrency: int) -> dict[str, Any]:
     from threadweaver.adapters.journal.sqlite import SqliteJournal
     from threadweaver.application.ports import NewEvent
@@ -72,8 +89,9 @@ async def _ours(path: Path, events: int, aggregates: int, concurrency: int) -> d
 
     async def writer(plan: list[tuple[int, int]]) -> None:
         for a, v in plan:
-            await journal.append(pids[a], v, [NewEvent("MessagesAdded", payload(a, v))],
-                                 writer="bench")
+            await journal.append(
+                pids[a], v, [NewEvent("MessagesAdded", payload(a, v))], writer="bench"
+            )
 
     try:
         t0 = time.perf_counter()
@@ -85,21 +103,28 @@ async def _ours(path: Path, events: int, aggregates: int, concurrency: int) -> d
     conn = sqlite3.connect(path)
     count = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
     conn.close()
-    return {"elapsed_s": elapsed, "events": count, "commits": commits,
-            "appends_per_commit": appends / commits if commits else None,
-            "synchronous": journal.synchronous}
+    return {
+        "elapsed_s": elapsed,
+        "events": count,
+        "commits": commits,
+        "appends_per_commit": appends / commits if commits else None,
+        "synchronous": journal.synchronous,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # eventsourcing
 # ---------------------------------------------------------------------------------------------
 
+
 def _eventsourcing(path: Path, events: int, aggregates: int, concurrency: int) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.sqlite import (
-        SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteDatastore,
+        SQLiteApplicationRecorder,
+        SQLiteConnectionPool,
+        SQLiteDatastore,
     )
 
     class FullSyncPool(SQLiteConnectionPool):
@@ -111,11 +136,17 @@ def _eventsourcing(path: Path, events: int, aggregates: int, concurrency: int) -
             conn._sqlite_conn.execute("PRAGMA synchronous=FULL")
             return conn
 
-    datastore = SQLiteDatastore(str(path), pool_size=concurrency, max_overflow=0,
-                                pool_timeout=120.0, lock_timeout=60)
+    datastore = SQLiteDatastore(
+        str(path), pool_size=concurrency, max_overflow=0, pool_timeout=120.0, lock_timeout=60
+    )
     datastore.pool.close()
-    datastore.pool = FullSyncPool(db_name=str(path), lock_timeout=60, pool_size=concurrency,
-                                  max_overflow=0, pool_timeout=120.0)
+    datastore.pool = FullSyncPool(
+        db_name=str(path),
+        lock_timeout=60,
+        pool_size=concurrency,
+        max_overflow=0,
+        pool_timeout=120.0,
+    )
     recorder = SQLiteApplicationRecorder(datastore)
     recorder.create_table()
     ids = [uuid.UUID(int=a + 1) for a in range(aggregates)]
@@ -126,9 +157,16 @@ def _eventsourcing(path: Path, events: int, aggregates: int, concurrency: int) -
         for a, v in plan:
             if time.monotonic() > deadline:
                 raise TimeoutError("eventsourcing writer ran out of time")
-            recorder.insert_events([StoredEvent(
-                originator_id=ids[a], originator_version=v + 1,
-                topic="bench.w2_journal:MessagesAdded", state=orjson.dumps(payload(a, v)))])
+            recorder.insert_events(
+                [
+                    StoredEvent(
+                        originator_id=ids[a],
+                        originator_version=v + 1,
+                        topic="bench.w2_journal:MessagesAdded",
+                        state=orjson.dumps(payload(a, v)),
+                    )
+                ]
+            )
 
     with ThreadPoolExecutor(concurrency) as pool:
         t0 = time.perf_counter()
@@ -142,8 +180,12 @@ def _eventsourcing(path: Path, events: int, aggregates: int, concurrency: int) -
     conn = sqlite3.connect(path)
     count = conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
     conn.close()
-    return {"elapsed_s": elapsed, "events": count, "synchronous_pooled_conn": sync,
-            "journal_mode": mode}
+    return {
+        "elapsed_s": elapsed,
+        "events": count,
+        "synchronous_pooled_conn": sync,
+        "journal_mode": mode,
+    }
 
 
 def fsync_probe(directory: Path, n: int = 30) -> float:
@@ -151,6 +193,7 @@ def fsync_probe(directory: Path, n: int = 30) -> float:
     latency, which decides how much group commit matters (it varies on a shared machine)."""
     import os
     import statistics
+
     path = directory / ".fsync-probe"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     times = []
@@ -181,6 +224,7 @@ def main() -> int:
     if a.backend == "ours":
         try:
             import uvloop
+
             res = uvloop.run(_ours(a.path, a.events, a.aggregates, a.concurrency))
         except ImportError:
             res = asyncio.run(_ours(a.path, a.events, a.aggregates, a.concurrency))
@@ -203,24 +247,48 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     for conc in p.journal_concurrency:
         raw: dict[str, list[dict[str, Any]]] = {"ours": [], "eventsourcing": []}
         for r in range(p.journal_runs):
-            for backend in ("ours", "eventsourcing"):   # interleaved against noise
+            for backend in ("ours", "eventsourcing"):  # interleaved against noise
                 log(f"w2: run {r + 1}/{p.journal_runs} {backend} concurrency {conc}")
-                raw[backend].append(run_json(
-                    [PYTHON, "-m", "bench.w2_journal", "--backend", backend,
-                     "--events", str(p.journal_events), "--aggregates", str(p.journal_aggregates),
-                     "--concurrency", str(conc), "--path", str(work / f"{backend}.db")],
-                    core=SERVER_CORE, timeout=900))
+                raw[backend].append(
+                    run_json(
+                        [
+                            PYTHON,
+                            "-m",
+                            "bench.w2_journal",
+                            "--backend",
+                            backend,
+                            "--events",
+                            str(p.journal_events),
+                            "--aggregates",
+                            str(p.journal_aggregates),
+                            "--concurrency",
+                            str(conc),
+                            "--path",
+                            str(work / f"{backend}.db"),
+                        ],
+                        core=SERVER_CORE,
+                        timeout=900,
+                    )
+                )
         ours = median(x["events_per_s"] for x in raw["ours"])
         es = median(x["events_per_s"] for x in raw["eventsourcing"])
-        rows.append({"concurrency": conc, "ours_events_per_s": ours,
-                     "eventsourcing_events_per_s": es, "ratio": ratio(ours, es),
-                     "ours_appends_per_commit": median(x["appends_per_commit"]
-                                                       for x in raw["ours"]),
-                     "fsync_ms": median(x.get("fsync_ms") for x in raw["ours"] +
-                                        raw["eventsourcing"]),
-                     "runs": raw})
-    return {"events": p.journal_events, "aggregates": p.journal_aggregates,
-            "rows": rows, "target_ratio": 3.0}
+        rows.append(
+            {
+                "concurrency": conc,
+                "ours_events_per_s": ours,
+                "eventsourcing_events_per_s": es,
+                "ratio": ratio(ours, es),
+                "ours_appends_per_commit": median(x["appends_per_commit"] for x in raw["ours"]),
+                "fsync_ms": median(x.get("fsync_ms") for x in raw["ours"] + raw["eventsourcing"]),
+                "runs": raw,
+            }
+        )
+    return {
+        "events": p.journal_events,
+        "aggregates": p.journal_aggregates,
+        "rows": rows,
+        "target_ratio": 3.0,
+    }
 
 
 if __name__ == "__main__":

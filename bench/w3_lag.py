@@ -20,6 +20,7 @@ Two read models, measured interleaved run by run (embedded, MySQL, embedded, ...
   commit) with the same query. MariaDB is a shared service, not pinned: its CPU share during the
   run is reported (`mysqld_cpu_pct`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,18 @@ import aiohttp
 
 from .client import create_body, create_threads
 from .common import (
-    HOST, MysqlDatabase, Server, ensure_services, log, median, mysql_version, mysqld_pid,
-    percentile, proc_cpu_seconds, start_runtime, wrk,
+    HOST,
+    MysqlDatabase,
+    Server,
+    ensure_services,
+    log,
+    median,
+    mysql_version,
+    mysqld_pid,
+    percentile,
+    proc_cpu_seconds,
+    start_runtime,
+    wrk,
 )
 from .profiles import Profile
 
@@ -48,16 +59,19 @@ class SqlitePoller:
 
     def __init__(self, data_dir: Path) -> None:
         path = data_dir / "readmodel.db"
-        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5,
-                                    check_same_thread=False)
+        self.conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False
+        )
 
     def visible(self, ids: list[str]) -> list[str]:
         out: list[str] = []
         for i in range(0, len(ids), POLL_CHUNK):
-            chunk = ids[i:i + POLL_CHUNK]
+            chunk = ids[i : i + POLL_CHUNK]
             marks = ",".join("?" * len(chunk))
-            out.extend(r[0] for r in self.conn.execute(
-                f"SELECT id FROM thread WHERE id IN ({marks})", chunk))
+            out.extend(
+                r[0]
+                for r in self.conn.execute(f"SELECT id FROM thread WHERE id IN ({marks})", chunk)
+            )
         return out
 
     def close(self) -> None:
@@ -74,7 +88,7 @@ class MysqlPoller:
         out: list[str] = []
         with self.conn.cursor() as cur:
             for i in range(0, len(ids), POLL_CHUNK):
-                chunk = ids[i:i + POLL_CHUNK]
+                chunk = ids[i : i + POLL_CHUNK]
                 marks = ",".join(["%s"] * len(chunk))
                 cur.execute(f"SELECT id FROM thread WHERE id IN ({marks})", chunk)
                 out.extend(r[0] for r in cur.fetchall())
@@ -130,11 +144,13 @@ async def _probes(url: str, probe: Probe, rate: float, duration: float) -> None:
     tag = secrets.token_hex(4)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+
         async def one(i: int) -> None:
             try:
-                async with session.post(f"{url}/v1/threads/create",
-                                        json=create_body(f"probe {tag} {i}",
-                                                         1_700_000_000_000 + i)) as r:
+                async with session.post(
+                    f"{url}/v1/threads/create",
+                    json=create_body(f"probe {tag} {i}", 1_700_000_000_000 + i),
+                ) as r:
                     data = await r.json()
                     now = time.monotonic()
                     if r.status == 200:
@@ -154,36 +170,57 @@ async def _probes(url: str, probe: Probe, rate: float, duration: float) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
 
 
-def _measure(server: Server, poller: SqlitePoller | MysqlPoller, hot_file: Path, p: Profile,
-             saturated: bool, grace: float) -> dict[str, Any]:
+def _measure(
+    server: Server,
+    poller: SqlitePoller | MysqlPoller,
+    hot_file: Path,
+    p: Profile,
+    saturated: bool,
+    grace: float,
+) -> dict[str, Any]:
     server_url = server.url
     probe = Probe(poller)
     mysqld = mysqld_pid() if isinstance(poller, MysqlPoller) else None
     mysqld_cpu0, t_start = (proc_cpu_seconds(mysqld) if mysqld else 0.0), time.monotonic()
     load_s = p.lag_duration + 1.0
-    poll_thread = threading.Thread(target=probe.poll_forever,
-                                   args=(time.monotonic() + load_s + grace + 30,), daemon=True)
+    poll_thread = threading.Thread(
+        target=probe.poll_forever, args=(time.monotonic() + load_s + grace + 30,), daemon=True
+    )
     poll_thread.start()
     background: dict[str, Any] = {}
 
     def run_wrk() -> None:
         try:
-            background.update(wrk(
-                server_url, "commands.lua", duration=load_s, server=server,
-                connections=64 if saturated else p.lag_background_connections,
-                args=["post", secrets.token_hex(4), str(hot_file), "0",
-                      "0" if saturated else str(p.lag_background_delay_ms)]))
-        except Exception as exc:   # reported, not fatal to the probe
+            background.update(
+                wrk(
+                    server_url,
+                    "commands.lua",
+                    duration=load_s,
+                    server=server,
+                    connections=64 if saturated else p.lag_background_connections,
+                    args=[
+                        "post",
+                        secrets.token_hex(4),
+                        str(hot_file),
+                        "0",
+                        "0" if saturated else str(p.lag_background_delay_ms),
+                    ],
+                )
+            )
+        except Exception as exc:  # reported, not fatal to the probe
             background["error"] = str(exc)
 
     wrk_thread = threading.Thread(target=run_wrk, daemon=True)
     wrk_thread.start()
-    time.sleep(0.5)            # the background load is on before the first probe
+    time.sleep(0.5)  # the background load is on before the first probe
     try:
         asyncio.run(_probes(server_url, probe, p.lag_probe_rate, p.lag_duration))
         wrk_thread.join(load_s + 60)
-        mysqld_cpu = (round(100 * (proc_cpu_seconds(mysqld) - mysqld_cpu0) /
-                            (time.monotonic() - t_start), 1) if mysqld else None)
+        mysqld_cpu = (
+            round(100 * (proc_cpu_seconds(mysqld) - mysqld_cpu0) / (time.monotonic() - t_start), 1)
+            if mysqld
+            else None
+        )
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not probe.all_visible():
             time.sleep(0.05)
@@ -191,20 +228,27 @@ def _measure(server: Server, poller: SqlitePoller | MysqlPoller, hot_file: Path,
         probe.stop()
         poll_thread.join(10)
         poller.close()
-    lags = sorted(max(0.0, probe.visible[i] - t) for i, t in probe.acked.items()
-                  if i in probe.visible)
+    lags = sorted(
+        max(0.0, probe.visible[i] - t) for i, t in probe.acked.items() if i in probe.visible
+    )
     lost = len(probe.acked) - len(lags)
     full = lags + [float("inf")] * lost
     if "requests" in background:
         background["rps"] = round(background["requests"] / (background["duration_us"] / 1e6), 1)
     return {
-        "probes": len(probe.acked), "failed": probe.failed, "not_visible": lost,
+        "probes": len(probe.acked),
+        "failed": probe.failed,
+        "not_visible": lost,
         "grace_s": grace,
-        "p50_ms": _ms(percentile(full, 50)), "p99_ms": _ms(percentile(full, 99)),
-        "p999_ms": _ms(percentile(full, 99.9)), "max_ms": _ms(full[-1] if full else None),
-        "background_rps": background.get("rps"), "background_error": background.get("error"),
+        "p50_ms": _ms(percentile(full, 50)),
+        "p99_ms": _ms(percentile(full, 99)),
+        "p999_ms": _ms(percentile(full, 99.9)),
+        "max_ms": _ms(full[-1] if full else None),
+        "background_rps": background.get("rps"),
+        "background_error": background.get("error"),
         "background_p99_us": background.get("p99_us"),
-        "server_cpu_pct": background.get("server_cpu_pct"), "mysqld_cpu_pct": mysqld_cpu,
+        "server_cpu_pct": background.get("server_cpu_pct"),
+        "mysqld_cpu_pct": mysqld_cpu,
     }
 
 
@@ -220,8 +264,9 @@ def _median_inf(values: Any) -> float | None:
     return None if m is None or m == float("inf") else m
 
 
-def one_run(p: Profile, work: Path, level: str, r: int, *,
-            mysql_url: str | None = None) -> dict[str, Any]:
+def one_run(
+    p: Profile, work: Path, level: str, r: int, *, mysql_url: str | None = None
+) -> dict[str, Any]:
     """One measurement at `level` ("steady" or "saturated") on a fresh runtime; `mysql_url`
     (the services' MariaDB) puts the read model in a fresh MariaDB database instead of the
     embedded SQLite."""
@@ -257,8 +302,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": _median_inf(x["p50_ms"] for x in runs),
         "p99_ms": _median_inf(x["p99_ms"] for x in runs),
         "p999_ms": _median_inf(x["p999_ms"] for x in runs),
-        "worst_p99_ms": (None if any(x["p99_ms"] is None for x in runs)
-                         else max(x["p99_ms"] for x in runs)),
+        "worst_p99_ms": (
+            None if any(x["p99_ms"] is None for x in runs) else max(x["p99_ms"] for x in runs)
+        ),
         "not_visible": sum(x["not_visible"] for x in runs),
         "probes": sum(x["probes"] for x in runs),
         "failed": sum(x.get("failed", 0) for x in runs),
@@ -273,23 +319,31 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(p: Profile, work: Path) -> dict[str, Any]:
-    services = ensure_services()          # MariaDB (hack/services.sh); a BenchError if it fails
-    out: dict[str, Any] = {"read_model": "sqlite (embedded)", "probe_rate": p.lag_probe_rate,
-                           "duration_s": p.lag_duration, "runs": p.lag_runs,
-                           "steady_connections": p.lag_background_connections,
-                           "steady_delay_ms": p.lag_background_delay_ms,
-                           "read_models": list(READ_MODELS), "target_p99_ms": 100,
-                           "mysql_target_p99_ms": 1000,
-                           "mysql_version": mysql_version(services.mysql)}
+    services = ensure_services()  # MariaDB (hack/services.sh); a BenchError if it fails
+    out: dict[str, Any] = {
+        "read_model": "sqlite (embedded)",
+        "probe_rate": p.lag_probe_rate,
+        "duration_s": p.lag_duration,
+        "runs": p.lag_runs,
+        "steady_connections": p.lag_background_connections,
+        "steady_delay_ms": p.lag_background_delay_ms,
+        "read_models": list(READ_MODELS),
+        "target_p99_ms": 100,
+        "mysql_target_p99_ms": 1000,
+        "mysql_version": mysql_version(services.mysql),
+    }
     out["levels"] = list(p.lag_levels)
     out["mysql"] = {}
     for level in p.lag_levels:
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in READ_MODELS}
-        for r in range(p.lag_runs):        # interleaved: embedded, MySQL, embedded, ...
+        for r in range(p.lag_runs):  # interleaved: embedded, MySQL, embedded, ...
             for kind in READ_MODELS:
                 log(f"w3: {level} load, {kind} read model, run {r + 1}/{p.lag_runs}")
-                runs[kind].append(one_run(p, work, level, r, mysql_url=services.mysql
-                                          if kind == "mysql" else None))
+                runs[kind].append(
+                    one_run(
+                        p, work, level, r, mysql_url=services.mysql if kind == "mysql" else None
+                    )
+                )
         out[level] = summarise(runs["sqlite"])
         out["mysql"][level] = summarise(runs["mysql"])
     return out

@@ -11,6 +11,7 @@ already there: load, decide, no append) — the load is the whole cost. Each var
 
     python -m bench.w4_recovery --path FILE --messages 5000 --runs N
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,14 @@ async def _setup(path: Path, messages: int) -> tuple[str, int]:
     from threadweaver.adapters.journal.sqlite import SqliteJournal
     from threadweaver.application.ports import NewEvent, Snapshot
     from threadweaver.domain import (
-        AddMessages, CreateThread, NewMessage, Thread, decide, event_to_payload, evolve, new_ulid,
+        AddMessages,
+        CreateThread,
+        NewMessage,
+        Thread,
+        decide,
+        event_to_payload,
+        evolve,
+        new_ulid,
         thread_persistence_id,
     )
 
@@ -42,13 +50,25 @@ async def _setup(path: Path, messages: int) -> tuple[str, int]:
     state: Thread | None = None
     seq = 0
     batch: list[NewEvent] = []
-    create = CreateThread(thread_id=tid, account_id=ACCOUNT, title="recovery",
-                          administrator_ids=(ACCOUNT,), member_ids=(MEMBER,), at=1)
+    create = CreateThread(
+        thread_id=tid,
+        account_id=ACCOUNT,
+        title="recovery",
+        administrator_ids=(ACCOUNT,),
+        member_ids=(MEMBER,),
+        at=1,
+    )
     pending_events = decide(state, create)
     for i in range(messages + 1):
         if i:
-            cmd = AddMessages(thread_id=tid, account_id=ACCOUNT, at=1 + i, messages=(
-                NewMessage(id=new_ulid(), text=f"message number {i} of the recovery thread"),))
+            cmd = AddMessages(
+                thread_id=tid,
+                account_id=ACCOUNT,
+                at=1 + i,
+                messages=(
+                    NewMessage(id=new_ulid(), text=f"message number {i} of the recovery thread"),
+                ),
+            )
             pending_events = decide(state, cmd)
         for e in pending_events:
             state = evolve(state, e)
@@ -62,6 +82,7 @@ async def _setup(path: Path, messages: int) -> tuple[str, int]:
     stored = await journal.read(pid, 1)
     from threadweaver.application.entities import EntitySettings
     from threadweaver.domain import event_from_payload
+
     rule = EntitySettings(snapshot_every=100)
     snapshot_seq, snap_state, state_at = 0, None, {}
     for ev in stored:
@@ -82,16 +103,20 @@ async def _load_once(path: Path, tid: str, snapshots: bool) -> dict[str, Any]:
     journal = SqliteJournal(path, synchronous="full")
     await journal.start()
     try:
-        manager = EntityManager(journal, EntitySettings(snapshot_every=100 if snapshots else 0,
-                                                        passivate_after=0))
+        manager = EntityManager(
+            journal, EntitySettings(snapshot_every=100 if snapshots else 0, passivate_after=0)
+        )
         cmd = JoinMemberIds(thread_id=tid, account_id=ACCOUNT, account_ids=(MEMBER,), at=10**12)
         t0 = time.perf_counter()
         events = await asyncio.wait_for(manager.execute(cmd), 120)
         elapsed = time.perf_counter() - t0
         assert events == [], events
         stats = manager.stats
-        return {"elapsed_s": elapsed, "events_replayed": stats.events_replayed,
-                "loads": stats.loads}
+        return {
+            "elapsed_s": elapsed,
+            "events_replayed": stats.events_replayed,
+            "loads": stats.loads,
+        }
     finally:
         await journal.close()
 
@@ -104,15 +129,18 @@ async def _main(path: Path, messages: int, runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {"events_in_journal": seq, "messages": messages}
     samples: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
     for _ in range(runs):
-        for variant in ("without", "with"):       # interleaved
+        for variant in ("without", "with"):  # interleaved
             samples[variant].append(await _load_once(path, tid, variant == "with"))
     for variant, runs_ in samples.items():
         t = median(r["elapsed_s"] for r in runs_)
         replayed = runs_[0]["events_replayed"]
-        out[variant] = {"load_ms": t * 1000, "events_replayed": replayed,
-                        "replayed_per_s": replayed / t if replayed else None,
-                        "state_events_per_s": seq / t, "runs_ms": [r["elapsed_s"] * 1000
-                                                                    for r in runs_]}
+        out[variant] = {
+            "load_ms": t * 1000,
+            "events_replayed": replayed,
+            "replayed_per_s": replayed / t if replayed else None,
+            "state_events_per_s": seq / t,
+            "runs_ms": [r["elapsed_s"] * 1000 for r in runs_],
+        }
     out["breakdown_without_ms"] = await _breakdown(path, tid)
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
@@ -155,6 +183,7 @@ def main() -> int:
     a = p.parse_args()
     try:
         import uvloop
+
         res = uvloop.run(_main(a.path, a.messages, a.runs))
     except ImportError:
         res = asyncio.run(_main(a.path, a.messages, a.runs))
@@ -165,9 +194,21 @@ def main() -> int:
 def run(p: Profile, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     log(f"w4: recovery of a thread with {p.recovery_messages} messages, {p.recovery_runs} runs")
-    res = run_json([PYTHON, "-m", "bench.w4_recovery", "--path", str(work / "recovery.db"),
-                    "--messages", str(p.recovery_messages), "--runs", str(p.recovery_runs)],
-                   core=SERVER_CORE, timeout=600)
+    res = run_json(
+        [
+            PYTHON,
+            "-m",
+            "bench.w4_recovery",
+            "--path",
+            str(work / "recovery.db"),
+            "--messages",
+            str(p.recovery_messages),
+            "--runs",
+            str(p.recovery_runs),
+        ],
+        core=SERVER_CORE,
+        timeout=600,
+    )
     res["speedup_with_snapshot"] = ratio(res["without"]["load_ms"], res["with"]["load_ms"])
     return res
 

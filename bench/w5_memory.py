@@ -15,6 +15,7 @@ process.
 
     python -m bench.w5_memory --path FILE --threads K
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,15 @@ from typing import Any
 
 from .client import create_threads
 from .common import (
-    ACCOUNT, PYTHON, SERVER_CORE, journal_counter, log, ratio, run_json, start_runtime, wrk_until,
+    ACCOUNT,
+    PYTHON,
+    SERVER_CORE,
+    journal_counter,
+    log,
+    ratio,
+    run_json,
+    start_runtime,
+    wrk_until,
 )
 from .profiles import Profile
 
@@ -43,8 +52,9 @@ async def _in_process(path: Path, count: int) -> dict[str, Any]:
 
     journal = SqliteJournal(path, synchronous="off")
     await journal.start()
-    manager = EntityManager(journal, EntitySettings(snapshot_every=100, passivate_after=0,
-                                                    max_entities=count * 2))
+    manager = EntityManager(
+        journal, EntitySettings(snapshot_every=100, passivate_after=0, max_entities=count * 2)
+    )
     ids = [new_ulid() for _ in range(count)]
     gc.collect()
     tracemalloc.start()
@@ -53,9 +63,15 @@ async def _in_process(path: Path, count: int) -> dict[str, Any]:
 
     async def one(tid: str, i: int) -> None:
         async with sem:
-            await manager.execute(CreateThread(thread_id=tid, account_id=ACCOUNT,
-                                               title=f"memory {i}", administrator_ids=(ACCOUNT,),
-                                               at=1_700_000_000_000 + i))
+            await manager.execute(
+                CreateThread(
+                    thread_id=tid,
+                    account_id=ACCOUNT,
+                    title=f"memory {i}",
+                    administrator_ids=(ACCOUNT,),
+                    at=1_700_000_000_000 + i,
+                )
+            )
 
     await asyncio.wait_for(asyncio.gather(*(one(t, i) for i, t in enumerate(ids))), 600)
     gc.collect()
@@ -76,6 +92,7 @@ def main() -> int:
     a.path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import uvloop
+
         res = uvloop.run(_in_process(a.path, a.threads))
     except ImportError:
         res = asyncio.run(_in_process(a.path, a.threads))
@@ -85,8 +102,9 @@ def main() -> int:
     return 0
 
 
-def _servers(work: Path, threads: int, limits: list[int],
-             max_duration: float) -> list[dict[str, Any]]:
+def _servers(
+    work: Path, threads: int, limits: list[int], max_duration: float
+) -> list[dict[str, Any]]:
     """One server per --max-entities value, side by side on the server core, each filled by its
     own wrk on the load core at the same time (each process's RSS is its own)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -96,9 +114,23 @@ def _servers(work: Path, threads: int, limits: list[int],
         for limit in limits:
             data = work / f"mem-{limit}"
             shutil.rmtree(data, ignore_errors=True)
-            servers.append((limit, data, start_runtime(data, [
-                "--sync-mode", "normal", "--max-entities", str(limit),
-                "--passivate-after", "3600"])))
+            servers.append(
+                (
+                    limit,
+                    data,
+                    start_runtime(
+                        data,
+                        [
+                            "--sync-mode",
+                            "normal",
+                            "--max-entities",
+                            str(limit),
+                            "--passivate-after",
+                            "3600",
+                        ],
+                    ),
+                )
+            )
         starts = []
         for _, _, server in servers:
             create_threads(server.url, 200, tag="warmup")
@@ -110,9 +142,14 @@ def _servers(work: Path, threads: int, limits: list[int],
             _, data, server = entry
             count = journal_counter(data)
             before = count()
-            took = wrk_until(server.url, count, before + threads, max_duration=max_duration,
-                             args=["create", secrets.token_hex(4), "-", str(threads)],
-                             partial_ok=True)
+            took = wrk_until(
+                server.url,
+                count,
+                before + threads,
+                max_duration=max_duration,
+                args=["create", secrets.token_hex(4), "-", str(threads)],
+                partial_ok=True,
+            )
             return took, count() - before
 
         with ThreadPoolExecutor(len(servers)) as pool:
@@ -121,10 +158,16 @@ def _servers(work: Path, threads: int, limits: list[int],
         out = []
         for (limit, _, server), start, (took, made) in zip(servers, starts, filled):
             end = server.rss()
-            out.append({"max_entities": limit, "threads": made, "create_s": round(took, 1),
-                        "start_rss_mib": start["rss_kib"] / 1024,
-                        "end_rss_mib": end["rss_kib"] / 1024,
-                        "peak_rss_mib": end["peak_rss_kib"] / 1024})
+            out.append(
+                {
+                    "max_entities": limit,
+                    "threads": made,
+                    "create_s": round(took, 1),
+                    "start_rss_mib": start["rss_kib"] / 1024,
+                    "end_rss_mib": end["rss_kib"] / 1024,
+                    "peak_rss_mib": end["peak_rss_kib"] / 1024,
+                }
+            )
         return out
     finally:
         for _, data, server in servers:
@@ -136,22 +179,38 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     k = p.memory_in_process
     log(f"w5: in-process memory per entity ({k} entities)")
-    inproc = run_json([PYTHON, "-m", "bench.w5_memory", "--path", str(work / "mem.db"),
-                       "--threads", str(k)], core=SERVER_CORE, timeout=600)
+    inproc = run_json(
+        [PYTHON, "-m", "bench.w5_memory", "--path", str(work / "mem.db"), "--threads", str(k)],
+        core=SERVER_CORE,
+        timeout=600,
+    )
     unbounded_limit = p.memory_threads * 10
-    log(f"w5: {p.memory_threads} threads, --max-entities {p.memory_bound} and "
-        f"{unbounded_limit} (no bound), side by side")
-    bounded, unbounded = _servers(work, p.memory_threads, [p.memory_bound, unbounded_limit],
-                                  p.memory_max_fill_s)
+    log(
+        f"w5: {p.memory_threads} threads, --max-entities {p.memory_bound} and "
+        f"{unbounded_limit} (no bound), side by side"
+    )
+    bounded, unbounded = _servers(
+        work, p.memory_threads, [p.memory_bound, unbounded_limit], p.memory_max_fill_s
+    )
     per_entity = None
     if unbounded["threads"] > p.memory_bound:
-        per_entity = ((unbounded["end_rss_mib"] - bounded["end_rss_mib"]) * 1024 * 1024
-                      / (unbounded["threads"] - p.memory_bound))
-    return {"threads": p.memory_threads, "bound": p.memory_bound, "in_process": inproc,
-            "bounded": bounded, "unbounded": unbounded,
-            "rss_bytes_per_entity": per_entity,
-            "peak_ratio_unbounded_over_bounded": ratio(unbounded["peak_rss_mib"],
-                                                       bounded["peak_rss_mib"])}
+        per_entity = (
+            (unbounded["end_rss_mib"] - bounded["end_rss_mib"])
+            * 1024
+            * 1024
+            / (unbounded["threads"] - p.memory_bound)
+        )
+    return {
+        "threads": p.memory_threads,
+        "bound": p.memory_bound,
+        "in_process": inproc,
+        "bounded": bounded,
+        "unbounded": unbounded,
+        "rss_bytes_per_entity": per_entity,
+        "peak_ratio_unbounded_over_bounded": ratio(
+            unbounded["peak_rss_mib"], bounded["peak_rss_mib"]
+        ),
+    }
 
 
 if __name__ == "__main__":

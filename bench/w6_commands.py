@@ -19,24 +19,33 @@ none in quick runs). Per measurement: wrk's req/s and latencies, non-2xx and soc
 CPU of the runtime, of its dynalite and of MariaDB (% of one core), and, as in workload 1, the
 read model's backlog after the run and the (bounded) wait until it caught up.
 """
+
 from __future__ import annotations
 
 import os
 import secrets
-import signal
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import create_threads
-from .common import (
-    PYTHON, BenchError, Server, _mysql_connect, drain_projection, log, median, ratio,
-    start_runtime, wrk,
-)
 from threadweaver.shards import DEFAULT_SHARDS
 
+from .client import create_threads
+from .common import (
+    PYTHON,
+    BenchError,
+    Server,
+    _mysql_connect,
+    drain_projection,
+    log,
+    median,
+    ratio,
+    start_runtime,
+    wrk,
+)
 from .profiles import Profile
 from .w1_http import summarise
 from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
@@ -47,6 +56,7 @@ WORKLOADS = ("create", "hot", "cold")
 @dataclass
 class Stack:
     """One measured server: the runtime, and for production its dynalite and read model."""
+
     name: str
     server: Server | None = None
     dynalite: Dynalite | None = None
@@ -62,8 +72,10 @@ class Stack:
         return self.dynalite is not None
 
     def _signal(self, sig: int) -> None:
-        for proc in (self.server.proc if self.server else None,
-                     self.dynalite.proc if self.dynalite else None):
+        for proc in (
+            self.server.proc if self.server else None,
+            self.dynalite.proc if self.dynalite else None,
+        ):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, sig)
 
@@ -90,8 +102,9 @@ def _rows(url: str) -> tuple[int, int]:
     conn = _mysql_connect(url, url.rsplit("/", 1)[1])
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT COUNT(*) FROM thread), "
-                        "(SELECT COUNT(*) FROM thread_message)")
+            cur.execute(
+                "SELECT (SELECT COUNT(*) FROM thread), (SELECT COUNT(*) FROM thread_message)"
+            )
             t, m = cur.fetchone()
             return int(t), int(m)
     finally:
@@ -108,22 +121,36 @@ def _drain_mysql(stack: Stack, timeout: float) -> dict[str, Any]:
     def left() -> int:
         t, m = _rows(stack.read_model_url)
         return max(0, want[0] - t) + max(0, want[1] - m)
+
     backlog = remaining = left()
     while remaining > 0 and time.monotonic() - t0 < timeout:
         time.sleep(0.1)
         remaining = left()
-    return {"backlog_events": backlog, "drain_s": round(time.monotonic() - t0, 2),
-            "left_events": remaining}
+    return {
+        "backlog_events": backlog,
+        "drain_s": round(time.monotonic() - t0, 2),
+        "left_events": remaining,
+    }
 
 
-def _measure(stack: Stack, workload: str, p: Profile, ids_file: Path | str = "-",
-             duration: float | None = None) -> dict[str, Any]:
+def _measure(
+    stack: Stack,
+    workload: str,
+    p: Profile,
+    ids_file: Path | str = "-",
+    duration: float | None = None,
+) -> dict[str, Any]:
     assert stack.server is not None
     meter = CpuMeter(stack.dynalite)
-    res = wrk(stack.server.url, "commands.lua", duration=duration or p.prod_duration,
-              connections=p.http_connections,
-              args=["create" if workload == "create" else "post", secrets.token_hex(4),
-                    str(ids_file)], server=stack.server, hard_timeout=p.prod_duration + 120)
+    res = wrk(
+        stack.server.url,
+        "commands.lua",
+        duration=duration or p.prod_duration,
+        connections=p.http_connections,
+        args=["create" if workload == "create" else "post", secrets.token_hex(4), str(ids_file)],
+        server=stack.server,
+        hard_timeout=p.prod_duration + 120,
+    )
     res.update(meter.result())
     if not stack.production:
         res.pop("dynalite_cpu_pct", None)
@@ -140,8 +167,7 @@ def _measure(stack: Stack, workload: str, p: Profile, ids_file: Path | str = "-"
 def _one_run(stack: Stack, p: Profile, r: int) -> dict[str, Any]:
     assert stack.server is not None
     out: dict[str, Any] = {"create": _measure(stack, "create", p)}
-    hot = create_threads(stack.server.url, p.hot_threads, concurrency=p.hot_threads,
-                         tag=f"hot{r}")
+    hot = create_threads(stack.server.url, p.hot_threads, concurrency=p.hot_threads, tag=f"hot{r}")
     stack.acked["threads"] += len(hot)
     hot_file = stack.server.data_dir / f"hot_ids_{r}.txt"
     hot_file.write_text("\n".join(hot) + "\n")
@@ -152,7 +178,8 @@ def _one_run(stack: Stack, p: Profile, r: int) -> dict[str, Any]:
         threads = sum(1 for line in cold.read_text().splitlines() if line)
         out["cold"]["threads_available"] = threads
         out["cold"]["first_touch_share"] = round(
-            min(1.0, threads / max(1, out["cold"]["requests"])), 3)
+            min(1.0, threads / max(1, out["cold"]["requests"])), 3
+        )
     return out
 
 
@@ -165,15 +192,20 @@ def _start(stack: Stack, work: Path, args: list[str], p: Profile) -> None:
         seeder = start_runtime(data, args)
         try:
             log(f"w6 commands: seeding {p.prod_cold_threads} cold threads ({stack.name})")
-            ids = create_threads(seeder.url, p.prod_cold_threads, concurrency=32,
-                                 timeout=max(60.0, p.prod_cold_threads / 20), tag="cold")
+            ids = create_threads(
+                seeder.url,
+                p.prod_cold_threads,
+                concurrency=32,
+                timeout=max(60.0, p.prod_cold_threads / 20),
+                tag="cold",
+            )
         finally:
             seeder.stop()
         stack.acked["threads"] += len(ids)
         per_run = len(ids) // p.prod_runs
         for r in range(p.prod_runs):
             path = work / f"{stack.name}-cold-{r}.txt"
-            path.write_text("\n".join(ids[r * per_run:(r + 1) * per_run]) + "\n")
+            path.write_text("\n".join(ids[r * per_run : (r + 1) * per_run]) + "\n")
             stack.cold_slices.append(path)
     stack.server = start_runtime(data, args)
 
@@ -184,7 +216,9 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # for production, its dynalite (MariaDB is not on that core; its share is reported apart)
     out["rps_per_stack_cpu_s"] = median(
         r["rps"] / ((r["server_cpu_pct"] + (r.get("dynalite_cpu_pct") or 0)) / 100)
-        for r in runs if r.get("server_cpu_pct"))
+        for r in runs
+        if r.get("server_cpu_pct")
+    )
     if "first_touch_share" in runs[0]:
         out["first_touch_share"] = median(r["first_touch_share"] for r in runs)
     return out
@@ -199,33 +233,48 @@ def profile_production(p: Profile, work: Path, services: Any) -> dict[str, Any]:
     try:
         with production_backends(services, dynalite) as backends:
             prof = data / "prof"
-            server = start_runtime(data, backends.serve_args(), cmd=[
-                PYTHON, "-m", "bench.profile_server", "--out", str(prof), "--", "serve"])
+            server = start_runtime(
+                data,
+                backends.serve_args(),
+                cmd=[PYTHON, "-m", "bench.profile_server", "--out", str(prof), "--", "serve"],
+            )
             try:
                 wait_idle([server.proc.pid, dynalite.proc.pid], 60)  # type: ignore[union-attr]
                 meter = CpuMeter(dynalite)
-                load = wrk(server.url, "commands.lua", duration=p.prod_profile_duration,
-                           connections=p.http_connections, args=["create", secrets.token_hex(4)],
-                           server=server, hard_timeout=p.prod_profile_duration + 120)
+                load = wrk(
+                    server.url,
+                    "commands.lua",
+                    duration=p.prod_profile_duration,
+                    connections=p.http_connections,
+                    args=["create", secrets.token_hex(4)],
+                    server=server,
+                    hard_timeout=p.prod_profile_duration + 120,
+                )
                 cpu = meter.result()
             finally:
                 server.stop()
     finally:
         dynalite.stop()
     import json
+
     try:
         summary = json.loads((prof / "profile.json").read_text())
     except (OSError, ValueError) as exc:
         raise BenchError(f"the profiled production runtime wrote no profile: {exc}") from None
-    return {"tool": "pyinstrument (wall clock, event-loop thread)", "workload": "create",
-            "duration_s": p.prod_profile_duration,
-            "rps_under_profiler": round(load["requests"] / (load["duration_us"] / 1e6), 1),
-            "server_cpu_pct": load["server_cpu_pct"], **cpu,
-            "busy_s": summary.get("total_s"), "wall_s": summary.get("wall_s"),
-            "self_by_task": summary.get("self_by_task", [])[:8],
-            "self_by_component": summary.get("self_by_component", [])[:8],
-            "self_by_function": summary.get("self_by_function", [])[:12],
-            "inclusive_threadweaver": summary.get("inclusive_threadweaver", [])[:16]}
+    return {
+        "tool": "pyinstrument (wall clock, event-loop thread)",
+        "workload": "create",
+        "duration_s": p.prod_profile_duration,
+        "rps_under_profiler": round(load["requests"] / (load["duration_us"] / 1e6), 1),
+        "server_cpu_pct": load["server_cpu_pct"],
+        **cpu,
+        "busy_s": summary.get("total_s"),
+        "wall_s": summary.get("wall_s"),
+        "self_by_task": summary.get("self_by_task", [])[:8],
+        "self_by_component": summary.get("self_by_component", [])[:8],
+        "self_by_function": summary.get("self_by_function", [])[:12],
+        "inclusive_threadweaver": summary.get("inclusive_threadweaver", [])[:16],
+    }
 
 
 def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
@@ -248,13 +297,15 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
             backends = cm.__enter__()
             backends_cms.append(cm)
             stack.read_model_url = backends.read_model_url
-            log(f"w6 commands: starting {stack.name} (dynalite :{stack.dynalite.port}, "
-                f"{stack.shards} shards)")
+            log(
+                f"w6 commands: starting {stack.name} (dynalite :{stack.dynalite.port}, "
+                f"{stack.shards} shards)"
+            )
             _start(stack, work, [*backends.serve_args(), "--shards", str(stack.shards)], p)
             stack.startup_idle_s = stack.wait_idle()
             log(f"w6 commands: {stack.name} idle {stack.startup_idle_s}s after its start")
             stack.pause()
-        for stack in stacks:       # production: the start-up sweep of the read model is done
+        for stack in stacks:  # production: the start-up sweep of the read model is done
             if p.http_warmup:
                 stack.resume()
                 try:
@@ -301,26 +352,44 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
         for w in WORKLOADS:
             ours, base = summary.get(f"{stack.name}.{w}"), summary.get(f"embedded.{w}")
             if ours and base:
-                pairs.append({"server": stack.name, "shards": stack.shards, "workload": w,
-                              "rps": ours["rps"], "embedded_rps": base["rps"],
-                              "ratio": ratio(ours["rps"], base["rps"]),
-                              "ratio_per_stack_cpu_s": ratio(ours["rps_per_stack_cpu_s"],
-                                                             base["rps_per_stack_cpu_s"])})
+                pairs.append(
+                    {
+                        "server": stack.name,
+                        "shards": stack.shards,
+                        "workload": w,
+                        "rps": ours["rps"],
+                        "embedded_rps": base["rps"],
+                        "ratio": ratio(ours["rps"], base["rps"]),
+                        "ratio_per_stack_cpu_s": ratio(
+                            ours["rps_per_stack_cpu_s"], base["rps_per_stack_cpu_s"]
+                        ),
+                    }
+                )
     if not summary:
         raise BenchError("w6 commands: nothing measured")
     profile: dict[str, Any] = {}
     if p.prod_profile_duration:
-        log(f"w6 commands: profiling the production runtime under creates "
-            f"({p.prod_profile_duration:g}s)")
+        log(
+            f"w6 commands: profiling the production runtime under creates "
+            f"({p.prod_profile_duration:g}s)"
+        )
         try:
             profile = profile_production(p, work, services)
         except BenchError as exc:
             profile = {"error": str(exc)[:2000]}
-    return {"summary": summary, "profile": profile, "pairs": pairs, "servers": [s.name for s in stacks],
-            "shards": {s.name: s.shards for s in stacks if s.shards},
-            "dynalite_rss_kib": dynalite_rss,
-            "startup_idle_s": {s.name: s.startup_idle_s for s in stacks if s.production},
-            "resume_idle_s": {s.name: median(s.idle_waits) for s in stacks},
-            "connections": p.http_connections, "duration_s": p.prod_duration,
-            "runs": p.prod_runs, "hot_threads": p.hot_threads,
-            "cold_threads": p.prod_cold_threads, "drain_timeout_s": p.http_drain_timeout}
+    return {
+        "summary": summary,
+        "profile": profile,
+        "pairs": pairs,
+        "servers": [s.name for s in stacks],
+        "shards": {s.name: s.shards for s in stacks if s.shards},
+        "dynalite_rss_kib": dynalite_rss,
+        "startup_idle_s": {s.name: s.startup_idle_s for s in stacks if s.production},
+        "resume_idle_s": {s.name: median(s.idle_waits) for s in stacks},
+        "connections": p.http_connections,
+        "duration_s": p.prod_duration,
+        "runs": p.prod_runs,
+        "hot_threads": p.hot_threads,
+        "cold_threads": p.prod_cold_threads,
+        "drain_timeout_s": p.http_drain_timeout,
+    }

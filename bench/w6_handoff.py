@@ -22,6 +22,7 @@ the moving range sent from the publication until one second after the gaining me
 their count, p50, p99 and max latency and the failed ones. Steady-state latency (commands sent
 outside every such window) is reported beside it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,25 +37,32 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
-    ACCOUNT, BenchError, SERVER_CORE, ensure_kube, log, median, percentile, proc_cpu_seconds,
+    ACCOUNT,
+    SERVER_CORE,
+    BenchError,
+    ensure_kube,
+    log,
+    median,
+    percentile,
+    proc_cpu_seconds,
 )
 from .profiles import Profile
 from .w6_production import CpuMeter, Dynalite, core_busy_seconds, wait_idle
 
 CLUSTER = "twbench"
-WINDOW_TAIL_S = 1.0          # a move's window ends this long after the gaining member serves
+WINDOW_TAIL_S = 1.0  # a move's window ends this long after the gaining member serves
 REQUEST_TIMEOUT_S = 30.0
 
 
 @dataclass
 class Record:
-    sent: float              # monotonic
-    latency: float           # seconds
-    status: int | str        # HTTP status, or the exception's name
-    kind: str                # create | post
-    group: str               # moving | other | new (a create)
+    sent: float  # monotonic
+    latency: float  # seconds
+    status: int | str  # HTTP status, or the exception's name
+    kind: str  # create | post
+    group: str  # moving | other | new (a create)
     member: str
-    detail: str = ""         # the answer's body (or the exception), failed requests only
+    detail: str = ""  # the answer's body (or the exception), failed requests only
 
 
 def _pin(pid: int, core: int) -> None:
@@ -82,15 +90,16 @@ class CoreSampler:
         self.stop = asyncio.Event()
 
     def _sample(self) -> None:
-        self.samples.append((time.monotonic(), core_busy_seconds(),
-                             sum(proc_cpu_seconds(pid) for pid in self.pids)))
+        self.samples.append(
+            (time.monotonic(), core_busy_seconds(), sum(proc_cpu_seconds(pid) for pid in self.pids))
+        )
 
     async def run(self) -> None:
         while not self.stop.is_set():
             self._sample()
             try:
                 await asyncio.wait_for(self.stop.wait(), 0.25)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self._sample()
 
@@ -110,8 +119,9 @@ class CoreSampler:
 class Load:
     """Open-loop commands at a steady rate, every one timed and kept."""
 
-    def __init__(self, urls: dict[str, str], moving: list[str], other: list[str], rate: float,
-                 shards: int) -> None:
+    def __init__(
+        self, urls: dict[str, str], moving: list[str], other: list[str], rate: float, shards: int
+    ) -> None:
         self.urls = urls
         self.names = sorted(urls)
         self.moving = moving
@@ -129,18 +139,25 @@ class Load:
         if i % 10 == 9:
             kind, group, tid = "create", "new", None
             path = "/v1/threads/create"
-            body: dict[str, Any] = {"accountId": ACCOUNT, "title": f"handoff {i}",
-                                    "remarks": None, "parentThreadId": None,
-                                    "administratorIds": [ACCOUNT], "memberIds": [],
-                                    "createAt": at}
+            body: dict[str, Any] = {
+                "accountId": ACCOUNT,
+                "title": f"handoff {i}",
+                "remarks": None,
+                "parentThreadId": None,
+                "administratorIds": [ACCOUNT],
+                "memberIds": [],
+                "createAt": at,
+            }
         else:
             kind = "post"
             group = "moving" if self.rng.random() < 0.5 else "other"
             tid = self.rng.choice(self.moving if group == "moving" else self.other)
             path = f"/v1/threads/{tid}/messages/add"
-            body = {"accountId": ACCOUNT, "createAt": at,
-                    "messages": [{"text": f"handoff {i}", "replyMessageId": None,
-                                  "toAccountIds": []}]}
+            body = {
+                "accountId": ACCOUNT,
+                "createAt": at,
+                "messages": [{"text": f"handoff {i}", "replyMessageId": None, "toAccountIds": []}],
+            }
         t0 = time.monotonic()
         self.outstanding += 1
         detail = ""
@@ -150,16 +167,16 @@ class Load:
                 status: int | str = r.status
                 if not 200 <= r.status < 300:
                     detail = data.decode(errors="replace")[:300]
-        except Exception as exc:       # connection refused/reset, timeout: a failed request
+        except Exception as exc:  # connection refused/reset, timeout: a failed request
             status = type(exc).__name__
             detail = str(exc)[:300]
         finally:
             self.outstanding -= 1
-        self.records.append(Record(t0, time.monotonic() - t0, status, kind, group, member,
-                                   detail))
+        self.records.append(Record(t0, time.monotonic() - t0, status, kind, group, member, detail))
 
     async def run(self) -> None:
         import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
@@ -172,7 +189,7 @@ class Load:
                     try:
                         await asyncio.wait_for(self.stop.wait(), delay)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 task = asyncio.create_task(self._one(session, i))
                 tasks.add(task)
@@ -182,13 +199,16 @@ class Load:
                 await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
 
 
-async def _create_threads(urls: dict[str, str], shards: int, moving_range: Any, want: int,
-                          timeout: float = 120.0) -> tuple[list[str], list[str]]:
+async def _create_threads(
+    urls: dict[str, str], shards: int, moving_range: Any, want: int, timeout: float = 120.0
+) -> tuple[list[str], list[str]]:
     """Create threads (through both members) until `want` are in the moving range and `want`
     elsewhere."""
     import aiohttp
+
     from threadweaver.domain import thread_persistence_id
     from threadweaver.shards import shard_of
+
     moving: list[str] = []
     other: list[str] = []
     deadline = time.monotonic() + timeout
@@ -198,14 +218,23 @@ async def _create_threads(urls: dict[str, str], shards: int, moving_range: Any, 
     async def worker(session: aiohttp.ClientSession) -> None:
         while len(moving) < want or len(other) < want:
             if time.monotonic() > deadline:
-                raise BenchError(f"w6 handoff: creating the threads took over {timeout:.0f}s "
-                                 f"({len(moving)} in the moving range, {len(other)} elsewhere)")
+                raise BenchError(
+                    f"w6 handoff: creating the threads took over {timeout:.0f}s "
+                    f"({len(moving)} in the moving range, {len(other)} elsewhere)"
+                )
             i = next(counter)
-            body = {"accountId": ACCOUNT, "title": f"handoff seed {i}", "remarks": None,
-                    "parentThreadId": None, "administratorIds": [ACCOUNT], "memberIds": [],
-                    "createAt": 1_700_000_000_000 + i}
-            async with session.post(urls[names[i % len(names)]] + "/v1/threads/create",
-                                    json=body) as r:
+            body = {
+                "accountId": ACCOUNT,
+                "title": f"handoff seed {i}",
+                "remarks": None,
+                "parentThreadId": None,
+                "administratorIds": [ACCOUNT],
+                "memberIds": [],
+                "createAt": 1_700_000_000_000 + i,
+            }
+            async with session.post(
+                urls[names[i % len(names)]] + "/v1/threads/create", json=body
+            ) as r:
                 data = await r.json(content_type=None)
                 if r.status != 200:
                     raise BenchError(f"w6 handoff: a create answered {r.status}: {data}")
@@ -224,20 +253,27 @@ async def _create_threads(urls: dict[str, str], shards: int, moving_range: Any, 
 async def _move(driver: Any, rng: Any, source: str, target: str) -> dict[str, Any]:
     """Give `rng` from `source` to `target` as the operator does; returns the timeline."""
     from threadweaver.shards import Handoff, Move, RangeSet, ShardMap
+
     cur = driver.map
     moved = RangeSet((rng,))
     assignments = dict(cur.assignments)
     assignments[source] = assignments[source].difference(moved)
     assignments[target] = assignments[target].union(moved)
     epoch = cur.epoch + 1
-    nxt = ShardMap(epoch, cur.shards, assignments, Handoff(epoch, (Move(rng, source, target),)),
-                   cur.restarts, cur.addresses)
+    nxt = ShardMap(
+        epoch,
+        cur.shards,
+        assignments,
+        Handoff(epoch, (Move(rng, source, target),)),
+        cur.restarts,
+        cur.addresses,
+    )
     t0 = time.monotonic()
     await driver.publish(nxt)
     t_published = time.monotonic()
     deadline = t0 + 60
     t_acked = None
-    while t_acked is None:           # the losing member's acknowledgement (its Lease)
+    while t_acked is None:  # the losing member's acknowledgement (its Lease)
         members = await driver.members()
         status = members.get(source)
         if status is not None and status[0].acked_epoch >= epoch:
@@ -246,23 +282,35 @@ async def _move(driver: Any, rng: Any, source: str, target: str) -> dict[str, An
         if time.monotonic() > deadline:
             raise BenchError(f"w6 handoff: {source} did not acknowledge epoch {epoch}: {members}")
         await asyncio.sleep(0.05)
-    await driver.wait_acks_and_complete(timeout=60)      # publishes the completed handoff
+    await driver.wait_acks_and_complete(timeout=60)  # publishes the completed handoff
     t_complete = time.monotonic()
-    while True:                       # the gaining member serves the range (its Lease)
+    while True:  # the gaining member serves the range (its Lease)
         members = await driver.members()
         status = members.get(target)
-        if status is not None and status[0].acked_epoch >= epoch and \
-                moved.issubset(status[0].owned):
+        if (
+            status is not None
+            and status[0].acked_epoch >= epoch
+            and moved.issubset(status[0].owned)
+        ):
             t_served = time.monotonic()
             break
         if time.monotonic() > deadline:
-            raise BenchError(f"w6 handoff: {target} does not serve {rng} after the completed "
-                             f"handoff of epoch {epoch}: {members}")
+            raise BenchError(
+                f"w6 handoff: {target} does not serve {rng} after the completed "
+                f"handoff of epoch {epoch}: {members}"
+            )
         await asyncio.sleep(0.05)
-    return {"direction": f"{source} -> {target}", "range": str(rng), "epoch": epoch,
-            "t0": t0, "t_served": t_served,
-            "publish_s": round(t_published - t0, 3), "acked_s": round(t_acked - t0, 3),
-            "complete_s": round(t_complete - t0, 3), "duration_s": round(t_served - t0, 3)}
+    return {
+        "direction": f"{source} -> {target}",
+        "range": str(rng),
+        "epoch": epoch,
+        "t0": t0,
+        "t_served": t_served,
+        "publish_s": round(t_published - t0, 3),
+        "acked_s": round(t_acked - t0, 3),
+        "complete_s": round(t_complete - t0, 3),
+        "duration_s": round(t_served - t0, 3),
+    }
 
 
 def _failed(r: Record) -> bool:
@@ -271,8 +319,12 @@ def _failed(r: Record) -> bool:
 
 def _lat_stats(records: list[Record]) -> dict[str, Any]:
     lat = sorted(r.latency * 1000 for r in records)
-    return {"count": len(lat), "p50_ms": _r(percentile(lat, 50)),
-            "p99_ms": _r(percentile(lat, 99)), "max_ms": _r(lat[-1] if lat else None)}
+    return {
+        "count": len(lat),
+        "p50_ms": _r(percentile(lat, 50)),
+        "p99_ms": _r(percentile(lat, 99)),
+        "max_ms": _r(lat[-1] if lat else None),
+    }
 
 
 def _r(v: float | None) -> float | None:
@@ -283,21 +335,35 @@ def _statuses(records: list[Record]) -> dict[str, int]:
     return dict(collections.Counter(str(r.status) for r in records if _failed(r)))
 
 
-def _analyse(moves: list[dict[str, Any]], records: list[Record],
-             sampler: CoreSampler) -> dict[str, Any]:
+def _analyse(
+    moves: list[dict[str, Any]], records: list[Record], sampler: CoreSampler
+) -> dict[str, Any]:
     windows = [(m["t0"], m["t_served"] + WINDOW_TAIL_S) for m in moves]
     failures = []
     for r in sorted(records, key=lambda r: r.sent):
         if not _failed(r):
             continue
         before = [(i, m) for i, m in enumerate(moves, 1) if m["t0"] <= r.sent]
-        where: dict[str, Any] = {"before the first move": True} if not before else {
-            "after_move": before[-1][0],
-            "sent_after_publish_s": round(r.sent - before[-1][1]["t0"], 3),
-            "sent_after_served_s": round(r.sent - before[-1][1]["t_served"], 3)}
-        failures.append({**where, "latency_ms": round(r.latency * 1000, 1),
-                         "status": r.status, "member": r.member, "kind": r.kind,
-                         "group": r.group, "detail": r.detail})
+        where: dict[str, Any] = (
+            {"before the first move": True}
+            if not before
+            else {
+                "after_move": before[-1][0],
+                "sent_after_publish_s": round(r.sent - before[-1][1]["t0"], 3),
+                "sent_after_served_s": round(r.sent - before[-1][1]["t_served"], 3),
+            }
+        )
+        failures.append(
+            {
+                **where,
+                "latency_ms": round(r.latency * 1000, 1),
+                "status": r.status,
+                "member": r.member,
+                "kind": r.kind,
+                "group": r.group,
+                "detail": r.detail,
+            }
+        )
     for m in moves:
         lo, hi = m["t0"], m["t_served"] + WINDOW_TAIL_S
         inside = [r for r in records if lo <= r.sent <= hi]
@@ -330,18 +396,22 @@ def _problems(log_path: Path, limit: int = 20) -> list[str]:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    return [line[:300] for line in lines if " WARNING " in line or " ERROR " in line
-            or "Traceback" in line][:limit]
+    return [
+        line[:300]
+        for line in lines
+        if " WARNING " in line or " ERROR " in line or "Traceback" in line
+    ][:limit]
 
 
 async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[str, Any]:
     from kubernetes_asyncio import client
-    from threadweaver.adapters.kube.client import api_client
-    from threadweaver.shards import ShardMap, ShardRange
+
     from tests.support.backends import production_backends
     from tests.support.cluster_driver import ClusterDriver
     from tests.support.runtime_process import RuntimeProcess
     from tests.support.services import ServiceURLs
+    from threadweaver.adapters.kube.client import api_client
+    from threadweaver.shards import ShardMap, ShardRange
 
     shards = p.handoff_shards
     dynalite = Dynalite(work / "dynalite").start()
@@ -354,17 +424,31 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
     def kill_members() -> None:
         for proc in members.values():
             proc.kill()
+
     atexit.register(kill_members)
     try:
-        async with production_backends(ServiceURLs(mysql=services.mysql,
-                                                   dynamodb=dynalite.url)) as backends:
+        async with production_backends(
+            ServiceURLs(mysql=services.mysql, dynamodb=dynalite.url)
+        ) as backends:
             log(f"w6 handoff: backends ready; starting 2 members ({shards} shards)")
             driver = ClusterDriver(api, namespace, CLUSTER)
             names = [f"{CLUSTER}-a", f"{CLUSTER}-b"]
             for name in names:
-                proc = RuntimeProcess(work / name, name=name, args=[
-                    "--cluster", CLUSTER, "--namespace", namespace, "--kubeconfig", kubeconfig,
-                    *backends.serve_args(), "--shards", str(shards)])
+                proc = RuntimeProcess(
+                    work / name,
+                    name=name,
+                    args=[
+                        "--cluster",
+                        CLUSTER,
+                        "--namespace",
+                        namespace,
+                        "--kubeconfig",
+                        kubeconfig,
+                        *backends.serve_args(),
+                        "--shards",
+                        str(shards),
+                    ],
+                )
                 proc.args += ["--peer-address", f"127.0.0.1:{proc.port}"]
                 members[name] = proc.start(wait=False)
                 _pin(proc.proc.pid, SERVER_CORE)
@@ -380,19 +464,24 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
             startup_idle_s = await asyncio.to_thread(wait_idle, pids, 60.0)
             log(f"w6 handoff: members ready, idle after {startup_idle_s}s")
             idle: dict[str, Any] = {}
-            if p.handoff_idle:            # what the cluster costs with no commands at all
+            if p.handoff_idle:  # what the cluster costs with no commands at all
                 cpu0 = {n: proc_cpu_seconds(m.proc.pid) for n, m in members.items()}
                 meter, t_idle = CpuMeter(dynalite), time.monotonic()
                 await asyncio.sleep(p.handoff_idle)
                 wall = time.monotonic() - t_idle
-                idle = {"seconds": round(wall, 1), "member_cpu_pct": {
-                    n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
-                    for n, m in members.items()}, **meter.result()}
+                idle = {
+                    "seconds": round(wall, 1),
+                    "member_cpu_pct": {
+                        n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
+                        for n, m in members.items()
+                    },
+                    **meter.result(),
+                }
             a, b = names
             block = driver.map.assignments[a]
             first = next(iter(block))
             size = max(1, len(first) // 4)
-            rng = ShardRange(first.end - size, first.end)     # the last quarter of A's block
+            rng = ShardRange(first.end - size, first.end)  # the last quarter of A's block
             urls = {n: m.url for n, m in members.items()}
             moving, other = await _create_threads(urls, shards, rng, 8)
             log(f"w6 handoff: {len(moving) + len(other)} threads; load at {p.handoff_rate:g}/s")
@@ -417,8 +506,10 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
                 sampler.stop.set()
                 await asyncio.wait_for(sampler_task, 10)
             wall = time.monotonic() - t_load
-            cpu = {n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
-                   for n, m in members.items()}
+            cpu = {
+                n: round(100 * (proc_cpu_seconds(m.proc.pid) - cpu0[n]) / wall, 1)
+                for n, m in members.items()
+            }
             services_cpu = meter.result()
             records = load.records
             extra = _analyse(moves, records, sampler)
@@ -441,12 +532,20 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
         dynalite.stop()
     durations = [m["duration_s"] for m in moves]
     out: dict[str, Any] = {
-        "shards": shards, "members": names, "range": str(rng), "range_shards": len(rng),
-        "rate": p.handoff_rate, "moves_requested": p.handoff_moves, "settle_s": p.handoff_settle,
-        "warmup_s": p.handoff_warmup, "startup_idle_s": startup_idle_s, "idle": idle,
+        "shards": shards,
+        "members": names,
+        "range": str(rng),
+        "range_shards": len(rng),
+        "rate": p.handoff_rate,
+        "moves_requested": p.handoff_moves,
+        "settle_s": p.handoff_settle,
+        "warmup_s": p.handoff_warmup,
+        "startup_idle_s": startup_idle_s,
+        "idle": idle,
         "threads": {"moving": len(moving), "other": len(other)},
         "moves": moves,
-        "duration_s_median": median(durations), "duration_s_worst": _worst(durations),
+        "duration_s_median": median(durations),
+        "duration_s_worst": _worst(durations),
         "acked_s_median": median(m["acked_s"] for m in moves),
         "complete_s_median": median(m["complete_s"] for m in moves),
         "moving_max_ms_median": median(m["moving"]["max_ms"] for m in moves),
@@ -455,9 +554,14 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
         "moving_p99_ms_worst": _worst([m["moving"]["p99_ms"] for m in moves]),
         "failed_per_move_median": median(m["failed"] for m in moves),
         "failed_per_move_worst": _worst([m["failed"] for m in moves]),
-        "requests": len(records), "failed": len(failed), "failed_statuses": _statuses(records),
-        "achieved_rps": round(len(records) / wall, 1), "load_s": round(wall, 1),
-        "member_cpu_pct": cpu, **services_cpu, **extra,
+        "requests": len(records),
+        "failed": len(failed),
+        "failed_statuses": _statuses(records),
+        "achieved_rps": round(len(records) / wall, 1),
+        "load_s": round(wall, 1),
+        "member_cpu_pct": cpu,
+        **services_cpu,
+        **extra,
         "member_log_problems": {n: v for n, v in problems.items() if v},
     }
     return out

@@ -19,6 +19,7 @@ measured apart; it is in-memory and fresh for every measurement series, and no o
 tables or requests share it. The control plane is `hack/controlplane.sh up` (as the e2e suite's
 conftest does); its processes are not pinned. Any of these failing to start is a BenchError.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,12 +30,26 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .common import (
-    CLK_TCK, HOST, REPO, SERVER_CORE, BenchError, ensure_services, free_port, log, mysql_version,
-    mysqld_pid, proc_cpu_seconds, proc_memory, spawn, stop, tail,
+    CLK_TCK,
+    HOST,
+    REPO,
+    SERVER_CORE,
+    BenchError,
+    ensure_services,
+    free_port,
+    log,
+    mysql_version,
+    mysqld_pid,
+    proc_cpu_seconds,
+    proc_memory,
+    spawn,
+    stop,
+    tail,
 )
 from .profiles import Profile
 
@@ -55,16 +70,32 @@ class Dynalite:
     def url(self) -> str:
         return f"dynamodb://{HOST}:{self.port}?region=us-east-1"
 
-    def start(self, timeout: float = 60.0) -> "Dynalite":
+    def start(self, timeout: float = 60.0) -> Dynalite:
         node = shutil.which("node")
         if node is None or not DYNALITE_CLI.is_file():
-            raise BenchError(f"node or dynalite ({DYNALITE_CLI}) missing after "
-                             "`hack/services.sh up`")
+            raise BenchError(
+                f"node or dynalite ({DYNALITE_CLI}) missing after `hack/services.sh up`"
+            )
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.proc = spawn([node, str(DYNALITE_CLI), "--host", HOST, "--port", str(self.port),
-                           "--createTableMs", "20", "--deleteTableMs", "20",
-                           "--updateTableMs", "20"], core=self.core, log=self.log)
+        self.proc = spawn(
+            [
+                node,
+                str(DYNALITE_CLI),
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--createTableMs",
+                "20",
+                "--deleteTableMs",
+                "20",
+                "--updateTableMs",
+                "20",
+            ],
+            core=self.core,
+            log=self.log,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -73,16 +104,22 @@ class Dynalite:
                 return self
             if time.monotonic() > deadline:
                 self.stop()
-                raise BenchError(f"dynalite did not answer within {timeout:.0f}s:\n"
-                                 f"{tail(self.log)}")
+                raise BenchError(
+                    f"dynalite did not answer within {timeout:.0f}s:\n{tail(self.log)}"
+                )
             time.sleep(0.1)
 
     def _answers(self) -> bool:
         """Any DynamoDB API answer to ListTables (dynalite wants a signature: a 400 will do)."""
         req = urllib.request.Request(
-            f"http://{HOST}:{self.port}/", data=b"{}", method="POST",
-            headers={"Content-Type": "application/x-amz-json-1.0",
-                     "X-Amz-Target": "DynamoDB_20120810.ListTables"})
+            f"http://{HOST}:{self.port}/",
+            data=b"{}",
+            method="POST",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=1):
                 return True
@@ -130,13 +167,16 @@ class CpuMeter:
         wall = max(1e-6, time.monotonic() - self.t0)
         d = (self.dynalite.cpu_seconds() - self.d0) if self.dynalite else None
         m = (proc_cpu_seconds(self.mysqld) - self.m0) if self.mysqld else None
-        return {"dynalite_cpu_pct": None if d is None else round(100 * d / wall, 1),
-                "mysqld_cpu_pct": None if m is None else round(100 * m / wall, 1),
-                "core0_busy_pct": round(100 * (core_busy_seconds() - self.c0) / wall, 1)}
+        return {
+            "dynalite_cpu_pct": None if d is None else round(100 * d / wall, 1),
+            "mysqld_cpu_pct": None if m is None else round(100 * m / wall, 1),
+            "core0_busy_pct": round(100 * (core_busy_seconds() - self.c0) / wall, 1),
+        }
 
 
-def wait_idle(pids: list[int], timeout: float, *, threshold_pct: float = 15.0,
-              interval: float = 0.25) -> float:
+def wait_idle(
+    pids: list[int], timeout: float, *, threshold_pct: float = 15.0, interval: float = 0.25
+) -> float:
     """Wait (bounded) until the processes `pids` together use less than `threshold_pct` of a
     core over two consecutive `interval`s: a production runtime's start-up read of every shard
     of its range (one query per shard) and its dynalite's work for it are over. Returns the
@@ -160,6 +200,7 @@ def production_backends(services: Any, dynalite: Dynalite) -> Iterator[Any]:
     migrated MariaDB database, from synchronous code; removed afterwards."""
     from tests.support.backends import production_backends as _backends
     from tests.support.services import ServiceURLs
+
     urls = ServiceURLs(mysql=services.mysql, dynamodb=dynalite.url)
     with asyncio.Runner() as runner:
         cm = _backends(urls)
@@ -172,7 +213,7 @@ def production_backends(services: Any, dynalite: Dynalite) -> Iterator[Any]:
         finally:
             try:
                 runner.run(asyncio.wait_for(cm.__aexit__(None, None, None), 60))
-            except Exception as exc:   # uniquely named; reported, not fatal
+            except Exception as exc:  # uniquely named; reported, not fatal
                 log(f"w6: removing the tables/database failed: {exc}")
 
 
@@ -185,27 +226,31 @@ def dynalite_version() -> str:
 
 def run(p: Profile, work: Path) -> dict[str, Any]:
     from . import w6_commands, w6_handoff
+
     work.mkdir(parents=True, exist_ok=True)
     log("w6: hack/services.sh up (MariaDB, dynalite package)")
     services = ensure_services()
     out: dict[str, Any] = {
-        "mysql_version": mysql_version(services.mysql), "dynalite_version": dynalite_version(),
-        "node_version": subprocess.run(["node", "--version"], capture_output=True, text=True,
-                                       timeout=10).stdout.strip(),
+        "mysql_version": mysql_version(services.mysql),
+        "dynalite_version": dynalite_version(),
+        "node_version": subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip(),
     }
     failures = []
     for key, module in (("commands", w6_commands), ("handoff", w6_handoff)):
         try:
             out[key] = module.run(p, work / key, services)
         except BenchError as exc:
-            if "exceeded its" in str(exc):          # the workload's ceiling: stop here
+            if "exceeded its" in str(exc):  # the workload's ceiling: stop here
                 raise
             log(f"w6 {key} failed: {exc}")
             out[key] = {"error": f"{type(exc).__name__}: {exc}"[:4000]}
             failures.append(key)
     if len(failures) == 2:
-        raise BenchError(f"w6: both parts failed: {out['commands']['error']} / "
-                         f"{out['handoff']['error']}")
+        raise BenchError(
+            f"w6: both parts failed: {out['commands']['error']} / {out['handoff']['error']}"
+        )
     if failures:
-        out["failed_parts"] = failures       # __main__ counts the workload as failed
+        out["failed_parts"] = failures  # __main__ counts the workload as failed
     return out

@@ -5,6 +5,7 @@ No I/O: the handlers apply these dicts with server-side apply (field manager
 the operator owns. ``owner`` (the cluster's ownerReference, see :func:`owner_reference`) makes
 every object garbage-collected with the cluster.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,10 +17,24 @@ from . import names
 from .spec import ClusterSpec
 
 __all__ = [
-    "RUNTIME_UID", "PASSWORD_MOUNT", "PASSWORD_FILE", "JWT_MOUNT", "JWT_HS256_FILE", "JWT_JWKS_FILE",
-    "owner_reference", "service_account", "role",
-    "role_binding", "headless_service", "client_service", "runtime_env", "statefulset",
-    "pod_disruption_budget", "migration_job", "shardmap_configmap", "runtime_objects",
+    "JWT_HS256_FILE",
+    "JWT_JWKS_FILE",
+    "JWT_MOUNT",
+    "PASSWORD_FILE",
+    "PASSWORD_MOUNT",
+    "RUNTIME_UID",
+    "client_service",
+    "headless_service",
+    "migration_job",
+    "owner_reference",
+    "pod_disruption_budget",
+    "role",
+    "role_binding",
+    "runtime_env",
+    "runtime_objects",
+    "service_account",
+    "shardmap_configmap",
+    "statefulset",
 ]
 
 RUNTIME_UID = 10001
@@ -53,8 +68,13 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _meta(spec: ClusterSpec, name: str, owner: Owner, component: str = "runtime",
-          extra_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    spec: ClusterSpec,
+    name: str,
+    owner: Owner,
+    component: str = "runtime",
+    extra_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "namespace": spec.namespace,
@@ -69,8 +89,11 @@ def _meta(spec: ClusterSpec, name: str, owner: Owner, component: str = "runtime"
 
 
 def service_account(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(spec, names.runtime_account(spec.name), owner)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, names.runtime_account(spec.name), owner),
+    }
 
 
 def role(spec: ClusterSpec, member_count: int, owner: Owner = None) -> dict[str, Any]:
@@ -90,11 +113,19 @@ def role(spec: ClusterSpec, member_count: int, owner: Owner = None) -> dict[str,
         "kind": "Role",
         "metadata": _meta(spec, names.runtime_account(spec.name), owner),
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"],
-             "resourceNames": [names.shardmap_configmap(spec.name)], "verbs": ["get", "list", "watch"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [names.shardmap_configmap(spec.name)],
+                "verbs": ["get", "list", "watch"],
+            },
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": members, "verbs": ["get", "update", "patch", "delete"]},
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": members,
+                "verbs": ["get", "update", "patch", "delete"],
+            },
         ],
     }
 
@@ -159,14 +190,22 @@ def _read_model_env(spec: ClusterSpec) -> list[dict[str, Any]]:
 def runtime_env(spec: ClusterSpec) -> list[dict[str, Any]]:
     """The runtime's environment (every ``threadweaver serve`` flag has a THREADWEAVER_* variable)."""
     env: list[dict[str, Any]] = [
-        {"name": "THREADWEAVER_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "THREADWEAVER_MEMBER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": "THREADWEAVER_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {
+            "name": "THREADWEAVER_MEMBER_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        },
         {"name": "THREADWEAVER_HOST", "value": "0.0.0.0"},
         {"name": "THREADWEAVER_PORT", "value": str(spec.port)},
         {"name": "THREADWEAVER_CLUSTER", "value": spec.name},
-        {"name": "THREADWEAVER_PEER_ADDRESS",
-         "value": f"$(THREADWEAVER_MEMBER_NAME).{names.headless_service(spec.name)}."
-                  f"$(THREADWEAVER_NAMESPACE).svc:{spec.port}"},
+        {
+            "name": "THREADWEAVER_PEER_ADDRESS",
+            "value": f"$(THREADWEAVER_MEMBER_NAME).{names.headless_service(spec.name)}."
+            f"$(THREADWEAVER_NAMESPACE).svc:{spec.port}",
+        },
         {"name": "THREADWEAVER_SHARDS", "value": str(spec.shards)},
         {"name": "THREADWEAVER_PASSIVATE_AFTER", "value": str(spec.passivation_timeout_seconds)},
         {"name": "THREADWEAVER_JOURNAL", "value": spec.journal_url()},
@@ -205,21 +244,37 @@ def _auth_volume(spec: ClusterSpec) -> tuple[list[dict[str, Any]], list[dict[str
     if not a.enabled or ref is None:
         return [], []
     path = (JWT_HS256_FILE if a.hs256_secret else JWT_JWKS_FILE).rsplit("/", 1)[1]
-    volume = {"name": "jwt", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": path}],
-                                        "defaultMode": 0o440}}
+    volume = {
+        "name": "jwt",
+        "secret": {
+            "secretName": ref.name,
+            "items": [{"key": ref.key, "path": path}],
+            "defaultMode": 0o440,
+        },
+    }
     return [volume], [{"name": "jwt", "mountPath": JWT_MOUNT, "readOnly": True}]
 
 
 def _aws_env(spec: ClusterSpec) -> list[dict[str, Any]]:
     d = spec.dynamodb
-    env: list[dict[str, Any]] = [{"name": "AWS_REGION", "value": d.region},
-                                 {"name": "AWS_DEFAULT_REGION", "value": d.region}]
+    env: list[dict[str, Any]] = [
+        {"name": "AWS_REGION", "value": d.region},
+        {"name": "AWS_DEFAULT_REGION", "value": d.region},
+    ]
     if d.credentials_secret:
         env += [
-            {"name": "AWS_ACCESS_KEY_ID",
-             "valueFrom": {"secretKeyRef": {"name": d.credentials_secret, "key": d.access_key_id_key}}},
-            {"name": "AWS_SECRET_ACCESS_KEY",
-             "valueFrom": {"secretKeyRef": {"name": d.credentials_secret, "key": d.secret_access_key_key}}},
+            {
+                "name": "AWS_ACCESS_KEY_ID",
+                "valueFrom": {
+                    "secretKeyRef": {"name": d.credentials_secret, "key": d.access_key_id_key}
+                },
+            },
+            {
+                "name": "AWS_SECRET_ACCESS_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": d.credentials_secret, "key": d.secret_access_key_key}
+                },
+            },
         ]
     return env
 
@@ -250,17 +305,29 @@ def _volumes(spec: ClusterSpec) -> tuple[list[dict[str, Any]], list[dict[str, An
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if spec.mysql.password_secret:
-        volumes.append({"name": "read-model-password", "secret": {
-            "secretName": spec.mysql.password_secret,
-            "items": [{"key": spec.mysql.password_key, "path": "password"}],
-            "defaultMode": 0o440,
-        }})
-        mounts.append({"name": "read-model-password", "mountPath": PASSWORD_MOUNT, "readOnly": True})
+        volumes.append(
+            {
+                "name": "read-model-password",
+                "secret": {
+                    "secretName": spec.mysql.password_secret,
+                    "items": [{"key": spec.mysql.password_key, "path": "password"}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        mounts.append(
+            {"name": "read-model-password", "mountPath": PASSWORD_MOUNT, "readOnly": True}
+        )
     return volumes, mounts
 
 
-def _container(spec: ClusterSpec, name: str, command: list[str], env: list[dict[str, Any]],
-               mounts: list[dict[str, Any]]) -> dict[str, Any]:
+def _container(
+    spec: ClusterSpec,
+    name: str,
+    command: list[str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": spec.image,
@@ -289,9 +356,16 @@ def statefulset(spec: ClusterSpec, replicas: int, owner: Owner = None) -> dict[s
     """The runtime members. ``replicas`` comes from the rebalancing decision (during a
     scale-down it stays above ``spec.replicas`` until the leaving members are drained)."""
     volumes, mounts = _volumes(spec)
-    volumes.append({"name": "peer-token", "secret": {
-        "secretName": names.peer_token_secret(spec.name),
-        "items": [{"key": "token", "path": "token"}], "defaultMode": 0o440}})
+    volumes.append(
+        {
+            "name": "peer-token",
+            "secret": {
+                "secretName": names.peer_token_secret(spec.name),
+                "items": [{"key": "token", "path": "token"}],
+                "defaultMode": 0o440,
+            },
+        }
+    )
     mounts.append({"name": "peer-token", "mountPath": PEER_TOKEN_MOUNT, "readOnly": True})
     auth_volumes, auth_mounts = _auth_volume(spec)
     volumes += auth_volumes
@@ -300,15 +374,20 @@ def statefulset(spec: ClusterSpec, replicas: int, owner: Owner = None) -> dict[s
     container["ports"] = [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}]
     container["livenessProbe"] = {
         "httpGet": {"path": "/live", "port": "http"},
-        "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 6,
     }
     container["readinessProbe"] = {
         "httpGet": {"path": "/ready", "port": "http"},
-        "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3,
+        "periodSeconds": 5,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
     }
     container["startupProbe"] = {
         "httpGet": {"path": "/live", "port": "http"},
-        "periodSeconds": 2, "failureThreshold": 60,
+        "periodSeconds": 2,
+        "failureThreshold": 60,
     }
     selector = names.selector_labels(spec.name)
     pod_spec: dict[str, Any] = {
@@ -318,11 +397,19 @@ def statefulset(spec: ClusterSpec, replicas: int, owner: Owner = None) -> dict[s
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "containers": [container],
         "volumes": volumes,
-        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                "labelSelector": {"matchLabels": selector}},
-        }]}},
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": selector},
+                        },
+                    }
+                ]
+            }
+        },
     }
     template_meta: dict[str, Any] = {"labels": names.labels(spec.name)}
     if spec.pod_annotations:
@@ -348,7 +435,10 @@ def pod_disruption_budget(spec: ClusterSpec, owner: Owner = None) -> dict[str, A
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(spec, names.pdb(spec.name), owner),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.selector_labels(spec.name)}},
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": names.selector_labels(spec.name)},
+        },
     }
 
 
@@ -360,12 +450,16 @@ def migration_job(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
     (a Job's template is immutable: a new image or read model gets a new Job)."""
     revision = spec.migration_revision()
     volumes, mounts = _volumes(spec)
-    container = _container(spec, "migrate", ["threadweaver", "migrate"], _read_model_env(spec), mounts)
+    container = _container(
+        spec, "migrate", ["threadweaver", "migrate"], _read_model_env(spec), mounts
+    )
     extra = {MIGRATION_REVISION_LABEL: revision}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(spec, names.migration_job(spec.name, revision), owner, "migration", extra),
+        "metadata": _meta(
+            spec, names.migration_job(spec.name, revision), owner, "migration", extra
+        ),
         "spec": {
             "backoffLimit": JOB_BACKOFF_LIMIT,
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
@@ -395,7 +489,9 @@ def peer_token_secret(spec: ClusterSpec, token: str, owner: Owner = None) -> dic
     }
 
 
-def shardmap_configmap(spec: ClusterSpec, shard_map: ShardMap, owner: Owner = None) -> dict[str, Any]:
+def shardmap_configmap(
+    spec: ClusterSpec, shard_map: ShardMap, owner: Owner = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -404,7 +500,9 @@ def shardmap_configmap(spec: ClusterSpec, shard_map: ShardMap, owner: Owner = No
     }
 
 
-def runtime_objects(spec: ClusterSpec, member_count: int, owner: Owner = None) -> list[dict[str, Any]]:
+def runtime_objects(
+    spec: ClusterSpec, member_count: int, owner: Owner = None
+) -> list[dict[str, Any]]:
     """Everything but the StatefulSet, the Job and the shard map, in apply order."""
     return [
         service_account(spec, owner),

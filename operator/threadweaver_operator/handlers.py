@@ -13,6 +13,7 @@ handoff, RMU restarts) -> StatefulSet (created or rolled to a new template only 
 migration of that template succeeded; replicas from the rebalancing decision) -> status.
 Every action is an Event on the ThreadWeaverCluster.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -34,7 +35,7 @@ from .spec import ClusterSpec, SpecError
 from .status import Condition, Observed, build_status
 from .supervision import member_views, supervise
 
-__all__ = ["reconcile", "TICK_SECONDS"]
+__all__ = ["TICK_SECONDS", "reconcile"]
 
 log = logging.getLogger("threadweaver_operator")
 
@@ -47,7 +48,7 @@ class ClusterState:
     """In-memory per-cluster state (a cache: everything is re-derived after a restart)."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    status: dict[str, Any] | None = None         # last status written
+    status: dict[str, Any] | None = None  # last status written
     warned: set[str] = field(default_factory=set)  # warnings already posted (no Event storms)
     restart_times: dict[str, float] = field(default_factory=dict)
 
@@ -76,9 +77,12 @@ def _state(uid: str) -> ClusterState:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = names.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="threadweaver.io")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="threadweaver.io"
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="threadweaver.io", key="last-handled-configuration")
+        prefix="threadweaver.io", key="last-handled-configuration"
+    )
     # Only warnings of Kopf's own per-object log become Events; ours are posted explicitly.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -106,7 +110,13 @@ def _post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> Non
 
 
 def _info(body: Mapping[str, Any], reason: str, message: str) -> None:
-    log.info("%s/%s: %s: %s", body["metadata"].get("namespace"), body["metadata"]["name"], reason, message)
+    log.info(
+        "%s/%s: %s: %s",
+        body["metadata"].get("namespace"),
+        body["metadata"]["name"],
+        reason,
+        message,
+    )
     _post(body, "Normal", reason, message)
 
 
@@ -116,7 +126,13 @@ def _warn(body: Mapping[str, Any], state: ClusterState, reason: str, message: st
     if key in state.warned:
         return
     state.warned.add(key)
-    log.warning("%s/%s: %s: %s", body["metadata"].get("namespace"), body["metadata"]["name"], reason, message)
+    log.warning(
+        "%s/%s: %s: %s",
+        body["metadata"].get("namespace"),
+        body["metadata"]["name"],
+        reason,
+        message,
+    )
     _post(body, "Warning", reason, message)
 
 
@@ -141,9 +157,14 @@ async def on_change(body: kopf.Body, **_: Any) -> None:
 async def tick(body: kopf.Body, **_: Any) -> None:
     try:
         await reconcile(body)
-    except (KubeError, OSError, asyncio.TimeoutError) as exc:
-        log.warning("%s/%s: reconcile failed (retrying in %ss): %s", body.metadata.namespace,
-                    body.metadata.name, TICK_SECONDS, exc)
+    except (TimeoutError, KubeError, OSError) as exc:
+        log.warning(
+            "%s/%s: reconcile failed (retrying in %ss): %s",
+            body.metadata.namespace,
+            body.metadata.name,
+            TICK_SECONDS,
+            exc,
+        )
 
 
 @kopf.on.delete(*RESOURCE, id="finalize")
@@ -152,7 +173,9 @@ async def on_delete(body: kopf.Body, name: str, namespace: str, **_: Any) -> Non
     kube = await _kube()
     state = _state(body.metadata.uid)
     try:
-        await kube.merge_patch("ThreadWeaverCluster", namespace, name, {"status": {"phase": "Deleting"}}, "status")
+        await kube.merge_patch(
+            "ThreadWeaverCluster", namespace, name, {"status": {"phase": "Deleting"}}, "status"
+        )
     except KubeError:
         pass
     try:
@@ -162,9 +185,17 @@ async def on_delete(body: kopf.Body, name: str, namespace: str, **_: Any) -> Non
         return
     tables = ", ".join(provisioning.table_names(spec))
     if spec.deletion_policy != "Delete":
-        _info(body, "TablesRetained", f"deletionPolicy Retain: kept DynamoDB tables {tables} and the read model")
+        _info(
+            body,
+            "TablesRetained",
+            f"deletionPolicy Retain: kept DynamoDB tables {tables} and the read model",
+        )
     elif not spec.dynamodb.create_tables:
-        _info(body, "TablesRetained", f"createTables is false: the operator does not delete external tables {tables}")
+        _info(
+            body,
+            "TablesRetained",
+            f"createTables is false: the operator does not delete external tables {tables}",
+        )
     else:
         try:
             deleted = await provisioning.delete_tables(kube, spec)
@@ -174,8 +205,13 @@ async def on_delete(body: kopf.Body, name: str, namespace: str, **_: Any) -> Non
         except Exception as exc:
             _warn(body, state, "DeleteTablesFailed", f"{type(exc).__name__}: {exc}")
             raise kopf.TemporaryError(f"cannot delete the tables: {exc}", delay=15) from exc
-        _info(body, "TablesDeleted", f"deletionPolicy Delete: deleted DynamoDB tables {', '.join(deleted)}" if deleted
-              else f"deletionPolicy Delete: tables {tables} did not exist")
+        _info(
+            body,
+            "TablesDeleted",
+            f"deletionPolicy Delete: deleted DynamoDB tables {', '.join(deleted)}"
+            if deleted
+            else f"deletionPolicy Delete: tables {tables} did not exist",
+        )
     OP.clusters.pop(body.metadata.uid, None)
 
 
@@ -216,10 +252,20 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     if problems or spec is None:
         _warn(body, state, "InvalidSpec", "; ".join(problems))
         replicas = (body.get("spec") or {}).get("replicas")
-        await _write_status(kube, body, state, previous, Observed(
-            generation=generation, replicas=replicas if isinstance(replicas, int) else 0,
-            spec_problems=problems, selector=selector,
-            epoch=previous.get("epoch"), members=previous.get("members") or {}))
+        await _write_status(
+            kube,
+            body,
+            state,
+            previous,
+            Observed(
+                generation=generation,
+                replicas=replicas if isinstance(replicas, int) else 0,
+                spec_problems=problems,
+                selector=selector,
+                epoch=previous.get("epoch"),
+                members=previous.get("members") or {},
+            ),
+        )
         return
     _clear_warnings(state, "InvalidSpec")
 
@@ -232,16 +278,24 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
         try:
             current = ShardMap.from_json((cm.get("data") or {}).get(SHARDMAP_KEY) or "")
         except ShardMapError as exc:
-            map_error = f"ConfigMap {names.shardmap_configmap(name)} holds an invalid shard map: {exc}"
+            map_error = (
+                f"ConfigMap {names.shardmap_configmap(name)} holds an invalid shard map: {exc}"
+            )
     sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
-    member_count = max([spec.replicas, sts_replicas or 0] +
-                       [(names.ordinal(name, m) or 0) + 1 for m in _members_from_map(current)])
+    member_count = max(
+        [spec.replicas, sts_replicas or 0]
+        + [(names.ordinal(name, m) or 0) + 1 for m in _members_from_map(current)]
+    )
 
     # 3. runtime RBAC, Services, PDB, peer token: no preconditions
     for obj in builders.runtime_objects(spec, member_count, owner):
         await kube.apply(obj)
     if await provisioning.ensure_peer_token(kube, spec, owner):
-        _info(body, "PeerTokenCreated", f"created Secret {names.peer_token_secret(name)} for member-to-member forwarding")
+        _info(
+            body,
+            "PeerTokenCreated",
+            f"created Secret {names.peer_token_secret(name)} for member-to-member forwarding",
+        )
 
     # 4. Secrets, tables, migration
     secret_problems = await provisioning.check_secrets(kube, spec)
@@ -275,15 +329,22 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     # with a message naming the field instead of pods stuck in ContainerCreating.
     if "readModel" in secret_problems:
         p = secret_problems["readModel"]
-        migration = provisioning.MigrationResult(Condition("Migrated", "False", p.reason, str(p)), spec.migration_revision())
+        migration = provisioning.MigrationResult(
+            Condition("Migrated", "False", p.reason, str(p)), spec.migration_revision()
+        )
     elif "auth" in secret_problems:
         p = secret_problems["auth"]
         migration = provisioning.MigrationResult(
-            Condition("Migrated", "False", p.reason, f"{p} (needed by {_secret_field(spec, 'auth')})"),
-            spec.migration_revision())
+            Condition(
+                "Migrated", "False", p.reason, f"{p} (needed by {_secret_field(spec, 'auth')})"
+            ),
+            spec.migration_revision(),
+        )
     elif not provisioned.true:
         migration = provisioning.MigrationResult(
-            Condition("Migrated", "False", "WaitingForTables", "waiting for the journal tables"), spec.migration_revision())
+            Condition("Migrated", "False", "WaitingForTables", "waiting for the journal tables"),
+            spec.migration_revision(),
+        )
     else:
         migration = await provisioning.ensure_migration(kube, spec, owner, migrated_revision)
         if migration.created:
@@ -300,12 +361,22 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     can_roll_out = provisioned.true and migration.done and not secret_problems
 
     # 5. members: Leases and Pods
-    now = datetime.now(timezone.utc)
-    leases = {l["metadata"]["name"]: l for l in await kube.list("Lease", namespace)
-              if names.ordinal(name, l["metadata"]["name"]) is not None
-              or l["metadata"]["name"] in _members_from_map(current)}
-    pods = {p["metadata"]["name"]: p for p in await kube.list("Pod", namespace, label_selector=selector)}
-    candidates = set(names.members(name, member_count)) | _members_from_map(current) | set(leases) | set(pods)
+    now = datetime.now(UTC)
+    leases = {
+        l["metadata"]["name"]: l
+        for l in await kube.list("Lease", namespace)
+        if names.ordinal(name, l["metadata"]["name"]) is not None
+        or l["metadata"]["name"] in _members_from_map(current)
+    }
+    pods = {
+        p["metadata"]["name"]: p for p in await kube.list("Pod", namespace, label_selector=selector)
+    }
+    candidates = (
+        set(names.members(name, member_count))
+        | _members_from_map(current)
+        | set(leases)
+        | set(pods)
+    )
     views = member_views(name, candidates, leases, pods, now)
 
     # 6. shard map: rebalance / handoff, then RMU supervision
@@ -316,10 +387,22 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     if map_error:
         _warn(body, state, "ShardMapInvalid", map_error)
     else:
-        pre = supervise(current, views, sts_replicas, time.monotonic(), state.restart_times) if current else None
+        pre = (
+            supervise(current, views, sts_replicas, time.monotonic(), state.restart_times)
+            if current
+            else None
+        )
         dead = pre.dead if pre else frozenset()
-        decision = decide(name, spec.shards, spec.replicas, current, views, dead,
-                          rolling_update_in_progress(sts), spec.max_ranges_per_round)
+        decision = decide(
+            name,
+            spec.shards,
+            spec.replicas,
+            current,
+            views,
+            dead,
+            rolling_update_in_progress(sts),
+            spec.max_ranges_per_round,
+        )
         new_map = decision.shard_map
         sup = supervise(new_map, views, sts_replicas, time.monotonic(), state.restart_times)
         state.restart_times = dict(sup.restart_times)
@@ -334,7 +417,11 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
                 _info(body, _event_reason(decision.action), decision.message)
             for member, r in sup.restarted:
                 restarted_total += 1
-                _info(body, "RmuRestartRequested", f"requested a restart of the read-model updater of shards {r} on {member}")
+                _info(
+                    body,
+                    "RmuRestartRequested",
+                    f"requested a restart of the read-model updater of shards {r} on {member}",
+                )
         if decision.reason == "ShardsMismatch":
             _warn(body, state, "ShardsMismatch", decision.message)
         current = new_map
@@ -343,45 +430,69 @@ async def _reconcile(kube: Kube, body: Mapping[str, Any], state: ClusterState) -
     desired_replicas = decision.statefulset_replicas if decision else (sts_replicas or 0)
     if can_roll_out and current is not None:
         if sts is None:
-            _info(body, "StatefulSetCreated", f"created StatefulSet {name} with {desired_replicas} replica(s)")
+            _info(
+                body,
+                "StatefulSetCreated",
+                f"created StatefulSet {name} with {desired_replicas} replica(s)",
+            )
         elif sts_replicas != desired_replicas:
-            _info(body, "Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired_replicas}")
+            _info(
+                body, "Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired_replicas}"
+            )
         elif _template_differs(sts, spec):
             _info(body, "RollingUpdate", f"StatefulSet {name}: rolling out image {spec.image}")
         elif _auth_differs(sts, spec):
-            _info(body, "RollingUpdate", f"StatefulSet {name}: rolling out authentication "
-                                         f"{'jwt' if spec.auth.enabled else 'none'}")
+            _info(
+                body,
+                "RollingUpdate",
+                f"StatefulSet {name}: rolling out authentication "
+                f"{'jwt' if spec.auth.enabled else 'none'}",
+            )
         sts = await kube.apply(builders.statefulset(spec, desired_replicas, owner))
     elif sts is not None and sts_replicas != desired_replicas:
         # A new template waits for its migration (and its Secrets); scaling does not.
-        sts = await kube.merge_patch("StatefulSet", namespace, name, {"spec": {"replicas": desired_replicas}})
-        _info(body, "Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired_replicas} "
-                              "(a template update waits for the migration)")
+        sts = await kube.merge_patch(
+            "StatefulSet", namespace, name, {"spec": {"replicas": desired_replicas}}
+        )
+        _info(
+            body,
+            "Scaled",
+            f"StatefulSet {name}: replicas {sts_replicas} -> {desired_replicas} "
+            "(a template update waits for the migration)",
+        )
 
     # 8. status
     sts_status = (sts or {}).get("status") or {}
     rebalancing = bool(decision and decision.rebalancing)
-    await _write_status(kube, body, state, previous, Observed(
-        generation=generation,
-        replicas=spec.replicas,
-        provisioned=provisioned,
-        migrated=migration.condition,
-        statefulset_exists=sts is not None,
-        pods=int(sts_status.get("replicas") or 0),
-        ready_pods=int(sts_status.get("readyReplicas") or 0),
-        epoch=current.epoch if current else None,
-        members=current.counts() if current else {},
-        rebalancing=rebalancing or bool(map_error),
-        rebalance_reason=("ShardMapInvalid" if map_error else decision.reason if decision else "Pending"),
-        rebalance_message=(map_error or (decision.message if decision else "")),
-        dead=observed_dead,
-        orphaned=orphaned,
-        rmu_reports=reports,
-        restarted_total=restarted_total,
-        selector=selector,
-        table_prefix=spec.table_prefix,
-        migrated_revision=migrated_revision,
-    ))
+    await _write_status(
+        kube,
+        body,
+        state,
+        previous,
+        Observed(
+            generation=generation,
+            replicas=spec.replicas,
+            provisioned=provisioned,
+            migrated=migration.condition,
+            statefulset_exists=sts is not None,
+            pods=int(sts_status.get("replicas") or 0),
+            ready_pods=int(sts_status.get("readyReplicas") or 0),
+            epoch=current.epoch if current else None,
+            members=current.counts() if current else {},
+            rebalancing=rebalancing or bool(map_error),
+            rebalance_reason=(
+                "ShardMapInvalid" if map_error else decision.reason if decision else "Pending"
+            ),
+            rebalance_message=(map_error or (decision.message if decision else "")),
+            dead=observed_dead,
+            orphaned=orphaned,
+            rmu_reports=reports,
+            restarted_total=restarted_total,
+            selector=selector,
+            table_prefix=spec.table_prefix,
+            migrated_revision=migrated_revision,
+        ),
+    )
 
 
 async def _check_auth_secret(kube: Kube, spec: ClusterSpec) -> provisioning.SecretProblem | None:
@@ -405,21 +516,32 @@ def _secret_field(spec: ClusterSpec, purpose: str) -> str:
 
 
 def _event_reason(action: str) -> str:
-    return {"initialize": "ShardMapInitialized", "rebalance": "RebalancePublished",
-            "complete-handoff": "HandoffCompleted"}.get(action, "ShardMapUpdated")
+    return {
+        "initialize": "ShardMapInitialized",
+        "rebalance": "RebalancePublished",
+        "complete-handoff": "HandoffCompleted",
+    }.get(action, "ShardMapUpdated")
 
 
 def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
-    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers"
+    ) or []
     return not containers or containers[0].get("image") != spec.image
 
 
 def _auth_settings(pod: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     """The ``--auth``/``--jwt-*`` variables of the runtime container and the JWT key volume."""
     containers = pod.get("containers") or [{}]
-    env = {e.get("name"): e.get("value") for e in containers[0].get("env") or []
-           if isinstance(e, Mapping) and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))}
-    volume = next(((v.get("secret") or {}) for v in pod.get("volumes") or [] if v.get("name") == "jwt"), {})
+    env = {
+        e.get("name"): e.get("value")
+        for e in containers[0].get("env") or []
+        if isinstance(e, Mapping)
+        and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))
+    }
+    volume = next(
+        ((v.get("secret") or {}) for v in pod.get("volumes") or [] if v.get("name") == "jwt"), {}
+    )
     return env, (volume.get("secretName"), volume.get("items"))
 
 
@@ -428,39 +550,73 @@ def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
     pod = ((sts.get("spec") or {}).get("template") or {}).get("spec") or {}
     if not pod.get("containers"):
         return False
-    return _auth_settings(pod) != _auth_settings(builders.statefulset(spec, 0)["spec"]["template"]["spec"])
+    return _auth_settings(pod) != _auth_settings(
+        builders.statefulset(spec, 0)["spec"]["template"]["spec"]
+    )
 
 
-def _previous_condition(previous: Mapping[str, Any], ctype: str, generation: int | None) -> Condition | None:
+def _previous_condition(
+    previous: Mapping[str, Any], ctype: str, generation: int | None
+) -> Condition | None:
     """The condition from the last status if it is about this generation (any with None)."""
     for c in previous.get("conditions") or []:
-        if c.get("type") == ctype and (generation is None or c.get("observedGeneration") == generation):
-            return Condition(ctype, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+        if c.get("type") == ctype and (
+            generation is None or c.get("observedGeneration") == generation
+        ):
+            return Condition(
+                ctype, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
+            )
     return None
 
 
-async def _write_status(kube: Kube, body: Mapping[str, Any], state: ClusterState,
-                        previous: Mapping[str, Any], observed: Observed) -> None:
+async def _write_status(
+    kube: Kube,
+    body: Mapping[str, Any],
+    state: ClusterState,
+    previous: Mapping[str, Any],
+    observed: Observed,
+) -> None:
     status = build_status(observed, previous)
     comparable = {k: v for k, v in status.items() if k != "conditions"}
     old_comparable = {k: previous.get(k) for k in comparable}
-    if comparable == old_comparable and _same_conditions(previous.get("conditions"), status["conditions"]):
+    if comparable == old_comparable and _same_conditions(
+        previous.get("conditions"), status["conditions"]
+    ):
         state.status = dict(previous)
         return
     patch = dict(status)
     # merge patch: members that left must be removed explicitly
     old_members = previous.get("members") or {}
-    patch["members"] = {**{m: None for m in old_members if m not in status["members"]}, **status["members"]}
+    patch["members"] = {
+        **{m: None for m in old_members if m not in status["members"]},
+        **status["members"],
+    }
     meta = body["metadata"]
-    await kube.merge_patch("ThreadWeaverCluster", meta["namespace"], meta["name"], {"status": patch}, "status")
-    if (previous.get("phase") != status["phase"]):
-        _post(body, "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
-              "Phase", f"phase {previous.get('phase') or '-'} -> {status['phase']}")
+    await kube.merge_patch(
+        "ThreadWeaverCluster", meta["namespace"], meta["name"], {"status": patch}, "status"
+    )
+    if previous.get("phase") != status["phase"]:
+        _post(
+            body,
+            "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
+            "Phase",
+            f"phase {previous.get('phase') or '-'} -> {status['phase']}",
+        )
     state.status = status
 
 
 def _same_conditions(old: Any, new: list[dict[str, Any]]) -> bool:
     def key(conds: Any) -> list[tuple]:
-        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
-                      for c in conds or [] if isinstance(c, Mapping))
+        return sorted(
+            (
+                c.get("type"),
+                c.get("status"),
+                c.get("reason"),
+                c.get("message"),
+                c.get("observedGeneration"),
+            )
+            for c in conds or []
+            if isinstance(c, Mapping)
+        )
+
     return key(old) == key(new)

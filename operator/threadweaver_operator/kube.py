@@ -5,6 +5,7 @@ config) but speaking raw JSON: server-side apply (``application/apply-patch+yaml
 ``fieldManager=threadweaver-operator&force=true``), merge patches, get/list/delete, without the
 generated models.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from kubernetes_asyncio import client, config
 
 from .names import FIELD_MANAGER, GROUP, PLURAL, VERSION
 
-__all__ = ["KubeError", "NotFound", "Kube", "RESOURCES"]
+__all__ = ["RESOURCES", "Kube", "KubeError", "NotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ class Kube:
             config.load_incluster_config(client_configuration=cfg)
         except config.ConfigException:
             paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-            await config.load_kube_config(config_file=paths[0] if paths else None, client_configuration=cfg)
+            await config.load_kube_config(
+                config_file=paths[0] if paths else None, client_configuration=cfg
+            )
         return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:
@@ -75,7 +78,9 @@ class Kube:
     # -- plumbing -----------------------------------------------------------------------------
 
     @staticmethod
-    def path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    def path(
+        kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None
+    ) -> str:
         prefix, plural, namespaced = RESOURCES[kind]
         path = prefix
         if namespaced and namespace:
@@ -87,12 +92,24 @@ class Kube:
             path += f"/{subresource}"
         return path
 
-    async def request(self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None,
-                      content_type: str = "application/json") -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         resp = await self.api.call_api(
-            path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
-            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30,
+            path,
+            method,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=30,
         )
         try:
             raw = await resp.read()
@@ -119,8 +136,13 @@ class Kube:
         except NotFound:
             return None
 
-    async def list(self, kind: str, namespace: str, label_selector: str | None = None,
-                   field_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list(
+        self,
+        kind: str,
+        namespace: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
         query = {}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -133,24 +155,52 @@ class Kube:
         """Server-side apply of the fields in ``obj`` (owned by the operator's field manager)."""
         meta = obj["metadata"]
         path = self.path(obj["kind"], meta.get("namespace"), meta["name"], subresource)
-        return await self.request("PATCH", path, body=dict(obj), content_type="application/apply-patch+yaml",
-                                  query={"fieldManager": FIELD_MANAGER, "force": "true"})
+        return await self.request(
+            "PATCH",
+            path,
+            body=dict(obj),
+            content_type="application/apply-patch+yaml",
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        return await self.request("POST", self.path(obj["kind"], meta.get("namespace")), body=dict(obj),
-                                  query={"fieldManager": FIELD_MANAGER})
+        return await self.request(
+            "POST",
+            self.path(obj["kind"], meta.get("namespace")),
+            body=dict(obj),
+            query={"fieldManager": FIELD_MANAGER},
+        )
 
-    async def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any],
-                          subresource: str | None = None) -> dict[str, Any]:
-        return await self.request("PATCH", self.path(kind, namespace, name, subresource), body=dict(patch),
-                                  content_type="application/merge-patch+json",
-                                  query={"fieldManager": FIELD_MANAGER})
+    async def merge_patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.request(
+            "PATCH",
+            self.path(kind, namespace, name, subresource),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+            query={"fieldManager": FIELD_MANAGER},
+        )
 
-    async def delete(self, kind: str, namespace: str, name: str, propagation: str = "Background") -> bool:
+    async def delete(
+        self, kind: str, namespace: str, name: str, propagation: str = "Background"
+    ) -> bool:
         try:
-            await self.request("DELETE", self.path(kind, namespace, name),
-                               body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation})
+            await self.request(
+                "DELETE",
+                self.path(kind, namespace, name),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
+            )
             return True
         except NotFound:
             return False

@@ -8,6 +8,7 @@ Standalone by default (one replica, Recreate strategy: no Kopf peering objects n
 Liveness: ``--liveness http://0.0.0.0:8081/healthz`` (the Deployment's probe).
 Every option also reads an environment variable (shown in ``--help``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def _env(name: str, default: str = "") -> str:
@@ -25,21 +26,45 @@ def _env(name: str, default: str = "") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="threadweaver-operator",
-                                description="Kubernetes operator for ThreadWeaverCluster (threadweaver.io/v1alpha1).")
-    p.add_argument("-n", "--namespace", action="append", default=None,
-                   help="watch only this namespace (repeatable; glob patterns allowed) "
-                        "[env THREADWEAVER_OPERATOR_NAMESPACES, comma-separated]")
-    p.add_argument("-A", "--all-namespaces", action="store_true",
-                   help="watch every namespace (the default when no --namespace is given)")
-    p.add_argument("--liveness", default=_env("LIVENESS", "http://0.0.0.0:8081/healthz"),
-                   help="liveness endpoint URL, empty to disable [env THREADWEAVER_OPERATOR_LIVENESS]")
-    p.add_argument("--peering", default=_env("PEERING"),
-                   help="Kopf peering object name; empty: standalone [env THREADWEAVER_OPERATOR_PEERING]")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                   help="debug, info, warning or error [env THREADWEAVER_OPERATOR_LOG_LEVEL]")
-    p.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"],
-                   help="[env THREADWEAVER_OPERATOR_LOG_FORMAT]")
+    p = argparse.ArgumentParser(
+        prog="threadweaver-operator",
+        description="Kubernetes operator for ThreadWeaverCluster (threadweaver.io/v1alpha1).",
+    )
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="watch only this namespace (repeatable; glob patterns allowed) "
+        "[env THREADWEAVER_OPERATOR_NAMESPACES, comma-separated]",
+    )
+    p.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    p.add_argument(
+        "--liveness",
+        default=_env("LIVENESS", "http://0.0.0.0:8081/healthz"),
+        help="liveness endpoint URL, empty to disable [env THREADWEAVER_OPERATOR_LIVENESS]",
+    )
+    p.add_argument(
+        "--peering",
+        default=_env("PEERING"),
+        help="Kopf peering object name; empty: standalone [env THREADWEAVER_OPERATOR_PEERING]",
+    )
+    p.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        help="debug, info, warning or error [env THREADWEAVER_OPERATOR_LOG_LEVEL]",
+    )
+    p.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="[env THREADWEAVER_OPERATOR_LOG_FORMAT]",
+    )
     return p
 
 
@@ -52,17 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    kopf.configure(verbose=args.log_level == "debug", debug=False, quiet=args.log_level in ("warning", "error"),
-                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    kopf.configure(
+        verbose=args.log_level == "debug",
+        debug=False,
+        quiet=args.log_level in ("warning", "error"),
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
     logging.getLogger().setLevel(args.log_level.upper())
     try:
-        asyncio.run(kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=not args.peering,
-            peering_name=args.peering or None,
-            liveness_endpoint=args.liveness or None,
-        ))
+        asyncio.run(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=not args.peering,
+                peering_name=args.peering or None,
+                liveness_endpoint=args.liveness or None,
+            )
+        )
     except KeyboardInterrupt:
         return 130
     return 0

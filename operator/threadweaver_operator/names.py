@@ -16,6 +16,7 @@ shard-map ConfigMap                    ``<name>-shardmap`` (key ``shardmap.json`
 member Lease (written by each pod)     ``<pod name>``
 =====================================  ==========================================
 """
+
 from __future__ import annotations
 
 import re
@@ -23,10 +24,31 @@ import re
 from threadweaver.shards import SHARDMAP_KEY, lease_name, shardmap_configmap_name
 
 __all__ = [
-    "GROUP", "VERSION", "KIND", "PLURAL", "API_VERSION", "FIELD_MANAGER", "FINALIZER",
-    "SHARDMAP_KEY", "statefulset", "headless_service", "client_service", "runtime_account",
-    "migration_job", "pdb", "peer_token_secret", "shardmap_configmap", "member", "members", "ordinal", "lease",
-    "labels", "selector_labels", "selector_string", "MAX_NAME_LENGTH", "name_problem",
+    "API_VERSION",
+    "FIELD_MANAGER",
+    "FINALIZER",
+    "GROUP",
+    "KIND",
+    "MAX_NAME_LENGTH",
+    "PLURAL",
+    "SHARDMAP_KEY",
+    "VERSION",
+    "client_service",
+    "headless_service",
+    "labels",
+    "lease",
+    "member",
+    "members",
+    "migration_job",
+    "name_problem",
+    "ordinal",
+    "pdb",
+    "peer_token_secret",
+    "runtime_account",
+    "selector_labels",
+    "selector_string",
+    "shardmap_configmap",
+    "statefulset",
 ]
 
 GROUP = "threadweaver.io"
@@ -110,7 +132,7 @@ def ordinal(name: str, member_name: str) -> int | None:
     prefix = f"{name}-"
     if not member_name.startswith(prefix):
         return None
-    rest = member_name[len(prefix):]
+    rest = member_name[len(prefix) :]
     if not rest.isdigit() or (len(rest) > 1 and rest.startswith("0")):
         return None
     return int(rest)
@@ -126,7 +148,11 @@ def selector_labels(name: str, component: str = "runtime") -> dict[str, str]:
 
 
 def labels(name: str, component: str = "runtime", version: str | None = None) -> dict[str, str]:
-    out = {**selector_labels(name, component), LABEL_MANAGED_BY: MANAGED_BY, LABEL_PART_OF: APP_NAME}
+    out = {
+        **selector_labels(name, component),
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PART_OF: APP_NAME,
+    }
     if version:
         out[LABEL_VERSION] = _label_value(version)
     return out

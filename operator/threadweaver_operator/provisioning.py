@@ -6,6 +6,7 @@ credentials read from the cluster's Secret through the Kubernetes API (the opera
 mounts user Secrets). Each function returns a :class:`~.status.Condition`; none raises for a
 problem the user must fix (missing Secret, failed Job): those become conditions and Events.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,16 @@ from .spec import ClusterSpec
 from .status import Condition
 
 __all__ = [
-    "SecretProblem", "read_secret_key", "check_secrets", "dynamodb_settings", "provision_tables",
-    "delete_tables", "MigrationResult", "ensure_migration", "ensure_peer_token", "PEER_TOKEN_KEY",
+    "PEER_TOKEN_KEY",
+    "MigrationResult",
+    "SecretProblem",
+    "check_secrets",
+    "delete_tables",
+    "dynamodb_settings",
+    "ensure_migration",
+    "ensure_peer_token",
+    "provision_tables",
+    "read_secret_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,7 +68,9 @@ async def check_secrets(kube: Kube, spec: ClusterSpec) -> dict[str, SecretProble
     d, m = spec.dynamodb, spec.mysql
     checks: list[tuple[str, str, list[str]]] = []
     if d.credentials_secret:
-        checks.append(("journal", d.credentials_secret, [d.access_key_id_key, d.secret_access_key_key]))
+        checks.append(
+            ("journal", d.credentials_secret, [d.access_key_id_key, d.secret_access_key_key])
+        )
     if m.password_secret:
         checks.append(("readModel", m.password_secret, [m.password_key]))
     for purpose, name, keys in checks:
@@ -80,9 +91,12 @@ async def dynamodb_settings(kube: Kube, spec: ClusterSpec) -> Any:
     if d.endpoint:
         kwargs["endpoint_url"] = d.endpoint
     if d.credentials_secret:
-        kwargs["access_key_id"] = await read_secret_key(kube, spec.namespace, d.credentials_secret, d.access_key_id_key)
+        kwargs["access_key_id"] = await read_secret_key(
+            kube, spec.namespace, d.credentials_secret, d.access_key_id_key
+        )
         kwargs["secret_access_key"] = await read_secret_key(
-            kube, spec.namespace, d.credentials_secret, d.secret_access_key_key)
+            kube, spec.namespace, d.credentials_secret, d.secret_access_key_key
+        )
     return DynamoDBSettings(**kwargs)
 
 
@@ -93,8 +107,12 @@ def table_names(spec: ClusterSpec) -> list[str]:
 async def provision_tables(kube: Kube, spec: ClusterSpec) -> Condition:
     """Create the journal tables if asked to (idempotent); a Condition of type Provisioned."""
     if not spec.dynamodb.create_tables:
-        return Condition("Provisioned", "True", "External",
-                         f"createTables is false: tables {', '.join(table_names(spec))} are managed outside")
+        return Condition(
+            "Provisioned",
+            "True",
+            "External",
+            f"createTables is false: tables {', '.join(table_names(spec))} are managed outside",
+        )
     try:
         settings = await dynamodb_settings(kube, spec)
     except SecretProblem as exc:
@@ -104,15 +122,27 @@ async def provision_tables(kube: Kube, spec: ClusterSpec) -> Condition:
     d = spec.dynamodb
     try:
         created = await asyncio.wait_for(
-            create_tables(settings, billing_mode=d.billing_mode, read_capacity=d.read_capacity,
-                          write_capacity=d.write_capacity, wait=True),
-            PROVISION_TIMEOUT_SECONDS)
-    except asyncio.TimeoutError:
-        return Condition("Provisioned", "False", "ProvisioningTimeout",
-                         f"tables not ACTIVE after {PROVISION_TIMEOUT_SECONDS:.0f}s")
+            create_tables(
+                settings,
+                billing_mode=d.billing_mode,
+                read_capacity=d.read_capacity,
+                write_capacity=d.write_capacity,
+                wait=True,
+            ),
+            PROVISION_TIMEOUT_SECONDS,
+        )
+    except TimeoutError:
+        return Condition(
+            "Provisioned",
+            "False",
+            "ProvisioningTimeout",
+            f"tables not ACTIVE after {PROVISION_TIMEOUT_SECONDS:.0f}s",
+        )
     except Exception as exc:  # botocore/aiohttp errors: unreachable endpoint, bad credentials, ...
         log.warning("create_tables failed for %s/%s: %s", spec.namespace, spec.name, exc)
-        return Condition("Provisioned", "False", "ProvisioningFailed", f"{type(exc).__name__}: {exc}"[:500])
+        return Condition(
+            "Provisioned", "False", "ProvisioningFailed", f"{type(exc).__name__}: {exc}"[:500]
+        )
     shown = ", ".join(created) if created else ", ".join(table_names(spec))
     return Condition("Provisioned", "True", "TablesReady", f"DynamoDB tables ready: {shown}")
 
@@ -134,7 +164,7 @@ class MigrationResult:
     condition: Condition
     revision: str
     job: str | None = None
-    created: bool = False        # the Job was created by this call
+    created: bool = False  # the Job was created by this call
 
     @property
     def done(self) -> bool:
@@ -153,11 +183,15 @@ def job_state(job: Mapping[str, Any]) -> tuple[str, str]:
             return "Failed", cond.get("message") or cond.get("reason") or "failed"
     if (status.get("succeeded") or 0) >= 1:
         return "Succeeded", "completed"
-    return "Running", f"active {status.get('active') or 0}, failed attempts {status.get('failed') or 0}"
+    return (
+        "Running",
+        f"active {status.get('active') or 0}, failed attempts {status.get('failed') or 0}",
+    )
 
 
-async def ensure_migration(kube: Kube, spec: ClusterSpec, owner: Mapping[str, Any] | None,
-                           migrated_revision: str | None) -> MigrationResult:
+async def ensure_migration(
+    kube: Kube, spec: ClusterSpec, owner: Mapping[str, Any] | None, migrated_revision: str | None
+) -> MigrationResult:
     """Run ``threadweaver migrate`` once per migration revision; a Condition of type Migrated.
 
     ``migrated_revision`` is ``status.migratedRevision``: when it matches, the Job may already be
@@ -166,12 +200,19 @@ async def ensure_migration(kube: Kube, spec: ClusterSpec, owner: Mapping[str, An
     """
     revision = spec.migration_revision()
     if not spec.mysql.migrate:
-        return MigrationResult(Condition("Migrated", "True", "Disabled", "migrate is false: the schema is managed outside"),
-                               revision)
+        return MigrationResult(
+            Condition(
+                "Migrated", "True", "Disabled", "migrate is false: the schema is managed outside"
+            ),
+            revision,
+        )
     job_name = names.migration_job(spec.name, revision)
     if migrated_revision == revision:
-        return MigrationResult(Condition("Migrated", "True", "JobSucceeded", f"migration Job {job_name} succeeded"),
-                               revision, job_name)
+        return MigrationResult(
+            Condition("Migrated", "True", "JobSucceeded", f"migration Job {job_name} succeeded"),
+            revision,
+            job_name,
+        )
     job = await kube.get("Job", spec.namespace, job_name)
     created = False
     if job is None:
@@ -184,19 +225,38 @@ async def ensure_migration(kube: Kube, spec: ClusterSpec, owner: Mapping[str, An
             job = await kube.get("Job", spec.namespace, job_name) or {}
     state, message = job_state(job)
     if state == "Succeeded":
-        return MigrationResult(Condition("Migrated", "True", "JobSucceeded", f"migration Job {job_name} succeeded"),
-                               revision, job_name, created)
+        return MigrationResult(
+            Condition("Migrated", "True", "JobSucceeded", f"migration Job {job_name} succeeded"),
+            revision,
+            job_name,
+            created,
+        )
     if state == "Failed":
-        return MigrationResult(Condition("Migrated", "False", "JobFailed",
-                                         f"migration Job {job_name} failed: {message}; see its pods' logs, "
-                                         "fix the read model and delete the Job to retry"), revision, job_name, created)
-    return MigrationResult(Condition("Migrated", "False", "JobRunning", f"migration Job {job_name}: {message}"),
-                           revision, job_name, created)
+        return MigrationResult(
+            Condition(
+                "Migrated",
+                "False",
+                "JobFailed",
+                f"migration Job {job_name} failed: {message}; see its pods' logs, "
+                "fix the read model and delete the Job to retry",
+            ),
+            revision,
+            job_name,
+            created,
+        )
+    return MigrationResult(
+        Condition("Migrated", "False", "JobRunning", f"migration Job {job_name}: {message}"),
+        revision,
+        job_name,
+        created,
+    )
 
 
 async def cleanup_migration_jobs(kube: Kube, spec: ClusterSpec, keep_revision: str) -> list[str]:
     """Delete finished migration Jobs of older revisions (after the current one succeeded)."""
-    selector = ",".join(f"{k}={v}" for k, v in names.selector_labels(spec.name, "migration").items())
+    selector = ",".join(
+        f"{k}={v}" for k, v in names.selector_labels(spec.name, "migration").items()
+    )
     removed = []
     for job in await kube.list("Job", spec.namespace, label_selector=selector):
         labels = (job.get("metadata") or {}).get("labels") or {}

@@ -26,6 +26,7 @@ Rules:
   members use to forward commands (without it they fall back to pod DNS through the headless
   Service); it changes no epoch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
@@ -37,7 +38,7 @@ from threadweaver.shards import ShardMap, ShardMapError
 from . import names
 from .supervision import MemberView
 
-__all__ = ["Decision", "decide", "statefulset_replicas", "rolling_update_in_progress"]
+__all__ = ["Decision", "decide", "rolling_update_in_progress", "statefulset_replicas"]
 
 INITIALIZE = "initialize"
 REBALANCE = "rebalance"
@@ -51,11 +52,11 @@ class Decision:
     shard_map: ShardMap
     statefulset_replicas: int
     action: str
-    reason: str               # CamelCase, used as the Rebalancing condition's reason
+    reason: str  # CamelCase, used as the Rebalancing condition's reason
     message: str
     pending_acks: frozenset[str] = frozenset()
     leaving: tuple[str, ...] = ()
-    waiting_for: tuple[str, ...] = ()    # desired members not up yet
+    waiting_for: tuple[str, ...] = ()  # desired members not up yet
     previous: ShardMap | None = field(default=None, compare=False)
 
     @property
@@ -65,8 +66,12 @@ class Decision:
     @property
     def rebalancing(self) -> bool:
         """True while shards move or wait to move (the Rebalancing condition)."""
-        return self.action in (REBALANCE, COMPLETE) or self.shard_map.in_handoff or \
-            self.reason in ("AwaitingAcks", "Draining", "WaitingForMembers", "RollingUpdate", "Unbalanced")
+        return (
+            self.action in (REBALANCE, COMPLETE)
+            or self.shard_map.in_handoff
+            or self.reason
+            in ("AwaitingAcks", "Draining", "WaitingForMembers", "RollingUpdate", "Unbalanced")
+        )
 
 
 def statefulset_replicas(cluster: str, replicas: int, shard_map: ShardMap | None) -> int:
@@ -94,81 +99,156 @@ def rolling_update_in_progress(statefulset: Mapping[str, Any] | None) -> bool:
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
         return True
     current, update = status.get("currentRevision"), status.get("updateRevision")
-    if current and update and current != update:
-        return True
-    return False
+    return bool(current and update and current != update)
 
 
-def decide(cluster: str, shards: int, replicas: int, current: ShardMap | None,
-           views: Mapping[str, MemberView], dead: Collection[str] = (),
-           rolling_update: bool = False, max_ranges_per_round: int = 8) -> Decision:
+def decide(
+    cluster: str,
+    shards: int,
+    replicas: int,
+    current: ShardMap | None,
+    views: Mapping[str, MemberView],
+    dead: Collection[str] = (),
+    rolling_update: bool = False,
+    max_ranges_per_round: int = 8,
+) -> Decision:
     """The next rebalancing step (see the module docstring)."""
-    decision = _decide(cluster, shards, replicas, current, views, dead, rolling_update,
-                       max_ranges_per_round)
-    addresses = {m: v.status.address for m, v in views.items()
-                 if v.live and v.status is not None and v.status.address and m not in dead}
+    decision = _decide(
+        cluster, shards, replicas, current, views, dead, rolling_update, max_ranges_per_round
+    )
+    addresses = {
+        m: v.status.address
+        for m, v in views.items()
+        if v.live and v.status is not None and v.status.address and m not in dead
+    }
     if dict(decision.shard_map.addresses) == addresses:
         return decision
     return replace(decision, shard_map=decision.shard_map.with_addresses(addresses))
 
 
-def _decide(cluster: str, shards: int, replicas: int, current: ShardMap | None,
-            views: Mapping[str, MemberView], dead: Collection[str],
-            rolling_update: bool, max_ranges_per_round: int) -> Decision:
+def _decide(
+    cluster: str,
+    shards: int,
+    replicas: int,
+    current: ShardMap | None,
+    views: Mapping[str, MemberView],
+    dead: Collection[str],
+    rolling_update: bool,
+    max_ranges_per_round: int,
+) -> Decision:
     desired = names.members(cluster, max(replicas, 0))
     if current is None:
         new = ShardMap.initial(shards, desired)
-        return Decision(new, max(replicas, 0), INITIALIZE, "Initialized",
-                        f"published epoch {new.epoch}: {shards} shards over {len(desired)} members",
-                        previous=None)
+        return Decision(
+            new,
+            max(replicas, 0),
+            INITIALIZE,
+            "Initialized",
+            f"published epoch {new.epoch}: {shards} shards over {len(desired)} members",
+            previous=None,
+        )
     if current.shards != shards:
-        return Decision(current, statefulset_replicas(cluster, replicas, current), WAIT, "ShardsMismatch",
-                        f"the published shard map has {current.shards} shards, the spec {shards}: "
-                        "shards cannot change on a live cluster", previous=current)
+        return Decision(
+            current,
+            statefulset_replicas(cluster, replicas, current),
+            WAIT,
+            "ShardsMismatch",
+            f"the published shard map has {current.shards} shards, the spec {shards}: "
+            "shards cannot change on a live cluster",
+            previous=current,
+        )
 
     if current.in_handoff:
         acked = {m: v.acked_epoch for m, v in views.items() if v.live and m not in dead}
         pending = current.pending_acks(acked)
         if pending:
-            return Decision(current, statefulset_replicas(cluster, replicas, current), WAIT, "AwaitingAcks",
-                            f"epoch {current.epoch}: waiting for {', '.join(sorted(pending))} to hand off",
-                            pending_acks=pending, previous=current)
+            return Decision(
+                current,
+                statefulset_replicas(cluster, replicas, current),
+                WAIT,
+                "AwaitingAcks",
+                f"epoch {current.epoch}: waiting for {', '.join(sorted(pending))} to hand off",
+                pending_acks=pending,
+                previous=current,
+            )
         new = current.complete_handoff()
-        return Decision(new, statefulset_replicas(cluster, replicas, new), COMPLETE, "HandoffComplete",
-                        f"epoch {new.epoch}: handoff complete", previous=current)
+        return Decision(
+            new,
+            statefulset_replicas(cluster, replicas, new),
+            COMPLETE,
+            "HandoffComplete",
+            f"epoch {new.epoch}: handoff complete",
+            previous=current,
+        )
 
     if replicas <= 0:
-        return Decision(current, 0, STEADY, "ScaledToZero", "no members: nothing serves", previous=current)
+        return Decision(
+            current, 0, STEADY, "ScaledToZero", "no members: nothing serves", previous=current
+        )
 
     assigned = set(current.assignments)
     dead_set = set(dead)
     waiting = tuple(m for m in desired if m not in assigned and not _up(views, m))
-    target = [m for m in desired if (m in assigned and m not in dead_set) or (m not in assigned and _up(views, m))]
+    target = [
+        m
+        for m in desired
+        if (m in assigned and m not in dead_set) or (m not in assigned and _up(views, m))
+    ]
     leaving = tuple(sorted(m for m in assigned if m not in target))
     sts = statefulset_replicas(cluster, replicas, current)
 
     if not target:
-        return Decision(current, sts, WAIT, "WaitingForMembers", "no member is up yet",
-                        leaving=leaving, waiting_for=waiting, previous=current)
+        return Decision(
+            current,
+            sts,
+            WAIT,
+            "WaitingForMembers",
+            "no member is up yet",
+            leaving=leaving,
+            waiting_for=waiting,
+            previous=current,
+        )
     try:
         new = current.rebalance(target, max_ranges_per_round)
     except ShardMapError as exc:  # pragma: no cover - guarded by in_handoff above
         return Decision(current, sts, WAIT, "RebalanceRefused", str(exc), previous=current)
     if new is current or new == current:
         if waiting:
-            return Decision(current, sts, WAIT, "WaitingForMembers",
-                            f"waiting for {', '.join(waiting)} to come up", waiting_for=waiting, previous=current)
-        return Decision(current, sts, STEADY, "Balanced", f"epoch {current.epoch}: balanced", previous=current)
+            return Decision(
+                current,
+                sts,
+                WAIT,
+                "WaitingForMembers",
+                f"waiting for {', '.join(waiting)} to come up",
+                waiting_for=waiting,
+                previous=current,
+            )
+        return Decision(
+            current, sts, STEADY, "Balanced", f"epoch {current.epoch}: balanced", previous=current
+        )
     if rolling_update:
-        return Decision(current, sts, WAIT, "RollingUpdate",
-                        "the StatefulSet is rolling out: rebalancing resumes afterwards",
-                        leaving=leaving, waiting_for=waiting, previous=current)
+        return Decision(
+            current,
+            sts,
+            WAIT,
+            "RollingUpdate",
+            "the StatefulSet is rolling out: rebalancing resumes afterwards",
+            leaving=leaving,
+            waiting_for=waiting,
+            previous=current,
+        )
     moves = len(new.handoff.moves) if new.handoff else 0
     what = f"draining {', '.join(leaving)}; " if leaving else ""
-    return Decision(new, statefulset_replicas(cluster, replicas, new), REBALANCE,
-                    "Draining" if leaving else "Rebalancing",
-                    f"published epoch {new.epoch}: {what}{moves} range(s) move", leaving=leaving,
-                    waiting_for=waiting, previous=current)
+    return Decision(
+        new,
+        statefulset_replicas(cluster, replicas, new),
+        REBALANCE,
+        "Draining" if leaving else "Rebalancing",
+        f"published epoch {new.epoch}: {what}{moves} range(s) move",
+        leaving=leaving,
+        waiting_for=waiting,
+        previous=current,
+    )
 
 
 def _up(views: Mapping[str, MemberView], member: str) -> bool:

@@ -5,6 +5,7 @@ written before a default existed, or built in tests, get the same defaults here.
 schema cannot express (or that must not crash the operator if the schema is bypassed) are
 reported by :func:`ClusterSpec.problems` and end up in a condition and an Event.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from . import names
 
-__all__ = ["SpecError", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "AuthSpec", "ClusterSpec"]
+__all__ = ["AuthSpec", "ClusterSpec", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "SpecError"]
 
 DEFAULT_SHARDS = 1024
 DEFAULT_PORT = 8080
@@ -98,8 +99,10 @@ class AuthSpec:
             return out
         if not self.enabled:
             if self.jwt_given:
-                out.append("spec.auth.jwt: given but spec.auth.mode is none: set mode jwt (or drop jwt) "
-                           "so that the API is not left open by mistake")
+                out.append(
+                    "spec.auth.jwt: given but spec.auth.mode is none: set mode jwt (or drop jwt) "
+                    "so that the API is not left open by mistake"
+                )
             return out
         if not self.jwt_given:
             out.append("spec.auth.jwt: required with mode jwt (hs256SecretRef or jwksSecretRef)")
@@ -108,8 +111,10 @@ class AuthSpec:
             out.append("spec.auth.jwt: exactly one of hs256SecretRef or jwksSecretRef, not both")
         elif not (self.hs256_secret or self.jwks_secret):
             out.append("spec.auth.jwt: exactly one of hs256SecretRef or jwksSecretRef is required")
-        for ref, path in ((self.hs256_secret, "spec.auth.jwt.hs256SecretRef"),
-                          (self.jwks_secret, "spec.auth.jwt.jwksSecretRef")):
+        for ref, path in (
+            (self.hs256_secret, "spec.auth.jwt.hs256SecretRef"),
+            (self.jwks_secret, "spec.auth.jwt.jwksSecretRef"),
+        ):
             if ref is not None and not ref.name:
                 out.append(f"{path}.name: required")
             if ref is not None and not ref.key:
@@ -141,14 +146,19 @@ class ClusterSpec:
     # -- parsing ------------------------------------------------------------------------------
 
     @classmethod
-    def from_resource(cls, name: str, namespace: str, spec: Mapping[str, Any] | None) -> ClusterSpec:
+    def from_resource(
+        cls, name: str, namespace: str, spec: Mapping[str, Any] | None
+    ) -> ClusterSpec:
         """Parse a CR's spec, applying the CRD defaults; raises :class:`SpecError` for values of
         the wrong type (a schema bypass), never ``KeyError``/``TypeError``."""
         spec = dict(spec or {})
         try:
             journal = _obj(spec.get("journal"), "spec.journal")
             ddb = _obj(journal.get("dynamodb"), "spec.journal.dynamodb")
-            creds = _obj(ddb.get("credentialsSecret"), "spec.journal.dynamodb.credentialsSecret") or None
+            creds = (
+                _obj(ddb.get("credentialsSecret"), "spec.journal.dynamodb.credentialsSecret")
+                or None
+            )
             rm = _obj(spec.get("readModel"), "spec.readModel")
             my = _obj(rm.get("mysql"), "spec.readModel.mysql")
             pw = _obj(my.get("passwordSecret"), "spec.readModel.mysql.passwordSecret") or None
@@ -164,33 +174,73 @@ class ClusterSpec:
                 dynamodb=DynamoDBSpec(
                     endpoint=_str(ddb.get("endpoint", "") or "", "spec.journal.dynamodb.endpoint"),
                     region=_str(ddb.get("region") or "us-east-1", "spec.journal.dynamodb.region"),
-                    table_prefix=_str(ddb.get("tablePrefix") or name, "spec.journal.dynamodb.tablePrefix"),
-                    create_tables=_bool(ddb.get("createTables", True), "spec.journal.dynamodb.createTables"),
-                    billing_mode=_str(ddb.get("billingMode") or "PAY_PER_REQUEST", "spec.journal.dynamodb.billingMode"),
-                    read_capacity=_opt_int(ddb.get("readCapacity"), "spec.journal.dynamodb.readCapacity"),
-                    write_capacity=_opt_int(ddb.get("writeCapacity"), "spec.journal.dynamodb.writeCapacity"),
-                    credentials_secret=_str(creds["name"], "spec.journal.dynamodb.credentialsSecret.name") if creds and creds.get("name") else None,
-                    access_key_id_key=_str((creds or {}).get("accessKeyIdKey") or "access-key-id", "accessKeyIdKey"),
-                    secret_access_key_key=_str((creds or {}).get("secretAccessKeyKey") or "secret-access-key", "secretAccessKeyKey"),
+                    table_prefix=_str(
+                        ddb.get("tablePrefix") or name, "spec.journal.dynamodb.tablePrefix"
+                    ),
+                    create_tables=_bool(
+                        ddb.get("createTables", True), "spec.journal.dynamodb.createTables"
+                    ),
+                    billing_mode=_str(
+                        ddb.get("billingMode") or "PAY_PER_REQUEST",
+                        "spec.journal.dynamodb.billingMode",
+                    ),
+                    read_capacity=_opt_int(
+                        ddb.get("readCapacity"), "spec.journal.dynamodb.readCapacity"
+                    ),
+                    write_capacity=_opt_int(
+                        ddb.get("writeCapacity"), "spec.journal.dynamodb.writeCapacity"
+                    ),
+                    credentials_secret=_str(
+                        creds["name"], "spec.journal.dynamodb.credentialsSecret.name"
+                    )
+                    if creds and creds.get("name")
+                    else None,
+                    access_key_id_key=_str(
+                        (creds or {}).get("accessKeyIdKey") or "access-key-id", "accessKeyIdKey"
+                    ),
+                    secret_access_key_key=_str(
+                        (creds or {}).get("secretAccessKeyKey") or "secret-access-key",
+                        "secretAccessKeyKey",
+                    ),
                 ),
                 mysql=MySQLSpec(
                     host=_str(my.get("host", "") or "", "spec.readModel.mysql.host"),
                     port=_int(my.get("port", 3306), "spec.readModel.mysql.port"),
-                    database=_str(my.get("database") or "threadweaver", "spec.readModel.mysql.database"),
+                    database=_str(
+                        my.get("database") or "threadweaver", "spec.readModel.mysql.database"
+                    ),
                     user=_str(my.get("user") or "threadweaver", "spec.readModel.mysql.user"),
-                    password_secret=_str(pw["name"], "spec.readModel.mysql.passwordSecret.name") if pw and pw.get("name") else None,
-                    password_key=_str((pw or {}).get("key") or "password", "spec.readModel.mysql.passwordSecret.key"),
+                    password_secret=_str(pw["name"], "spec.readModel.mysql.passwordSecret.name")
+                    if pw and pw.get("name")
+                    else None,
+                    password_key=_str(
+                        (pw or {}).get("key") or "password",
+                        "spec.readModel.mysql.passwordSecret.key",
+                    ),
                     migrate=_bool(my.get("migrate", True), "spec.readModel.mysql.migrate"),
                 ),
-                passivation_timeout_seconds=_int(spec.get("passivationTimeoutSeconds", 120), "spec.passivationTimeoutSeconds"),
+                passivation_timeout_seconds=_int(
+                    spec.get("passivationTimeoutSeconds", 120), "spec.passivationTimeoutSeconds"
+                ),
                 resources=_obj(spec.get("resources"), "spec.resources"),
                 service_type=_str(service.get("type") or "ClusterIP", "spec.service.type"),
                 port=_int(service.get("port", DEFAULT_PORT), "spec.service.port"),
-                max_ranges_per_round=_int(rebalance.get("maxRangesPerRound", 8), "spec.rebalance.maxRangesPerRound"),
+                max_ranges_per_round=_int(
+                    rebalance.get("maxRangesPerRound", 8), "spec.rebalance.maxRangesPerRound"
+                ),
                 deletion_policy=_str(spec.get("deletionPolicy") or "Retain", "spec.deletionPolicy"),
-                pod_annotations={str(k): str(v) for k, v in _obj(spec.get("podAnnotations"), "spec.podAnnotations").items()},
-                node_selector={str(k): str(v) for k, v in _obj(spec.get("nodeSelector"), "spec.nodeSelector").items()},
-                tolerations=tuple(_obj(t, "spec.tolerations[]") for t in _list(spec.get("tolerations"), "spec.tolerations")),
+                pod_annotations={
+                    str(k): str(v)
+                    for k, v in _obj(spec.get("podAnnotations"), "spec.podAnnotations").items()
+                },
+                node_selector={
+                    str(k): str(v)
+                    for k, v in _obj(spec.get("nodeSelector"), "spec.nodeSelector").items()
+                },
+                tolerations=tuple(
+                    _obj(t, "spec.tolerations[]")
+                    for t in _list(spec.get("tolerations"), "spec.tolerations")
+                ),
                 auth=_auth(spec.get("auth")),
             )
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
@@ -211,7 +261,9 @@ class ClusterSpec:
         if not 1 <= self.shards <= 65536:
             out.append("spec.shards: must be between 1 and 65536")
         if self.replicas > self.shards:
-            out.append(f"spec.replicas: {self.replicas} members for {self.shards} shards would leave members without shards")
+            out.append(
+                f"spec.replicas: {self.replicas} members for {self.shards} shards would leave members without shards"
+            )
         if not self.mysql.host:
             out.append("spec.readModel.mysql.host: required")
         if not 0 < self.mysql.port < 65536:
@@ -235,11 +287,15 @@ class ClusterSpec:
                 try:
                     parts.port
                 except ValueError:
-                    out.append(f"spec.journal.dynamodb.endpoint: {d.endpoint!r} has an invalid port")
+                    out.append(
+                        f"spec.journal.dynamodb.endpoint: {d.endpoint!r} has an invalid port"
+                    )
         if d.billing_mode not in ("PAY_PER_REQUEST", "PROVISIONED"):
             out.append("spec.journal.dynamodb.billingMode: PAY_PER_REQUEST or PROVISIONED")
         if d.billing_mode == "PROVISIONED" and not (d.read_capacity and d.write_capacity):
-            out.append("spec.journal.dynamodb: billingMode PROVISIONED needs readCapacity and writeCapacity")
+            out.append(
+                "spec.journal.dynamodb: billingMode PROVISIONED needs readCapacity and writeCapacity"
+            )
         if not d.table_prefix or len(d.table_prefix) > 200:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
         out += self.auth.problems()
@@ -278,7 +334,9 @@ class ClusterSpec:
 
     def secret_names(self) -> list[str]:
         auth = self.auth.secret_ref.name if self.auth.enabled and self.auth.secret_ref else None
-        return [s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret, auth) if s]
+        return [
+            s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret, auth) if s
+        ]
 
 
 def _auth(value: Any) -> AuthSpec:
@@ -288,8 +346,12 @@ def _auth(value: Any) -> AuthSpec:
     return AuthSpec(
         mode=_str(auth.get("mode") or "none", "spec.auth.mode"),
         jwt_given=jwt is not None,
-        hs256_secret=_secret_ref(jwt_obj.get("hs256SecretRef"), "spec.auth.jwt.hs256SecretRef", DEFAULT_HS256_KEY),
-        jwks_secret=_secret_ref(jwt_obj.get("jwksSecretRef"), "spec.auth.jwt.jwksSecretRef", DEFAULT_JWKS_KEY),
+        hs256_secret=_secret_ref(
+            jwt_obj.get("hs256SecretRef"), "spec.auth.jwt.hs256SecretRef", DEFAULT_HS256_KEY
+        ),
+        jwks_secret=_secret_ref(
+            jwt_obj.get("jwksSecretRef"), "spec.auth.jwt.jwksSecretRef", DEFAULT_JWKS_KEY
+        ),
         issuer=_str(jwt_obj.get("issuer") or "", "spec.auth.jwt.issuer"),
         audience=_str(jwt_obj.get("audience") or "", "spec.auth.jwt.audience"),
     )
@@ -301,8 +363,10 @@ def _secret_ref(value: Any, path: str, default_key: str) -> SecretKeyRef | None:
         return None
     ref = _obj(value, path)
     key = ref.get("key")
-    return SecretKeyRef(name=_str(ref.get("name") or "", f"{path}.name"),
-                        key=default_key if key is None else _str(key, f"{path}.key"))
+    return SecretKeyRef(
+        name=_str(ref.get("name") or "", f"{path}.name"),
+        key=default_key if key is None else _str(key, f"{path}.key"),
+    )
 
 
 def _obj(value: Any, path: str) -> dict[str, Any]:

@@ -16,23 +16,34 @@ the operator cannot run, a missing Secret, a failed migration), Provisioning, Mi
 Pending (pods not Ready yet), Rebalancing, Degraded (fewer Ready pods than wanted, dead
 members, orphaned RMUs), Running.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Condition", "Observed", "CONDITION_TYPES", "conditions", "phase", "merge_conditions", "build_status"]
+__all__ = [
+    "CONDITION_TYPES",
+    "Condition",
+    "Observed",
+    "build_status",
+    "conditions",
+    "merge_conditions",
+    "phase",
+]
 
 CONDITION_TYPES = ("Ready", "Provisioned", "Migrated", "Rebalancing", "ProjectionsHealthy")
-FAILED_REASONS = frozenset({"InvalidSpec", "SecretNotFound", "SecretKeyMissing", "JobFailed", "ShardsMismatch"})
+FAILED_REASONS = frozenset(
+    {"InvalidSpec", "SecretNotFound", "SecretKeyMissing", "JobFailed", "ShardsMismatch"}
+)
 
 
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: str          # "True" | "False" | "Unknown"
+    status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str = ""
 
@@ -46,13 +57,13 @@ class Observed:
     """Everything the status depends on, gathered by the handler."""
 
     generation: int = 0
-    replicas: int = 0                   # spec.replicas
+    replicas: int = 0  # spec.replicas
     deleting: bool = False
     spec_problems: Sequence[str] = ()
     provisioned: Condition | None = None
     migrated: Condition | None = None
     statefulset_exists: bool = False
-    pods: int = 0                       # StatefulSet status.replicas
+    pods: int = 0  # StatefulSet status.replicas
     ready_pods: int = 0
     epoch: int | None = None
     members: Mapping[str, int] = field(default_factory=dict)
@@ -74,20 +85,38 @@ def conditions(o: Observed) -> list[Condition]:
     migrated = o.migrated or Condition("Migrated", "Unknown", "Pending", "not checked yet")
     if o.spec_problems:
         invalid = "; ".join(o.spec_problems)
-        provisioned = provisioned if provisioned.reason != "Pending" else Condition("Provisioned", "False", "InvalidSpec", invalid)
-        migrated = migrated if migrated.reason != "Pending" else Condition("Migrated", "False", "InvalidSpec", invalid)
+        provisioned = (
+            provisioned
+            if provisioned.reason != "Pending"
+            else Condition("Provisioned", "False", "InvalidSpec", invalid)
+        )
+        migrated = (
+            migrated
+            if migrated.reason != "Pending"
+            else Condition("Migrated", "False", "InvalidSpec", invalid)
+        )
     if o.rebalancing:
         rebalancing = Condition("Rebalancing", "True", o.rebalance_reason, o.rebalance_message)
     else:
-        rebalancing = Condition("Rebalancing", "False", o.rebalance_reason or "Balanced", o.rebalance_message)
+        rebalancing = Condition(
+            "Rebalancing", "False", o.rebalance_reason or "Balanced", o.rebalance_message
+        )
     if o.orphaned:
-        projections = Condition("ProjectionsHealthy", "False", "OrphanedRmus",
-                                f"{o.orphaned} read-model updater(s) not running"
-                                + (f"; dead members: {', '.join(o.dead)}" if o.dead else ""))
+        projections = Condition(
+            "ProjectionsHealthy",
+            "False",
+            "OrphanedRmus",
+            f"{o.orphaned} read-model updater(s) not running"
+            + (f"; dead members: {', '.join(o.dead)}" if o.dead else ""),
+        )
     elif o.rmu_reports or o.replicas == 0:
-        projections = Condition("ProjectionsHealthy", "True", "AllRunning", "every served range has a running RMU")
+        projections = Condition(
+            "ProjectionsHealthy", "True", "AllRunning", "every served range has a running RMU"
+        )
     else:
-        projections = Condition("ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet")
+        projections = Condition(
+            "ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet"
+        )
     ready = _ready(o, provisioned, migrated)
     return [ready, provisioned, migrated, rebalancing, projections]
 
@@ -106,16 +135,26 @@ def _ready(o: Observed, provisioned: Condition, migrated: Condition) -> Conditio
     if not o.statefulset_exists:
         return Condition("Ready", "False", "Pending", "the runtime StatefulSet is not created yet")
     if o.ready_pods < o.replicas:
-        return Condition("Ready", "False", "PodsNotReady", f"{o.ready_pods}/{o.replicas} runtime pods are Ready")
-    return Condition("Ready", "True", "ClusterReady", f"{o.ready_pods}/{o.replicas} runtime pods Ready, epoch {o.epoch}")
+        return Condition(
+            "Ready", "False", "PodsNotReady", f"{o.ready_pods}/{o.replicas} runtime pods are Ready"
+        )
+    return Condition(
+        "Ready",
+        "True",
+        "ClusterReady",
+        f"{o.ready_pods}/{o.replicas} runtime pods Ready, epoch {o.epoch}",
+    )
 
 
 def phase(o: Observed, conds: Sequence[Condition]) -> str:
     by = {c.type: c for c in conds}
     if o.deleting:
         return "Deleting"
-    if o.spec_problems or any(c.reason in FAILED_REASONS for c in conds if not c.true and c.type != "Rebalancing") \
-            or by["Rebalancing"].reason == "ShardsMismatch":
+    if (
+        o.spec_problems
+        or any(c.reason in FAILED_REASONS for c in conds if not c.true and c.type != "Rebalancing")
+        or by["Rebalancing"].reason == "ShardsMismatch"
+    ):
         return "Failed"
     if not by["Provisioned"].true:
         return "Provisioning"
@@ -130,34 +169,44 @@ def phase(o: Observed, conds: Sequence[Condition]) -> str:
     return "Running"
 
 
-def merge_conditions(previous: Sequence[Mapping[str, Any]] | None, new: Sequence[Condition],
-                     generation: int, now: datetime | None = None) -> list[dict[str, Any]]:
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]] | None,
+    new: Sequence[Condition],
+    generation: int,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Condition dicts for the status; ``lastTransitionTime`` moves only when ``status`` changes."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     old = {c.get("type"): c for c in previous or [] if isinstance(c, Mapping)}
     out = []
     for c in new:
         before = old.get(c.type)
         changed = before is None or before.get("status") != c.status
-        out.append({
-            "type": c.type,
-            "status": c.status,
-            "reason": c.reason,
-            "message": c.message,
-            "lastTransitionTime": stamp if changed else before.get("lastTransitionTime", stamp),
-            "observedGeneration": generation,
-        })
+        out.append(
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": stamp if changed else before.get("lastTransitionTime", stamp),
+                "observedGeneration": generation,
+            }
+        )
     return out
 
 
-def build_status(o: Observed, previous: Mapping[str, Any] | None, now: datetime | None = None) -> dict[str, Any]:
+def build_status(
+    o: Observed, previous: Mapping[str, Any] | None, now: datetime | None = None
+) -> dict[str, Any]:
     """The whole ``status`` the operator writes (a merge patch of these keys)."""
     conds = conditions(o)
     status: dict[str, Any] = {
         "observedGeneration": o.generation,
         "phase": phase(o, conds),
-        "conditions": merge_conditions((previous or {}).get("conditions"), conds, o.generation, now),
+        "conditions": merge_conditions(
+            (previous or {}).get("conditions"), conds, o.generation, now
+        ),
         "replicas": o.pods,
         "readyReplicas": o.ready_pods,
         "selector": o.selector,

@@ -21,20 +21,26 @@ past its backoff) or when its member is dead. The first kind gets a restart requ
 map (:meth:`ShardMap.request_restart`), at most once per ``cooldown`` seconds per range; the
 second kind is healed by reassigning the range.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from threadweaver.shards import MemberStatus, MembershipError, RangeSet, ShardMap, ShardRange
+from threadweaver.shards import MembershipError, MemberStatus, RangeSet, ShardMap, ShardRange
 
 from . import names
 
 __all__ = [
-    "DEAD_AFTER_SECONDS", "RESTART_COOLDOWN_SECONDS", "MemberView", "member_view",
-    "member_views", "Supervision", "supervise",
+    "DEAD_AFTER_SECONDS",
+    "RESTART_COOLDOWN_SECONDS",
+    "MemberView",
+    "Supervision",
+    "member_view",
+    "member_views",
+    "supervise",
 ]
 
 DEAD_AFTER_SECONDS = 30.0
@@ -49,9 +55,9 @@ class MemberView:
     ordinal: int | None = None
     has_lease: bool = False
     lease_valid: bool = False
-    expired_for: float = 0.0          # seconds since the lease expired (0 when valid or absent)
+    expired_for: float = 0.0  # seconds since the lease expired (0 when valid or absent)
     status: MemberStatus | None = None
-    status_error: str | None = None    # malformed annotations
+    status_error: str | None = None  # malformed annotations
     pod_exists: bool = False
     pod_ready: bool = False
     pod_terminating: bool = False
@@ -68,7 +74,9 @@ class MemberView:
     def acked_epoch(self) -> int:
         return self.status.acked_epoch if self.status else 0
 
-    def is_dead(self, statefulset_replicas: int | None, dead_after: float = DEAD_AFTER_SECONDS) -> bool:
+    def is_dead(
+        self, statefulset_replicas: int | None, dead_after: float = DEAD_AFTER_SECONDS
+    ) -> bool:
         if self.lease_valid:
             return False
         if self.has_lease and self.expired_for > dead_after:
@@ -88,17 +96,22 @@ def _parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = str(value).replace("Z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def member_view(cluster: str, member: str, lease: Mapping[str, Any] | None, pod: Mapping[str, Any] | None,
-                now: datetime) -> MemberView:
+def member_view(
+    cluster: str,
+    member: str,
+    lease: Mapping[str, Any] | None,
+    pod: Mapping[str, Any] | None,
+    now: datetime,
+) -> MemberView:
     """Build a :class:`MemberView` from raw Lease and Pod objects (dicts as the API returns)."""
     has_lease = lease is not None
     valid = False
@@ -116,7 +129,9 @@ def member_view(cluster: str, member: str, lease: Mapping[str, Any] | None, pod:
         else:
             expired_for = float("inf")
         try:
-            status = MemberStatus.from_annotations(member, (lease.get("metadata") or {}).get("annotations"))
+            status = MemberStatus.from_annotations(
+                member, (lease.get("metadata") or {}).get("annotations")
+            )
         except MembershipError as exc:
             status_error = str(exc)
     pod_exists = pod is not None
@@ -127,28 +142,42 @@ def member_view(cluster: str, member: str, lease: Mapping[str, Any] | None, pod:
             if cond.get("type") == "Ready" and cond.get("status") == "True":
                 ready = True
     return MemberView(
-        name=member, ordinal=names.ordinal(cluster, member), has_lease=has_lease, lease_valid=valid,
-        expired_for=expired_for, status=status, status_error=status_error, pod_exists=pod_exists,
-        pod_ready=ready, pod_terminating=terminating,
+        name=member,
+        ordinal=names.ordinal(cluster, member),
+        has_lease=has_lease,
+        lease_valid=valid,
+        expired_for=expired_for,
+        status=status,
+        status_error=status_error,
+        pod_exists=pod_exists,
+        pod_ready=ready,
+        pod_terminating=terminating,
     )
 
 
-def member_views(cluster: str, candidates: Iterable[str], leases: Mapping[str, Mapping[str, Any]],
-                 pods: Mapping[str, Mapping[str, Any]], now: datetime) -> dict[str, MemberView]:
-    return {m: member_view(cluster, m, leases.get(m), pods.get(m), now) for m in sorted(set(candidates))}
+def member_views(
+    cluster: str,
+    candidates: Iterable[str],
+    leases: Mapping[str, Mapping[str, Any]],
+    pods: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, MemberView]:
+    return {
+        m: member_view(cluster, m, leases.get(m), pods.get(m), now) for m in sorted(set(candidates))
+    }
 
 
 @dataclass(frozen=True)
 class Supervision:
     """The outcome of one supervision pass."""
 
-    shard_map: ShardMap                              # with restart requests added (or unchanged)
+    shard_map: ShardMap  # with restart requests added (or unchanged)
     dead: frozenset[str] = frozenset()
-    stopped: tuple[tuple[str, ShardRange], ...] = ()     # orphaned RMUs on live members
-    restarted: tuple[tuple[str, ShardRange], ...] = ()   # restart requests added now
-    unowned: tuple[tuple[str, ShardRange], ...] = ()     # ranges held by dead members
-    errors: tuple[str, ...] = ()                         # malformed lease annotations
-    reports: int = 0                                     # live members that report RMUs
+    stopped: tuple[tuple[str, ShardRange], ...] = ()  # orphaned RMUs on live members
+    restarted: tuple[tuple[str, ShardRange], ...] = ()  # restart requests added now
+    unowned: tuple[tuple[str, ShardRange], ...] = ()  # ranges held by dead members
+    errors: tuple[str, ...] = ()  # malformed lease annotations
+    reports: int = 0  # live members that report RMUs
     restart_times: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -160,9 +189,15 @@ def restart_key(member: str, r: ShardRange) -> str:
     return f"{member}/{r}"
 
 
-def supervise(shard_map: ShardMap, views: Mapping[str, MemberView], statefulset_replicas: int | None,
-              now: float, last_restarts: Mapping[str, float] | None = None,
-              cooldown: float = RESTART_COOLDOWN_SECONDS, dead_after: float = DEAD_AFTER_SECONDS) -> Supervision:
+def supervise(
+    shard_map: ShardMap,
+    views: Mapping[str, MemberView],
+    statefulset_replicas: int | None,
+    now: float,
+    last_restarts: Mapping[str, float] | None = None,
+    cooldown: float = RESTART_COOLDOWN_SECONDS,
+    dead_after: float = DEAD_AFTER_SECONDS,
+) -> Supervision:
     """Find dead members and orphaned RMUs; add restart requests for stopped RMUs of live
     members (``now`` and ``last_restarts`` are monotonic seconds, for the cooldown)."""
     last = dict(last_restarts or {})
@@ -197,6 +232,12 @@ def supervise(shard_map: ShardMap, views: Mapping[str, MemberView], statefulset_
                 restarted.append((member, rmu.range))
                 last[key] = now
     return Supervision(
-        shard_map=new_map, dead=dead, stopped=tuple(stopped), restarted=tuple(restarted),
-        unowned=tuple(unowned), errors=tuple(errors), reports=reports, restart_times=last,
+        shard_map=new_map,
+        dead=dead,
+        stopped=tuple(stopped),
+        restarted=tuple(restarted),
+        unowned=tuple(unowned),
+        errors=tuple(errors),
+        reports=reports,
+        restart_times=last,
     )

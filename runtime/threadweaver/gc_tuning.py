@@ -13,6 +13,7 @@ collection paused the event loop for tens of milliseconds. So, once started:
 
 Reference counting still frees everything that is not in a cycle at once; only cycles wait.
 """
+
 from __future__ import annotations
 
 import gc

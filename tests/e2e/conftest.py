@@ -17,6 +17,7 @@ Fixtures:
 
 Nothing here skips: a missing tool or a broken cluster fails the session fixture with the output.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,21 +45,33 @@ class KubectlError(AssertionError):
 
     def __init__(self, proc: subprocess.CompletedProcess) -> None:
         self.proc = proc
-        super().__init__(f"{shlex.join(proc.args)} exited with {proc.returncode}:\n"
-                         f"{proc.stderr[-4000:]}{proc.stdout[-4000:]}")
+        super().__init__(
+            f"{shlex.join(proc.args)} exited with {proc.returncode}:\n"
+            f"{proc.stderr[-4000:]}{proc.stdout[-4000:]}"
+        )
 
 
 def _run_script(*args: str, timeout: float) -> str:
     """Run hack/controlplane.sh; on failure raise with its output (which ends with the log tail)."""
     try:
-        proc = subprocess.run([str(CONTROLPLANE), *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [str(CONTROLPLANE), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"hack/controlplane.sh {' '.join(args)} did not finish in {timeout}s:\n"
-                           f"{exc.stderr or ''}") from None
+        raise RuntimeError(
+            f"hack/controlplane.sh {' '.join(args)} did not finish in {timeout}s:\n"
+            f"{exc.stderr or ''}"
+        ) from None
     if proc.returncode != 0:
-        raise RuntimeError(f"hack/controlplane.sh {' '.join(args)} failed ({proc.returncode}):\n"
-                           f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise RuntimeError(
+            f"hack/controlplane.sh {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc.stdout
 
 
@@ -75,11 +88,14 @@ def _exports(script_output: str) -> dict[str, str]:
 
 def to_yaml(*objects: Any) -> str:
     """Dicts (or YAML strings) as one multi-document YAML stream for ``kubectl apply -f -``."""
-    return "\n---\n".join(o if isinstance(o, str) else yaml.safe_dump(o, sort_keys=False) for o in objects)
+    return "\n---\n".join(
+        o if isinstance(o, str) else yaml.safe_dump(o, sort_keys=False) for o in objects
+    )
 
 
-def eventually(check: Callable[[], T], timeout: float = 60, interval: float = 0.5,
-               what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T], timeout: float = 60, interval: float = 0.5, what: str = "condition"
+) -> T:
     """Call ``check()`` until it returns something truthy (returned); fail after ``timeout``
     seconds with the last value or exception."""
     deadline = time.monotonic() + timeout
@@ -89,7 +105,7 @@ def eventually(check: Callable[[], T], timeout: float = 60, interval: float = 0.
             last = check()
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001 - reported if it is the last word
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
@@ -98,11 +114,11 @@ def eventually(check: Callable[[], T], timeout: float = 60, interval: float = 0.
 
 @dataclass(frozen=True)
 class Kube:
-    kubeconfig: str          # absolute path of the kubeconfig
-    kubectl_path: str        # the kubectl built by hack/controlplane.sh (same release as the apiserver)
-    helm: str                # the helm binary path
-    bin_dir: str             # directory of kubectl/helm (already prepended to PATH)
-    external: bool = False   # True when using the user's KUBECONFIG instead of the local plane
+    kubeconfig: str  # absolute path of the kubeconfig
+    kubectl_path: str  # the kubectl built by hack/controlplane.sh (same release as the apiserver)
+    helm: str  # the helm binary path
+    bin_dir: str  # directory of kubectl/helm (already prepended to PATH)
+    external: bool = False  # True when using the user's KUBECONFIG instead of the local plane
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     # Helpers reachable from the fixture, so test modules need not import this conftest.
@@ -110,18 +126,28 @@ class Kube:
     eventually = staticmethod(eventually)
     to_yaml = staticmethod(to_yaml)
 
-    def kubectl(self, *args: Any, input: str | bytes | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: Any, input: str | bytes | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run kubectl with this kubeconfig; returns the CompletedProcess (text mode unless
         ``input`` is bytes). With ``check``, a non-zero exit raises KubectlError."""
-        return self._run([self.kubectl_path, "--kubeconfig", self.kubeconfig, *map(str, args)],
-                         input=input, check=check, timeout=timeout)
+        return self._run(
+            [self.kubectl_path, "--kubeconfig", self.kubeconfig, *map(str, args)],
+            input=input,
+            check=check,
+            timeout=timeout,
+        )
 
-    def helm_run(self, *args: Any, input: str | bytes | None = None, check: bool = True,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
+    def helm_run(
+        self, *args: Any, input: str | bytes | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         """Run helm against this cluster (``--kubeconfig`` passed)."""
-        return self._run([self.helm, "--kubeconfig", self.kubeconfig, *map(str, args)],
-                         input=input, check=check, timeout=timeout)
+        return self._run(
+            [self.helm, "--kubeconfig", self.kubeconfig, *map(str, args)],
+            input=input,
+            check=check,
+            timeout=timeout,
+        )
 
     def kubectl_json(self, *args: Any, timeout: float = 120) -> Any:
         """``kubectl <args> -o json``, parsed."""
@@ -132,11 +158,19 @@ class Kube:
         ns = ["-n", namespace] if namespace else []
         return self.kubectl("apply", *ns, "-f", "-", input=to_yaml(*objects))
 
-    def _run(self, cmd: list[str], *, input: str | bytes | None, check: bool,
-             timeout: float) -> subprocess.CompletedProcess:
+    def _run(
+        self, cmd: list[str], *, input: str | bytes | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess:
         text = not isinstance(input, bytes)
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=text, timeout=timeout,
-                              env=self.env, cwd=ROOT)
+        proc = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            env=self.env,
+            cwd=ROOT,
+        )
         if check and proc.returncode != 0:
             raise KubectlError(proc)
         return proc
@@ -147,13 +181,15 @@ def _start_kube() -> Kube:
     if external:
         kubeconfig = os.environ.get("KUBECONFIG", "")
         if not kubeconfig:
-            raise RuntimeError(f"{USE_KUBECONFIG}=1 needs KUBECONFIG set to the cluster's kubeconfig")
+            raise RuntimeError(
+                f"{USE_KUBECONFIG}=1 needs KUBECONFIG set to the cluster's kubeconfig"
+            )
         kubeconfig = os.path.abspath(kubeconfig.split(os.pathsep)[0])
         if not os.path.isfile(kubeconfig):
             raise RuntimeError(f"KUBECONFIG={kubeconfig} does not exist")
-        _run_script("build", timeout=3600)        # kubectl and helm only; no local cluster
+        _run_script("build", timeout=3600)  # kubectl and helm only; no local cluster
     else:
-        _run_script("up", timeout=3600)           # idempotent; builds on a cold machine
+        _run_script("up", timeout=3600)  # idempotent; builds on a cold machine
     exported = _exports(_run_script("env", timeout=120))
     bin_dir = exported["THREADWEAVER_CP_BIN"]
     if not external:
@@ -161,8 +197,14 @@ def _start_kube() -> Kube:
     env = os.environ.copy()
     env["KUBECONFIG"] = kubeconfig
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    kube = Kube(kubeconfig=kubeconfig, kubectl_path=os.path.join(bin_dir, "kubectl"),
-                helm=os.path.join(bin_dir, "helm"), bin_dir=bin_dir, external=external, env=env)
+    kube = Kube(
+        kubeconfig=kubeconfig,
+        kubectl_path=os.path.join(bin_dir, "kubectl"),
+        helm=os.path.join(bin_dir, "helm"),
+        bin_dir=bin_dir,
+        external=external,
+        env=env,
+    )
     for tool in (kube.kubectl_path, kube.helm):
         if not os.access(tool, os.X_OK):
             raise RuntimeError(f"{tool} is missing after hack/controlplane.sh build")
@@ -186,12 +228,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         if os.environ.get(USE_KUBECONFIG) == "1":
-            reporter.write_line(f"e2e: using KUBECONFIG={os.environ.get('KUBECONFIG', '')} ({USE_KUBECONFIG}=1)")
+            reporter.write_line(
+                f"e2e: using KUBECONFIG={os.environ.get('KUBECONFIG', '')} ({USE_KUBECONFIG}=1)"
+            )
         else:
-            reporter.write_line("e2e: hack/controlplane.sh up (a cold build of the control plane takes ~20 min)")
+            reporter.write_line(
+                "e2e: hack/controlplane.sh up (a cold build of the control plane takes ~20 min)"
+            )
     try:
         _started = _start_kube()
-    except Exception as exc:  # noqa: BLE001 - re-raised by the fixture
+    except Exception as exc:
         _started = exc
 
 
@@ -222,8 +268,15 @@ def kube_namespace(kube: Kube) -> Iterator[str]:
     deleted (without waiting) afterwards."""
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     kube.kubectl("create", "namespace", name)
-    eventually(lambda: kube.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-               timeout=60, interval=0.2, what=f"the default ServiceAccount in {name}")
+    eventually(
+        lambda: (
+            kube.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        timeout=60,
+        interval=0.2,
+        what=f"the default ServiceAccount in {name}",
+    )
     try:
         yield name
     finally:

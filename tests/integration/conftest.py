@@ -12,15 +12,17 @@ with the reason: these suites are never skipped.
                               transactions), so the journal's transactional path runs for real.
 - `mysql_database_url`        per module: a fresh database `tw_<random>`, dropped afterwards.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -41,6 +43,7 @@ def services() -> ServiceURLs:
 # DynamoDB
 # ---------------------------------------------------------------------------------------------
 
+
 def unique_prefix() -> str:
     return f"tw-{uuid.uuid4().hex[:12]}"
 
@@ -49,6 +52,7 @@ def unique_prefix() -> str:
 def dynamodb_base_settings(services: ServiceURLs):
     """Settings for the test server with a fresh, unique table prefix (no tables created)."""
     from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+
     base = DynamoDBSettings.from_url(services.dynamodb, environ={})
     return replace(base, table_prefix=unique_prefix())
 
@@ -57,11 +61,11 @@ def dynamodb_base_settings(services: ServiceURLs):
 async def temporary_tables(settings: Any) -> AsyncIterator[Any]:
     """Create the journal tables of `settings` for the block, delete them afterwards."""
     from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+
     try:
         await create_tables(settings, timeout=60)
-    except Exception as exc:  # noqa: BLE001 - report, never skip
-        pytest.fail(f"cannot create DynamoDB tables at {settings.describe()}: {exc}",
-                    pytrace=False)
+    except Exception as exc:
+        pytest.fail(f"cannot create DynamoDB tables at {settings.describe()}: {exc}", pytrace=False)
     try:
         yield settings
     finally:
@@ -97,6 +101,7 @@ class TransactionShim:
     async def start(self) -> None:
         import aiohttp
         from aiohttp import web
+
         self._session = aiohttp.ClientSession()
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/", self._handle)
@@ -119,12 +124,15 @@ class TransactionShim:
             "X-Amz-Target": f"DynamoDB_20120810.{op}",
             "X-Amz-Date": "20240101T000000Z",
             "Authorization": "AWS4-HMAC-SHA256 Credential=shim/20240101/us-east-1/dynamodb/"
-                             "aws4_request, SignedHeaders=host, Signature=0",
+            "aws4_request, SignedHeaders=host, Signature=0",
         }
         async with self._session.post(self.upstream + "/", data=body, headers=headers) as resp:
             data = await resp.read()
-            keep = {k: v for k, v in resp.headers.items()
-                    if k.lower() in ("x-amzn-requestid", "x-amz-crc32")}
+            keep = {
+                k: v
+                for k, v in resp.headers.items()
+                if k.lower() in ("x-amzn-requestid", "x-amz-crc32")
+            }
             return resp.status, data, keep
 
     async def _call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -135,20 +143,25 @@ class TransactionShim:
 
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
+
         op = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
         body = await request.read()
         if op == "TransactWriteItems":
             async with self.lock:
                 status, payload = await self._transact(json.loads(body))
-            return web.Response(status=status, body=json.dumps(payload).encode(),
-                                content_type="application/x-amz-json-1.0")
+            return web.Response(
+                status=status,
+                body=json.dumps(payload).encode(),
+                content_type="application/x-amz-json-1.0",
+            )
         if op in self.WRITES:
             async with self.lock:
                 status, data, headers = await self._upstream(op, body)
         else:
             status, data, headers = await self._upstream(op, body)
-        return web.Response(status=status, body=data, headers=headers,
-                            content_type="application/x-amz-json-1.0")
+        return web.Response(
+            status=status, body=data, headers=headers, content_type="application/x-amz-json-1.0"
+        )
 
     async def _keys(self, table: str) -> list[str]:
         if table not in self.key_names:
@@ -164,37 +177,42 @@ class TransactionShim:
         plan: list[tuple[str, dict[str, Any]]] = []
         reasons: list[dict[str, str]] = []
         for entry in items:
-            (kind, spec), = entry.items()
+            ((kind, spec),) = entry.items()
             table = spec["TableName"]
             names = await self._keys(table)
             source = spec["Item"] if kind == "Put" else spec["Key"]
             key = {n: source[n] for n in names}
             condition = (spec.get("ConditionExpression") or "").strip()
             if condition and not condition.startswith("attribute_not_exists("):
-                return 400, {"__type": "com.amazon.coral.validate#ValidationException",
-                             "message": f"shim supports attribute_not_exists only: {condition}"}
+                return 400, {
+                    "__type": "com.amazon.coral.validate#ValidationException",
+                    "message": f"shim supports attribute_not_exists only: {condition}",
+                }
             failed = False
             if condition:
-                got = await self._call("GetItem", {"TableName": table, "Key": key,
-                                                   "ConsistentRead": True})
+                got = await self._call(
+                    "GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}
+                )
                 failed = "Item" in got
-            reasons.append({"Code": "ConditionalCheckFailed",
-                            "Message": "The conditional request failed"} if failed
-                           else {"Code": "None"})
+            reasons.append(
+                {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+                if failed
+                else {"Code": "None"}
+            )
             plan.append((kind, spec))
         if any(r["Code"] != "None" for r in reasons):
             codes = ", ".join(r["Code"] for r in reasons)
             return 400, {
                 "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
                 "Message": "Transaction cancelled, please refer cancellation reasons for "
-                           f"specific reasons [{codes}]",
-                "CancellationReasons": reasons}
+                f"specific reasons [{codes}]",
+                "CancellationReasons": reasons,
+            }
         for kind, spec in plan:
             if kind == "Put":
                 await self._call("PutItem", {"TableName": spec["TableName"], "Item": spec["Item"]})
             elif kind == "Delete":
-                await self._call("DeleteItem", {"TableName": spec["TableName"],
-                                                "Key": spec["Key"]})
+                await self._call("DeleteItem", {"TableName": spec["TableName"], "Key": spec["Key"]})
             elif kind == "Update":
                 args = {k: v for k, v in spec.items() if k != "ConditionExpression"}
                 await self._call("UpdateItem", args)
@@ -207,6 +225,7 @@ class TransactionShim:
 @contextlib.asynccontextmanager
 async def running_shim(services: ServiceURLs) -> AsyncIterator[TransactionShim]:
     from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+
     upstream = DynamoDBSettings.from_url(services.dynamodb, environ={}).endpoint_url
     shim = TransactionShim(upstream)
     await shim.start()
@@ -234,6 +253,7 @@ def dynamodb_tools() -> Any:
     modules cannot import conftest): `tools.temporary_tables(settings)`,
     `tools.running_shim(services)`."""
     import types
+
     return types.SimpleNamespace(temporary_tables=temporary_tables, running_shim=running_shim)
 
 
@@ -241,12 +261,20 @@ def dynamodb_tools() -> Any:
 # MySQL
 # ---------------------------------------------------------------------------------------------
 
+
 def _mysql_connect(url: str, database: str | None = None):
     import pymysql
+
     u = urlsplit(url)
-    return pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306,
-                           user=u.username or "", password=u.password or "",
-                           database=database, autocommit=True, connect_timeout=10)
+    return pymysql.connect(
+        host=u.hostname or "127.0.0.1",
+        port=u.port or 3306,
+        user=u.username or "",
+        password=u.password or "",
+        database=database,
+        autocommit=True,
+        connect_timeout=10,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -256,13 +284,16 @@ def mysql_database_url(services: ServiceURLs) -> Any:
     name = f"tw_{uuid.uuid4().hex[:12]}"
     try:
         conn = _mysql_connect(services.mysql)
-    except Exception as exc:  # noqa: BLE001 - report, never skip
-        pytest.fail(f"cannot connect to MySQL at {urlsplit(services.mysql).netloc.split('@')[-1]}"
-                    f": {exc}", pytrace=False)
+    except Exception as exc:
+        pytest.fail(
+            f"cannot connect to MySQL at {urlsplit(services.mysql).netloc.split('@')[-1]}: {exc}",
+            pytrace=False,
+        )
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                        "COLLATE utf8mb4_unicode_ci")
+            cur.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
     finally:
         conn.close()
     u = urlsplit(services.mysql)

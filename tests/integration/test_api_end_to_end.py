@@ -1,6 +1,7 @@
 """The HTTP API end to end against a real `threadweaver serve` process, on the embedded SQLite
 default and on the production backends (dynalite + MariaDB): the upstream smoke flow, the flows
 of upstream's ThreadControllerImplSpec, and the fixes we made."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +10,10 @@ import time
 import aiohttp
 import pytest
 
-from threadweaver.domain import new_ulid
 from tests.support.backends import production_backends
 from tests.support.runtime_process import RuntimeProcess
 from tests.support.services import ensure_services
+from threadweaver.domain import new_ulid
 
 
 @pytest.fixture(scope="module", params=["sqlite", "dynamodb+mysql"])
@@ -26,8 +27,9 @@ def server(request, tmp_path_factory):
     with asyncio.Runner() as runner:
         backends = production_backends(services)
         prod = runner.run(backends.__aenter__())
-        proc = RuntimeProcess(tmp_path_factory.mktemp("production"), name="production",
-                              args=prod.serve_args()).start()
+        proc = RuntimeProcess(
+            tmp_path_factory.mktemp("production"), name="production", args=prod.serve_args()
+        ).start()
         try:
             yield proc
             assert proc.stop() == 0, proc.log_tail()
@@ -71,8 +73,15 @@ async def get(http, path, **params):
 
 
 async def create_thread(http, admin, members=(), **extra):
-    body = {"accountId": admin, "parentThreadId": None, "title": "test", "remarks": None,
-            "administratorIds": [admin], "memberIds": list(members), "createAt": now_ms()}
+    body = {
+        "accountId": admin,
+        "parentThreadId": None,
+        "title": "test",
+        "remarks": None,
+        "administratorIds": [admin],
+        "memberIds": list(members),
+        "createAt": now_ms(),
+    }
     body.update(extra)
     data = await post(http, "/v1/threads/create", body)
     assert data["error_messages"] == [] and len(data["thread_id"]) == 26
@@ -92,8 +101,15 @@ async def test_smoke_create_sleep_get(http):
     status, data = await get(http, f"/v1/threads/{tid}", account_id=admin)
     assert status == 200
     assert data["result"]["id"] == tid and data["error_messages"] == []
-    assert set(data["result"]) >= {"id", "creatorId", "parentThreadId", "title", "remarks",
-                                   "createdAt", "updatedAt"}
+    assert set(data["result"]) >= {
+        "id",
+        "creatorId",
+        "parentThreadId",
+        "title",
+        "remarks",
+        "createdAt",
+        "updatedAt",
+    }
 
 
 # --- ThreadControllerImplSpec -----------------------------------------------------------------
@@ -107,26 +123,34 @@ async def test_create(http):
 async def test_destroy(http):
     admin = new_ulid()
     tid = await create_thread(http, admin)
-    data = await post(http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()})
+    data = await post(
+        http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()}
+    )
     assert data == {"threadId": tid, "error_messages": []}
 
 
 async def test_join_administrator_ids(http):
     admin, other = new_ulid(), new_ulid()
     tid = await create_thread(http, admin)
-    data = await post(http, f"/v1/threads/{tid}/administrator-ids/join",
-                      {"accountId": admin, "accountIds": [other], "createAt": now_ms()})
+    data = await post(
+        http,
+        f"/v1/threads/{tid}/administrator-ids/join",
+        {"accountId": admin, "accountIds": [other], "createAt": now_ms()},
+    )
     assert data == {"threadId": tid, "error_messages": []}
     path = f"/v1/threads/{tid}/administrator-ids"
     (ids,) = await eventually(lambda: _ids_when(http, path, admin, 2))
-    assert ids == [admin, other]          # all ids, not only the caller's (a fix)
+    assert ids == [admin, other]  # all ids, not only the caller's (a fix)
 
 
 async def test_join_member_ids(http):
     admin, m1, m2 = new_ulid(), new_ulid(), new_ulid()
     tid = await create_thread(http, admin)
-    await post(http, f"/v1/threads/{tid}/member-ids/join",
-               {"accountId": admin, "accountIds": [m1, m2], "createAt": now_ms()})
+    await post(
+        http,
+        f"/v1/threads/{tid}/member-ids/join",
+        {"accountId": admin, "accountIds": [m1, m2], "createAt": now_ms()},
+    )
     (ids,) = await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 2))
     assert ids == [m1, m2]
 
@@ -140,14 +164,21 @@ async def _ids_when(http, path, account, n):
 async def test_add_messages(http):
     admin, member = new_ulid(), new_ulid()
     tid = await create_thread(http, admin, members=[member])
-    data = await post(http, f"/v1/threads/{tid}/messages/add", {
-        "accountId": member, "createAt": now_ms(),
-        "messages": [{"replyMessageId": None, "toAccountIds": [], "text": "ABC"}]})
+    data = await post(
+        http,
+        f"/v1/threads/{tid}/messages/add",
+        {
+            "accountId": member,
+            "createAt": now_ms(),
+            "messages": [{"replyMessageId": None, "toAccountIds": [], "text": "ABC"}],
+        },
+    )
     assert len(data["messageIds"]) == 1 and data["error_messages"] == []
 
     async def messages():
         d = await visible(http, f"/v1/threads/{tid}/messages", admin)
         return d["result"] if d and d["result"] else None
+
     result = await eventually(messages)
     assert result[0]["body"] == "ABC" and result[0]["senderId"] == member
     assert result[0]["type"] == "text" and result[0]["id"] == data["messageIds"][0]
@@ -156,34 +187,59 @@ async def test_add_messages(http):
 async def test_remove_messages(http):
     admin, member = new_ulid(), new_ulid()
     tid = await create_thread(http, admin, members=[member])
-    added = await post(http, f"/v1/threads/{tid}/messages/add", {
-        "accountId": member, "createAt": now_ms(),
-        "messages": [{"replyMessageId": None, "toAccountIds": [], "text": "x"},
-                     {"replyMessageId": None, "toAccountIds": [], "text": "y"}]})
-    removed = await post(http, f"/v1/threads/{tid}/messages/remove", {
-        "accountId": member, "messageIds": added["messageIds"][:1], "createAt": now_ms()})
+    added = await post(
+        http,
+        f"/v1/threads/{tid}/messages/add",
+        {
+            "accountId": member,
+            "createAt": now_ms(),
+            "messages": [
+                {"replyMessageId": None, "toAccountIds": [], "text": "x"},
+                {"replyMessageId": None, "toAccountIds": [], "text": "y"},
+            ],
+        },
+    )
+    removed = await post(
+        http,
+        f"/v1/threads/{tid}/messages/remove",
+        {"accountId": member, "messageIds": added["messageIds"][:1], "createAt": now_ms()},
+    )
     assert removed["messageIds"] == added["messageIds"][:1]
 
     async def only_y():
         d = await visible(http, f"/v1/threads/{tid}/messages", member)
         return d["result"] if d and [m["body"] for m in d["result"]] == ["y"] else None
-    await eventually(only_y)          # removed messages are not returned (a fix)
+
+    await eventually(only_y)  # removed messages are not returned (a fix)
 
 
 # --- the fixes and refusals, over the wire -----------------------------------------------------
 async def test_leave_routes_are_wired(http):
     admin, a2, m = new_ulid(), new_ulid(), new_ulid()
     tid = await create_thread(http, admin, members=[m])
-    await post(http, f"/v1/threads/{tid}/administrator-ids/join",
-               {"accountId": admin, "accountIds": [a2], "createAt": now_ms()})
-    await post(http, f"/v1/threads/{tid}/administrator-ids/leave",
-               {"accountId": admin, "administratorIds": [a2], "createAt": now_ms()})
-    await post(http, f"/v1/threads/{tid}/member-ids/leave",
-               {"accountId": admin, "accountIds": [m], "createAt": now_ms()})
+    await post(
+        http,
+        f"/v1/threads/{tid}/administrator-ids/join",
+        {"accountId": admin, "accountIds": [a2], "createAt": now_ms()},
+    )
+    await post(
+        http,
+        f"/v1/threads/{tid}/administrator-ids/leave",
+        {"accountId": admin, "administratorIds": [a2], "createAt": now_ms()},
+    )
+    await post(
+        http,
+        f"/v1/threads/{tid}/member-ids/leave",
+        {"accountId": admin, "accountIds": [m], "createAt": now_ms()},
+    )
     await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 0))
     await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/administrator-ids", admin, 1))
-    last = await post(http, f"/v1/threads/{tid}/administrator-ids/leave",
-                      {"accountId": admin, "accountIds": [admin], "createAt": now_ms()}, 409)
+    last = await post(
+        http,
+        f"/v1/threads/{tid}/administrator-ids/leave",
+        {"accountId": admin, "accountIds": [admin], "createAt": now_ms()},
+        409,
+    )
     assert last == {"error_messages": ["Administrators can not be empty."]}
 
 
@@ -198,16 +254,28 @@ async def test_parent_thread_id_is_kept(http):
 async def test_domain_refusals_are_4xx_with_error_messages(http):
     admin, outsider = new_ulid(), new_ulid()
     tid = await create_thread(http, admin)
-    data = await post(http, f"/v1/threads/{tid}/member-ids/join",
-                      {"accountId": outsider, "accountIds": [outsider], "createAt": now_ms()}, 403)
+    data = await post(
+        http,
+        f"/v1/threads/{tid}/member-ids/join",
+        {"accountId": outsider, "accountIds": [outsider], "createAt": now_ms()},
+        403,
+    )
     assert data["error_messages"] == ["The senderId is not the administrator"]
-    data = await post(http, f"/v1/threads/{tid}/messages/add", {
-        "accountId": outsider, "createAt": now_ms(),
-        "messages": [{"replyMessageId": None, "toAccountIds": [], "text": "x"}]}, 403)
+    data = await post(
+        http,
+        f"/v1/threads/{tid}/messages/add",
+        {
+            "accountId": outsider,
+            "createAt": now_ms(),
+            "messages": [{"replyMessageId": None, "toAccountIds": [], "text": "x"}],
+        },
+        403,
+    )
     assert data["error_messages"] == ["The senderId is not the member"]
     missing = new_ulid()
-    data = await post(http, f"/v1/threads/{missing}/destroy",
-                      {"accountId": admin, "createAt": now_ms()}, 404)
+    data = await post(
+        http, f"/v1/threads/{missing}/destroy", {"accountId": admin, "createAt": now_ms()}, 404
+    )
     assert data["error_messages"]
     status, data = await get(http, f"/v1/threads/{missing}", account_id=admin)
     assert status == 404 and data == {"error_messages": ["thread is not found"]}
@@ -222,6 +290,7 @@ async def test_destroyed_threads_are_not_returned(http):
     async def gone():
         status, _ = await get(http, f"/v1/threads/{tid}", account_id=admin)
         return status == 404
+
     await eventually(gone)
     await post(http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()}, 404)
 
@@ -233,6 +302,7 @@ async def test_list_threads_paginates_in_a_stable_order(http):
     async def all_listed():
         status, data = await get(http, "/v1/threads", account_id=admin, limit=100)
         return data["results"] if status == 200 and len(data["results"]) == 7 else None
+
     await eventually(all_listed)
     pages = []
     for offset in (0, 3, 6):
@@ -243,13 +313,23 @@ async def test_list_threads_paginates_in_a_stable_order(http):
 
 
 async def test_bad_input_is_400_naming_the_field(http):
-    data = await post(http, "/v1/threads/create", {
-        "accountId": "nope", "title": "x" * 256, "administratorIds": [], "memberIds": [],
-        "createAt": now_ms()}, 400)
+    data = await post(
+        http,
+        "/v1/threads/create",
+        {
+            "accountId": "nope",
+            "title": "x" * 256,
+            "administratorIds": [],
+            "memberIds": [],
+            "createAt": now_ms(),
+        },
+        400,
+    )
     text = " ".join(data["error_messages"])
     assert "accountId" in text and "title" in text and "administratorIds" in text
-    async with http.post("/v1/threads/create", data=b"{not json",
-                         headers={"Content-Type": "application/json"}) as r:
+    async with http.post(
+        "/v1/threads/create", data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as r:
         assert r.status == 400 and "error_messages" in await r.json()
 
 

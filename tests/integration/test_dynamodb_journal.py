@@ -1,6 +1,7 @@
 """DynamoDB-only behaviour of the journal on a real server (dynalite): the batch-item protocol
 used where TransactWriteItems is missing, the stored item shapes, pagination, and groups of
 events that share an offset. The port's contract itself is test_journal_contract.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,9 @@ import asyncio
 import pytest
 
 from threadweaver.adapters.journal.dynamodb import (
-    META_PID, DynamoDBJournal, open_client,
+    META_PID,
+    DynamoDBJournal,
+    open_client,
 )
 from threadweaver.application.ports import ConcurrencyConflict, JournalError, NewEvent
 from threadweaver.domain import new_ulid
@@ -35,9 +38,12 @@ async def journal(dynamodb_settings):
 
 async def _items(settings, p: str) -> list[dict]:
     async with open_client(settings) as client:
-        resp = await client.query(TableName=settings.journal_table,
-                                  KeyConditionExpression="pid = :p",
-                                  ExpressionAttributeValues={":p": {"S": p}}, ConsistentRead=True)
+        resp = await client.query(
+            TableName=settings.journal_table,
+            KeyConditionExpression="pid = :p",
+            ExpressionAttributeValues={":p": {"S": p}},
+            ConsistentRead=True,
+        )
     return resp["Items"]
 
 
@@ -63,14 +69,16 @@ async def test_item_shapes(journal, dynamodb_settings):
     assert int(single["shard"]["N"]) == (await journal.read(p))[0].shard
     assert batch["seq"] == {"N": "2"} and batch["last_seq"] == {"N": "4"}
     assert "writer" not in batch and "type" not in batch
-    assert batch["batch"]["S"] == '[["MessagesAdded",{"n":2}],["MessagesAdded",{"n":3}],' \
-                                  '["MessagesAdded",{"n":4}]]'
+    assert (
+        batch["batch"]["S"] == '[["MessagesAdded",{"n":2}],["MessagesAdded",{"n":3}],'
+        '["MessagesAdded",{"n":4}]]'
+    )
 
 
 async def test_meta_item_records_the_shard_count(journal, dynamodb_settings):
     (meta,) = await _items(dynamodb_settings, META_PID)
     assert meta["shards"] == {"N": str(SHARDS)} and meta["seq"] == {"N": "0"}
-    assert "shard" not in meta             # not in the shard index: projections never see it
+    assert "shard" not in meta  # not in the shard index: projections never see it
     assert await journal.read_shards(0, SHARDS, {}, 100) == []
 
 
@@ -80,7 +88,7 @@ async def test_read_pages_through_a_long_stream(journal):
     for size in [1, 2, 3, 1, 1, 4, 2, 1, 5, 1]:
         await journal.append(p, seq, [ev(seq + i + 1) for i in range(size)])
         seq += size
-    events = await journal.read(p)           # read_page_size=2: many pages
+    events = await journal.read(p)  # read_page_size=2: many pages
     assert [e.seq for e in events] == list(range(1, seq + 1))
     assert [e.payload["n"] for e in events] == list(range(1, seq + 1))
     assert [e.seq for e in await journal.read(p, 7)] == list(range(7, seq + 1))
@@ -108,11 +116,12 @@ async def test_racing_batches_never_overlap(dynamodb_settings):
             seq = await j.highest_seq(p)
             await asyncio.sleep(0)
             try:
-                accepted.append(await j.append(p, seq, [ev(k * 100 + i)] * (1 + (i + k) % 3),
-                                               writer=f"w{k}"))
+                accepted.append(
+                    await j.append(p, seq, [ev(k * 100 + i)] * (1 + (i + k) % 3), writer=f"w{k}")
+                )
             except ConcurrencyConflict:
                 pass
-            except JournalError as exc:   # only a gap refusal is acceptable (a stale view)
+            except JournalError as exc:  # only a gap refusal is acceptable (a stale view)
                 assert "gap" in str(exc)
 
     try:
@@ -120,9 +129,10 @@ async def test_racing_batches_never_overlap(dynamodb_settings):
         events = await writers[0].read(p)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         flat = sorted((e for batch in accepted for e in batch), key=lambda e: e.seq)
-        assert [(e.seq, e.writer, e.payload) for e in flat] == \
-            [(e.seq, e.writer, e.payload) for e in events]
-        for batch in accepted:      # each append is whole and contiguous
+        assert [(e.seq, e.writer, e.payload) for e in flat] == [
+            (e.seq, e.writer, e.payload) for e in events
+        ]
+        for batch in accepted:  # each append is whole and contiguous
             assert [e.seq for e in batch] == list(range(batch[0].seq, batch[0].seq + len(batch)))
     finally:
         for w in writers:
@@ -133,7 +143,7 @@ async def test_a_group_larger_than_the_limit_is_returned_whole(journal):
     p = pid()
     big = await journal.append(p, 0, [ev(i) for i in range(6)])
     got = await journal.read_shards(0, SHARDS, {}, 2)
-    assert got == big                      # one offset: never split across results
+    assert got == big  # one offset: never split across results
     assert await journal.read_shards(0, SHARDS, {big[0].shard: big[0].offset}, 2) == []
 
 
@@ -148,9 +158,17 @@ async def test_equal_offsets_of_two_writers_are_not_split(journal, dynamodb_sett
     async with open_client(dynamodb_settings) as client:
         for p in (p1, p2):
             seq = 2 if p == p1 else 1
-            await client.put_item(TableName=dynamodb_settings.journal_table, Item={
-                "pid": {"S": p}, "seq": {"N": str(seq)}, "shard": {"N": str(shard)},
-                "ts": {"N": str(ts)}, "type": {"S": "T"}, "payload": {"S": "{}"}})
+            await client.put_item(
+                TableName=dynamodb_settings.journal_table,
+                Item={
+                    "pid": {"S": p},
+                    "seq": {"N": str(seq)},
+                    "shard": {"N": str(shard)},
+                    "ts": {"N": str(ts)},
+                    "type": {"S": "T"},
+                    "payload": {"S": "{}"},
+                },
+            )
     got = await journal.read_shards(shard, shard + 1, {}, 2)
     assert [(e.pid, e.seq) for e in got] == [(p1, 1)]
     got = await journal.read_shards(shard, shard + 1, {shard: first[0].offset}, 1)

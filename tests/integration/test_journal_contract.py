@@ -6,18 +6,25 @@
 - ``dynamodb-tx``      DynamoDBJournal on dynalite behind the conftest's TransactWriteItems shim:
                        the transactional path (conditional Put per event) as on AWS.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from threadweaver.application.ports import (
-    ConcurrencyConflict, Journal, JournalError, NewEvent, Snapshot, StoredEvent,
+    ConcurrencyConflict,
+    Journal,
+    JournalError,
+    NewEvent,
+    Snapshot,
+    StoredEvent,
 )
 from threadweaver.domain import new_ulid
 from threadweaver.shards.hashing import shard_of
@@ -38,8 +45,11 @@ def backend_services(backend, request) -> Any:
     """The servers a backend needs (requested only for the DynamoDB ones)."""
     if backend == "sqlite":
         return None
-    return (request.getfixturevalue("services"), request.getfixturevalue("dynamodb_base_settings"),
-            request.getfixturevalue("dynamodb_tools"))
+    return (
+        request.getfixturevalue("services"),
+        request.getfixturevalue("dynamodb_base_settings"),
+        request.getfixturevalue("dynamodb_tools"),
+    )
 
 
 @pytest.fixture
@@ -50,12 +60,14 @@ async def open_journal(backend, backend_services, tmp_path) -> Any:
     async with contextlib.AsyncExitStack() as stack:
         if backend == "sqlite":
             from threadweaver.adapters.journal.sqlite import SqliteJournal
+
             path = tmp_path / "journal.db"
 
             def make(shards: int) -> Any:
                 return SqliteJournal(path, shards=shards, synchronous="normal")
         else:
             from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
+
             services, settings, tools = backend_services
             await stack.enter_async_context(tools.temporary_tables(settings))
             if backend == "dynamodb-tx":
@@ -101,6 +113,7 @@ def key(e: StoredEvent) -> tuple[str, int]:
 # appends and replay
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_is_a_journal(journal):
     assert isinstance(journal, Journal)
     assert journal.shards == SHARDS
@@ -109,8 +122,9 @@ async def test_is_a_journal(journal):
 
 async def test_append_single_event(journal):
     p = pid()
-    stored = await journal.append(p, 0, [ev("ThreadCreated", title="hello ✓", n=1)],
-                                  writer="member-a")
+    stored = await journal.append(
+        p, 0, [ev("ThreadCreated", title="hello ✓", n=1)], writer="member-a"
+    )
     assert len(stored) == 1
     e = stored[0]
     assert (e.pid, e.seq, e.type) == (p, 1, "ThreadCreated")
@@ -152,7 +166,7 @@ async def test_unknown_pid_reads_empty(journal):
 async def test_replay_from_seq(journal):
     p = pid()
     await journal.append(p, 0, [ev(n=1)])
-    await journal.append(p, 1, [ev(n=2), ev(n=3), ev(n=4)])   # one append holding 2..4
+    await journal.append(p, 1, [ev(n=2), ev(n=3), ev(n=4)])  # one append holding 2..4
     await journal.append(p, 4, [ev(n=5)])
     for start in range(1, 8):
         got = await journal.read(p, start)
@@ -177,7 +191,7 @@ async def test_long_stream_replays_completely(journal):
 
 async def test_large_payload_round_trips(journal):
     p = pid()
-    text = "メッセージ " * 5000    # ~ 80 KB of UTF-8
+    text = "メッセージ " * 5000  # ~ 80 KB of UTF-8
     stored = await journal.append(p, 0, [ev(messages=[{"id": new_ulid(), "text": text}])])
     (back,) = await journal.read(p)
     assert back.payload == stored[0].payload
@@ -187,6 +201,7 @@ async def test_large_payload_round_trips(journal):
 # ---------------------------------------------------------------------------------------------
 # conditional writes
 # ---------------------------------------------------------------------------------------------
+
 
 async def test_conflict_on_existing_seq(journal):
     p = pid()
@@ -226,8 +241,9 @@ async def test_concurrent_appends_with_the_same_expected_seq_exactly_one_wins(jo
     async def attempt(p: str, expected: int, writer: str) -> Any:
         size = rng.randint(1, 4)
         try:
-            return await journal.append(p, expected, [ev(w=writer, i=i) for i in range(size)],
-                                        writer=writer)
+            return await journal.append(
+                p, expected, [ev(w=writer, i=i) for i in range(size)], writer=writer
+            )
         except ConcurrencyConflict as exc:
             return exc
 
@@ -240,7 +256,7 @@ async def test_concurrent_appends_with_the_same_expected_seq_exactly_one_wins(jo
             assert len(winners) == 1 and len(losers) == 3, (round_, p, results)
             assert all(lo.seq == expected + 1 and lo.pid == p for lo in losers)
             events = await journal.read(p, expected + 1)
-            assert events == winners[0]                      # nothing of any loser
+            assert events == winners[0]  # nothing of any loser
             assert {e.writer for e in events} == {winners[0][0].writer}
             assert await journal.highest_seq(p) == expected + len(winners[0])
 
@@ -255,7 +271,8 @@ async def test_two_instances_race_on_one_pid(open_journal):
         ra, rb = await asyncio.gather(
             a.append(p, seq_a, [ev(w="a", i=i)], writer="a"),
             b.append(p, seq_b, [ev(w="b", i=i), ev(w="b", i=i)], writer="b"),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         for r in (ra, rb):
             if isinstance(r, ConcurrencyConflict):
                 conflicts += 1
@@ -306,6 +323,7 @@ async def test_closed_journal_refuses(open_journal):
 # snapshots
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_snapshots_save_load_overwrite(journal):
     p = pid()
     assert await journal.load_snapshot(p) is None
@@ -316,7 +334,7 @@ async def test_snapshots_save_load_overwrite(journal):
     await journal.save_snapshot(Snapshot(p, 8, {"v": 8}))
     snap = await journal.load_snapshot(p)
     assert (snap.seq, snap.state) == (8, {"v": 8}) and snap.ts > 0
-    await journal.save_snapshot(Snapshot(p, 5, {"v": 5}))      # older: kept out
+    await journal.save_snapshot(Snapshot(p, 5, {"v": 5}))  # older: kept out
     assert (await journal.load_snapshot(p)).state == {"v": 8}
     assert await journal.load_snapshot(pid()) is None
 
@@ -325,8 +343,10 @@ async def test_snapshots_save_load_overwrite(journal):
 # read_shards: the projections' catch-up stream
 # ---------------------------------------------------------------------------------------------
 
-async def _read_all(journal: Any, start: int, end: int, limit: int,
-                    after: dict[int, int] | None = None) -> list[StoredEvent]:
+
+async def _read_all(
+    journal: Any, start: int, end: int, limit: int, after: dict[int, int] | None = None
+) -> list[StoredEvent]:
     """Page through read_shards the way a projection does: resume after the highest offset
     returned per shard."""
     cursor = dict(after or {})
@@ -356,7 +376,8 @@ async def _populate(journal: Any, n_pids: int = 24) -> dict[str, list[StoredEven
             seq = len(written.get(p, []))
             size = rng.choice([1, 1, 2, 3])
             written.setdefault(p, []).extend(
-                await journal.append(p, seq, [ev(r=round_, i=i) for i in range(size)]))
+                await journal.append(p, seq, [ev(r=round_, i=i) for i in range(size)])
+            )
     return written
 
 
@@ -367,7 +388,7 @@ async def test_read_shards_returns_every_event_once_in_offset_order(journal):
     assert sorted(got, key=key) == all_events
     assert got == sorted(got, key=lambda e: (e.offset, e.pid, e.seq))
     for p, evs in written.items():
-        assert [e.seq for e in got if e.pid == p] == [e.seq for e in evs]   # per pid in order
+        assert [e.seq for e in got if e.pid == p] == [e.seq for e in evs]  # per pid in order
         assert all(e.shard == shard_of(p, SHARDS) for e in evs)
 
 
@@ -427,13 +448,15 @@ async def test_read_shards_sees_later_appends(journal):
 # notifications
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_subscribe_notifies_after_appends(journal):
     seen: list[list[StoredEvent]] = []
     unsubscribe = journal.subscribe(lambda events: seen.append(list(events)))
 
     def broken(events: Any) -> None:
         raise RuntimeError("listener bug")
-    journal.subscribe(broken)                   # a failing listener breaks nothing
+
+    journal.subscribe(broken)  # a failing listener breaks nothing
     p = pid()
     one = await journal.append(p, 0, [ev(n=1)])
     two = await journal.append(p, 1, [ev(n=2), ev(n=3)])
@@ -446,12 +469,13 @@ async def test_subscribe_notifies_after_appends(journal):
     unsubscribe()
     await journal.append(p, 3, [ev(n=4)])
     assert [e for batch in seen for e in batch] == one + two
-    unsubscribe()                               # twice is harmless
+    unsubscribe()  # twice is harmless
 
 
 # ---------------------------------------------------------------------------------------------
 # durability across instances
 # ---------------------------------------------------------------------------------------------
+
 
 async def test_reopen_reads_everything_back(open_journal):
     journal = await open_journal()
@@ -488,8 +512,10 @@ async def test_reopen_with_another_shard_count_is_refused(open_journal):
 # misconfiguration
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_dynamodb_missing_tables_is_a_clear_error(dynamodb_base_settings):
     from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
+
     journal = DynamoDBJournal(dynamodb_base_settings, shards=SHARDS)
     with pytest.raises(JournalError) as info:
         await journal.start()
@@ -503,15 +529,17 @@ async def test_dynamodb_missing_tables_is_a_clear_error(dynamodb_base_settings):
 # read_shard_set: what a projector reads for the shards its pushed appends touched
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_read_shard_set_returns_only_those_shards_after_their_offsets(journal):
     written = await _populate(journal)
     all_events = [e for evs in written.values() for e in evs]
     shards = sorted({e.shard for e in all_events})
-    chosen = shards[::2] + [SHARDS + 5, -1]     # scattered, plus shards that do not exist
+    chosen = shards[::2] + [SHARDS + 5, -1]  # scattered, plus shards that do not exist
     after = {s: sorted(e.offset for e in all_events if e.shard == s)[0] for s in shards[::4]}
     got = await journal.read_shard_set(chosen, after, 10_000)
-    expected = sorted((e for e in all_events
-                       if e.shard in chosen and e.offset > after.get(e.shard, 0)), key=key)
+    expected = sorted(
+        (e for e in all_events if e.shard in chosen and e.offset > after.get(e.shard, 0)), key=key
+    )
     assert sorted(got, key=key) == expected
     assert got == sorted(got, key=lambda e: (e.offset, e.pid, e.seq))
     assert await journal.read_shard_set([], {}, 100) == []
@@ -531,7 +559,7 @@ async def test_read_shard_set_pages_through_every_event_once(journal, limit):
         assert len(batch) <= limit or len({(e.shard, e.offset) for e in batch}) == 1
         assert batch == sorted(batch, key=lambda e: (e.offset, e.pid, e.seq))
         assert all(e.offset > cursor.get(e.shard, 0) for e in batch)
-        for e in batch:       # each shard's events come as a prefix: nothing is skipped
+        for e in batch:  # each shard's events come as a prefix: nothing is skipped
             cursor[e.shard] = max(cursor.get(e.shard, 0), e.offset)
         got.extend(batch)
     assert sorted(got, key=key) == sorted((e for e in all_events if e.shard in shards), key=key)
@@ -545,12 +573,14 @@ async def test_what_concurrent_appends_return_is_what_is_read_back(journal):
     await journal.append(pids[0], 0, [ev(n=0)])
     results = await asyncio.gather(
         *(journal.append(p, 0, [ev(n=i), ev(n=i + 1)][: 1 + i % 2]) for i, p in enumerate(pids)),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     assert isinstance(results[0], ConcurrencyConflict)
     written = [e for r in results[1:] for e in r]
     assert len(written) == sum(1 + i % 2 for i in range(1, 40))
-    fresh = await asyncio.gather(*(journal.append(pid(), 0, [ev(n=i)] * (1 + i % 3))
-                                   for i in range(40)))          # no conflict this time
+    fresh = await asyncio.gather(
+        *(journal.append(pid(), 0, [ev(n=i)] * (1 + i % 3)) for i in range(40))
+    )  # no conflict this time
     written += [e for r in fresh for e in r]
     back = sorted(await journal.read_shards(0, SHARDS, {}, 10_000), key=key)
     assert sorted(written + await journal.read(pids[0]), key=key) == back

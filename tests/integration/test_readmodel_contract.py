@@ -4,6 +4,7 @@ MySQL (MariaDB from hack/services.sh, one fresh database per module).
 Events are built from the domain's own event classes and payload encoder, so what the read
 model projects is exactly what the aggregates journal.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,8 +19,16 @@ from threadweaver.adapters.readmodel.migrate import current_revision, head_revis
 from threadweaver.application.ports import ReadModel, StoredEvent
 from threadweaver.domain import new_ulid
 from threadweaver.domain.events import (
-    AddedMessage, AdministratorIdsJoined, AdministratorIdsLeft, MemberIdsJoined, MemberIdsLeft,
-    MessagesAdded, MessagesRemoved, ThreadCreated, ThreadDestroyed, event_to_payload,
+    AddedMessage,
+    AdministratorIdsJoined,
+    AdministratorIdsLeft,
+    MemberIdsJoined,
+    MemberIdsLeft,
+    MessagesAdded,
+    MessagesRemoved,
+    ThreadCreated,
+    ThreadDestroyed,
+    event_to_payload,
 )
 from threadweaver.domain.ids import thread_persistence_id
 from threadweaver.shards.hashing import shard_of
@@ -73,19 +82,38 @@ class Stream:
         pid = thread_persistence_id(event.thread_id)
         self.seq[pid] += 1
         self.offset += 7
-        return StoredEvent(pid=pid, seq=self.seq[pid], shard=shard_of(pid, SHARDS),
-                           type=event.TYPE, payload=event_to_payload(event), ts=self.offset,
-                           offset=self.offset, writer="test")
+        return StoredEvent(
+            pid=pid,
+            seq=self.seq[pid],
+            shard=shard_of(pid, SHARDS),
+            type=event.TYPE,
+            payload=event_to_payload(event),
+            ts=self.offset,
+            offset=self.offset,
+            writer="test",
+        )
 
     # shorthand builders -----------------------------------------------------------------
-    def create(self, tid: str, creator: str, *, admins: tuple[str, ...] = (),
-               members: tuple[str, ...] = (), title: str = "title", parent: str | None = None,
-               remarks: str | None = None) -> StoredEvent:
-        return self.emit(ThreadCreated(tid, creator, self.now(), title, (creator, *admins),
-                                       members, parent, remarks))
+    def create(
+        self,
+        tid: str,
+        creator: str,
+        *,
+        admins: tuple[str, ...] = (),
+        members: tuple[str, ...] = (),
+        title: str = "title",
+        parent: str | None = None,
+        remarks: str | None = None,
+    ) -> StoredEvent:
+        return self.emit(
+            ThreadCreated(
+                tid, creator, self.now(), title, (creator, *admins), members, parent, remarks
+            )
+        )
 
-    def messages(self, tid: str, sender: str, *texts: str,
-                 reply: str | None = None) -> tuple[StoredEvent, list[str]]:
+    def messages(
+        self, tid: str, sender: str, *texts: str, reply: str | None = None
+    ) -> tuple[StoredEvent, list[str]]:
         ids = [new_ulid() for _ in texts]
         msgs = tuple(AddedMessage(i, t, reply, ()) for i, t in zip(ids, texts))
         return self.emit(MessagesAdded(tid, sender, self.now(), msgs)), ids
@@ -98,6 +126,7 @@ def ulids(n: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # schema
 # ---------------------------------------------------------------------------------------------
+
 
 async def test_is_a_read_model(rm):
     assert isinstance(rm, SqlReadModel)
@@ -112,8 +141,14 @@ async def test_migrate_is_idempotent(rm, url):
     async with rm.engine.connect() as conn:
         assert await conn.run_sync(current_revision) == head_revision()
         tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
-    assert {"thread", "thread_administrator_ids", "thread_member_ids", "thread_message",
-            "projection_offset", "alembic_version"} <= tables
+    assert {
+        "thread",
+        "thread_administrator_ids",
+        "thread_member_ids",
+        "thread_message",
+        "projection_offset",
+        "alembic_version",
+    } <= tables
     # a second instance on the same database migrates to the same place without error
     other = SqlReadModel(ReadModelSettings(url=url))
     try:
@@ -131,22 +166,29 @@ async def test_ping(rm):
 # projection of the eight event types
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_projects_all_eight_event_types(rm, projection):
     s = Stream()
     tid, parent = new_ulid(), new_ulid()
     creator, admin2, member1, member2, stranger = ulids(5)
-    created = s.create(tid, creator, members=(member1,), title="Tea ☕", parent=parent,
-                       remarks="notes")
+    created = s.create(
+        tid, creator, members=(member1,), title="Tea ☕", parent=parent, remarks="notes"
+    )
     result = await rm.apply(projection, [created])
     assert (result.applied, result.skipped, result.stalled) == (1, 0, {})
     assert result.offsets == {created.shard: created.offset}
 
     view = await rm.get_thread(tid, creator)
     assert view is not None
-    assert (view.id, view.creator_id, view.parent_thread_id, view.title, view.remarks) == \
-        (tid, creator, parent, "Tea ☕", "notes")
+    assert (view.id, view.creator_id, view.parent_thread_id, view.title, view.remarks) == (
+        tid,
+        creator,
+        parent,
+        "Tea ☕",
+        "notes",
+    )
     assert view.created_at == view.updated_at == created.payload["occurredAt"]
-    assert await rm.get_thread(tid, member1) == view            # members see it too
+    assert await rm.get_thread(tid, member1) == view  # members see it too
     assert await rm.get_thread(tid, stranger) is None
     assert await rm.list_administrator_ids(tid, creator, 0, 100) == [creator]
     assert await rm.list_member_ids(tid, creator, 0, 100) == [member1]
@@ -165,8 +207,10 @@ async def test_projects_all_eight_event_types(rm, projection):
     assert await rm.list_member_ids(tid, member2, 0, 100) == [member1, member2]
     msgs = await rm.list_messages(tid, member2, 0, 100)
     assert [(m.id, m.sender_id, m.body, m.reply_message_id, m.type) for m in msgs] == [
-        (m1, member1, "hello", None, "text"), (m2, member1, "world", None, "text"),
-        (m3, admin2, "re: hello", m1, "text")]
+        (m1, member1, "hello", None, "text"),
+        (m2, member1, "world", None, "text"),
+        (m3, admin2, "re: hello", m1, "text"),
+    ]
     assert all(m.thread_id == tid for m in msgs)
     assert msgs[0].created_at == added.payload["occurredAt"]
     assert (await rm.get_thread(tid, creator)).updated_at == reply.payload["occurredAt"]
@@ -180,7 +224,7 @@ async def test_projects_all_eight_event_types(rm, projection):
     assert [m.id for m in await rm.list_messages(tid, creator, 0, 100)] == [m2, m3]
     assert await rm.list_administrator_ids(tid, creator, 0, 100) == [creator]
     assert await rm.list_member_ids(tid, creator, 0, 100) == [member2]
-    assert await rm.get_thread(tid, admin2) is None              # left: no longer visible
+    assert await rm.get_thread(tid, admin2) is None  # left: no longer visible
     assert await rm.get_thread(tid, member1) is None
     assert await rm.list_messages(tid, member1, 0, 100) is None
 
@@ -207,11 +251,14 @@ async def test_unknown_thread_is_invisible(rm):
 # exactly once
 # ---------------------------------------------------------------------------------------------
 
+
 async def _snapshot(rm: SqlReadModel, tid: str, account: str) -> tuple:
-    return (await rm.get_thread(tid, account),
-            await rm.list_administrator_ids(tid, account, 0, 1000),
-            await rm.list_member_ids(tid, account, 0, 1000),
-            await rm.list_messages(tid, account, 0, 1000))
+    return (
+        await rm.get_thread(tid, account),
+        await rm.list_administrator_ids(tid, account, 0, 1000),
+        await rm.list_member_ids(tid, account, 0, 1000),
+        await rm.list_messages(tid, account, 0, 1000),
+    )
 
 
 async def test_reapplying_a_batch_changes_nothing(rm, projection):
@@ -246,11 +293,12 @@ async def test_a_failing_batch_commits_nothing(rm, projection):
     tid, creator = new_ulid(), new_ulid()
     good = s.create(tid, creator)
     bad = s.emit(ThreadDestroyed(tid, creator, s.now()))
-    bad = StoredEvent(bad.pid, bad.seq, bad.shard, "NoSuchEvent", bad.payload, bad.ts,
-                      bad.offset, bad.writer)
+    bad = StoredEvent(
+        bad.pid, bad.seq, bad.shard, "NoSuchEvent", bad.payload, bad.ts, bad.offset, bad.writer
+    )
     with pytest.raises(Exception):
         await rm.apply(projection, [good, bad])
-    assert await rm.get_thread(tid, creator) is None          # rows rolled back ...
+    assert await rm.get_thread(tid, creator) is None  # rows rolled back ...
     assert await rm.load_offsets(projection, 0, SHARDS) == {}  # ... with the offsets
     assert (await rm.apply(projection, [good])).applied == 1
 
@@ -258,6 +306,7 @@ async def test_a_failing_batch_commits_nothing(rm, projection):
 # ---------------------------------------------------------------------------------------------
 # gaps and offsets
 # ---------------------------------------------------------------------------------------------
+
 
 def _two_pids_in(shard_wanted: int | None = None) -> tuple[str, str]:
     """Two thread ids in one shard."""
@@ -287,11 +336,11 @@ async def test_a_gap_stalls_only_its_shard(rm, projection):
     c1 = s.create(c, creator)
     # a2 is not visible yet: a3 follows a gap
     result = await rm.apply(projection, [a1, a3, b1, c1])
-    assert result.applied == 2                                  # a1 and c1
+    assert result.applied == 2  # a1 and c1
     assert result.stalled == {shard: a1.offset}
-    assert result.offsets[shard] == a1.offset                   # not past the gap
+    assert result.offsets[shard] == a1.offset  # not past the gap
     assert result.offsets[c1.shard] == c1.offset
-    assert await rm.get_thread(b, creator) is None              # behind the gap: not yet
+    assert await rm.get_thread(b, creator) is None  # behind the gap: not yet
     assert await rm.get_thread(c, creator) is not None
     assert (await rm.load_offsets(projection, shard, shard + 1)) == {shard: a1.offset}
 
@@ -322,15 +371,17 @@ async def test_offsets_are_per_projection_and_shard(rm, projection, url):
     for e in events:
         expected[e.shard] = max(expected.get(e.shard, 0), e.offset)
     assert await rm.load_offsets(projection, 0, SHARDS) == expected
-    assert await rm.load_offsets(projection, 4, 9) == {k: v for k, v in expected.items()
-                                                       if 4 <= k < 9}
+    assert await rm.load_offsets(projection, 4, 9) == {
+        k: v for k, v in expected.items() if 4 <= k < 9
+    }
     assert await rm.load_offsets(projection + "-other", 0, SHARDS) == {}
     # a second projection over the same events keeps its own offsets (and skips the rows'
     # events, which are already applied: sequence numbers are per thread, not per projection)
     other = await rm.apply(projection + "-other", events[:3])
     assert other.skipped == 3
-    assert set(await rm.load_offsets(projection + "-other", 0, SHARDS)) == \
-        {e.shard for e in events[:3]}
+    assert set(await rm.load_offsets(projection + "-other", 0, SHARDS)) == {
+        e.shard for e in events[:3]
+    }
     # durable: a new instance reads the same offsets
     fresh = SqlReadModel(ReadModelSettings(url=url))
     await fresh.start()
@@ -344,12 +395,12 @@ async def test_offsets_are_per_projection_and_shard(rm, projection, url):
 # queries: visibility, order, pagination
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_list_threads_visibility_order_and_pagination(rm, projection):
     s = Stream()
     me, other = ulids(2)
     as_admin = [s.create(new_ulid(), me, title=f"admin-{i}") for i in range(4)]
-    as_member = [s.create(new_ulid(), other, members=(me,), title=f"member-{i}")
-                 for i in range(3)]
+    as_member = [s.create(new_ulid(), other, members=(me,), title=f"member-{i}") for i in range(3)]
     not_mine = [s.create(new_ulid(), other, title="other") for _ in range(2)]
     joined_later = s.create(new_ulid(), other, title="joined")
     events = as_admin + as_member + not_mine + [joined_later]
@@ -358,8 +409,9 @@ async def test_list_threads_visibility_order_and_pagination(rm, projection):
     events.append(s.emit(ThreadDestroyed(destroyed.payload["threadId"], me, s.now())))
     await rm.apply(projection, sorted(events, key=lambda e: e.offset))
 
-    expected = [e.payload["threadId"] for e in as_admin + as_member + [joined_later]
-                if e is not destroyed]                      # created_at order
+    expected = [
+        e.payload["threadId"] for e in as_admin + as_member + [joined_later] if e is not destroyed
+    ]  # created_at order
     got = [t.id for t in await rm.list_threads(me, 0, 100)]
     assert got == expected
     pages = [[t.id for t in await rm.list_threads(me, off, 3)] for off in range(0, 9, 3)]
@@ -403,8 +455,9 @@ async def test_messages_order_pagination_and_removal(rm, projection):
     assert [m.body for m in msgs] == bodies
     assert [m.id for m in await rm.list_messages(tid, creator, 5, 4)] == ids[5:9]
     removed = {ids[0], ids[4], ids[11]}
-    await rm.apply(projection, [s.emit(MessagesRemoved(tid, creator, s.now(),
-                                                       tuple(sorted(removed))))])
+    await rm.apply(
+        projection, [s.emit(MessagesRemoved(tid, creator, s.now(), tuple(sorted(removed))))]
+    )
     live = [i for i in ids if i not in removed]
     assert [m.id for m in await rm.list_messages(tid, creator, 0, 100)] == live
     assert [m.id for m in await rm.list_messages(tid, creator, 3, 3)] == live[3:6]

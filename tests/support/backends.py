@@ -1,26 +1,28 @@
 """Production backends for one test: fresh DynamoDB tables (unique prefix) in dynalite and a
 fresh MariaDB database, migrated; removed afterwards."""
+
 from __future__ import annotations
 
 import contextlib
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
 from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+
 from .runtime_process import THREADWEAVER
 from .services import ServiceURLs
 
 
 @dataclass(frozen=True)
 class ProductionBackends:
-    journal_url: str                 # dynamodb://...&table-prefix=...
-    read_model_url: str              # mysql+aiomysql://.../tw_xxx
+    journal_url: str  # dynamodb://...&table-prefix=...
+    read_model_url: str  # mysql+aiomysql://.../tw_xxx
     dynamodb: DynamoDBSettings
 
     def serve_args(self) -> list[str]:
@@ -28,8 +30,9 @@ class ProductionBackends:
 
 
 @contextlib.asynccontextmanager
-async def production_backends(services: ServiceURLs, *, migrate: bool = True
-                              ) -> AsyncIterator[ProductionBackends]:
+async def production_backends(
+    services: ServiceURLs, *, migrate: bool = True
+) -> AsyncIterator[ProductionBackends]:
     prefix = f"tw-{uuid.uuid4().hex[:10]}"
     dynamo = replace(DynamoDBSettings.from_url(services.dynamodb, environ={}), table_prefix=prefix)
     await create_tables(dynamo, timeout=60)
@@ -40,11 +43,16 @@ async def production_backends(services: ServiceURLs, *, migrate: bool = True
     await engine.dispose()
     read_model = services.mysql.rsplit("/", 1)[0] + "/" + db
     sep = "&" if "?" in services.dynamodb else "?"
-    backends = ProductionBackends(f"{services.dynamodb}{sep}table-prefix={prefix}", read_model,
-                                  dynamo)
+    backends = ProductionBackends(
+        f"{services.dynamodb}{sep}table-prefix={prefix}", read_model, dynamo
+    )
     if migrate:
-        subprocess.run([str(THREADWEAVER), "migrate", "--read-model", read_model], check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [str(THREADWEAVER), "migrate", "--read-model", read_model],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     try:
         yield backends
     finally:

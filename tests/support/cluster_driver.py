@@ -1,6 +1,7 @@
 """Plays the operator's part of the shard-map protocol against a real API server, for runtime
 tests that must not depend on the operator: publish the map, read the members' Leases, complete
 a handoff once every losing member acknowledged or is gone."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +11,14 @@ import time
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from threadweaver.shards import (
-    SHARDMAP_KEY, MemberStatus, ShardMap, is_lease_expired, shardmap_configmap_name,
-)
 from threadweaver.adapters.kube.lease import CLUSTER_LABEL
+from threadweaver.shards import (
+    SHARDMAP_KEY,
+    MemberStatus,
+    ShardMap,
+    is_lease_expired,
+    shardmap_configmap_name,
+)
 
 
 class ClusterDriver:
@@ -38,13 +43,16 @@ class ClusterDriver:
     async def members(self) -> dict[str, tuple[MemberStatus, bool]]:
         """member -> (status, alive) from the Leases of this cluster."""
         leases = await self.coord.list_namespaced_lease(
-            self.namespace, label_selector=f"{CLUSTER_LABEL}={self.cluster}")
-        now = dt.datetime.now(dt.timezone.utc)
+            self.namespace, label_selector=f"{CLUSTER_LABEL}={self.cluster}"
+        )
+        now = dt.datetime.now(dt.UTC)
         out = {}
         for lease in leases.items:
             member = lease.spec.holder_identity or lease.metadata.name
             status = MemberStatus.from_annotations(member, lease.metadata.annotations or {})
-            alive = not is_lease_expired(lease.spec.renew_time, lease.spec.lease_duration_seconds or 15, now)
+            alive = not is_lease_expired(
+                lease.spec.renew_time, lease.spec.lease_duration_seconds or 15, now
+            )
             out[member] = (status, alive)
         return out
 
@@ -59,13 +67,21 @@ class ClusterDriver:
                 await self.publish(self.map.complete_handoff())
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"handoff of epoch {self.map.epoch} not acknowledged by "
-                                   f"{sorted(self.map.pending_acks(acked))}: {members}")
+                raise TimeoutError(
+                    f"handoff of epoch {self.map.epoch} not acknowledged by "
+                    f"{sorted(self.map.pending_acks(acked))}: {members}"
+                )
             await asyncio.sleep(0.2)
         return self.map
 
-    async def rebalance(self, members: list[str], addresses: dict[str, str], *,
-                        max_ranges_per_round: int | None = None, timeout: float = 60.0) -> None:
+    async def rebalance(
+        self,
+        members: list[str],
+        addresses: dict[str, str],
+        *,
+        max_ranges_per_round: int | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         """Rebalance to `members` in rounds, each completed after its acknowledgements."""
         assert self.map is not None, "publish an initial map first"
         while True:
@@ -76,12 +92,16 @@ class ClusterDriver:
             if nxt.in_handoff:
                 await self.wait_acks_and_complete(timeout)
 
-    async def wait_members_acked(self, epoch: int, members: list[str], timeout: float = 60.0) -> None:
+    async def wait_members_acked(
+        self, epoch: int, members: list[str], timeout: float = 60.0
+    ) -> None:
         deadline = time.monotonic() + timeout
         while True:
             statuses = await self.members()
             if all(m in statuses and statuses[m][0].acked_epoch >= epoch for m in members):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"members {members} did not acknowledge epoch {epoch}: {statuses}")
+                raise TimeoutError(
+                    f"members {members} did not acknowledge epoch {epoch}: {statuses}"
+                )
             await asyncio.sleep(0.2)

@@ -1,11 +1,12 @@
 """Checks that the journal holds every acknowledged command once and that the read model
 converges to exactly the journal's content (shared by the fault and scaling suites)."""
+
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -30,8 +31,9 @@ async def journaled_messages(journal: Journal, thread_ids: Iterable[str]) -> dic
     return out
 
 
-async def read_model_converges(read_model_url: str, journaled: Mapping[str, list[str]],
-                               timeout: float) -> float:
+async def read_model_converges(
+    read_model_url: str, journaled: Mapping[str, list[str]], timeout: float
+) -> float:
     """Seconds until the read model's live messages are exactly `journaled`; fails after
     `timeout` naming a thread that differs."""
     engine = create_async_engine(read_model_url)
@@ -39,16 +41,20 @@ async def read_model_converges(read_model_url: str, journaled: Mapping[str, list
     try:
         while True:
             async with engine.connect() as conn:
-                rows = (await conn.execute(sa.text(
-                    "SELECT thread_id, id FROM thread_message WHERE deleted = 0"))).all()
+                rows = (
+                    await conn.execute(
+                        sa.text("SELECT thread_id, id FROM thread_message WHERE deleted = 0")
+                    )
+                ).all()
             projected: dict[str, set[str]] = collections.defaultdict(set)
             for tid, mid in rows:
                 projected[tid].add(mid)
             differing = [t for t, ids in journaled.items() if projected[t] != set(ids)]
             if not differing and len(rows) == sum(map(len, journaled.values())):
                 return time.monotonic() - t0
-            assert time.monotonic() - t0 < timeout, \
+            assert time.monotonic() - t0 < timeout, (
                 f"read model differs from the journal for {len(differing)} threads, e.g. {differing[:1]}"
+            )
             await asyncio.sleep(0.2)
     finally:
         await engine.dispose()

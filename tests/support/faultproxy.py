@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 that can take its upstream "down": while down it resets every open
 connection and refuses new ones, which is what clients see when a database server stops.
 Runs its own event loop in a background thread so that tests of any kind can use it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         self._call(self._listen())
         return self
@@ -42,8 +43,9 @@ class FaultProxy:
 
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
-                                                      reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
 
     async def _stop_listening(self) -> None:
         if self._server is not None:
@@ -51,8 +53,10 @@ class FaultProxy:
             self._server = None
         for w in list(self._writers):
             sock = w.get_extra_info("socket")
-            if sock is not None:   # RST instead of FIN: an abrupt failure
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            if sock is not None:  # RST instead of FIN: an abrupt failure
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             w.close()
         self._writers.clear()
 

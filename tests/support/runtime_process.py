@@ -1,4 +1,5 @@
 """Run `threadweaver serve` as a real child process on a free loopback port."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 THREADWEAVER = Path(sys.executable).with_name("threadweaver")
@@ -22,8 +23,15 @@ def free_port() -> int:
 
 
 class RuntimeProcess:
-    def __init__(self, data_dir: Path, *, port: int | None = None, args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None, name: str = "runtime") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        name: str = "runtime",
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.args = list(args)
@@ -36,15 +44,25 @@ class RuntimeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, wait: bool = True, timeout: float = 30.0) -> "RuntimeProcess":
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> RuntimeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("THREADWEAVER_")}
         env.update(self.env)
-        cmd = [str(THREADWEAVER), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--member-name", self.name, *self.args]
+        cmd = [
+            str(THREADWEAVER),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--member-name",
+            self.name,
+            *self.args,
+        ]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=REPO)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         log.close()
         if wait:
             self.wait_ready(timeout)
@@ -54,7 +72,9 @@ class RuntimeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/ready", timeout=1) as r:
                     if r.status == 200:

@@ -1,5 +1,6 @@
 """The test services (MariaDB and dynalite on 127.0.0.1), started by hack/services.sh unless the
 environment names existing ones. Never skips: a service that cannot start fails the test."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,8 @@ DYNAMODB_ENV = "THREADWEAVER_TEST_DYNAMODB_URL"
 
 @dataclass(frozen=True)
 class ServiceURLs:
-    mysql: str       # mysql+aiomysql://threadweaver:threadweaver@127.0.0.1:3306/threadweaver
-    dynamodb: str    # dynamodb://127.0.0.1:8000?region=us-east-1
+    mysql: str  # mysql+aiomysql://threadweaver:threadweaver@127.0.0.1:3306/threadweaver
+    dynamodb: str  # dynamodb://127.0.0.1:8000?region=us-east-1
 
 
 def _tail(text: str, lines: int = 40) -> str:
@@ -30,14 +31,17 @@ def _tail(text: str, lines: int = 40) -> str:
 
 def run_services(*args: str) -> str:
     try:
-        proc = subprocess.run([str(SERVICES), *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run(
+            [str(SERVICES), *args], cwd=REPO, capture_output=True, text=True, timeout=900
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.fail(f"`hack/services.sh {' '.join(args)}` could not run: {exc}", pytrace=False)
     if proc.returncode != 0:
-        pytest.fail(f"`hack/services.sh {' '.join(args)}` failed (exit {proc.returncode}): these "
-                    f"tests need MariaDB and dynalite.\n{_tail(proc.stderr)}\n{_tail(proc.stdout)}",
-                    pytrace=False)
+        pytest.fail(
+            f"`hack/services.sh {' '.join(args)}` failed (exit {proc.returncode}): these "
+            f"tests need MariaDB and dynalite.\n{_tail(proc.stderr)}\n{_tail(proc.stdout)}",
+            pytrace=False,
+        )
     return proc.stdout
 
 
@@ -56,8 +60,11 @@ def check_port(what: str, host: str, port: int) -> None:
         with socket.create_connection((host, port), timeout=5):
             return
     except OSError as exc:
-        pytest.fail(f"{what} at {host}:{port} does not accept connections ({exc}); start it with "
-                    "`hack/services.sh up` (or fix the THREADWEAVER_TEST_* URL)", pytrace=False)
+        pytest.fail(
+            f"{what} at {host}:{port} does not accept connections ({exc}); start it with "
+            "`hack/services.sh up` (or fix the THREADWEAVER_TEST_* URL)",
+            pytrace=False,
+        )
 
 
 def ensure_services() -> ServiceURLs:
@@ -68,8 +75,10 @@ def ensure_services() -> ServiceURLs:
         mysql = mysql or exports.get(MYSQL_ENV)
         dynamodb = dynamodb or exports.get(DYNAMODB_ENV)
         if not (mysql and dynamodb):
-            pytest.fail(f"`hack/services.sh env` did not print {MYSQL_ENV} and {DYNAMODB_ENV}",
-                        pytrace=False)
+            pytest.fail(
+                f"`hack/services.sh env` did not print {MYSQL_ENV} and {DYNAMODB_ENV}",
+                pytrace=False,
+            )
     m, d = urlsplit(mysql), urlsplit(dynamodb)
     check_port("MySQL/MariaDB", m.hostname or "127.0.0.1", m.port or 3306)
     check_port("DynamoDB (dynalite)", d.hostname or "127.0.0.1", d.port or 8000)

@@ -5,6 +5,7 @@ command once to the owner's internal endpoint, `POST /internal/v1/execute`, and 
 back into events or the owner's refusal. The owner runs it only if it serves the shard itself
 (one hop, no loops). With a peer token configured, both sides require it.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -15,7 +16,11 @@ import orjson
 from aiohttp import web
 
 from ..application.codec import (
-    command_from_json, command_to_json, error_from_json, error_to_json, events_from_json,
+    command_from_json,
+    command_to_json,
+    error_from_json,
+    error_to_json,
+    events_from_json,
     events_to_json,
 )
 from ..application.gateway import ForwardRefused, ShardUnavailable
@@ -43,8 +48,10 @@ class HttpPeerClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, json_serialize=lambda o: orjson.dumps(o).decode(),
-                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30))
+                timeout=self.timeout,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+            )
         return self._session
 
     async def forward(self, address: str, command: Command) -> list[Event]:
@@ -52,23 +59,29 @@ class HttpPeerClient:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            async with self._client().post(f"http://{address}{INTERNAL_EXECUTE}",
-                                           data=orjson.dumps({"command": command_to_json(command)}),
-                                           headers={**headers, "Content-Type": "application/json"}) as r:
+            async with self._client().post(
+                f"http://{address}{INTERNAL_EXECUTE}",
+                data=orjson.dumps({"command": command_to_json(command)}),
+                headers={**headers, "Content-Type": "application/json"},
+            ) as r:
                 body = orjson.loads(await r.read())
                 if r.status == 200:
                     return events_from_json(body["events"])
                 if r.status == 503:
                     unavailable = ForwardRefused if body.get("refused") else ShardUnavailable
-                    raise unavailable(body.get("error", "owner unavailable"),
-                                      retry_after=float(r.headers.get("Retry-After", 1)))
+                    raise unavailable(
+                        body.get("error", "owner unavailable"),
+                        retry_after=float(r.headers.get("Retry-After", 1)),
+                    )
                 if "refusal" in body:
                     raise error_from_json(body["refusal"])
                 raise JournalError(f"owner at {address} answered {r.status}: {body.get('error')}")
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # The owner is unreachable (it may be dying): its shards move once its lease expires.
-            raise ShardUnavailable(f"the owner of this thread ({address}) is unreachable: "
-                                   f"{type(exc).__name__}", retry_after=1) from exc
+            raise ShardUnavailable(
+                f"the owner of this thread ({address}) is unreachable: {type(exc).__name__}",
+                retry_after=1,
+            ) from exc
 
 
 def internal_routes(member, token: str = "") -> list[web.RouteDef]:
@@ -85,9 +98,12 @@ def internal_routes(member, token: str = "") -> list[web.RouteDef]:
             return _json({"error": f"malformed forwarded command: {exc}"}, 400)
         try:
             events = await member.execute(command, forwarded=True)
-        except ShardUnavailable as exc:    # refused before running: the sender may re-route
-            return _json({"error": str(exc), "refused": True}, 503,
-                         {"Retry-After": str(max(1, round(exc.retry_after)))})
+        except ShardUnavailable as exc:  # refused before running: the sender may re-route
+            return _json(
+                {"error": str(exc), "refused": True},
+                503,
+                {"Retry-After": str(max(1, round(exc.retry_after)))},
+            )
         except JournalError as exc:
             return _json({"error": str(exc)}, 503, {"Retry-After": "1"})
         except Exception as exc:
@@ -101,5 +117,6 @@ def internal_routes(member, token: str = "") -> list[web.RouteDef]:
 
 
 def _json(data: dict, status: int, headers: dict | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )

@@ -3,18 +3,36 @@
 The forwarding member has already generated every id (thread id, message ids), so the owner runs
 exactly the command the client's request became: no id is generated twice.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from ..domain import (
+    DomainError,
+    ErrorKind,
+    FieldError,
+    ValidationError,
+    event_from_payload,
+    event_to_payload,
+)
 from ..domain import commands as c
-from ..domain import DomainError, ErrorKind, FieldError, ValidationError, event_from_payload, event_to_payload
 from ..domain.events import Event
 
-_COMMANDS = {cls.__name__: cls for cls in (
-    c.CreateThread, c.DestroyThread, c.JoinAdministratorIds, c.LeaveAdministratorIds,
-    c.JoinMemberIds, c.LeaveMemberIds, c.AddMessages, c.RemoveMessages)}
+_COMMANDS = {
+    cls.__name__: cls
+    for cls in (
+        c.CreateThread,
+        c.DestroyThread,
+        c.JoinAdministratorIds,
+        c.LeaveAdministratorIds,
+        c.JoinMemberIds,
+        c.LeaveMemberIds,
+        c.AddMessages,
+        c.RemoveMessages,
+    )
+}
 
 
 def command_to_json(command: c.Command) -> dict[str, Any]:
@@ -34,8 +52,11 @@ def command_from_json(data: dict[str, Any]) -> c.Command:
         raise ValueError("unknown command type")
     if cls is c.AddMessages:
         data["messages"] = tuple(
-            c.NewMessage(m["id"], m["text"], m.get("reply_message_id"),
-                         tuple(m.get("to_account_ids", ()))) for m in data["messages"])
+            c.NewMessage(
+                m["id"], m["text"], m.get("reply_message_id"), tuple(m.get("to_account_ids", ()))
+            )
+            for m in data["messages"]
+        )
     for key in ("administrator_ids", "member_ids", "account_ids", "message_ids"):
         if key in data:
             data[key] = tuple(data[key])

@@ -12,6 +12,7 @@ recorded in its events' stored payloads (`_meta`); each entity keeps a bounded m
 keys, rebuilt on replay and kept in snapshots, and answers a retried command with the events it
 appended the first time instead of deciding again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,18 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..domain import (
-    Command, CreateThread, Event, Thread, decide, event_from_payload, event_to_payload, evolve,
+    Command,
+    CreateThread,
+    Event,
+    Thread,
+    decide,
+    event_from_payload,
+    event_to_payload,
+    evolve,
     thread_persistence_id,
 )
 from . import idempotency
@@ -39,12 +47,11 @@ class EntitySettings:
     # snapshot costs O(size) on the event loop, so a big thread's stays O(1) per event amortised
     # while its replay stays bounded (at most size/10 events after the snapshot).
     snapshot_every: int = 100
-    passivate_after: float = 120.0     # seconds idle before an entity is stopped
-    max_entities: int = 100_000        # entities kept in memory at most (least recent evicted)
+    passivate_after: float = 120.0  # seconds idle before an entity is stopped
+    max_entities: int = 100_000  # entities kept in memory at most (least recent evicted)
     max_conflict_retries: int = 3
-    idempotency_keys: int = 1000       # recent Idempotency-Keys kept per entity (0: ignore keys)
-    idempotency_window: float = 86_400.0   # seconds (journal write time) a key is remembered
-
+    idempotency_keys: int = 1000  # recent Idempotency-Keys kept per entity (0: ignore keys)
+    idempotency_window: float = 86_400.0  # seconds (journal write time) a key is remembered
 
     def snapshot_due(self, events_since: int, state_size: int) -> bool:
         every = self.snapshot_every
@@ -60,11 +67,11 @@ class EntityStats:
     events_replayed: int = 0
     snapshots_saved: int = 0
     passivated: int = 0
-    idempotent_replays: int = 0        # retried keyed commands answered from the journal
+    idempotent_replays: int = 0  # retried keyed commands answered from the journal
 
 
 class _Entity:
-    __slots__ = ("pid", "state", "seq", "lock", "last_used", "loaded", "snapshot_seq", "recent")
+    __slots__ = ("last_used", "loaded", "lock", "pid", "recent", "seq", "snapshot_seq", "state")
 
     def __init__(self, pid: str) -> None:
         self.pid = pid
@@ -74,14 +81,15 @@ class _Entity:
         self.last_used = time.monotonic()
         self.loaded = False
         self.snapshot_seq = 0
-        self.recent: RecentKeys | None = None   # created with the first keyed command or replay
+        self.recent: RecentKeys | None = None  # created with the first keyed command or replay
 
 
 class EntityManager:
     """The local CommandGateway: runs commands on the entities of this process."""
 
-    def __init__(self, journal: Journal, settings: EntitySettings = EntitySettings(), *,
-                 writer: str = "") -> None:
+    def __init__(
+        self, journal: Journal, settings: EntitySettings = EntitySettings(), *, writer: str = ""
+    ) -> None:
         self.journal = journal
         self.settings = settings
         self.writer = writer
@@ -113,7 +121,7 @@ class EntityManager:
             entity = self._entity(pid)
             async with entity.lock:
                 if self._entities.get(pid) is not entity:
-                    continue   # stopped while this command waited (handoff, passivation): redo
+                    continue  # stopped while this command waited (handoff, passivation): redo
                 return await self._handle(entity, command)
 
     async def _handle(self, entity: _Entity, command: Command) -> list[Event]:
@@ -124,8 +132,8 @@ class EntityManager:
         digest = idempotency.request_hash(command) if key else ""
         if not entity.loaded:
             if isinstance(command, CreateThread) and not key:
-                entity.loaded = True   # a fresh id: the conditional append checks it anyway
-            else:                      # (a keyed create's id is derived: it may exist already)
+                entity.loaded = True  # a fresh id: the conditional append checks it anyway
+            else:  # (a keyed create's id is derived: it may exist already)
                 await self._load(entity)
         for _ in range(self.settings.max_conflict_retries + 1):
             if key:
@@ -140,8 +148,9 @@ class EntityManager:
             if not events:
                 return events
             try:
-                await self._persist(entity, events,
-                                    (command.account_id, key, digest) if key else None)
+                await self._persist(
+                    entity, events, (command.account_id, key, digest) if key else None
+                )
             except ConcurrencyConflict:
                 self.stats.conflicts += 1
                 await self._load(entity)
@@ -149,8 +158,9 @@ class EntityManager:
             return events
         raise JournalUnavailable(f"{pid}: too many concurrent writers, try again")
 
-    async def _recorded(self, entity: _Entity, account_id: str, key: str,
-                        digest: str) -> list[Event] | None:
+    async def _recorded(
+        self, entity: _Entity, account_id: str, key: str, digest: str
+    ) -> list[Event] | None:
         """The events a keyed command appended before, read back from the journal; None if the
         key is unknown (or forgotten); IdempotencyKeyReused if it came with another request."""
         entry = entity.recent.get(account_id, key) if entity.recent is not None else None
@@ -159,27 +169,30 @@ class EntityManager:
         if entry.request_hash != digest:
             self.stats.rejected += 1
             raise IdempotencyKeyReused()
-        stored = (await self.journal.read(entity.pid, entry.first_seq))[:entry.count]
+        stored = (await self.journal.read(entity.pid, entry.first_seq))[: entry.count]
         if [e.seq for e in stored] != list(range(entry.first_seq, entry.first_seq + entry.count)):
-            raise JournalUnavailable(f"{entity.pid}: events {entry.first_seq}+{entry.count} of "
-                                     "an idempotent command cannot be read back")
+            raise JournalUnavailable(
+                f"{entity.pid}: events {entry.first_seq}+{entry.count} of "
+                "an idempotent command cannot be read back"
+            )
         self.stats.idempotent_replays += 1
         return [event_from_payload(e.type, e.payload) for e in stored]
 
     def _recent(self, entity: _Entity) -> RecentKeys:
         if entity.recent is None:
-            entity.recent = RecentKeys(self.settings.idempotency_keys,
-                                       self.settings.idempotency_window)
+            entity.recent = RecentKeys(
+                self.settings.idempotency_keys, self.settings.idempotency_window
+            )
         return entity.recent
 
-    async def _persist(self, entity: _Entity, events: list[Event],
-                       keyed: tuple[str, str, str] | None = None) -> None:
+    async def _persist(
+        self, entity: _Entity, events: list[Event], keyed: tuple[str, str, str] | None = None
+    ) -> None:
         new = [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
         if keyed is not None:
             account_id, key, digest = keyed
             for i, e in enumerate(new):
-                e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i,
-                                                               len(new))
+                e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i, len(new))
         # A caller that gives up (time-out) must not withdraw an append half-way: a journal's
         # `append_nowait` future goes on when its awaiter is cancelled (no Task, no shield per
         # command); a plain `append` coroutine runs shielded in a Task of its own.
@@ -188,10 +201,13 @@ class EntityManager:
             if nowait is not None:
                 stored = await nowait(entity.pid, entity.seq, new, writer=self.writer)
             else:
-                stored = await asyncio.shield(asyncio.ensure_future(
-                    self.journal.append(entity.pid, entity.seq, new, writer=self.writer)))
+                stored = await asyncio.shield(
+                    asyncio.ensure_future(
+                        self.journal.append(entity.pid, entity.seq, new, writer=self.writer)
+                    )
+                )
         except asyncio.CancelledError:
-            entity.loaded = False      # the outcome is unknown: reload before the next command
+            entity.loaded = False  # the outcome is unknown: reload before the next command
             raise
         except ConcurrencyConflict:
             raise
@@ -204,14 +220,16 @@ class EntityManager:
         entity.state = state
         if keyed is not None:
             ts = stored[0].ts if stored else idempotency.now_us()
-            self._recent(entity).record(keyed[0], keyed[1],
-                                        Recorded(keyed[2], entity.seq + 1, len(events), ts))
+            self._recent(entity).record(
+                keyed[0], keyed[1], Recorded(keyed[2], entity.seq + 1, len(events), ts)
+            )
         entity.seq += len(events)
         self._maybe_snapshot(entity)
 
     def _maybe_snapshot(self, entity: _Entity) -> None:
         if entity.state is None or not self.settings.snapshot_due(
-                entity.seq - entity.snapshot_seq, entity.state.size):
+            entity.seq - entity.snapshot_seq, entity.state.size
+        ):
             return
         state = entity.state.to_snapshot()
         if entity.recent:
@@ -226,14 +244,16 @@ class EntityManager:
         try:
             await self.journal.save_snapshot(snapshot)
             self.stats.snapshots_saved += 1
-        except Exception:   # an optimisation only: replay still works without it
+        except Exception:  # an optimisation only: replay still works without it
             log.warning("snapshot of %s at %d failed", snapshot.pid, snapshot.seq, exc_info=True)
 
     async def _load(self, entity: _Entity) -> None:
         state, seq = None, 0
         keys = self.settings.idempotency_keys
         recent = RecentKeys(keys, self.settings.idempotency_window) if keys > 0 else None
-        snapshot = await self.journal.load_snapshot(entity.pid) if self.settings.snapshot_every else None
+        snapshot = (
+            await self.journal.load_snapshot(entity.pid) if self.settings.snapshot_every else None
+        )
         if snapshot is not None:
             # the Thread's dict, with our reserved key (ignored by Thread.from_snapshot) or not
             state, seq = Thread.from_snapshot(snapshot.state), snapshot.seq
@@ -279,8 +299,9 @@ class EntityManager:
         """Stop entities idle for longer than the passivation timeout; returns how many."""
         now = time.monotonic() if now is None else now
         cutoff = now - self.settings.passivate_after
-        idle = [pid for pid, e in self._entities.items()
-                if e.last_used < cutoff and not e.lock.locked()]
+        idle = [
+            pid for pid, e in self._entities.items() if e.last_used < cutoff and not e.lock.locked()
+        ]
         for pid in idle:
             del self._entities[pid]
         self.stats.passivated += len(idle)

@@ -4,6 +4,7 @@
 list for a command that changed nothing). Implementations: the local `EntityManager`, and in a
 sharded cluster a router that runs local shards and refuses (or forwards) others.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

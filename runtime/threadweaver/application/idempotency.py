@@ -24,20 +24,22 @@ store besides the journal, and survives crashes, passivation and shard handoffs:
   (accountId, key) by `derive_thread_id`, so a retry lands on the same entity and finds the
   ThreadCreated carrying the same key.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
 from ..domain import AddMessages, Command, CreateThread, DomainError, ErrorKind, new_ulid
 
-META = "_meta"                   # reserved key in a stored event payload
-SNAPSHOT_KEY = "_recent"         # reserved key in a stored snapshot dict
+META = "_meta"  # reserved key in a stored event payload
+SNAPSHOT_KEY = "_recent"  # reserved key in a stored snapshot dict
 KEY_REUSED = "Idempotency-Key was used for a different request"
 MAX_KEY_LENGTH = 128
 
@@ -52,13 +54,17 @@ class IdempotencyKeyReused(DomainError):
 
 def is_key_reused(exc: BaseException) -> bool:
     """True for IdempotencyKeyReused, also after a round trip through the forwarding codec."""
-    return (isinstance(exc, DomainError) and exc.kind is ErrorKind.CONFLICT
-            and exc.message == KEY_REUSED)
+    return (
+        isinstance(exc, DomainError)
+        and exc.kind is ErrorKind.CONFLICT
+        and exc.message == KEY_REUSED
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def derive_thread_id(account_id: str, key: str) -> str:
     """A valid ULID (first character <= '7') from sha256 of (accountId, key): the same pair always
@@ -100,20 +106,22 @@ def now_us() -> int:
 # The bounded map of one entity
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recorded:
     """Where a keyed command's events are: seq first_seq .. first_seq+count-1 of the entity."""
+
     request_hash: str
     first_seq: int
     count: int
-    ts: int                      # journal write time of the first event, epoch microseconds
+    ts: int  # journal write time of the first event, epoch microseconds
 
 
 class RecentKeys:
     """(accountId, key) -> Recorded for the most recent keyed commands of one entity, bounded by
     count (`max_keys`, oldest evicted first) and age (`window_seconds` of journal time)."""
 
-    __slots__ = ("max_keys", "window_us", "_entries")
+    __slots__ = ("_entries", "max_keys", "window_us")
 
     def __init__(self, max_keys: int = 1000, window_seconds: float = 86_400.0) -> None:
         if max_keys < 1:
@@ -169,7 +177,7 @@ class RecentKeys:
             key, account, digest = data["idempotencyKey"], data["accountId"], data["requestHash"]
             parts = int(data.get("parts", 1))
         except (KeyError, TypeError, ValueError):
-            return     # not ours, or damaged: a retry is decided again, as without a key
+            return  # not ours, or damaged: a retry is decided again, as without a key
         entries = self._entries
         entries.pop((account, key), None)
         entries[(account, key)] = Recorded(digest, seq, parts, ts)
@@ -178,8 +186,10 @@ class RecentKeys:
 
     # snapshots: [[accountId, key, requestHash, firstSeq, count, ts], ...] in journal order
     def to_snapshot(self) -> list[list[Any]]:
-        return [[a, k, e.request_hash, e.first_seq, e.count, e.ts]
-                for (a, k), e in self._entries.items()]
+        return [
+            [a, k, e.request_hash, e.first_seq, e.count, e.ts]
+            for (a, k), e in self._entries.items()
+        ]
 
     def load_snapshot(self, rows: Iterable[Any] | None) -> None:
         if not isinstance(rows, list):

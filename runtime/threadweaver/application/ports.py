@@ -1,19 +1,22 @@
 """Ports: what the application needs from storage. Adapters (SQLite, DynamoDB, SQLAlchemy)
 implement them; the contract suites in tests/ hold every adapter to the same behaviour.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
-
+from typing import Any, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------------------------
 # Journal
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event to append: its type name and JSON-able payload."""
+
     type: str
     payload: dict[str, Any]
 
@@ -26,12 +29,13 @@ class StoredEvent:
     commit order as far as the store allows: SQLite's global ordering column; DynamoDB's write
     time in microseconds (`ts`), which may be out of order by up to `Journal.offset_slack`.
     """
+
     pid: str
     seq: int
     shard: int
     type: str
     payload: dict[str, Any]
-    ts: int          # write time, epoch microseconds
+    ts: int  # write time, epoch microseconds
     offset: int
     writer: str = ""
 
@@ -76,8 +80,9 @@ class Journal(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 
-    async def append(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
-                     *, writer: str = "") -> list[StoredEvent]:
+    async def append(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> list[StoredEvent]:
         """Append `events` as seq expected_seq+1.., all or none. Raises ConcurrencyConflict if
         any of those sequence numbers exists. Returns once durable per the journal's mode."""
         ...
@@ -91,14 +96,16 @@ class Journal(Protocol):
     async def save_snapshot(self, snapshot: Snapshot) -> None: ...
     async def load_snapshot(self, pid: str) -> Snapshot | None: ...
 
-    async def read_shards(self, start: int, end: int, after: Mapping[int, int],
-                          limit: int) -> list[StoredEvent]:
+    async def read_shards(
+        self, start: int, end: int, after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
         """Up to `limit` events of shards [start, end) whose offset is greater than
         `after.get(shard, 0)`, ordered by (offset, pid, seq). No table scans."""
         ...
 
-    async def read_shard_set(self, shards: Sequence[int], after: Mapping[int, int],
-                             limit: int) -> list[StoredEvent]:
+    async def read_shard_set(
+        self, shards: Sequence[int], after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
         """`read_shards` for any set of shards (not a range), in one call: what a projector
         reads for the shards its pushed appends touched (they are scattered over the range)."""
         ...
@@ -112,6 +119,7 @@ class Journal(Protocol):
 # ---------------------------------------------------------------------------------------------
 # Read model
 # ---------------------------------------------------------------------------------------------
+
 
 class ReadModelUnavailable(Exception):
     """The read model cannot be reached right now (queries answer 503; the RMU backs off)."""
@@ -142,10 +150,10 @@ class MessageView:
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
-    applied: int                     # events applied to the rows
-    skipped: int                     # already applied before (seq <= the stored one)
-    offsets: dict[int, int]          # new offset per shard that advanced
-    stalled: dict[int, int]          # shard -> offset it must re-read from (a gap in a pid)
+    applied: int  # events applied to the rows
+    skipped: int  # already applied before (seq <= the stored one)
+    offsets: dict[int, int]  # new offset per shard that advanced
+    stalled: dict[int, int]  # shard -> offset it must re-read from (a gap in a pid)
 
 
 class ReadModel(Protocol):
@@ -172,19 +180,21 @@ class ReadModel(Protocol):
         """The live thread if `account_id` is an administrator or member of it."""
         ...
 
-    async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
-        ...
+    async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]: ...
 
-    async def list_administrator_ids(self, thread_id: str, account_id: str, offset: int,
-                                     limit: int) -> list[str] | None:
+    async def list_administrator_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
         """None when the thread is not visible to `account_id` (missing, destroyed, not a member)."""
         ...
 
-    async def list_member_ids(self, thread_id: str, account_id: str, offset: int,
-                              limit: int) -> list[str] | None: ...
+    async def list_member_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None: ...
 
-    async def list_messages(self, thread_id: str, account_id: str, offset: int,
-                            limit: int) -> list[MessageView] | None: ...
+    async def list_messages(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[MessageView] | None: ...
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached (readiness)."""

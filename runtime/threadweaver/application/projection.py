@@ -7,10 +7,11 @@ applied; a later one means an event of that pid is not visible yet, so its shard
 is re-read from the last offset before it. Offsets advance per shard. Pure: adapters call it
 inside the transaction that also writes the rows and the offsets.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from ..application.ports import StoredEvent
 
@@ -19,8 +20,8 @@ from ..application.ports import StoredEvent
 class ProjectionPlan:
     apply: list[StoredEvent] = field(default_factory=list)
     skipped: int = 0
-    offsets: dict[int, int] = field(default_factory=dict)   # shard -> new offset
-    stalled: dict[int, int] = field(default_factory=dict)   # shard -> offset to re-read from
+    offsets: dict[int, int] = field(default_factory=dict)  # shard -> new offset
+    stalled: dict[int, int] = field(default_factory=dict)  # shard -> offset to re-read from
     last_seq: dict[str, int] = field(default_factory=dict)  # pid -> seq after this batch
 
 

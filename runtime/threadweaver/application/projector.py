@@ -8,14 +8,15 @@ runs at start and every poll interval as a fallback (appends by other processes,
 consistent indexes). Errors restart the loop with exponential backoff; the state (running,
 offset, lag, restarts, last error) is what a member reports in its Lease.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 from .ports import Journal, ReadModel, StoredEvent
 
@@ -27,23 +28,23 @@ PROJECTION = "threads"
 @dataclass(frozen=True, slots=True)
 class ProjectorSettings:
     batch_size: int = 500
-    poll_interval: float = 1.0         # full read of the range when no append is pushed
-    sweep_chunk: int = 64              # shards per step of a full read; pushed shards go between
+    poll_interval: float = 1.0  # full read of the range when no append is pushed
+    sweep_chunk: int = 64  # shards per step of a full read; pushed shards go between
     # After a push wakes the RMU, it waits this long for more appends before reading: under load
     # one read and one transaction then carry many group commits instead of a few events each.
     coalesce: float = 0.005
     min_backoff: float = 0.2
-    max_backoff: float = 5.0           # bounds the catch-up delay after an outage
+    max_backoff: float = 5.0  # bounds the catch-up delay after an outage
 
 
 @dataclass(slots=True)
 class ProjectorState:
     running: bool = False
-    offset: int = 0                    # highest offset applied in the range
+    offset: int = 0  # highest offset applied in the range
     applied: int = 0
     skipped: int = 0
-    lag_events: int = 0                # events read but not yet applied (a full batch = behind)
-    lag_seconds: float = 0.0           # age of the newest applied event when last applied
+    lag_events: int = 0  # events read but not yet applied (a full batch = behind)
+    lag_seconds: float = 0.0  # age of the newest applied event when last applied
     restarts: int = 0
     last_error: str | None = None
     last_applied_ts: int = 0
@@ -52,10 +53,17 @@ class ProjectorState:
 class Projector:
     """The RMU of one shard range [start, end)."""
 
-    def __init__(self, journal: Journal, read_model: ReadModel, start: int, end: int,
-                 settings: ProjectorSettings = ProjectorSettings(), *,
-                 projection: str = PROJECTION,
-                 on_applied: Callable[[Sequence[StoredEvent]], None] | None = None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        read_model: ReadModel,
+        start: int,
+        end: int,
+        settings: ProjectorSettings = ProjectorSettings(),
+        *,
+        projection: str = PROJECTION,
+        on_applied: Callable[[Sequence[StoredEvent]], None] | None = None,
+    ) -> None:
         self.journal = journal
         self.read_model = read_model
         self.start_shard = start
@@ -68,8 +76,8 @@ class Projector:
         self._task: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._offsets: dict[int, int] = {}
-        self._dirty: set[int] = set()        # shards with pushed appends not read yet
-        self._pushed: dict[int, int] = {}    # shard -> highest offset pushed
+        self._dirty: set[int] = set()  # shards with pushed appends not read yet
+        self._pushed: dict[int, int] = {}  # shard -> highest offset pushed
         self._caught_up = asyncio.Event()
 
     @property
@@ -81,8 +89,9 @@ class Projector:
         if self._task is not None and not self._task.done():
             return
         self._unsubscribe = self.journal.subscribe(self._on_append)
-        self._task = asyncio.create_task(self._supervise(),
-                                         name=f"rmu-{self.start_shard}-{self.end_shard}")
+        self._task = asyncio.create_task(
+            self._supervise(), name=f"rmu-{self.start_shard}-{self.end_shard}"
+        )
 
     async def stop(self) -> None:
         if self._unsubscribe:
@@ -132,19 +141,25 @@ class Projector:
                 self.state.restarts += 1
                 self.state.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 delay = backoff * (0.5 + random.random())
-                log.warning("RMU %d-%d failed (%s); restarting in %.1fs", self.start_shard,
-                            self.end_shard, self.state.last_error, delay)
+                log.warning(
+                    "RMU %d-%d failed (%s); restarting in %.1fs",
+                    self.start_shard,
+                    self.end_shard,
+                    self.state.last_error,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 backoff = min(self.settings.max_backoff, backoff * 2)
             else:
                 return
 
     async def _run(self) -> None:
-        self._offsets = await self.read_model.load_offsets(self.projection, self.start_shard,
-                                                           self.end_shard)
+        self._offsets = await self.read_model.load_offsets(
+            self.projection, self.start_shard, self.end_shard
+        )
         self.state.offset = max(self._offsets.values(), default=self.state.offset)
-        sweep: _Sweep | None = self._new_sweep()       # start with a full read (catch-up)
-        retry = 0.0          # > 0 while pushed events were not readable yet (lagging index)
+        sweep: _Sweep | None = self._new_sweep()  # start with a full read (catch-up)
+        retry = 0.0  # > 0 while pushed events were not readable yet (lagging index)
         while True:
             self._wake.clear()
             dirty, self._dirty = sorted(self._dirty), set()
@@ -156,7 +171,7 @@ class Projector:
             while dirty and len(await self._read_and_apply_set(dirty)) >= self.settings.batch_size:
                 pass
             behind = {s for s in dirty if self._offsets.get(s, 0) < targets[s]}
-            if behind:   # an eventually consistent index (or a gap): read them again soon
+            if behind:  # an eventually consistent index (or a gap): read them again soon
                 self._dirty |= behind
                 retry = min(self.settings.poll_interval, max(0.02, retry * 2))
             else:
@@ -170,7 +185,7 @@ class Projector:
                     sweep.cursor[ev.shard] = max(sweep.cursor.get(ev.shard, 0), ev.offset)
                 if len(events) >= self.settings.batch_size:
                     self.state.lag_events = len(events)
-                    continue            # more in this chunk
+                    continue  # more in this chunk
                 sweep.next = end
                 if end < self.end_shard:
                     continue
@@ -182,17 +197,17 @@ class Projector:
                 continue
             self.state.lag_events = 0
             self.state.lag_seconds = 0.0
-            if not self._wake.is_set():   # no append arrived since this read
+            if not self._wake.is_set():  # no append arrived since this read
                 self._caught_up.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 sweep = self._new_sweep()
                 continue
             if self.settings.coalesce > 0:
                 await asyncio.sleep(self.settings.coalesce)
 
-    def _new_sweep(self) -> "_Sweep":
+    def _new_sweep(self) -> _Sweep:
         """A full read of the range. Where offsets are write times from several writers
         (DynamoDB), it starts `offset_slack` before each shard's offset, since an event can
         become visible behind an offset already reached; events applied before are skipped by
@@ -200,8 +215,9 @@ class Projector:
         slack = getattr(self.journal, "offset_slack", 0)
         return _Sweep(self.start_shard, {s: max(0, o - slack) for s, o in self._offsets.items()})
 
-    async def _read_and_apply(self, start: int, end: int,
-                              after: dict[int, int]) -> Sequence[StoredEvent]:
+    async def _read_and_apply(
+        self, start: int, end: int, after: dict[int, int]
+    ) -> Sequence[StoredEvent]:
         """One batch of shards [start, end) after `after`; returns the events read."""
         events = await self.journal.read_shards(start, end, after, self.settings.batch_size)
         await self._apply(events)
@@ -209,8 +225,7 @@ class Projector:
 
     async def _read_and_apply_set(self, shards: list[int]) -> Sequence[StoredEvent]:
         """One batch of the given shards after their applied offsets; returns the events read."""
-        events = await self.journal.read_shard_set(shards, self._offsets,
-                                                   self.settings.batch_size)
+        events = await self.journal.read_shard_set(shards, self._offsets, self.settings.batch_size)
         await self._apply(events)
         return events
 
@@ -222,8 +237,13 @@ class Projector:
             if self.on_applied:
                 self.on_applied(events)
 
-    def _record(self, events: Sequence[StoredEvent], applied: int, skipped: int,
-                applied_offsets: Mapping[int, int]) -> None:
+    def _record(
+        self,
+        events: Sequence[StoredEvent],
+        applied: int,
+        skipped: int,
+        applied_offsets: Mapping[int, int],
+    ) -> None:
         st = self.state
         st.applied += applied
         st.skipped += skipped
@@ -237,5 +257,5 @@ class Projector:
 
 @dataclass(slots=True)
 class _Sweep:
-    next: int                       # first shard of the next chunk
-    cursor: dict[int, int]          # per shard: read after this offset
+    next: int  # first shard of the next chunk
+    cursor: dict[int, int]  # per shard: read after this offset

@@ -10,14 +10,16 @@ Handoff, as seen by a member (see threadweaver.shards.shardmap for the whole pro
 The journal's conditional appends stay the last line of defence: a write by a stale owner
 conflicts instead of forking a stream (counted in `stats.conflicts`).
 """
+
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from ..domain import Command, Event, thread_persistence_id
 from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, shard_of
@@ -42,19 +44,26 @@ StatusSink = Callable[[MemberStatus], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class ShardingSettings:
     member: str
-    handoff_wait: float = 2.0          # how long a request for a moving shard waits before 503
-    drain_timeout: float = 10.0        # how long in-flight commands of lost ranges may take
-    address_template: str = ""         # e.g. "{member}.tw-headless.ns.svc:8080" when not in the map
+    handoff_wait: float = 2.0  # how long a request for a moving shard waits before 503
+    drain_timeout: float = 10.0  # how long in-flight commands of lost ranges may take
+    address_template: str = ""  # e.g. "{member}.tw-headless.ns.svc:8080" when not in the map
 
 
 class Member:
     """One runtime member of a sharded cluster, driven by the shard maps it is given."""
 
-    def __init__(self, settings: ShardingSettings, entities: EntityManager, journal: Journal,
-                 read_model: ReadModel, projector_settings: ProjectorSettings,
-                 status_sink: StatusSink | None = None, peers: PeerClient | None = None,
-                 address: str | None = None,
-                 holds_lease: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ShardingSettings,
+        entities: EntityManager,
+        journal: Journal,
+        read_model: ReadModel,
+        projector_settings: ProjectorSettings,
+        status_sink: StatusSink | None = None,
+        peers: PeerClient | None = None,
+        address: str | None = None,
+        holds_lease: Callable[[], bool] | None = None,
+    ) -> None:
         self.settings = settings
         self.entities = entities
         self.journal = journal
@@ -88,12 +97,18 @@ class Member:
         """Adopt `new`: give up lost ranges (then acknowledge), start ranges now served."""
         async with self._apply_lock:
             if self.map is not None and new.shards != self.map.shards:
-                log.error("shard map with %d shards ignored: this cluster has %d", new.shards,
-                          self.map.shards)
+                log.error(
+                    "shard map with %d shards ignored: this cluster has %d",
+                    new.shards,
+                    self.map.shards,
+                )
                 return
             if new.shards != self.journal.shards:
-                log.error("shard map with %d shards ignored: the journal has %d", new.shards,
-                          self.journal.shards)
+                log.error(
+                    "shard map with %d shards ignored: the journal has %d",
+                    new.shards,
+                    self.journal.shards,
+                )
                 return
             serving = new.serving_ranges(self.name)
             lost = self.serving.difference(serving)
@@ -107,8 +122,12 @@ class Member:
             await self._reconcile_projectors()
             await self._apply_restarts(new)
             self.acked_epoch = new.epoch
-            log.info("epoch %d%s: serving %s", new.epoch,
-                     " (handoff pending)" if new.in_handoff else "", serving or "nothing")
+            log.info(
+                "epoch %d%s: serving %s",
+                new.epoch,
+                " (handoff pending)" if new.in_handoff else "",
+                serving or "nothing",
+            )
         await self.publish_status()
 
     async def _drain(self, lost: RangeSet) -> None:
@@ -124,13 +143,16 @@ class Member:
             while any(n and s in lost for s, n in self._inflight.items()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    log.warning("in-flight commands of %s still running after %.0fs; the "
-                                "journal's conditional writes guard them", lost,
-                                self.settings.drain_timeout)
+                    log.warning(
+                        "in-flight commands of %s still running after %.0fs; the "
+                        "journal's conditional writes guard them",
+                        lost,
+                        self.settings.drain_timeout,
+                    )
                     return
                 try:
                     await asyncio.wait_for(self._drained.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _reconcile_projectors(self) -> None:
@@ -138,8 +160,9 @@ class Member:
         for rng in [r for r in self.projectors if r not in wanted]:
             await self.projectors.pop(rng).stop()
         for rng in wanted - set(self.projectors):
-            p = Projector(self.journal, self.read_model, rng.start, rng.end,
-                          self.projector_settings)
+            p = Projector(
+                self.journal, self.read_model, rng.start, rng.end, self.projector_settings
+            )
             self.projectors[rng] = p
             p.start()
 
@@ -148,11 +171,13 @@ class Member:
             seen = self._restart_seen.get(key)
             self._restart_seen[key] = generation
             if seen is None or generation <= seen:
-                continue   # first sight only records the generation
+                continue  # first sight only records the generation
             rng = ShardRange.parse(key)
             for prange, projector in self.projectors.items():
                 if prange.start < rng.end and rng.start < prange.end:
-                    log.info("restart of the RMU of %s requested (generation %d)", prange, generation)
+                    log.info(
+                        "restart of the RMU of %s requested (generation %d)", prange, generation
+                    )
                     await projector.restart()
 
     async def stop(self) -> None:
@@ -163,13 +188,24 @@ class Member:
     # -- status -----------------------------------------------------------------------------
     def status(self) -> MemberStatus:
         rmus = tuple(
-            RmuState(range=rng, running=p.is_alive and p.state.running, offset=p.state.offset,
-                     lag_events=p.state.lag_events,
-                     lag_seconds=round(p.state.lag_seconds, 3), restarts=p.state.restarts,
-                     last_error=p.state.last_error)
-            for rng, p in sorted(self.projectors.items()))
-        return MemberStatus(member=self.name, acked_epoch=self.acked_epoch, owned=self.serving,
-                            rmus=rmus, address=self.address)
+            RmuState(
+                range=rng,
+                running=p.is_alive and p.state.running,
+                offset=p.state.offset,
+                lag_events=p.state.lag_events,
+                lag_seconds=round(p.state.lag_seconds, 3),
+                restarts=p.state.restarts,
+                last_error=p.state.last_error,
+            )
+            for rng, p in sorted(self.projectors.items())
+        )
+        return MemberStatus(
+            member=self.name,
+            acked_epoch=self.acked_epoch,
+            owned=self.serving,
+            rmus=rmus,
+            address=self.address,
+        )
 
     async def publish_status(self) -> None:
         if self.status_sink is not None:
@@ -190,15 +226,18 @@ class Member:
             if shard in self.serving:
                 if not self.holds_lease():
                     self.refused += 1
-                    raise ShardUnavailable("this member cannot renew its lease; its shards may "
-                                           "be moving elsewhere", retry_after=1)
+                    raise ShardUnavailable(
+                        "this member cannot renew its lease; its shards may be moving elsewhere",
+                        retry_after=1,
+                    )
                 return await self._run_local(shard, command)
             move = current.moving(shard)
             owner = current.owner_of(shard)
             if move is None and owner is not None and owner != self.name:
-                if forwarded:   # one hop only: the sender's map is newer or older than ours
-                    raise ShardUnavailable(f"shard {shard} is not served here (owner {owner})",
-                                           retry_after=1)
+                if forwarded:  # one hop only: the sender's map is newer or older than ours
+                    raise ShardUnavailable(
+                        f"shard {shard} is not served here (owner {owner})", retry_after=1
+                    )
                 try:
                     return await self._forward(owner, command)
                 except ForwardRefused:
@@ -211,11 +250,12 @@ class Member:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.refused += 1
-                raise ShardUnavailable(f"shard {shard} is being handed over; retry shortly",
-                                       retry_after=1)
+                raise ShardUnavailable(
+                    f"shard {shard} is being handed over; retry shortly", retry_after=1
+                )
             try:
                 await asyncio.wait_for(self._map_changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _run_local(self, shard: int, command: Command) -> list[Event]:
@@ -226,7 +266,7 @@ class Member:
             self._inflight[shard] -= 1
             if not self._inflight[shard]:
                 del self._inflight[shard]
-                if self._draining:      # only a handoff waits for in-flight commands
+                if self._draining:  # only a handoff waits for in-flight commands
                     async with self._drained:
                         self._drained.notify_all()
 

@@ -3,27 +3,74 @@
 Pure Python: no I/O, no clocks, no HTTP, SQL or Kubernetes. Time and identifiers come in
 with the commands, so `decide` and `evolve` are deterministic and replayable.
 """
-from .errors import DomainError, ErrorKind, ValidationError, FieldError
-from .ids import is_ulid, new_ulid, parse_ulid, thread_persistence_id, thread_id_of
-from .commands import (
-    Command, CreateThread, DestroyThread, JoinAdministratorIds, LeaveAdministratorIds,
-    JoinMemberIds, LeaveMemberIds, AddMessages, RemoveMessages, NewMessage,
-)
-from .events import (
-    Event, ThreadCreated, ThreadDestroyed, AdministratorIdsJoined, AdministratorIdsLeft,
-    MemberIdsJoined, MemberIdsLeft, MessagesAdded, MessagesRemoved, EVENT_TYPES,
-    event_from_payload, event_to_payload,
-)
-from .thread import Thread, Message, decide, evolve, replay
+
 from . import limits
+from .commands import (
+    AddMessages,
+    Command,
+    CreateThread,
+    DestroyThread,
+    JoinAdministratorIds,
+    JoinMemberIds,
+    LeaveAdministratorIds,
+    LeaveMemberIds,
+    NewMessage,
+    RemoveMessages,
+)
+from .errors import DomainError, ErrorKind, FieldError, ValidationError
+from .events import (
+    EVENT_TYPES,
+    AdministratorIdsJoined,
+    AdministratorIdsLeft,
+    Event,
+    MemberIdsJoined,
+    MemberIdsLeft,
+    MessagesAdded,
+    MessagesRemoved,
+    ThreadCreated,
+    ThreadDestroyed,
+    event_from_payload,
+    event_to_payload,
+)
+from .ids import is_ulid, new_ulid, parse_ulid, thread_id_of, thread_persistence_id
+from .thread import Message, Thread, decide, evolve, replay
 
 __all__ = [
-    "DomainError", "ErrorKind", "ValidationError", "FieldError",
-    "is_ulid", "new_ulid", "parse_ulid", "thread_persistence_id", "thread_id_of",
-    "Command", "CreateThread", "DestroyThread", "JoinAdministratorIds", "LeaveAdministratorIds",
-    "JoinMemberIds", "LeaveMemberIds", "AddMessages", "RemoveMessages", "NewMessage",
-    "Event", "ThreadCreated", "ThreadDestroyed", "AdministratorIdsJoined", "AdministratorIdsLeft",
-    "MemberIdsJoined", "MemberIdsLeft", "MessagesAdded", "MessagesRemoved", "EVENT_TYPES",
-    "event_from_payload", "event_to_payload",
-    "Thread", "Message", "decide", "evolve", "replay", "limits",
+    "EVENT_TYPES",
+    "AddMessages",
+    "AdministratorIdsJoined",
+    "AdministratorIdsLeft",
+    "Command",
+    "CreateThread",
+    "DestroyThread",
+    "DomainError",
+    "ErrorKind",
+    "Event",
+    "FieldError",
+    "JoinAdministratorIds",
+    "JoinMemberIds",
+    "LeaveAdministratorIds",
+    "LeaveMemberIds",
+    "MemberIdsJoined",
+    "MemberIdsLeft",
+    "Message",
+    "MessagesAdded",
+    "MessagesRemoved",
+    "NewMessage",
+    "RemoveMessages",
+    "Thread",
+    "ThreadCreated",
+    "ThreadDestroyed",
+    "ValidationError",
+    "decide",
+    "event_from_payload",
+    "event_to_payload",
+    "evolve",
+    "is_ulid",
+    "limits",
+    "new_ulid",
+    "parse_ulid",
+    "replay",
+    "thread_id_of",
+    "thread_persistence_id",
 ]

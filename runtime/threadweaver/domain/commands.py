@@ -1,5 +1,6 @@
 """Commands to the Thread aggregate. Ids and times arrive inside the command (the application
 generates message ids; `at` is the client's `createAt` in epoch milliseconds, as upstream)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,14 +17,14 @@ class NewMessage:
 @dataclass(frozen=True, slots=True)
 class CreateThread:
     thread_id: str
-    account_id: str            # the creator; need not be an administrator (upstream rule)
+    account_id: str  # the creator; need not be an administrator (upstream rule)
     title: str
     administrator_ids: tuple[str, ...]
     member_ids: tuple[str, ...] = ()
     parent_thread_id: str | None = None
     remarks: str | None = None
     at: int = 0
-    idempotency_key: str | None = None   # request metadata; decide ignores it
+    idempotency_key: str | None = None  # request metadata; decide ignores it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class LeaveMemberIds:
 @dataclass(frozen=True, slots=True)
 class AddMessages:
     thread_id: str
-    account_id: str            # the sender of every message
+    account_id: str  # the sender of every message
     messages: tuple[NewMessage, ...]
     at: int = 0
     idempotency_key: str | None = None
@@ -88,5 +89,13 @@ class RemoveMessages:
     idempotency_key: str | None = None
 
 
-Command = (CreateThread | DestroyThread | JoinAdministratorIds | LeaveAdministratorIds
-           | JoinMemberIds | LeaveMemberIds | AddMessages | RemoveMessages)
+Command = (
+    CreateThread
+    | DestroyThread
+    | JoinAdministratorIds
+    | LeaveAdministratorIds
+    | JoinMemberIds
+    | LeaveMemberIds
+    | AddMessages
+    | RemoveMessages
+)

@@ -1,4 +1,5 @@
 """Errors the domain raises. Adapters map `ErrorKind` to their protocol (HTTP status codes)."""
+
 from __future__ import annotations
 
 import enum
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 
 class ErrorKind(enum.Enum):
-    NOT_FOUND = "not_found"      # no such thread, or already destroyed
-    FORBIDDEN = "forbidden"      # the acting account lacks the role the command needs
-    CONFLICT = "conflict"        # the command contradicts the state (limits, last administrator)
+    NOT_FOUND = "not_found"  # no such thread, or already destroyed
+    FORBIDDEN = "forbidden"  # the acting account lacks the role the command needs
+    CONFLICT = "conflict"  # the command contradicts the state (limits, last administrator)
 
 
 class DomainError(Exception):

@@ -3,6 +3,7 @@
 Payloads are plain dicts with camelCase keys and a `schema` version. Every event carries
 `threadId`, the acting `accountId` and `occurredAt` (epoch milliseconds, the command's time).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class AddedMessage:
 class MessagesAdded:
     TYPE: ClassVar[str] = "MessagesAdded"
     thread_id: str
-    account_id: str            # the sender
+    account_id: str  # the sender
     occurred_at: int
     messages: tuple[AddedMessage, ...]
 
@@ -91,19 +92,40 @@ class MessagesRemoved:
     thread_id: str
     account_id: str
     occurred_at: int
-    message_ids: tuple[str, ...]   # only the ids actually removed
+    message_ids: tuple[str, ...]  # only the ids actually removed
 
 
-Event = (ThreadCreated | ThreadDestroyed | AdministratorIdsJoined | AdministratorIdsLeft
-         | MemberIdsJoined | MemberIdsLeft | MessagesAdded | MessagesRemoved)
+Event = (
+    ThreadCreated
+    | ThreadDestroyed
+    | AdministratorIdsJoined
+    | AdministratorIdsLeft
+    | MemberIdsJoined
+    | MemberIdsLeft
+    | MessagesAdded
+    | MessagesRemoved
+)
 
-EVENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (
-    ThreadCreated, ThreadDestroyed, AdministratorIdsJoined, AdministratorIdsLeft,
-    MemberIdsJoined, MemberIdsLeft, MessagesAdded, MessagesRemoved)}
+EVENT_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        ThreadCreated,
+        ThreadDestroyed,
+        AdministratorIdsJoined,
+        AdministratorIdsLeft,
+        MemberIdsJoined,
+        MemberIdsLeft,
+        MessagesAdded,
+        MessagesRemoved,
+    )
+}
 
 # Payload keys that differ from a plain snake->camel conversion of the field name.
-_LIST_FIELDS = {"administrator_ids": "administratorIds", "member_ids": "memberIds",
-                "message_ids": "messageIds"}
+_LIST_FIELDS = {
+    "administrator_ids": "administratorIds",
+    "member_ids": "memberIds",
+    "message_ids": "messageIds",
+}
 
 
 def event_to_payload(event: Event) -> dict[str, Any]:
@@ -114,14 +136,23 @@ def event_to_payload(event: Event) -> dict[str, Any]:
         "occurredAt": event.occurred_at,
     }
     if isinstance(event, ThreadCreated):
-        payload.update(title=event.title, remarks=event.remarks,
-                       parentThreadId=event.parent_thread_id,
-                       administratorIds=list(event.administrator_ids),
-                       memberIds=list(event.member_ids))
+        payload.update(
+            title=event.title,
+            remarks=event.remarks,
+            parentThreadId=event.parent_thread_id,
+            administratorIds=list(event.administrator_ids),
+            memberIds=list(event.member_ids),
+        )
     elif isinstance(event, MessagesAdded):
         payload["messages"] = [
-            {"id": m.id, "text": m.text, "replyMessageId": m.reply_message_id,
-             "toAccountIds": list(m.to_account_ids)} for m in event.messages]
+            {
+                "id": m.id,
+                "text": m.text,
+                "replyMessageId": m.reply_message_id,
+                "toAccountIds": list(m.to_account_ids),
+            }
+            for m in event.messages
+        ]
     else:
         for field, key in _LIST_FIELDS.items():
             if hasattr(event, field):
@@ -137,18 +168,33 @@ def event_from_payload(event_type: str, payload: dict[str, Any]) -> Event:
     schema = payload.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
         raise ValueError(f"unsupported {event_type} schema {schema!r}")
-    common = dict(thread_id=payload["threadId"], account_id=payload["accountId"],
-                  occurred_at=int(payload["occurredAt"]))
+    common = dict(
+        thread_id=payload["threadId"],
+        account_id=payload["accountId"],
+        occurred_at=int(payload["occurredAt"]),
+    )
     if cls is ThreadCreated:
-        return ThreadCreated(**common, title=payload["title"], remarks=payload.get("remarks"),
-                             parent_thread_id=payload.get("parentThreadId"),
-                             administrator_ids=tuple(payload["administratorIds"]),
-                             member_ids=tuple(payload.get("memberIds", ())))
+        return ThreadCreated(
+            **common,
+            title=payload["title"],
+            remarks=payload.get("remarks"),
+            parent_thread_id=payload.get("parentThreadId"),
+            administrator_ids=tuple(payload["administratorIds"]),
+            member_ids=tuple(payload.get("memberIds", ())),
+        )
     if cls is MessagesAdded:
-        return MessagesAdded(**common, messages=tuple(
-            AddedMessage(id=m["id"], text=m["text"], reply_message_id=m.get("replyMessageId"),
-                         to_account_ids=tuple(m.get("toAccountIds", ())))
-            for m in payload["messages"]))
+        return MessagesAdded(
+            **common,
+            messages=tuple(
+                AddedMessage(
+                    id=m["id"],
+                    text=m["text"],
+                    reply_message_id=m.get("replyMessageId"),
+                    to_account_ids=tuple(m.get("toAccountIds", ())),
+                )
+                for m in payload["messages"]
+            ),
+        )
     if cls is ThreadDestroyed:
         return ThreadDestroyed(**common)
     field = next(f for f in _LIST_FIELDS if f in cls.__dataclass_fields__)

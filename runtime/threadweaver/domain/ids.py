@@ -1,4 +1,5 @@
 """ULID identifiers (26 characters of Crockford base32), as upstream uses for every id."""
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def ulid_error(text: object) -> str | None:
     """Why `text` is not a ULID (sulky's wording), or None when it is one."""
     if not isinstance(text, str):
         return "must be a string"
-    if _VALID.fullmatch(text):       # the common case, without the character loop
+    if _VALID.fullmatch(text):  # the common case, without the character loop
         return None
     if len(text) != 26:
         return "ulidString must be exactly 26 chars long."
@@ -67,4 +68,4 @@ def thread_persistence_id(thread_id: str) -> str:
 def thread_id_of(persistence_id: str) -> str:
     if not persistence_id.startswith(THREAD_PID_PREFIX):
         raise ValueError(f"not a thread persistence id: {persistence_id!r}")
-    return persistence_id[len(THREAD_PID_PREFIX):]
+    return persistence_id[len(THREAD_PID_PREFIX) :]

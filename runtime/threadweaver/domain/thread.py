@@ -9,20 +9,37 @@ Rules follow upstream thread-weaver with its bugs fixed: leave-members removes i
 added them), `parentThreadId` is kept, joins do not duplicate ids, and the last administrator
 cannot leave.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from . import limits
 from .commands import (
-    AddMessages, Command, CreateThread, DestroyThread, JoinAdministratorIds, JoinMemberIds,
-    LeaveAdministratorIds, LeaveMemberIds, RemoveMessages,
+    AddMessages,
+    Command,
+    CreateThread,
+    DestroyThread,
+    JoinAdministratorIds,
+    JoinMemberIds,
+    LeaveAdministratorIds,
+    LeaveMemberIds,
+    RemoveMessages,
 )
 from .errors import DomainError, ErrorKind, FieldError, ValidationError
 from .events import (
-    AddedMessage, AdministratorIdsJoined, AdministratorIdsLeft, Event, MemberIdsJoined,
-    MemberIdsLeft, MessagesAdded, MessagesRemoved, ThreadCreated, ThreadDestroyed,
+    AddedMessage,
+    AdministratorIdsJoined,
+    AdministratorIdsLeft,
+    Event,
+    MemberIdsJoined,
+    MemberIdsLeft,
+    MessagesAdded,
+    MessagesRemoved,
+    ThreadCreated,
+    ThreadDestroyed,
 )
 
 NOT_FOUND = "thread is not found"
@@ -53,9 +70,9 @@ class Thread:
     title: str
     parent_thread_id: str | None
     remarks: str | None
-    administrator_ids: dict[str, None]   # insertion-ordered sets
+    administrator_ids: dict[str, None]  # insertion-ordered sets
     member_ids: dict[str, None]
-    messages: dict[str, Message]         # live messages, in posting order
+    messages: dict[str, Message]  # live messages, in posting order
     created_at: int
     updated_at: int
     removed_at: int | None = None
@@ -98,27 +115,47 @@ class Thread:
     # Snapshots: a plain JSON-able dict.
     def to_snapshot(self) -> dict[str, Any]:
         return {
-            "schema": 1, "id": self.id, "creatorId": self.creator_id, "title": self.title,
-            "parentThreadId": self.parent_thread_id, "remarks": self.remarks,
-            "administratorIds": list(self.administrator_ids), "memberIds": list(self.member_ids),
-            "messages": [[m.id, m.sender_id, m.text, m.reply_message_id, list(m.to_account_ids),
-                          m.created_at] for m in self.messages.values()],
-            "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "schema": 1,
+            "id": self.id,
+            "creatorId": self.creator_id,
+            "title": self.title,
+            "parentThreadId": self.parent_thread_id,
+            "remarks": self.remarks,
+            "administratorIds": list(self.administrator_ids),
+            "memberIds": list(self.member_ids),
+            "messages": [
+                [
+                    m.id,
+                    m.sender_id,
+                    m.text,
+                    m.reply_message_id,
+                    list(m.to_account_ids),
+                    m.created_at,
+                ]
+                for m in self.messages.values()
+            ],
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
             "removedAt": self.removed_at,
         }
 
     @classmethod
-    def from_snapshot(cls, data: dict[str, Any]) -> "Thread":
+    def from_snapshot(cls, data: dict[str, Any]) -> Thread:
         if data.get("schema") != 1:
             raise ValueError(f"unsupported snapshot schema {data.get('schema')!r}")
         return cls(
-            id=data["id"], creator_id=data["creatorId"], title=data["title"],
-            parent_thread_id=data["parentThreadId"], remarks=data["remarks"],
+            id=data["id"],
+            creator_id=data["creatorId"],
+            title=data["title"],
+            parent_thread_id=data["parentThreadId"],
+            remarks=data["remarks"],
             administrator_ids=dict.fromkeys(data["administratorIds"]),
             member_ids=dict.fromkeys(data["memberIds"]),
-            messages={m[0]: Message(m[0], m[1], m[2], m[3], tuple(m[4]), m[5])
-                      for m in data["messages"]},
-            created_at=data["createdAt"], updated_at=data["updatedAt"],
+            messages={
+                m[0]: Message(m[0], m[1], m[2], m[3], tuple(m[4]), m[5]) for m in data["messages"]
+            },
+            created_at=data["createdAt"],
+            updated_at=data["updatedAt"],
             removed_at=data["removedAt"],
         )
 
@@ -171,8 +208,18 @@ def decide(thread: Thread | None, command: Command) -> list[Event]:
             members = tuple(dict.fromkeys(command.member_ids))
             if len(admins) > limits.ADMINISTRATORS_LIMIT or len(members) > limits.MEMBERS_LIMIT:
                 raise DomainError(ErrorKind.CONFLICT, "too many administrators or members")
-            return [ThreadCreated(tid, actor, at, command.title, admins, members,
-                                  command.parent_thread_id, command.remarks)]
+            return [
+                ThreadCreated(
+                    tid,
+                    actor,
+                    at,
+                    command.title,
+                    admins,
+                    members,
+                    command.parent_thread_id,
+                    command.remarks,
+                )
+            ]
         case DestroyThread():
             _administered(thread, actor)
             return [ThreadDestroyed(tid, actor, at)]
@@ -209,14 +256,24 @@ def decide(thread: Thread | None, command: Command) -> list[Event]:
             ids = [m.id for m in command.messages]
             if len(set(ids)) != len(ids) or any(i in t.messages for i in ids):
                 raise DomainError(ErrorKind.CONFLICT, "message id already exists")
-            too_long = [i for i, m in enumerate(command.messages)
-                        if len(m.text) > limits.TEXT_MAX_LENGTH]
+            too_long = [
+                i for i, m in enumerate(command.messages) if len(m.text) > limits.TEXT_MAX_LENGTH
+            ]
             if too_long:
-                raise ValidationError([FieldError(f"messages[{i}].text", "too long text")
-                                       for i in too_long])
-            return [MessagesAdded(tid, actor, at, tuple(
-                AddedMessage(m.id, m.text, m.reply_message_id, tuple(m.to_account_ids))
-                for m in command.messages))]
+                raise ValidationError(
+                    [FieldError(f"messages[{i}].text", "too long text") for i in too_long]
+                )
+            return [
+                MessagesAdded(
+                    tid,
+                    actor,
+                    at,
+                    tuple(
+                        AddedMessage(m.id, m.text, m.reply_message_id, tuple(m.to_account_ids))
+                        for m in command.messages
+                    ),
+                )
+            ]
         case RemoveMessages():
             t = _live(thread)
             if not t.is_member(actor):
@@ -232,11 +289,17 @@ def evolve(thread: Thread | None, event: Event) -> Thread:
     """Apply one event. Mutates and returns `thread` (see the module docstring)."""
     if isinstance(event, ThreadCreated):
         return Thread(
-            id=event.thread_id, creator_id=event.account_id, title=event.title,
-            parent_thread_id=event.parent_thread_id, remarks=event.remarks,
+            id=event.thread_id,
+            creator_id=event.account_id,
+            title=event.title,
+            parent_thread_id=event.parent_thread_id,
+            remarks=event.remarks,
             administrator_ids=dict.fromkeys(event.administrator_ids),
-            member_ids=dict.fromkeys(event.member_ids), messages={},
-            created_at=event.occurred_at, updated_at=event.occurred_at)
+            member_ids=dict.fromkeys(event.member_ids),
+            messages={},
+            created_at=event.occurred_at,
+            updated_at=event.occurred_at,
+        )
     if thread is None:
         raise ValueError(f"{type(event).__name__} before ThreadCreated for {event.thread_id}")
     thread.updated_at = event.occurred_at
@@ -255,9 +318,14 @@ def evolve(thread: Thread | None, event: Event) -> Thread:
                 thread.member_ids.pop(i, None)
         case MessagesAdded():
             for m in event.messages:
-                thread.messages[m.id] = Message(m.id, event.account_id, m.text,
-                                                m.reply_message_id, m.to_account_ids,
-                                                event.occurred_at)
+                thread.messages[m.id] = Message(
+                    m.id,
+                    event.account_id,
+                    m.text,
+                    m.reply_message_id,
+                    m.to_account_ids,
+                    event.occurred_at,
+                )
         case MessagesRemoved():
             for i in event.message_ids:
                 thread.messages.pop(i, None)

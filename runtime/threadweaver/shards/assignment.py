@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .ranges import RangeSet, ShardRange
+import itertools
 
-__all__ = ["Move", "assign", "target_counts", "plan_moves", "limit_moves"]
+__all__ = ["Move", "assign", "limit_moves", "plan_moves", "target_counts"]
 
 _EMPTY = RangeSet()
 
@@ -45,13 +46,15 @@ def _members(members: Sequence[str]) -> list[str]:
     return names
 
 
-def _kept(shards: int, names: list[str], current: Mapping[str, RangeSet] | None) -> dict[str, RangeSet]:
+def _kept(
+    shards: int, names: list[str], current: Mapping[str, RangeSet] | None
+) -> dict[str, RangeSet]:
     """What each listed member keeps of ``current``: clipped to the cluster, overlaps resolved
     in favour of the first member by name (a valid map has none; this keeps bad input safe)."""
     full = RangeSet.full(shards)
     kept = {name: (current or {}).get(name, _EMPTY).intersection(full) for name in names}
     spans = sorted((r.start, r.end) for rs in kept.values() for r in rs)
-    if all(e0 <= s1 for (_, e0), (s1, _) in zip(spans, spans[1:])):
+    if all(e0 <= s1 for (_, e0), (s1, _) in itertools.pairwise(spans)):
         return kept  # the normal case: already disjoint
     claimed = _EMPTY
     for name in names:
@@ -67,7 +70,9 @@ def _targets(shards: int, names: list[str], kept: Mapping[str, RangeSet]) -> dic
     return {m: q + (1 if m in extra else 0) for m in names}
 
 
-def target_counts(shards: int, members: Sequence[str], current: Mapping[str, RangeSet] | None = None) -> dict[str, int]:
+def target_counts(
+    shards: int, members: Sequence[str], current: Mapping[str, RangeSet] | None = None
+) -> dict[str, int]:
     """How many shards each member should hold after :func:`assign`.
 
     ``shards // n`` each; the ``shards % n`` extra shards go to the members that currently hold
@@ -139,7 +144,9 @@ class _OwnerIndex:
         return None
 
 
-def assign(shards: int, members: Sequence[str], current: Mapping[str, RangeSet] | None = None) -> dict[str, RangeSet]:
+def assign(
+    shards: int, members: Sequence[str], current: Mapping[str, RangeSet] | None = None
+) -> dict[str, RangeSet]:
     """A balanced assignment of ``shards`` shards to ``members``, moving as little as possible
     from ``current``.
 
@@ -160,7 +167,9 @@ def assign(shards: int, members: Sequence[str], current: Mapping[str, RangeSet] 
 
     # Donors give up their surplus, in shard order so that neighbours release touching ends.
     receivers = RangeSet(tuple(r for m in names if owned[m].count() < target[m] for r in owned[m]))
-    for name in sorted(names, key=lambda m: (owned[m].ranges[0].start if owned[m].ranges else shards, m)):
+    for name in sorted(
+        names, key=lambda m: (owned[m].ranges[0].start if owned[m].ranges else shards, m)
+    ):
         surplus = owned[name].count() - target[name]
         if surplus > 0:
             released = _release(owned[name], surplus, pool.union(receivers))
@@ -216,7 +225,7 @@ def assign(shards: int, members: Sequence[str], current: Mapping[str, RangeSet] 
 
 def _spans(assignment: Mapping[str | None, RangeSet]) -> list[tuple[int, int, str | None]]:
     spans = sorted((r.start, r.end, m) for m, rs in assignment.items() for r in rs)
-    for (_, e0, m0), (s1, e1, m1) in zip(spans, spans[1:]):
+    for (_, e0, m0), (s1, e1, m1) in itertools.pairwise(spans):
         if s1 < e0:
             raise ValueError(f"shards {s1}-{min(e0, e1)} are assigned to both {m0!r} and {m1!r}")
     return spans
@@ -255,7 +264,9 @@ def plan_moves(current: Mapping[str, RangeSet], target: Mapping[str, RangeSet]) 
     return moves
 
 
-def limit_moves(current: Mapping[str, RangeSet], target: Mapping[str, RangeSet], max_ranges: int) -> dict[str, RangeSet]:
+def limit_moves(
+    current: Mapping[str, RangeSet], target: Mapping[str, RangeSet], max_ranges: int
+) -> dict[str, RangeSet]:
     """An intermediate assignment on the way from ``current`` to ``target`` for rebalancing in
     rounds: at most ``max_ranges`` moves between members present in ``target``, in shard order.
 
@@ -284,7 +295,9 @@ def limit_moves(current: Mapping[str, RangeSet], target: Mapping[str, RangeSet],
     result: dict[str, RangeSet] = {}
     for name in sorted(set(current) | set(target)):
         held = current.get(name, _EMPTY)
-        held = held.difference(RangeSet(tuple(lost.get(name, ())))).union(RangeSet(tuple(won.get(name, ()))))
+        held = held.difference(RangeSet(tuple(lost.get(name, ())))).union(
+            RangeSet(tuple(won.get(name, ())))
+        )
         if name in target or not held.is_empty():
             result[name] = held
     return result

@@ -15,23 +15,23 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .ranges import RangeSet, ShardRange
 
 __all__ = [
     "ANNOTATION_ACKED_EPOCH",
+    "ANNOTATION_ADDRESS",
     "ANNOTATION_OWNED_RANGES",
     "ANNOTATION_RMUS",
-    "ANNOTATION_ADDRESS",
     "MAX_ERROR_CHARS",
+    "MemberStatus",
     "MembershipError",
     "RmuState",
-    "MemberStatus",
+    "is_lease_expired",
     "lease_name",
     "shardmap_configmap_name",
-    "is_lease_expired",
 ]
 
 ANNOTATION_ACKED_EPOCH = "threadweaver.io/acked-epoch"
@@ -69,7 +69,12 @@ class RmuState:
             if not _is_int(value) or value < 0:
                 raise ValueError(f"RmuState.{name} must be an integer >= 0, got {value!r}")
         lag = self.lag_seconds
-        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not math.isfinite(lag) or lag < 0:
+        if (
+            isinstance(lag, bool)
+            or not isinstance(lag, (int, float))
+            or not math.isfinite(lag)
+            or lag < 0
+        ):
             raise ValueError(f"RmuState.lag_seconds must be a finite number >= 0, got {lag!r}")
         object.__setattr__(self, "lag_seconds", float(lag))
 
@@ -133,7 +138,9 @@ class MemberStatus:
         return {
             ANNOTATION_ACKED_EPOCH: str(self.acked_epoch),
             ANNOTATION_OWNED_RANGES: str(self.owned),
-            ANNOTATION_RMUS: json.dumps([s.to_json() for s in self.rmus], separators=(",", ":"), ensure_ascii=False),
+            ANNOTATION_RMUS: json.dumps(
+                [s.to_json() for s in self.rmus], separators=(",", ":"), ensure_ascii=False
+            ),
             ANNOTATION_ADDRESS: self.address or "",
         }
 
@@ -144,7 +151,9 @@ class MemberStatus:
         annotations = annotations or {}
 
         def fail(key: str, why: object) -> MembershipError:
-            return MembershipError(f"lease of member {member!r}: annotation {key} is malformed: {why}")
+            return MembershipError(
+                f"lease of member {member!r}: annotation {key} is malformed: {why}"
+            )
 
         raw_epoch = (annotations.get(ANNOTATION_ACKED_EPOCH) or "").strip()
         try:
@@ -187,7 +196,7 @@ def is_lease_expired(renew_time: datetime | None, duration_seconds: int, now: da
     if renew_time is None:
         return True
     if renew_time.tzinfo is None:
-        renew_time = renew_time.replace(tzinfo=timezone.utc)
+        renew_time = renew_time.replace(tzinfo=UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return renew_time + timedelta(seconds=duration_seconds) <= now

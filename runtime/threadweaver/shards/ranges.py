@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ShardRange", "RangeSet"]
+__all__ = ["RangeSet", "ShardRange"]
 
 
 def _is_int(value: object) -> bool:
@@ -33,9 +33,13 @@ class ShardRange:
 
     def __post_init__(self) -> None:
         if not (_is_int(self.start) and _is_int(self.end)):
-            raise ValueError(f"shard range bounds must be integers, got {self.start!r}, {self.end!r}")
+            raise ValueError(
+                f"shard range bounds must be integers, got {self.start!r}, {self.end!r}"
+            )
         if not 0 <= self.start < self.end:
-            raise ValueError(f"invalid shard range [{self.start}, {self.end}): need 0 <= start < end")
+            raise ValueError(
+                f"invalid shard range [{self.start}, {self.end}): need 0 <= start < end"
+            )
 
     @classmethod
     def parse(cls, text: str) -> ShardRange:
@@ -46,7 +50,9 @@ class ShardRange:
                 raise ValueError
             return cls(int(start), int(end))
         except ValueError:
-            raise ValueError(f"invalid shard range {text!r}: expected 'start-end' with 0 <= start < end") from None
+            raise ValueError(
+                f"invalid shard range {text!r}: expected 'start-end' with 0 <= start < end"
+            ) from None
 
     @classmethod
     def from_json(cls, data: Any) -> ShardRange:
@@ -106,7 +112,9 @@ class RangeSet:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_ranges(cls, ranges: Iterable[ShardRange | tuple[int, int] | Sequence[int]]) -> RangeSet:
+    def from_ranges(
+        cls, ranges: Iterable[ShardRange | tuple[int, int] | Sequence[int]]
+    ) -> RangeSet:
         """Build from ranges or ``(start, end)`` pairs; overlapping input is merged."""
         return cls(tuple(r if isinstance(r, ShardRange) else ShardRange(*r) for r in ranges))
 

@@ -41,8 +41,9 @@ from typing import Any
 
 from .assignment import Move, assign, limit_moves, plan_moves
 from .ranges import RangeSet, ShardRange
+import itertools
 
-__all__ = ["SHARDMAP_KEY", "ShardMapError", "Handoff", "ShardMap"]
+__all__ = ["SHARDMAP_KEY", "Handoff", "ShardMap", "ShardMapError"]
 
 SHARDMAP_KEY = "shardmap.json"
 """Key of the serialized map in the cluster's ConfigMap."""
@@ -80,7 +81,9 @@ class Handoff:
     def to_json(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "moves": [{"range": m.range.to_json(), "from": m.source, "to": m.target} for m in self.moves],
+            "moves": [
+                {"range": m.range.to_json(), "from": m.source, "to": m.target} for m in self.moves
+            ],
             "complete": self.complete,
         }
 
@@ -114,7 +117,9 @@ class ShardMap:
         if not _is_int(self.shards) or self.shards < 1:
             raise ShardMapError(f"shards must be an integer >= 1, got {self.shards!r}")
         object.__setattr__(self, "assignments", _freeze(self.assignments))
-        object.__setattr__(self, "restarts", _freeze({m: _freeze(g) for m, g in self.restarts.items()}))
+        object.__setattr__(
+            self, "restarts", _freeze({m: _freeze(g) for m, g in self.restarts.items()})
+        )
         object.__setattr__(self, "addresses", _freeze(self.addresses))
         object.__setattr__(self, "_owners", self._check_assignments())
         self._check_handoff()
@@ -133,17 +138,25 @@ class ShardMap:
         spans: list[tuple[int, int, str]] = []
         for member, ranges in self.assignments.items():
             if not isinstance(member, str) or not member:
-                raise ShardMapError(f"assignments: member names must be non-empty strings, got {member!r}")
+                raise ShardMapError(
+                    f"assignments: member names must be non-empty strings, got {member!r}"
+                )
             if not isinstance(ranges, RangeSet):
-                raise ShardMapError(f"assignments[{member!r}]: expected a RangeSet, got {type(ranges).__name__}")
+                raise ShardMapError(
+                    f"assignments[{member!r}]: expected a RangeSet, got {type(ranges).__name__}"
+                )
             for r in ranges:
                 if r.end > self.shards:
-                    raise ShardMapError(f"assignments[{member!r}]: range {r} exceeds the {self.shards} shards")
+                    raise ShardMapError(
+                        f"assignments[{member!r}]: range {r} exceeds the {self.shards} shards"
+                    )
                 spans.append((r.start, r.end, member))
         spans.sort()
-        for (_, e0, m0), (s1, e1, m1) in zip(spans, spans[1:]):
+        for (_, e0, m0), (s1, e1, m1) in itertools.pairwise(spans):
             if s1 < e0:
-                raise ShardMapError(f"assignments: shards {s1}-{min(e0, e1)} are owned by both {m0!r} and {m1!r}")
+                raise ShardMapError(
+                    f"assignments: shards {s1}-{min(e0, e1)} are owned by both {m0!r} and {m1!r}"
+                )
         if self.assignments:  # no members at all (scaled to zero) is the only uncovered state
             covered = RangeSet(tuple(ShardRange(s, e) for s, e, _ in spans))
             missing = RangeSet.full(self.shards).difference(covered)
@@ -158,7 +171,9 @@ class ShardMap:
         if not isinstance(h, Handoff):
             raise ShardMapError(f"handoff: expected a Handoff, got {type(h).__name__}")
         if h.epoch != self.epoch:
-            raise ShardMapError(f"handoff: epoch {h.epoch} does not match the map's epoch {self.epoch}")
+            raise ShardMapError(
+                f"handoff: epoch {h.epoch} does not match the map's epoch {self.epoch}"
+            )
         seen = _EMPTY
         for move in h.moves:
             if not isinstance(move, Move):
@@ -167,17 +182,23 @@ class ShardMap:
             if move.range.end > self.shards:
                 raise ShardMapError(f"handoff: move {move.range} exceeds the {self.shards} shards")
             if move.source == move.target:
-                raise ShardMapError(f"handoff: move {move.range} goes from {move.target!r} to itself")
+                raise ShardMapError(
+                    f"handoff: move {move.range} goes from {move.target!r} to itself"
+                )
             if not r.isdisjoint(seen):
                 raise ShardMapError(f"handoff: shards {r.intersection(seen)} move more than once")
             if not r.issubset(self.assignments.get(move.target, _EMPTY)):
-                raise ShardMapError(f"handoff: move {move.range} to {move.target!r} but assignments disagree")
+                raise ShardMapError(
+                    f"handoff: move {move.range} to {move.target!r} but assignments disagree"
+                )
             seen = seen.union(r)
 
     def _check_restarts(self) -> None:
         for member, generations in self.restarts.items():
             if not isinstance(member, str) or not member:
-                raise ShardMapError(f"restarts: member names must be non-empty strings, got {member!r}")
+                raise ShardMapError(
+                    f"restarts: member names must be non-empty strings, got {member!r}"
+                )
             for key, generation in generations.items():
                 try:
                     r = ShardRange.parse(key) if isinstance(key, str) else None
@@ -186,18 +207,29 @@ class ShardMap:
                 if r is None or r.end > self.shards or str(r) != key:
                     raise ShardMapError(f"restarts[{member!r}]: invalid range key {key!r}")
                 if not _is_int(generation) or generation < 0:
-                    raise ShardMapError(f"restarts[{member!r}][{key!r}]: generation must be an integer >= 0")
+                    raise ShardMapError(
+                        f"restarts[{member!r}][{key!r}]: generation must be an integer >= 0"
+                    )
 
     def _check_addresses(self) -> None:
         for member, address in self.addresses.items():
             host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-            if not (isinstance(member, str) and member and host and sep and port.isdigit() and 0 < int(port) < 65536):
+            if not (
+                isinstance(member, str)
+                and member
+                and host
+                and sep
+                and port.isdigit()
+                and 0 < int(port) < 65536
+            ):
                 raise ShardMapError(f"addresses[{member!r}]: expected 'host:port', got {address!r}")
 
     # -- construction and transitions ---------------------------------------------------------
 
     @classmethod
-    def initial(cls, shards: int, members: Iterable[str], addresses: Mapping[str, str] | None = None) -> ShardMap:
+    def initial(
+        cls, shards: int, members: Iterable[str], addresses: Mapping[str, str] | None = None
+    ) -> ShardMap:
         """Epoch 1, contiguous blocks, no handoff: nobody served anything before."""
         try:
             return cls(1, shards, assign(shards, list(members)), None, {}, addresses or {})
@@ -215,7 +247,9 @@ class ShardMap:
     def members(self) -> tuple[str, ...]:
         return tuple(self.assignments)
 
-    def rebalance(self, members: Iterable[str], max_ranges_per_round: int | None = None) -> ShardMap:
+    def rebalance(
+        self, members: Iterable[str], max_ranges_per_round: int | None = None
+    ) -> ShardMap:
         """The next map for ``members``: balanced with minimal movement, at most
         ``max_ranges_per_round`` ranges moving between live members (see ``limit_moves``).
 
@@ -232,7 +266,9 @@ class ShardMap:
         if target == dict(self.assignments):
             return self
         if self.in_handoff:
-            raise ShardMapError(f"cannot rebalance: the handoff of epoch {self.epoch} is not complete")
+            raise ShardMapError(
+                f"cannot rebalance: the handoff of epoch {self.epoch} is not complete"
+            )
         moves = tuple(plan_moves(self.assignments, target))
         epoch = self.epoch + 1
         return ShardMap(
@@ -253,7 +289,9 @@ class ShardMap:
     def request_restart(self, member: str, range: ShardRange | str) -> ShardMap:
         """Ask ``member`` to restart the RMU of ``range`` (bumps that range's generation)."""
         if member not in self.assignments:
-            raise ShardMapError(f"cannot restart an RMU on {member!r}: not a member of the shard map")
+            raise ShardMapError(
+                f"cannot restart an RMU on {member!r}: not a member of the shard map"
+            )
         try:
             r = ShardRange.parse(range) if isinstance(range, str) else range
         except ValueError as exc:
@@ -312,7 +350,11 @@ class ShardMap:
         if not self.in_handoff:
             return frozenset()
         assert self.handoff is not None
-        return frozenset(m for m in self.handoff.losing_members() if m in acked_epochs and acked_epochs[m] < self.epoch)
+        return frozenset(
+            m
+            for m in self.handoff.losing_members()
+            if m in acked_epochs and acked_epochs[m] < self.epoch
+        )
 
     def restart_generations(self, member: str) -> Mapping[str, int]:
         """``{"start-end": generation}`` restart requests addressed to ``member``."""
@@ -362,14 +404,21 @@ class ShardMap:
             epoch=_int(data["epoch"], "epoch"),
             shards=_int(data["shards"], "shards"),
             assignments={
-                m: _ranges(v, f"assignments[{m!r}]") for m, v in _object(data["assignments"], "assignments").items()
+                m: _ranges(v, f"assignments[{m!r}]")
+                for m, v in _object(data["assignments"], "assignments").items()
             },
             handoff=_handoff(data.get("handoff")),
             restarts={
-                m: {k: _int(n, f"restarts[{m!r}][{k!r}]") for k, n in _object(g, f"restarts[{m!r}]").items()}
+                m: {
+                    k: _int(n, f"restarts[{m!r}][{k!r}]")
+                    for k, n in _object(g, f"restarts[{m!r}]").items()
+                }
                 for m, g in _object(data.get("restarts") or {}, "restarts").items()
             },
-            addresses={m: _str(a, f"addresses[{m!r}]") for m, a in _object(data.get("addresses") or {}, "addresses").items()},
+            addresses={
+                m: _str(a, f"addresses[{m!r}]")
+                for m, a in _object(data.get("addresses") or {}, "addresses").items()
+            },
         )
 
 
@@ -425,11 +474,15 @@ def _handoff(value: Any) -> Handoff | None:
         path = f"handoff.moves[{i}]"
         move = _object(raw, path)
         if set(move) != {"range", "from", "to"}:
-            raise ShardMapError(f"{path}: expected exactly the fields range, from, to, got {sorted(move)}")
+            raise ShardMapError(
+                f"{path}: expected exactly the fields range, from, to, got {sorted(move)}"
+            )
         source = move["from"]
         if source is not None:
             source = _str(source, f"{path}.from")
-        moves.append(Move(_range(move["range"], f"{path}.range"), source, _str(move["to"], f"{path}.to")))
+        moves.append(
+            Move(_range(move["range"], f"{path}.range"), source, _str(move["to"], f"{path}.to"))
+        )
     if "epoch" not in obj:
         raise ShardMapError("handoff is missing 'epoch'")
     return Handoff(_int(obj["epoch"], "handoff.epoch"), tuple(moves), complete)

@@ -5,6 +5,7 @@ dynalite (hack/services.sh), the CRD, the operator as a subprocess (the real con
 and a namespace per test. Helpers live in operator_e2e_support.py.
 
 Nothing is skipped: a missing piece fails the session fixture with its log."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from operator_e2e_support import ROOT, VENV_BIN, kubectl
+
 from tests.support.services import ensure_services
 from threadweaver_operator.kube import Kube
 
@@ -39,8 +40,19 @@ def services() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def crd(controlplane) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "threadweavercluster.yaml"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/threadweaverclusters.threadweaver.io")
+    kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(ROOT / "crds" / "threadweavercluster.yaml"),
+    )
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/threadweaverclusters.threadweaver.io",
+    )
 
 
 def _free_port() -> int:
@@ -68,15 +80,26 @@ class OperatorProcess:
         env["PYTHONUNBUFFERED"] = "1"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "threadweaver-operator"), "--all-namespaces",
-             f"--liveness=http://127.0.0.1:{self.port}/healthz", "--log-level=info"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(VENV_BIN / "threadweaver-operator"),
+                "--all-namespaces",
+                f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                "--log-level=info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/healthz", timeout=2
+                ) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -125,7 +148,16 @@ def ns(controlplane, request):
     kubectl("delete", "twc", "--all", "-n", name, "--wait=true", "--timeout=60s", check=False)
     leftovers = kubectl("get", "twc", "-n", name, "-o", "name", check=False).stdout.split()
     for obj in leftovers:  # operator gone or stuck: do not leave a namespace stuck terminating
-        kubectl("patch", obj, "-n", name, "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]', check=False)
+        kubectl(
+            "patch",
+            obj,
+            "-n",
+            name,
+            "--type=json",
+            "-p",
+            '[{"op":"remove","path":"/metadata/finalizers"}]',
+            check=False,
+        )
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -134,5 +166,3 @@ async def api(controlplane):
     kube = await Kube.connect()
     yield kube
     await kube.close()
-
-

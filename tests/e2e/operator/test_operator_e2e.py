@@ -7,15 +7,28 @@ KWOK runs no containers. The migration: the test runs `threadweaver migrate` its
 Job's own environment, against MariaDB; KWOK's stock pod stages then complete the Job's pod
 and the Job controller marks the Job Complete (the test waits for it; the operator does not
 care who ran the migration, only that the Job succeeded)."""
+
 from __future__ import annotations
 
 import uuid
 
 import pytest
-
-from operator_e2e_support import (apply_yaml, cluster_manifest, condition, dump, dynamodb_tables, eventually, events_of,
-                                  get_cluster, job_succeeded, kubectl, migrate_like_the_job, play_members, secret,
-                                  shard_map)
+from operator_e2e_support import (
+    apply_yaml,
+    cluster_manifest,
+    condition,
+    dump,
+    dynamodb_tables,
+    events_of,
+    eventually,
+    get_cluster,
+    job_succeeded,
+    kubectl,
+    migrate_like_the_job,
+    play_members,
+    secret,
+    shard_map,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +53,10 @@ def test_schema_rejects_invalid_clusters(crd, ns):
         ({"replicas": -1}, "spec.replicas"),
         ({"image": ""}, "spec.image"),
         ({"deletionPolicy": "Sometimes"}, "spec.deletionPolicy"),
-        ({"journal": {"dynamodb": {"billingMode": "PROVISIONED"}}}, "readCapacity and writeCapacity"),
+        (
+            {"journal": {"dynamodb": {"billingMode": "PROVISIONED"}}},
+            "readCapacity and writeCapacity",
+        ),
     ]:
         body = json.loads(json.dumps(base))
         body["spec"].update(change)
@@ -53,8 +69,16 @@ def test_schema_rejects_invalid_clusters(crd, ns):
     # shards is immutable
     ok = json.loads(json.dumps(base))
     assert apply(ok).returncode == 0
-    got = kubectl("get", "twc", "bad", "-n", ns, "-o", "jsonpath={.spec.replicas}/{.spec.rebalance.maxRangesPerRound}/"
-                  "{.spec.deletionPolicy}/{.spec.journal.dynamodb.region}/{.spec.readModel.mysql.database}").stdout
+    got = kubectl(
+        "get",
+        "twc",
+        "bad",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.replicas}/{.spec.rebalance.maxRangesPerRound}/"
+        "{.spec.deletionPolicy}/{.spec.journal.dynamodb.region}/{.spec.readModel.mysql.database}",
+    ).stdout
     assert got == "3/8/Retain/us-east-1/threadweaver"  # defaults from the schema
     changed = json.loads(json.dumps(base))
     changed["spec"]["shards"] = 128
@@ -67,6 +91,7 @@ def test_schema_rejects_invalid_clusters(crd, ns):
 
 async def _converge(api, ns, name, replicas, operator, timeout=150):
     """Play the members until the cluster runs `replicas` balanced members."""
+
     async def check():
         await play_members(api, ns, name)
         twc = await get_cluster(api, ns, name)
@@ -75,34 +100,57 @@ async def _converge(api, ns, name, replicas, operator, timeout=150):
         smap = await shard_map(api, ns, name)
         if smap and smap.in_handoff:
             for loser in smap.handoff.losing_members():  # never removed before it handed off
-                assert int(loser.rsplit("-", 1)[1]) < sts["spec"]["replicas"], (loser, sts["spec"]["replicas"])
-        return (status.get("phase") == "Running" and sts["spec"]["replicas"] == replicas
-                and smap is not None and not smap.in_handoff
-                and sorted(smap.assignments) == sorted(f"{name}-{i}" for i in range(replicas))
-                and status.get("readyReplicas") == replicas
-                and max(smap.counts().values()) - min(smap.counts().values()) <= 1)
-    await eventually(check, timeout, 1.0, what=f"{replicas} balanced members",
-                     on_fail=lambda: dump(ns, name, operator))
+                assert int(loser.rsplit("-", 1)[1]) < sts["spec"]["replicas"], (
+                    loser,
+                    sts["spec"]["replicas"],
+                )
+        return (
+            status.get("phase") == "Running"
+            and sts["spec"]["replicas"] == replicas
+            and smap is not None
+            and not smap.in_handoff
+            and sorted(smap.assignments) == sorted(f"{name}-{i}" for i in range(replicas))
+            and status.get("readyReplicas") == replicas
+            and max(smap.counts().values()) - min(smap.counts().values()) <= 1
+        )
+
+    await eventually(
+        check,
+        timeout,
+        1.0,
+        what=f"{replicas} balanced members",
+        on_fail=lambda: dump(ns, name, operator),
+    )
 
 
 async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
     name, prefix = "chat", _prefix()
-    apply_yaml(secret(ns, "chat-aws", {"access-key-id": "e2e", "secret-access-key": "e2e"}),
-               secret(ns, "chat-mysql", {"password": "threadweaver"}),
-               cluster_manifest(ns, name, prefix))
+    apply_yaml(
+        secret(ns, "chat-aws", {"access-key-id": "e2e", "secret-access-key": "e2e"}),
+        secret(ns, "chat-mysql", {"password": "threadweaver"}),
+        cluster_manifest(ns, name, prefix),
+    )
     fail = lambda: dump(ns, name, operator)  # noqa: E731
 
     # every object the operator owns
     async def children():
         found = []
-        for kind, obj in [("ServiceAccount", "chat-runtime"), ("Role", "chat-runtime"), ("RoleBinding", "chat-runtime"),
-                          ("Service", "chat-headless"), ("Service", "chat"), ("PodDisruptionBudget", "chat-pdb"),
-                          ("ConfigMap", "chat-shardmap"), ("Secret", "chat-peer-token")]:
+        for kind, obj in [
+            ("ServiceAccount", "chat-runtime"),
+            ("Role", "chat-runtime"),
+            ("RoleBinding", "chat-runtime"),
+            ("Service", "chat-headless"),
+            ("Service", "chat"),
+            ("PodDisruptionBudget", "chat-pdb"),
+            ("ConfigMap", "chat-shardmap"),
+            ("Secret", "chat-peer-token"),
+        ]:
             o = await api.get(kind, ns, obj)
             assert o is not None, f"{kind} {obj} missing"
             assert o["metadata"]["ownerReferences"][0]["name"] == name
             found.append(o)
         return found
+
     await eventually(children, 60, what="the runtime objects", on_fail=fail)
     assert {f"{prefix}-journal", f"{prefix}-snapshot"} <= set(dynamodb_tables())
     twc = await get_cluster(api, ns, name)
@@ -111,21 +159,30 @@ async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
     # the migration (no StatefulSet before the Job succeeded: checked by timestamps below)
     job = await migrate_like_the_job(api, ns, name)
     await job_succeeded(api, ns, job)
-    sts = await eventually(lambda: api.get("StatefulSet", ns, name), 30, what="the StatefulSet", on_fail=fail)
+    sts = await eventually(
+        lambda: api.get("StatefulSet", ns, name), 30, what="the StatefulSet", on_fail=fail
+    )
     assert sts["spec"]["replicas"] == 3
     finished = (await api.get("Job", ns, job))["status"]["completionTime"]
-    assert finished <= sts["metadata"]["creationTimestamp"], "the StatefulSet came before the migration succeeded"
+    assert finished <= sts["metadata"]["creationTimestamp"], (
+        "the StatefulSet came before the migration succeeded"
+    )
     await _converge(api, ns, name, 3, operator)
     out = kubectl("get", "twc", name, "-n", ns).stdout
     assert "Running" in out and " 3 " in out, out
     twc = await get_cluster(api, ns, name)
-    assert condition(twc, "Ready")["status"] == "True" and condition(twc, "Migrated")["reason"] == "JobSucceeded"
+    assert (
+        condition(twc, "Ready")["status"] == "True"
+        and condition(twc, "Migrated")["reason"] == "JobSucceeded"
+    )
     assert twc["status"]["epoch"] >= 1 and sum(twc["status"]["members"].values()) == 64
     assert twc["status"]["selector"].startswith("app.kubernetes.io/name=thread-weaver")
 
     # scale up through the scale subresource; the operator restarts in the middle
     kubectl("scale", "twc", name, "-n", ns, "--replicas=5")
-    await eventually(lambda: _sts_replicas(api, ns, name, 5), 30, what="StatefulSet raised to 5", on_fail=fail)
+    await eventually(
+        lambda: _sts_replicas(api, ns, name, 5), 30, what="StatefulSet raised to 5", on_fail=fail
+    )
     operator.restart()
     await _converge(api, ns, name, 5, operator)
 
@@ -135,8 +192,16 @@ async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
     twc = await get_cluster(api, ns, name)
     assert set(twc["status"]["members"]) == {"chat-0", "chat-1"}
     reasons = {e["reason"] for e in events_of(ns, name)}
-    assert {"Provisioned", "MigrationStarted", "Migrated", "ShardMapInitialized", "StatefulSetCreated",
-            "RebalancePublished", "HandoffCompleted", "Scaled"} <= reasons, reasons
+    assert {
+        "Provisioned",
+        "MigrationStarted",
+        "Migrated",
+        "ShardMapInitialized",
+        "StatefulSetCreated",
+        "RebalancePublished",
+        "HandoffCompleted",
+        "Scaled",
+    } <= reasons, reasons
 
     # an RMU that stopped on a live member is restarted through the shard map
     smap = await shard_map(api, ns, name)
@@ -147,6 +212,7 @@ async def test_lifecycle_scale_restart_and_retain(operator, services, ns, api):
         await play_members(api, ns, name, stopped_rmus={"chat-1": [victim]})
         m = await shard_map(api, ns, name)
         return m.restart_generations("chat-1").get(victim, 0) >= 1
+
     await eventually(restarted, 30, 1.0, what="an RMU restart request", on_fail=fail)
     twc = await get_cluster(api, ns, name)
     assert twc["status"]["restartedRmus"] >= 1
@@ -168,8 +234,13 @@ async def test_missing_secret_gets_a_condition_and_an_event(operator, ns, api):
 
     async def failed():
         twc = await get_cluster(api, ns, name)
-        return (twc.get("status") or {}).get("phase") == "Failed" and condition(twc, "Provisioned").get("reason") == "SecretNotFound"
-    await eventually(failed, 60, what="phase Failed / SecretNotFound", on_fail=lambda: dump(ns, name, operator))
+        return (twc.get("status") or {}).get("phase") == "Failed" and condition(
+            twc, "Provisioned"
+        ).get("reason") == "SecretNotFound"
+
+    await eventually(
+        failed, 60, what="phase Failed / SecretNotFound", on_fail=lambda: dump(ns, name, operator)
+    )
     twc = await get_cluster(api, ns, name)
     assert condition(twc, "Ready")["status"] == "False"
     assert "nosecret-aws" in condition(twc, "Provisioned")["message"]
@@ -182,17 +253,26 @@ async def test_missing_secret_gets_a_condition_and_an_event(operator, ns, api):
 
     async def provisioned():
         return condition(await get_cluster(api, ns, name), "Provisioned").get("status") == "True"
-    await eventually(provisioned, 60, what="Provisioned after the Secret appeared", on_fail=lambda: dump(ns, name, operator))
+
+    await eventually(
+        provisioned,
+        60,
+        what="Provisioned after the Secret appeared",
+        on_fail=lambda: dump(ns, name, operator),
+    )
 
 
 async def test_delete_policy_delete_removes_the_tables(operator, ns, api):
     name, prefix = "ephemeral", _prefix()
-    apply_yaml(secret(ns, f"{name}-aws", {"access-key-id": "a", "secret-access-key": "b"}),
-               secret(ns, f"{name}-mysql", {"password": "threadweaver"}),
-               cluster_manifest(ns, name, prefix, deletionPolicy="Delete", replicas=1))
+    apply_yaml(
+        secret(ns, f"{name}-aws", {"access-key-id": "a", "secret-access-key": "b"}),
+        secret(ns, f"{name}-mysql", {"password": "threadweaver"}),
+        cluster_manifest(ns, name, prefix, deletionPolicy="Delete", replicas=1),
+    )
 
     async def provisioned():
         return condition(await get_cluster(api, ns, name), "Provisioned").get("status") == "True"
+
     await eventually(provisioned, 60, what="Provisioned", on_fail=lambda: dump(ns, name, operator))
     assert {f"{prefix}-journal", f"{prefix}-snapshot"} <= set(dynamodb_tables())
     kubectl("delete", "twc", name, "-n", ns, "--timeout=90s")

@@ -1,12 +1,19 @@
 """EntityManager against the real SQLite journal (a temp file): ordering, replay, snapshots,
 conflicts and passivation (routing and the shard guard are the Member's: test_sharding.py)."""
+
 import asyncio
 
 import pytest
 
 from threadweaver.application.entities import EntityManager, EntitySettings
 from threadweaver.domain import (
-    AddMessages, CreateThread, DomainError, ErrorKind, JoinMemberIds, NewMessage, new_ulid,
+    AddMessages,
+    CreateThread,
+    DomainError,
+    ErrorKind,
+    JoinMemberIds,
+    NewMessage,
+    new_ulid,
     thread_persistence_id,
 )
 
@@ -58,8 +65,8 @@ async def test_snapshots_bound_replay(journal):
     assert snap is not None and snap.seq == 20
     fresh = EntityManager(journal, EntitySettings(snapshot_every=10))
     await fresh.execute(post(tid, "after"))
-    assert fresh.stats.events_replayed == 6          # 21..26, not 1..26
-    assert len((await journal.read(thread_persistence_id(tid)))) == 27
+    assert fresh.stats.events_replayed == 6  # 21..26, not 1..26
+    assert len(await journal.read(thread_persistence_id(tid))) == 27
 
 
 async def test_a_stale_writer_reloads_and_decides_again(journal):
@@ -67,8 +74,8 @@ async def test_a_stale_writer_reloads_and_decides_again(journal):
     a = EntityManager(journal, EntitySettings(snapshot_every=0))
     b = EntityManager(journal, EntitySettings(snapshot_every=0))
     await a.execute(create(tid))
-    await b.execute(post(tid, "b1"))        # b loads seq 1, writes seq 2
-    await a.execute(post(tid, "a1"))        # a believes seq 1: conflict, reload, write seq 3
+    await b.execute(post(tid, "b1"))  # b loads seq 1, writes seq 2
+    await a.execute(post(tid, "a1"))  # a believes seq 1: conflict, reload, write seq 3
     assert a.stats.conflicts == 1
     stored = await journal.read(thread_persistence_id(tid))
     assert [e.seq for e in stored] == [1, 2, 3]
@@ -100,6 +107,7 @@ async def test_idle_entities_are_passivated_and_memory_is_capped(journal):
         await mgr.execute(create())
     assert len(mgr) <= 50
     import time
+
     assert mgr.passivate_idle(now=time.monotonic() + 61) == len(mgr) or len(mgr) == 0
     assert len(mgr) == 0
 
@@ -113,22 +121,26 @@ async def test_stop_entities_waits_for_in_flight_commands(journal):
     assert stopped == 1 and len(mgr) == 4
 
 
-async def test_a_command_cancelled_during_its_append_still_writes_it_and_the_entity_reloads(journal):
+async def test_a_command_cancelled_during_its_append_still_writes_it_and_the_entity_reloads(
+    journal,
+):
     mgr = EntityManager(journal, EntitySettings(snapshot_every=0))
     tid = new_ulid()
     await mgr.execute(create(tid))
     task = asyncio.create_task(mgr.execute(post(tid, "cancelled while appending")))
-    while not journal._pending:          # queued for the next group commit, not written yet
+    while not journal._pending:  # queued for the next group commit, not written yet
         await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    events = await mgr.execute(post(tid, "next"))      # reloads: learns the cancelled append
+    events = await mgr.execute(post(tid, "next"))  # reloads: learns the cancelled append
     assert events
     stored = await journal.read(thread_persistence_id(tid))
     assert [e.seq for e in stored] == [1, 2, 3]
     assert [e.payload["messages"][0]["text"] for e in stored[1:]] == [
-        "cancelled while appending", "next"]
+        "cancelled while appending",
+        "next",
+    ]
     assert mgr.stats.conflicts == 0 and mgr.stats.loads == 1
 
 

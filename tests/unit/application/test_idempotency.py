@@ -1,6 +1,7 @@
 """Idempotent commands against the real SQLite journal: a retried keyed command returns the first
 result and appends nothing, across a new EntityManager (replay), snapshots, conflicts with
 another writer; the bounds; the CreateThread id derivation; a key reused for another request."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,13 +14,28 @@ from threadweaver.application import idempotency
 from threadweaver.application.codec import command_from_json, command_to_json
 from threadweaver.application.entities import EntityManager, EntitySettings
 from threadweaver.application.idempotency import (
-    KEY_REUSED, IdempotencyKeyReused, RecentKeys, Recorded, derive_thread_id, is_key_reused,
+    KEY_REUSED,
+    IdempotencyKeyReused,
+    RecentKeys,
+    Recorded,
+    derive_thread_id,
+    is_key_reused,
     request_hash,
 )
 from threadweaver.application.ports import NewEvent
 from threadweaver.domain import (
-    AddMessages, CreateThread, DestroyThread, DomainError, ErrorKind, JoinMemberIds, NewMessage,
-    RemoveMessages, event_from_payload, is_ulid, new_ulid, thread_persistence_id,
+    AddMessages,
+    CreateThread,
+    DestroyThread,
+    DomainError,
+    ErrorKind,
+    JoinMemberIds,
+    NewMessage,
+    RemoveMessages,
+    event_from_payload,
+    is_ulid,
+    new_ulid,
+    thread_persistence_id,
 )
 from threadweaver.domain.events import AddedMessage, MessagesAdded
 
@@ -33,14 +49,16 @@ def manager(journal, **kw) -> EntityManager:
 
 def create(key=None, admin=ADMIN, title="title", members=()):
     tid = derive_thread_id(admin, key) if key else new_ulid()
-    return CreateThread(tid, admin, title, (admin,), tuple(members), None, None, 1,
-                        idempotency_key=key)
+    return CreateThread(
+        tid, admin, title, (admin,), tuple(members), None, None, 1, idempotency_key=key
+    )
 
 
 def post(tid, *texts, key=None, sender=ADMIN, at=2):
     """Each call generates fresh message ids, as the HTTP adapter does per request."""
-    return AddMessages(tid, sender, tuple(NewMessage(new_ulid(), t) for t in texts), at,
-                       idempotency_key=key)
+    return AddMessages(
+        tid, sender, tuple(NewMessage(new_ulid(), t) for t in texts), at, idempotency_key=key
+    )
 
 
 def message_ids(events):
@@ -56,14 +74,16 @@ async def test_retry_returns_the_first_events_and_appends_nothing(journal):
     mgr = manager(journal)
     tid = (await mgr.execute(create()))[0].thread_id
     first = await mgr.execute(post(tid, "a", "b", key="k1"))
-    retry = await mgr.execute(post(tid, "a", "b", key="k1"))    # new message ids generated
+    retry = await mgr.execute(post(tid, "a", "b", key="k1"))  # new message ids generated
     assert message_ids(retry) == message_ids(first) and len(message_ids(first)) == 2
     assert retry == first
     events = await stored(journal, tid)
     assert [e.type for e in events] == ["ThreadCreated", "MessagesAdded"]
     assert events[1].payload["_meta"] == {
-        "idempotencyKey": "k1", "accountId": ADMIN,
-        "requestHash": request_hash(post(tid, "a", "b", key="k1"))}
+        "idempotencyKey": "k1",
+        "accountId": ADMIN,
+        "requestHash": request_hash(post(tid, "a", "b", key="k1")),
+    }
     assert mgr.stats.idempotent_replays == 1
 
 
@@ -137,9 +157,12 @@ async def test_a_key_reused_for_another_request_is_refused(journal):
     mgr = manager(journal)
     tid = (await mgr.execute(create()))[0].thread_id
     await mgr.execute(post(tid, "a", key="k"))
-    for other in (post(tid, "b", key="k"), post(tid, "a", key="k", at=99),
-                  post(tid, "a", "a", key="k"),
-                  DestroyThread(tid, ADMIN, 2, idempotency_key="k")):
+    for other in (
+        post(tid, "b", key="k"),
+        post(tid, "a", key="k", at=99),
+        post(tid, "a", "a", key="k"),
+        DestroyThread(tid, ADMIN, 2, idempotency_key="k"),
+    ):
         with pytest.raises(IdempotencyKeyReused) as err:
             await mgr.execute(other)
         assert err.value.message == KEY_REUSED and is_key_reused(err.value)
@@ -158,6 +181,7 @@ def test_request_hash_ignores_generated_ids_and_the_key():
 
 def test_reuse_survives_the_forwarding_codec():
     from threadweaver.application.codec import error_from_json, error_to_json
+
     again = error_from_json(orjson.loads(orjson.dumps(error_to_json(IdempotencyKeyReused()))))
     assert is_key_reused(again)
     assert not is_key_reused(DomainError(ErrorKind.CONFLICT, "Already created"))
@@ -170,7 +194,7 @@ async def test_a_new_entity_manager_finds_the_key_by_replay(journal):
     first = await first_mgr.execute(post(tid, "a", key="k"))
     await first_mgr.close()
 
-    second = manager(journal)          # a restarted process: state from the journal only
+    second = manager(journal)  # a restarted process: state from the journal only
     assert await second.execute(post(tid, "a", key="k")) == first
     assert second.stats.loads == 1 and second.stats.idempotent_replays == 1
     with pytest.raises(IdempotencyKeyReused):
@@ -184,15 +208,15 @@ async def test_keys_are_kept_in_snapshots(journal):
     firsts = {}
     for i in range(12):
         firsts[f"k{i}"] = await mgr.execute(post(tid, f"m{i}", key=f"k{i}"))
-    await mgr.close()                   # waits for the snapshots saved in the background
+    await mgr.close()  # waits for the snapshots saved in the background
     snap = await journal.load_snapshot(thread_persistence_id(tid))
     assert snap is not None and snap.seq == 10
     rows = snap.state[idempotency.SNAPSHOT_KEY]
-    assert [r[1] for r in rows] == [f"k{i}" for i in range(9)]    # seq 2..10 are k0..k8
-    assert snap.state["id"] == tid                                # still a Thread snapshot
+    assert [r[1] for r in rows] == [f"k{i}" for i in range(9)]  # seq 2..10 are k0..k8
+    assert snap.state["id"] == tid  # still a Thread snapshot
 
     fresh = manager(journal, snapshot_every=5)
-    for i in range(12):                 # k0..k8 from the snapshot, k9..k11 from replay
+    for i in range(12):  # k0..k8 from the snapshot, k9..k11 from replay
         assert await fresh.execute(post(tid, f"m{i}", key=f"k{i}")) == firsts[f"k{i}"]
     assert fresh.stats.events_replayed == 3
     assert len(await stored(journal, tid)) == 13
@@ -204,7 +228,7 @@ async def test_a_bare_thread_snapshot_without_keys_still_loads(journal):
     tid = (await mgr.execute(create()))[0].thread_id
     for i in range(3):
         await mgr.execute(post(tid, f"m{i}"))
-    await mgr.close()                   # waits for the snapshot saved in the background
+    await mgr.close()  # waits for the snapshot saved in the background
     snap = await journal.load_snapshot(thread_persistence_id(tid))
     assert snap is not None and idempotency.SNAPSHOT_KEY not in snap.state
     fresh = manager(journal, snapshot_every=3)
@@ -217,8 +241,8 @@ async def test_a_key_written_by_another_writer_is_found_after_the_conflict(journ
     conflicts, reloads and answers the recorded result instead of appending again."""
     a, b = manager(journal), manager(journal)
     tid = (await a.execute(create()))[0].thread_id
-    await b.execute(post(tid, "warm-up"))          # b has the entity loaded
-    await a.execute(post(tid, "other"))            # ... and now stale
+    await b.execute(post(tid, "warm-up"))  # b has the entity loaded
+    await a.execute(post(tid, "other"))  # ... and now stale
     first = await a.execute(post(tid, "x", key="k"))
     assert await b.execute(post(tid, "x", key="k")) == first
     assert b.stats.conflicts == 1
@@ -236,7 +260,7 @@ async def test_a_timed_out_append_is_recognised_on_retry(journal):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.05)                       # the shielded append finishes
+    await asyncio.sleep(0.05)  # the shielded append finishes
     retry = await mgr.execute(post(tid, "slow", key="k"))
     events = await stored(journal, tid)
     assert len(events) == 2
@@ -257,8 +281,10 @@ async def test_several_events_of_one_command_are_recorded_together(journal):
     mgr = manager(journal)
     tid = (await mgr.execute(create()))[0].thread_id
     pid = thread_persistence_id(tid)
-    events = [MessagesAdded(tid, ADMIN, 2, (AddedMessage(new_ulid(), f"m{i}", None, ()),))
-              for i in range(2)]
+    events = [
+        MessagesAdded(tid, ADMIN, 2, (AddedMessage(new_ulid(), f"m{i}", None, ()),))
+        for i in range(2)
+    ]
     entity = mgr._entities[pid]
     async with entity.lock:
         await mgr._persist(entity, events, (ADMIN, "multi", "h"))
@@ -281,7 +307,7 @@ async def test_only_the_most_recent_keys_are_remembered(journal):
     assert len(mgr._entities[thread_persistence_id(tid)].recent) == 3
     assert await mgr.execute(post(tid, "x", key="k4")) == firsts[4]
     assert await mgr.execute(post(tid, "x", key="k2")) == firsts[2]
-    evicted = await mgr.execute(post(tid, "x", key="k0"))     # forgotten: applied again
+    evicted = await mgr.execute(post(tid, "x", key="k0"))  # forgotten: applied again
     assert message_ids(evicted) != message_ids(firsts[0])
     # the bound holds after replay too
     fresh = manager(journal, idempotency_keys=3)
@@ -298,7 +324,7 @@ async def test_keys_older_than_the_window_are_forgotten(journal):
     again = await mgr.execute(post(tid, "x", key="k"))
     assert message_ids(again) != message_ids(first)
     await asyncio.sleep(0.3)
-    fresh = manager(journal, idempotency_window=0.2)   # replay drops expired keys as well
+    fresh = manager(journal, idempotency_window=0.2)  # replay drops expired keys as well
     await fresh.execute(post(tid, "warm"))
     assert not fresh._entities[thread_persistence_id(tid)].recent
 
@@ -320,15 +346,26 @@ def test_recent_keys_structure():
     recent.record("B", "1", Recorded("h", 4, 1, now), now)
     assert ("A", "1") not in recent and len(recent) == 2
     assert recent.get("B", "1", now).first_seq == 4
-    assert recent.get("B", "1", now + 10_000_001) is None       # expired, and dropped
+    assert recent.get("B", "1", now + 10_000_001) is None  # expired, and dropped
     assert len(recent) == 1
     restored = RecentKeys(max_keys=2, window_seconds=10)
     restored.load_snapshot(orjson.loads(orjson.dumps(recent.to_snapshot())))
     assert restored.to_snapshot() == recent.to_snapshot()
     restored.load_snapshot("not a list")
-    restored.observe(9, now, {"_meta": {"idempotencyKey": "x"}})       # damaged: ignored
-    restored.observe(9, now, {"_meta": {"idempotencyKey": "x", "accountId": "A",
-                                        "requestHash": "h", "part": 1, "parts": 2}})
+    restored.observe(9, now, {"_meta": {"idempotencyKey": "x"}})  # damaged: ignored
+    restored.observe(
+        9,
+        now,
+        {
+            "_meta": {
+                "idempotencyKey": "x",
+                "accountId": "A",
+                "requestHash": "h",
+                "part": 1,
+                "parts": 2,
+            }
+        },
+    )
     assert len(restored) == 1
 
 
@@ -347,7 +384,7 @@ async def test_a_retried_create_finds_the_created_thread(journal):
     first = await mgr.execute(create("c1"))
     assert await mgr.execute(create("c1")) == first
     await mgr.close()
-    fresh = manager(journal)        # not in memory: a keyed create loads before deciding
+    fresh = manager(journal)  # not in memory: a keyed create loads before deciding
     assert await fresh.execute(create("c1")) == first
     assert fresh.stats.conflicts == 0
     with pytest.raises(IdempotencyKeyReused):
@@ -360,8 +397,12 @@ async def test_a_retried_create_finds_the_created_thread(journal):
 # --- forwarding carries the key ----------------------------------------------------------------
 def test_the_forwarding_codec_round_trips_the_key():
     tid = new_ulid()
-    for command in (post(tid, "a", key="k:1"), create("c.2"),
-                    DestroyThread(tid, ADMIN, 1, idempotency_key="d_3"), post(tid, "no key")):
+    for command in (
+        post(tid, "a", key="k:1"),
+        create("c.2"),
+        DestroyThread(tid, ADMIN, 1, idempotency_key="d_3"),
+        post(tid, "no key"),
+    ):
         wire = orjson.loads(orjson.dumps({"command": command_to_json(command)}))["command"]
         assert command_from_json(wire) == command
 

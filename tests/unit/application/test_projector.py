@@ -1,5 +1,6 @@
 """The RMU against the real SQLite journal and read model: exactly once, resume from offsets,
 push wake-ups, and the pure batch planner."""
+
 import asyncio
 import time
 
@@ -43,8 +44,9 @@ async def test_projects_everything_once_and_resumes_from_offsets(stores, chunk):
     j, rm = stores
     mgr = EntityManager(j)
     await write_threads(mgr, 20)
-    p = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05,
-                                                  sweep_chunk=chunk))
+    p = Projector(
+        j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05, sweep_chunk=chunk)
+    )
     p.start()
     await p.wait_caught_up(5)
     await p.stop()
@@ -52,8 +54,9 @@ async def test_projects_everything_once_and_resumes_from_offsets(stores, chunk):
     assert p.state.applied == 80
 
     await write_threads(mgr, 5)
-    again = Projector(j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05,
-                                                      sweep_chunk=chunk))
+    again = Projector(
+        j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05, sweep_chunk=chunk)
+    )
     again.start()
     await asyncio.sleep(0.2)
     await again.wait_caught_up(5)
@@ -116,10 +119,15 @@ def ev(pid, seq, shard, offset):
 
 
 def test_plan_skips_applied_events_and_stalls_a_shard_at_a_gap():
-    events = [ev("a", 1, 0, 10), ev("a", 2, 0, 11), ev("b", 3, 1, 12), ev("c", 1, 1, 13),
-              ev("a", 3, 0, 14)]
+    events = [
+        ev("a", 1, 0, 10),
+        ev("a", 2, 0, 11),
+        ev("b", 3, 1, 12),
+        ev("c", 1, 1, 13),
+        ev("a", 3, 0, 14),
+    ]
     plan = plan_batch(events, {"a": 1, "b": 1})
     assert [(e.pid, e.seq) for e in plan.apply] == [("a", 2), ("a", 3)]
     assert plan.skipped == 1
-    assert plan.offsets == {0: 14}          # shard 1 stalled at b#3 (b is at 1): not advanced
+    assert plan.offsets == {0: 14}  # shard 1 stalled at b#3 (b is at 1): not advanced
     assert plan.stalled == {1: -1}

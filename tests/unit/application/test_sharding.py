@@ -1,6 +1,7 @@
 """Members applying shard maps, in one process over real SQLite stores: routing, handoff (wait,
 503, drain, acknowledge), RMUs per served range and restart requests. Peers are the other
 Member objects called directly (the HTTP forwarding is covered by the integration suite)."""
+
 import asyncio
 
 import pytest
@@ -11,7 +12,13 @@ from threadweaver.application.entities import EntityManager
 from threadweaver.application.gateway import ForwardRefused, ShardUnavailable
 from threadweaver.application.projector import ProjectorSettings
 from threadweaver.application.sharding import Member, ShardingSettings
-from threadweaver.domain import AddMessages, CreateThread, NewMessage, new_ulid, thread_persistence_id
+from threadweaver.domain import (
+    AddMessages,
+    CreateThread,
+    NewMessage,
+    new_ulid,
+    thread_persistence_id,
+)
 from threadweaver.shards import ShardMap, shard_of
 
 SHARDS = 16
@@ -27,7 +34,7 @@ class DirectPeers:
     async def forward(self, address, command):
         try:
             return await self.members[address].execute(command, forwarded=True)
-        except ShardUnavailable as exc:     # as the internal endpoint reports a refusal
+        except ShardUnavailable as exc:  # as the internal endpoint reports a refusal
             raise ForwardRefused(str(exc)) from exc
 
 
@@ -44,9 +51,16 @@ async def cluster(tmp_path):
     def make(name):
         async def sink(status):
             acks[name] = status.acked_epoch
-        m = Member(ShardingSettings(member=name, handoff_wait=0.3, address_template="{member}"),
-                   EntityManager(journal), journal, rm,
-                   ProjectorSettings(poll_interval=0.05), status_sink=sink, peers=peers)
+
+        m = Member(
+            ShardingSettings(member=name, handoff_wait=0.3, address_template="{member}"),
+            EntityManager(journal),
+            journal,
+            rm,
+            ProjectorSettings(poll_interval=0.05),
+            status_sink=sink,
+            peers=peers,
+        )
         peers.members[name] = members[name] = m
         return m
 
@@ -70,13 +84,13 @@ def create(tid):
 
 
 async def test_commands_run_on_the_owner_wherever_they_arrive(cluster):
-    make, members, acks, journal, _ = cluster
+    make, _members, acks, _journal, _ = cluster
     a, b = make("a"), make("b")
     smap = ShardMap.initial(SHARDS, ["a", "b"])
     await a.apply_map(smap)
     await b.apply_map(smap)
     tid = thread_in(SHARDS, smap, "b")
-    await a.execute(create(tid))                      # arrives at a, runs on b
+    await a.execute(create(tid))  # arrives at a, runs on b
     assert a.forwarded == 1 and len(b.entities) == 1 and len(a.entities) == 0
     assert acks == {"a": smap.epoch, "b": smap.epoch}
 
@@ -93,7 +107,7 @@ async def test_a_forwarded_command_is_not_forwarded_again(cluster):
 
 
 async def test_handoff_refuses_moving_shards_until_complete_then_the_new_owner_serves(cluster):
-    make, members, acks, journal, rm = cluster
+    make, _members, acks, journal, _rm = cluster
     a, b = make("a"), make("b")
     one = ShardMap.initial(SHARDS, ["a"])
     await a.apply_map(one)
@@ -102,41 +116,46 @@ async def test_handoff_refuses_moving_shards_until_complete_then_the_new_owner_s
     for t in tids:
         await a.execute(create(t))
 
-    two = one.rebalance(["a", "b"])                   # half the shards move a -> b
+    two = one.rebalance(["a", "b"])  # half the shards move a -> b
     assert two.in_handoff
     await a.apply_map(two)
     await b.apply_map(two)
     assert acks["a"] == two.epoch and two.pending_acks(acks) == frozenset()
     moving = next(t for t in tids if two.moving(shard_of(thread_persistence_id(t), SHARDS)))
-    with pytest.raises(ShardUnavailable):             # nobody serves a moving shard
+    with pytest.raises(ShardUnavailable):  # nobody serves a moving shard
         await b.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "x"),), 2))
     assert not any(shard_of(pid, SHARDS) in two.losing("a") for pid in a.entities._entities)
 
     done = two.complete_handoff()
-    waiter = asyncio.create_task(a.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "y"),), 3)))
-    await asyncio.sleep(0.05)                         # waits for the map instead of failing
+    waiter = asyncio.create_task(
+        a.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "y"),), 3))
+    )
+    await asyncio.sleep(0.05)  # waits for the map instead of failing
     await a.apply_map(done)
     await b.apply_map(done)
-    events = await waiter                             # forwarded to b, which recovered the thread
+    events = await waiter  # forwarded to b, which recovered the thread
     assert events and b.forwarded == 0 and a.forwarded >= 1
     stored = await journal.read(thread_persistence_id(moving))
-    assert [e.seq for e in stored] == [1, 2]          # nothing lost, nothing doubled
+    assert [e.seq for e in stored] == [1, 2]  # nothing lost, nothing doubled
 
 
 async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster):
-    make, members, acks, journal, _ = cluster
+    make, _members, acks, journal, _ = cluster
     a = make("a")
     make("b")
     one = ShardMap.initial(SHARDS, ["a"])
     await a.apply_map(one)
     two = one.rebalance(["a", "b"])
-    tid = next(t for t in (new_ulid() for _ in range(1000))
-               if two.moving(shard_of(thread_persistence_id(t), SHARDS)))
+    tid = next(
+        t
+        for t in (new_ulid() for _ in range(1000))
+        if two.moving(shard_of(thread_persistence_id(t), SHARDS))
+    )
     await a.execute(create(tid))
     gate = asyncio.Event()
     real_append = journal.append_nowait
 
-    def slow_append(*args, **kw):          # the append is held until the gate opens
+    def slow_append(*args, **kw):  # the append is held until the gate opens
         held = asyncio.get_running_loop().create_future()
 
         async def later():
@@ -145,15 +164,18 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
                 held.set_result(await real_append(*args, **kw))
             except Exception as exc:
                 held.set_exception(exc)
+
         asyncio.ensure_future(later())
         return held
 
     journal.append_nowait = slow_append
-    inflight = asyncio.create_task(a.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "z"),), 2)))
+    inflight = asyncio.create_task(
+        a.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "z"),), 2))
+    )
     await asyncio.sleep(0.02)
     handoff = asyncio.create_task(a.apply_map(two))
     await asyncio.sleep(0.05)
-    assert not handoff.done() and acks.get("a") == one.epoch   # still draining
+    assert not handoff.done() and acks.get("a") == one.epoch  # still draining
     gate.set()
     await inflight
     await handoff
@@ -162,7 +184,7 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
 
 
 async def test_one_rmu_per_served_range_and_restart_requests(cluster):
-    make, members, acks, journal, rm = cluster
+    make, _members, _acks, _journal, rm = cluster
     a, b = make("a"), make("b")
     smap = ShardMap.initial(SHARDS, ["a", "b"])
     await a.apply_map(smap)
@@ -177,7 +199,7 @@ async def test_one_rmu_per_served_range_and_restart_requests(cluster):
     rng = next(iter(smap.serving_ranges("b")))
     restarted = smap.request_restart("b", rng)
     await b.apply_map(restarted)
-    assert b.projectors[rng].state.restarts == 0      # first sight records the generation
+    assert b.projectors[rng].state.restarts == 0  # first sight records the generation
     again = restarted.request_restart("b", rng)
     await b.apply_map(again)
     assert b.projectors[rng].state.restarts == 1
@@ -203,13 +225,13 @@ async def test_a_refused_forward_is_routed_again_when_the_senders_map_changed_me
     """The owner refuses (its handoff completed: the shard is now the sender's) while the
     sender still had the old map: once the sender's map names it the owner, it runs the
     command itself instead of answering 503."""
-    make, members, acks, journal, _ = cluster
+    make, members, _acks, _journal, _ = cluster
     a, b = make("a"), make("b")
     old = ShardMap.initial(SHARDS, ["a", "b"])
     await a.apply_map(old)
     await b.apply_map(old)
     new = old.rebalance(["a"]).complete_handoff()
-    await b.apply_map(new)                  # b gave its shards to a; a has not seen it yet
+    await b.apply_map(new)  # b gave its shards to a; a has not seen it yet
     tid = thread_in(SHARDS, old, "b")
     real_forward = members["a"].peers.forward
 
@@ -217,14 +239,15 @@ async def test_a_refused_forward_is_routed_again_when_the_senders_map_changed_me
         try:
             return await real_forward(address, command)
         finally:
-            await a.apply_map(new)          # the new map reaches a during the forward
+            await a.apply_map(new)  # the new map reaches a during the forward
+
     a.peers = type("Peers", (), {"forward": staticmethod(forward_while_the_map_arrives)})()
     events = await a.execute(create(tid))
     assert events and a.forwarded == 1 and len(a.entities) == 1 and len(b.entities) == 0
 
 
 async def test_a_refused_forward_is_503_when_the_senders_map_did_not_change(cluster):
-    make, members, acks, journal, _ = cluster
+    make, _members, _acks, _journal, _ = cluster
     a, b = make("a"), make("b")
     old = ShardMap.initial(SHARDS, ["a", "b"])
     await a.apply_map(old)

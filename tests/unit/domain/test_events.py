@@ -1,45 +1,72 @@
 """Event payloads: the JSON form the journal stores (camelCase keys, a `schema` version)."""
+
 from __future__ import annotations
 
 import json
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from threadweaver.domain.events import (
-    EVENT_TYPES, SCHEMA_VERSION, AddedMessage, AdministratorIdsJoined, AdministratorIdsLeft,
-    MemberIdsJoined, MemberIdsLeft, MessagesAdded, MessagesRemoved, ThreadCreated,
-    ThreadDestroyed, event_from_payload, event_to_payload,
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    AddedMessage,
+    AdministratorIdsJoined,
+    AdministratorIdsLeft,
+    MemberIdsJoined,
+    MemberIdsLeft,
+    MessagesAdded,
+    MessagesRemoved,
+    ThreadCreated,
+    ThreadDestroyed,
+    event_from_payload,
+    event_to_payload,
 )
 
 TID, ACTOR, AT = "01HZX3J5K6M7N8P9Q0R1S2T3V4", "01HZX3J5K6M7N8P9Q0R1S2T3V5", 1_718_000_000_123
 
 SAMPLES = {
-    "ThreadCreated": ThreadCreated(TID, ACTOR, AT, "title", ("a1", "a2"), ("m1",), "parent",
-                                   "remarks"),
+    "ThreadCreated": ThreadCreated(
+        TID, ACTOR, AT, "title", ("a1", "a2"), ("m1",), "parent", "remarks"
+    ),
     "ThreadDestroyed": ThreadDestroyed(TID, ACTOR, AT),
     "AdministratorIdsJoined": AdministratorIdsJoined(TID, ACTOR, AT, ("a3", "a4")),
     "AdministratorIdsLeft": AdministratorIdsLeft(TID, ACTOR, AT, ("a1",)),
     "MemberIdsJoined": MemberIdsJoined(TID, ACTOR, AT, ("m2", "m3")),
     "MemberIdsLeft": MemberIdsLeft(TID, ACTOR, AT, ("m1",)),
-    "MessagesAdded": MessagesAdded(TID, ACTOR, AT, (
-        AddedMessage("x1", "hello", None, ()),
-        AddedMessage("x2", "re: hello", "x1", ("a1", "m1")))),
+    "MessagesAdded": MessagesAdded(
+        TID,
+        ACTOR,
+        AT,
+        (
+            AddedMessage("x1", "hello", None, ()),
+            AddedMessage("x2", "re: hello", "x1", ("a1", "m1")),
+        ),
+    ),
     "MessagesRemoved": MessagesRemoved(TID, ACTOR, AT, ("x1", "x2")),
 }
 
 EXPECTED_PAYLOADS = {
-    "ThreadCreated": {"title": "title", "remarks": "remarks", "parentThreadId": "parent",
-                      "administratorIds": ["a1", "a2"], "memberIds": ["m1"]},
+    "ThreadCreated": {
+        "title": "title",
+        "remarks": "remarks",
+        "parentThreadId": "parent",
+        "administratorIds": ["a1", "a2"],
+        "memberIds": ["m1"],
+    },
     "ThreadDestroyed": {},
     "AdministratorIdsJoined": {"administratorIds": ["a3", "a4"]},
     "AdministratorIdsLeft": {"administratorIds": ["a1"]},
     "MemberIdsJoined": {"memberIds": ["m2", "m3"]},
     "MemberIdsLeft": {"memberIds": ["m1"]},
-    "MessagesAdded": {"messages": [
-        {"id": "x1", "text": "hello", "replyMessageId": None, "toAccountIds": []},
-        {"id": "x2", "text": "re: hello", "replyMessageId": "x1", "toAccountIds": ["a1", "m1"]}]},
+    "MessagesAdded": {
+        "messages": [
+            {"id": "x1", "text": "hello", "replyMessageId": None, "toAccountIds": []},
+            {"id": "x2", "text": "re: hello", "replyMessageId": "x1", "toAccountIds": ["a1", "m1"]},
+        ]
+    },
     "MessagesRemoved": {"messageIds": ["x1", "x2"]},
 }
 
@@ -47,18 +74,34 @@ CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 
 def test_the_eight_event_types() -> None:
-    assert set(EVENT_TYPES) == set(SAMPLES) == {
-        "ThreadCreated", "ThreadDestroyed", "AdministratorIdsJoined", "AdministratorIdsLeft",
-        "MemberIdsJoined", "MemberIdsLeft", "MessagesAdded", "MessagesRemoved"}
+    assert (
+        set(EVENT_TYPES)
+        == set(SAMPLES)
+        == {
+            "ThreadCreated",
+            "ThreadDestroyed",
+            "AdministratorIdsJoined",
+            "AdministratorIdsLeft",
+            "MemberIdsJoined",
+            "MemberIdsLeft",
+            "MessagesAdded",
+            "MessagesRemoved",
+        }
+    )
     for name, cls in EVENT_TYPES.items():
-        assert cls.TYPE == name
+        assert name == cls.TYPE
         assert type(SAMPLES[name]) is cls
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_payload_exact(name: str) -> None:
-    expected = {"schema": SCHEMA_VERSION, "threadId": TID, "accountId": ACTOR, "occurredAt": AT,
-                **EXPECTED_PAYLOADS[name]}
+    expected = {
+        "schema": SCHEMA_VERSION,
+        "threadId": TID,
+        "accountId": ACTOR,
+        "occurredAt": AT,
+        **EXPECTED_PAYLOADS[name],
+    }
     assert event_to_payload(SAMPLES[name]) == expected
     assert SCHEMA_VERSION == 1
 
@@ -89,7 +132,7 @@ def test_payload_keys_are_camel_case_with_common_fields(name: str) -> None:
     assert payload["schema"] == SCHEMA_VERSION
     bad = [k for k in _keys(payload) if not CAMEL.match(k)]
     assert bad == []
-    json.dumps(payload)   # plain JSON types only
+    json.dumps(payload)  # plain JSON types only
 
 
 def test_optional_fields_round_trip_as_null() -> None:
@@ -121,16 +164,34 @@ id_tuples = st.lists(ids, max_size=4).map(tuple)
 texts = st.text(max_size=40)
 common = dict(thread_id=ids, account_id=ids, occurred_at=st.integers(0, 2**48 - 1))
 events = st.one_of(
-    st.builds(ThreadCreated, **common, title=texts, administrator_ids=id_tuples,
-              member_ids=id_tuples, parent_thread_id=st.none() | ids, remarks=st.none() | texts),
+    st.builds(
+        ThreadCreated,
+        **common,
+        title=texts,
+        administrator_ids=id_tuples,
+        member_ids=id_tuples,
+        parent_thread_id=st.none() | ids,
+        remarks=st.none() | texts,
+    ),
     st.builds(ThreadDestroyed, **common),
     st.builds(AdministratorIdsJoined, **common, administrator_ids=id_tuples),
     st.builds(AdministratorIdsLeft, **common, administrator_ids=id_tuples),
     st.builds(MemberIdsJoined, **common, member_ids=id_tuples),
     st.builds(MemberIdsLeft, **common, member_ids=id_tuples),
-    st.builds(MessagesAdded, **common, messages=st.lists(
-        st.builds(AddedMessage, id=ids, text=texts, reply_message_id=st.none() | ids,
-                  to_account_ids=id_tuples), max_size=3).map(tuple)),
+    st.builds(
+        MessagesAdded,
+        **common,
+        messages=st.lists(
+            st.builds(
+                AddedMessage,
+                id=ids,
+                text=texts,
+                reply_message_id=st.none() | ids,
+                to_account_ids=id_tuples,
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
     st.builds(MessagesRemoved, **common, message_ids=id_tuples),
 )
 

@@ -6,16 +6,23 @@ messages reach clients in `error_messages`, so ours must read the same:
   - "Illegal character 'c'!"                      (internalParseCrockford)
   - "ulidString must not exceed '7ZZZZZZZZZZZZZZZZZZZZZZZZZ'!"
 """
+
 from __future__ import annotations
 
 import re
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from threadweaver.domain.ids import (
-    is_ulid, new_ulid, parse_ulid, thread_id_of, thread_persistence_id, ulid_error,
+    is_ulid,
+    new_ulid,
+    parse_ulid,
+    thread_id_of,
+    thread_persistence_id,
+    ulid_error,
     ulid_timestamp_ms,
 )
 
@@ -70,8 +77,12 @@ def test_timestamp_and_randomness_are_encoded(ts: int, rnd: bytes) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, MAX_TS - 1), st.integers(1, 1000), st.binary(min_size=10, max_size=10),
-       st.binary(min_size=10, max_size=10))
+@given(
+    st.integers(0, MAX_TS - 1),
+    st.integers(1, 1000),
+    st.binary(min_size=10, max_size=10),
+    st.binary(min_size=10, max_size=10),
+)
 def test_later_timestamp_sorts_later_whatever_the_randomness(ts, delta, r1, r2) -> None:
     later = min(ts + delta, MAX_TS)
     assert new_ulid(ts, r1) < new_ulid(later, r2)
@@ -100,10 +111,13 @@ def test_largest_valid_ulid() -> None:
     assert ulid_error("0" * 26) is None
 
 
-@pytest.mark.parametrize("text, char", [
-    ("U" + "0" * 25, "U"),                        # in the timestamp part
-    ("01ARYZ6S41-SV4RRFFQ69G5FAV", "-"),          # in the randomness part
-])
+@pytest.mark.parametrize(
+    "text, char",
+    [
+        ("U" + "0" * 25, "U"),  # in the timestamp part
+        ("01ARYZ6S41-SV4RRFFQ69G5FAV", "-"),  # in the randomness part
+    ],
+)
 def test_illegal_character_uses_sulky_wording(text: str, char: str) -> None:
     # sulky ULID.internalParseCrockford: "Illegal character '" + current + "'!"
     expected = f"Illegal character '{char}'!"

@@ -1,16 +1,25 @@
 """Snapshots: Thread.to_snapshot/from_snapshot is lossless, and a snapshot plus the tail of the
 journal replays to the same state as the whole journal."""
+
 from __future__ import annotations
 
 import copy
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from threadweaver.domain.commands import (
-    AddMessages, CreateThread, DestroyThread, JoinAdministratorIds, JoinMemberIds,
-    LeaveAdministratorIds, LeaveMemberIds, NewMessage, RemoveMessages,
+    AddMessages,
+    CreateThread,
+    DestroyThread,
+    JoinAdministratorIds,
+    JoinMemberIds,
+    LeaveAdministratorIds,
+    LeaveMemberIds,
+    NewMessage,
+    RemoveMessages,
 )
 from threadweaver.domain.errors import DomainError, ValidationError
 from threadweaver.domain.thread import Thread, decide, evolve, replay
@@ -24,22 +33,31 @@ accounts = st.lists(account, max_size=3).map(tuple)
 actor = st.one_of(st.integers(0, 9), account)
 
 specs = st.one_of(
-    st.tuples(st.just("add"), actor, st.integers(1, 3), st.sampled_from([None, 0, 1]),
-              accounts),
+    st.tuples(st.just("add"), actor, st.integers(1, 3), st.sampled_from([None, 0, 1]), accounts),
     st.tuples(st.just("join_members"), actor, accounts),
     st.tuples(st.just("join_admins"), actor, accounts),
-    st.tuples(st.just("remove"), actor, st.lists(st.integers(0, 50), max_size=3),
-              st.booleans()),
+    st.tuples(st.just("remove"), actor, st.lists(st.integers(0, 50), max_size=3), st.booleans()),
     st.tuples(st.just("leave_members"), actor, accounts),
     st.tuples(st.just("leave_admins"), actor, accounts),
     st.tuples(st.just("add"), actor, st.just(0), st.none(), st.just(())),
     st.tuples(st.just("destroy"), actor, st.integers(0, 5)),
-    st.tuples(st.just("create"), actor, st.lists(account, min_size=1, max_size=3).map(tuple),
-              accounts, st.sampled_from([None, "parent"]), st.sampled_from([None, "", "rem"])),
+    st.tuples(
+        st.just("create"),
+        actor,
+        st.lists(account, min_size=1, max_size=3).map(tuple),
+        accounts,
+        st.sampled_from([None, "parent"]),
+        st.sampled_from([None, "", "rem"]),
+    ),
 )
-first_create = st.tuples(st.just("create"), account,
-                         st.lists(account, min_size=1, max_size=3).map(tuple), accounts,
-                         st.sampled_from([None, "parent"]), st.sampled_from([None, "rem"]))
+first_create = st.tuples(
+    st.just("create"),
+    account,
+    st.lists(account, min_size=1, max_size=3).map(tuple),
+    accounts,
+    st.sampled_from([None, "parent"]),
+    st.sampled_from([None, "rem"]),
+)
 
 
 def command_for(spec, thread: Thread | None, step: int, issued: list[str]):
@@ -47,8 +65,11 @@ def command_for(spec, thread: Thread | None, step: int, issued: list[str]):
     at = 1_000 + 10 * step
     kind, who = spec[0], spec[1]
     if isinstance(who, int):
-        people = [] if thread is None else list(
-            thread.member_ids if who % 2 else thread.administrator_ids)
+        people = (
+            []
+            if thread is None
+            else list(thread.member_ids if who % 2 else thread.administrator_ids)
+        )
         people = people or ACCOUNTS
         who = people[who // 2 % len(people)]
     if kind == "create":
@@ -65,12 +86,16 @@ def command_for(spec, thread: Thread | None, step: int, issued: list[str]):
         return AddMessages(TID, who, tuple(new), at)
     if kind == "remove":
         pool = issued
-        if spec[3] and thread is not None:   # own live messages only
+        if spec[3] and thread is not None:  # own live messages only
             pool = [m.id for m in thread.messages.values() if m.sender_id == who]
         picked = tuple(pool[i % len(pool)] for i in spec[2]) if pool else ()
         return RemoveMessages(TID, who, picked, at)
-    cls = {"join_admins": JoinAdministratorIds, "leave_admins": LeaveAdministratorIds,
-           "join_members": JoinMemberIds, "leave_members": LeaveMemberIds}[kind]
+    cls = {
+        "join_admins": JoinAdministratorIds,
+        "leave_admins": LeaveAdministratorIds,
+        "join_members": JoinMemberIds,
+        "leave_members": LeaveMemberIds,
+    }[kind]
     return cls(TID, who, spec[2], at)
 
 
@@ -94,7 +119,8 @@ def run(spec_list):
 
 
 histories = st.tuples(first_create, st.lists(specs, min_size=5, max_size=30)).map(
-    lambda t: [t[0], *t[1]])
+    lambda t: [t[0], *t[1]]
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -143,20 +169,31 @@ def test_restored_thread_decides_like_the_original(history, more_specs) -> None:
 
 def _sample_thread() -> Thread:
     thread = None
-    for command in (CreateThread(TID, "c", "title", ("a", "b"), ("m",), "parent", "remarks", 1),
-                    AddMessages(TID, "m", (NewMessage("x1", "hi", None, ("a",)),
-                                           NewMessage("x2", "re", "x1", ())), 2),
-                    DestroyThread(TID, "a", 3)):
+    for command in (
+        CreateThread(TID, "c", "title", ("a", "b"), ("m",), "parent", "remarks", 1),
+        AddMessages(
+            TID, "m", (NewMessage("x1", "hi", None, ("a",)), NewMessage("x2", "re", "x1", ())), 2
+        ),
+        DestroyThread(TID, "a", 3),
+    ):
         thread = replay(decide(thread, command), thread)
     return thread
 
 
 def test_snapshot_layout() -> None:
     assert _sample_thread().to_snapshot() == {
-        "schema": 1, "id": TID, "creatorId": "c", "title": "title", "parentThreadId": "parent",
-        "remarks": "remarks", "administratorIds": ["a", "b"], "memberIds": ["m"],
+        "schema": 1,
+        "id": TID,
+        "creatorId": "c",
+        "title": "title",
+        "parentThreadId": "parent",
+        "remarks": "remarks",
+        "administratorIds": ["a", "b"],
+        "memberIds": ["m"],
         "messages": [["x1", "m", "hi", None, ["a"], 2], ["x2", "m", "re", "x1", [], 2]],
-        "createdAt": 1, "updatedAt": 3, "removedAt": 3,
+        "createdAt": 1,
+        "updatedAt": 3,
+        "removedAt": 3,
     }
 
 

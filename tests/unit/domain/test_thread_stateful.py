@@ -13,22 +13,39 @@ boundary (exactly 5000 accepted, 5001 refused, remove then add) is pinned in
 test_thread_rules.py. Should `decide` ever stop reading `limits.MESSAGES_LIMIT` at call time,
 this test fails loudly (the model predicts refusals the aggregate does not make).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from threadweaver.domain import limits
 from threadweaver.domain.commands import (
-    AddMessages, CreateThread, DestroyThread, JoinAdministratorIds, JoinMemberIds,
-    LeaveAdministratorIds, LeaveMemberIds, NewMessage, RemoveMessages,
+    AddMessages,
+    CreateThread,
+    DestroyThread,
+    JoinAdministratorIds,
+    JoinMemberIds,
+    LeaveAdministratorIds,
+    LeaveMemberIds,
+    NewMessage,
+    RemoveMessages,
 )
 from threadweaver.domain.errors import DomainError, ErrorKind, ValidationError
 from threadweaver.domain.events import (
-    AddedMessage, AdministratorIdsJoined, AdministratorIdsLeft, MemberIdsJoined, MemberIdsLeft,
-    MessagesAdded, MessagesRemoved, ThreadCreated, ThreadDestroyed,
+    AddedMessage,
+    AdministratorIdsJoined,
+    AdministratorIdsLeft,
+    MemberIdsJoined,
+    MemberIdsLeft,
+    MessagesAdded,
+    MessagesRemoved,
+    ThreadCreated,
+    ThreadDestroyed,
 )
 from threadweaver.domain.thread import Message, Thread, decide, evolve
 
@@ -67,13 +84,18 @@ class Model:
         self.fields: dict[str, Any] = {}
         self.admins: list[str] = []
         self.members: list[str] = []
-        self.messages: dict[str, list] = {}   # id -> snapshot row
+        self.messages: dict[str, list] = {}  # id -> snapshot row
 
     def snapshot(self) -> dict | None:
         if not self.exists:
             return None
-        return {"schema": 1, **self.fields, "administratorIds": list(self.admins),
-                "memberIds": list(self.members), "messages": list(self.messages.values())}
+        return {
+            "schema": 1,
+            **self.fields,
+            "administratorIds": list(self.admins),
+            "memberIds": list(self.members),
+            "messages": list(self.messages.values()),
+        }
 
     # -- each returns (expected outcome, how the model changes if the command succeeds)
     def expect(self, c) -> tuple[Outcome, Callable[[], None]]:
@@ -96,13 +118,33 @@ class Model:
 
             def created() -> None:
                 self.exists = True
-                self.fields = {"id": c.thread_id, "creatorId": c.account_id, "title": c.title,
-                               "parentThreadId": c.parent_thread_id, "remarks": c.remarks,
-                               "createdAt": c.at, "updatedAt": c.at, "removedAt": None}
+                self.fields = {
+                    "id": c.thread_id,
+                    "creatorId": c.account_id,
+                    "title": c.title,
+                    "parentThreadId": c.parent_thread_id,
+                    "remarks": c.remarks,
+                    "createdAt": c.at,
+                    "updatedAt": c.at,
+                    "removedAt": None,
+                }
                 self.admins, self.members = admins, members
-            return ("events", [ThreadCreated(c.thread_id, c.account_id, c.at, c.title,
-                                             tuple(admins), tuple(members), c.parent_thread_id,
-                                             c.remarks)]), created
+
+            return (
+                "events",
+                [
+                    ThreadCreated(
+                        c.thread_id,
+                        c.account_id,
+                        c.at,
+                        c.title,
+                        tuple(admins),
+                        tuple(members),
+                        c.parent_thread_id,
+                        c.remarks,
+                    )
+                ],
+            ), created
 
         if not self.exists:
             return refused(ErrorKind.NOT_FOUND, "thread is not found"), nothing
@@ -114,17 +156,29 @@ class Model:
             def run() -> None:
                 change()
                 self.fields["updatedAt"] = c.at
+
             return run
 
-        if isinstance(c, (DestroyThread, JoinAdministratorIds, LeaveAdministratorIds,
-                          JoinMemberIds, LeaveMemberIds)):
-            if actor not in self.admins:
-                return refused(ErrorKind.FORBIDDEN, "The senderId is not the administrator"), \
-                    nothing
+        if (
+            isinstance(
+                c,
+                (
+                    DestroyThread,
+                    JoinAdministratorIds,
+                    LeaveAdministratorIds,
+                    JoinMemberIds,
+                    LeaveMemberIds,
+                ),
+            )
+            and actor not in self.admins
+        ):
+            return refused(ErrorKind.FORBIDDEN, "The senderId is not the administrator"), nothing
         if isinstance(c, DestroyThread):
+
             def destroyed() -> None:
                 self.destroyed = True
                 self.fields["removedAt"] = c.at
+
             return ("events", [ThreadDestroyed(c.thread_id, actor, c.at)]), touched(destroyed)
         if isinstance(c, JoinAdministratorIds):
             new = [i for i in unique(c.account_ids) if i not in self.admins]
@@ -132,8 +186,10 @@ class Model:
                 return refused(ErrorKind.CONFLICT, "The limit of administrators is over"), nothing
             if not new:
                 return ("events", []), nothing
-            return ("events", [AdministratorIdsJoined(c.thread_id, actor, c.at, tuple(new))]), \
-                touched(lambda: self.admins.extend(new))
+            return (
+                "events",
+                [AdministratorIdsJoined(c.thread_id, actor, c.at, tuple(new))],
+            ), touched(lambda: self.admins.extend(new))
         if isinstance(c, LeaveAdministratorIds):
             gone = [i for i in unique(c.account_ids) if i in self.admins]
             if not gone:
@@ -141,23 +197,27 @@ class Model:
             rest = [i for i in self.admins if i not in gone]
             if not rest:
                 return refused(ErrorKind.CONFLICT, "Administrators can not be empty."), nothing
-            return ("events", [AdministratorIdsLeft(c.thread_id, actor, c.at, tuple(gone))]), \
-                touched(lambda: setattr(self, "admins", rest))
+            return (
+                "events",
+                [AdministratorIdsLeft(c.thread_id, actor, c.at, tuple(gone))],
+            ), touched(lambda: setattr(self, "admins", rest))
         if isinstance(c, JoinMemberIds):
             new = [i for i in unique(c.account_ids) if i not in self.members]
             if len(self.members) + len(new) > MAX_MEMBERS:
                 return refused(ErrorKind.CONFLICT, "The limit of members is over"), nothing
             if not new:
                 return ("events", []), nothing
-            return ("events", [MemberIdsJoined(c.thread_id, actor, c.at, tuple(new))]), \
-                touched(lambda: self.members.extend(new))
+            return ("events", [MemberIdsJoined(c.thread_id, actor, c.at, tuple(new))]), touched(
+                lambda: self.members.extend(new)
+            )
         if isinstance(c, LeaveMemberIds):
             gone = [i for i in unique(c.account_ids) if i in self.members]
             if not gone:
                 return ("events", []), nothing
             rest = [i for i in self.members if i not in gone]
-            return ("events", [MemberIdsLeft(c.thread_id, actor, c.at, tuple(gone))]), \
-                touched(lambda: setattr(self, "members", rest))
+            return ("events", [MemberIdsLeft(c.thread_id, actor, c.at, tuple(gone))]), touched(
+                lambda: setattr(self, "members", rest)
+            )
 
         is_member = actor in self.admins or actor in self.members
         if isinstance(c, AddMessages):
@@ -167,18 +227,39 @@ class Model:
                 return refused(ErrorKind.FORBIDDEN, "The senderId is not the member"), nothing
             if len(self.messages) + len(c.messages) > MAX_MESSAGES:
                 return refused(ErrorKind.CONFLICT, "The limit of messages size is over"), nothing
-            long_ones = [(f"messages[{i}].text", "too long text")
-                         for i, m in enumerate(c.messages) if len(m.text) > MAX_TEXT]
+            long_ones = [
+                (f"messages[{i}].text", "too long text")
+                for i, m in enumerate(c.messages)
+                if len(m.text) > MAX_TEXT
+            ]
             if long_ones:
                 return ("invalid", long_ones), nothing
 
             def posted() -> None:
                 for m in c.messages:
-                    self.messages[m.id] = [m.id, actor, m.text, m.reply_message_id,
-                                           list(m.to_account_ids), c.at]
-            return ("events", [MessagesAdded(c.thread_id, actor, c.at, tuple(
-                AddedMessage(m.id, m.text, m.reply_message_id, tuple(m.to_account_ids))
-                for m in c.messages))]), touched(posted)
+                    self.messages[m.id] = [
+                        m.id,
+                        actor,
+                        m.text,
+                        m.reply_message_id,
+                        list(m.to_account_ids),
+                        c.at,
+                    ]
+
+            return (
+                "events",
+                [
+                    MessagesAdded(
+                        c.thread_id,
+                        actor,
+                        c.at,
+                        tuple(
+                            AddedMessage(m.id, m.text, m.reply_message_id, tuple(m.to_account_ids))
+                            for m in c.messages
+                        ),
+                    )
+                ],
+            ), touched(posted)
         if isinstance(c, RemoveMessages):
             if not is_member:
                 return refused(ErrorKind.FORBIDDEN, "The removerId is not the member"), nothing
@@ -191,8 +272,10 @@ class Model:
             def removed() -> None:
                 for i in found:
                     del self.messages[i]
-            return ("events", [MessagesRemoved(c.thread_id, actor, c.at, tuple(found))]), \
-                touched(removed)
+
+            return ("events", [MessagesRemoved(c.thread_id, actor, c.at, tuple(found))]), touched(
+                removed
+            )
         raise AssertionError(f"unexpected command {c!r}")
 
     def expect_query(self, query: str, actor: str) -> Outcome:
@@ -204,8 +287,10 @@ class Model:
             return ("result", list(self.admins))
         if query == "get_member_ids":
             return ("result", list(self.members))
-        return ("result", [Message(r[0], r[1], r[2], r[3], tuple(r[4]), r[5])
-                           for r in self.messages.values()])
+        return (
+            "result",
+            [Message(r[0], r[1], r[2], r[3], tuple(r[4]), r[5]) for r in self.messages.values()],
+        )
 
 
 accounts = st.sampled_from(ACCOUNTS)
@@ -220,11 +305,11 @@ class ThreadMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = Model()
         self.thread: Thread | None = None
-        self.snapshot: dict | None = None     # the thread's snapshot after the last step
+        self.snapshot: dict | None = None  # the thread's snapshot after the last step
         self.clock = 1_000
         self.seq = 0
         assert limits.MESSAGES_LIMIT == REAL_MESSAGES_LIMIT
-        limits.MESSAGES_LIMIT = MESSAGES_LIMIT_IN_MACHINE    # restored in teardown
+        limits.MESSAGES_LIMIT = MESSAGES_LIMIT_IN_MACHINE  # restored in teardown
 
     def teardown(self) -> None:
         limits.MESSAGES_LIMIT = REAL_MESSAGES_LIMIT
@@ -259,26 +344,40 @@ class ThreadMachine(RuleBasedStateMachine):
             assert self.snapshot == self.model.snapshot()
 
     # ---- rules
-    @initialize(creator=accounts, admins=st.lists(accounts, min_size=1, max_size=3),
-                members=id_lists, create=st.sampled_from([True] * 9 + [False]))
+    @initialize(
+        creator=accounts,
+        admins=st.lists(accounts, min_size=1, max_size=3),
+        members=id_lists,
+        create=st.sampled_from([True] * 9 + [False]),
+    )
     def start(self, creator, admins, members, create) -> None:
         if create:
-            self.send(CreateThread(TID, creator, "title", tuple(admins), tuple(members), None,
-                                   None, self.tick()))
+            self.send(
+                CreateThread(
+                    TID, creator, "title", tuple(admins), tuple(members), None, None, self.tick()
+                )
+            )
 
-    @rule(actor=actors, admins=id_lists, members=id_lists,
-          title=st.sampled_from(["", "t", "t" * 255, "t" * 256]),
-          remarks=st.sampled_from([None, "", "r" * 255, "r" * 256]),
-          parent=st.sampled_from([None, "01HZX3J5K6M7N8P9Q0R1S2T3V9"]))
+    @rule(
+        actor=actors,
+        admins=id_lists,
+        members=id_lists,
+        title=st.sampled_from(["", "t", "t" * 255, "t" * 256]),
+        remarks=st.sampled_from([None, "", "r" * 255, "r" * 256]),
+        parent=st.sampled_from([None, "01HZX3J5K6M7N8P9Q0R1S2T3V9"]),
+    )
     def create(self, actor, admins, members, title, remarks, parent) -> None:
         actor = self.who(actor)
-        self.send(CreateThread(TID, actor, title, tuple(admins), tuple(members), parent, remarks,
-                               self.tick()))
+        self.send(
+            CreateThread(
+                TID, actor, title, tuple(admins), tuple(members), parent, remarks, self.tick()
+            )
+        )
 
     @rule(actor=actors, really=st.integers(0, 3))
     def destroy(self, actor, really) -> None:
         actor = self.who(actor)
-        if really == 0:   # destroying ends the interesting part of a run, so do it less often
+        if really == 0:  # destroying ends the interesting part of a run, so do it less often
             self.send(DestroyThread(TID, actor, self.tick()))
 
     @rule(actor=actors, ids=id_lists)
@@ -302,9 +401,13 @@ class ThreadMachine(RuleBasedStateMachine):
         self.send(LeaveMemberIds(TID, actor, tuple(ids), self.tick()))
 
     # "fill" posts exactly as many messages as fit (reaching the limit), "over" one more.
-    @rule(actor=actors, count=st.sampled_from([1, 2, 3, 0, "fill", "over"]),
-          long_text=st.sampled_from([None, None, None, 0]), reply=st.booleans(),
-          to=id_lists)
+    @rule(
+        actor=actors,
+        count=st.sampled_from([1, 2, 3, 0, "fill", "over"]),
+        long_text=st.sampled_from([None, None, None, 0]),
+        reply=st.booleans(),
+        to=id_lists,
+    )
     def add_messages(self, actor, count, long_text, reply, to) -> None:
         actor = self.who(actor)
         room = MAX_MESSAGES - len(self.model.messages)
@@ -317,19 +420,28 @@ class ThreadMachine(RuleBasedStateMachine):
             messages.append(NewMessage(f"msg-{self.seq}", text, reply_to, tuple(to)))
         self.send(AddMessages(TID, actor, tuple(messages), self.tick()))
 
-    @rule(actor=actors, picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3),
-          own=st.booleans(), stray=st.booleans())
+    @rule(
+        actor=actors,
+        picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3),
+        own=st.booleans(),
+        stray=st.booleans(),
+    )
     def remove_messages(self, actor, picks, own, stray) -> None:
         actor = self.who(actor)
-        pool = [i for i, r in self.model.messages.items() if r[1] == actor] if own \
+        pool = (
+            [i for i, r in self.model.messages.items() if r[1] == actor]
+            if own
             else list(self.model.messages)
+        )
         ids = [pool[p % len(pool)] for p in picks] if pool else []
-        if stray:   # an id never issued, or the first message (maybe removed, maybe others')
+        if stray:  # an id never issued, or the first message (maybe removed, maybe others')
             ids.append(f"msg-{self.seq + 1000}" if self.seq % 2 else "msg-1")
         self.send(RemoveMessages(TID, actor, tuple(ids), self.tick()))
 
-    @rule(actor=actors,
-          query=st.sampled_from(["get_administrator_ids", "get_member_ids", "get_messages"]))
+    @rule(
+        actor=actors,
+        query=st.sampled_from(["get_administrator_ids", "get_member_ids", "get_messages"]),
+    )
     def query(self, actor, query) -> None:
         actor = self.who(actor)
         if self.thread is None:
@@ -386,16 +498,20 @@ class ThreadMachine(RuleBasedStateMachine):
                 try:
                     decide(thread, command)
                 except DomainError as e:
-                    assert (e.kind, e.message) == \
-                        (ErrorKind.NOT_FOUND, "already removed the thread"), command
+                    assert (e.kind, e.message) == (
+                        ErrorKind.NOT_FOUND,
+                        "already removed the thread",
+                    ), command
                 else:
                     raise AssertionError(f"destroyed thread accepted {command!r}")
             for query in ("get_administrator_ids", "get_member_ids", "get_messages"):
                 try:
                     getattr(thread, query)(actor)
                 except DomainError as e:
-                    assert (e.kind, e.message) == \
-                        (ErrorKind.NOT_FOUND, "already removed the thread")
+                    assert (e.kind, e.message) == (
+                        ErrorKind.NOT_FOUND,
+                        "already removed the thread",
+                    )
                 else:
                     raise AssertionError(f"destroyed thread answered {query}")
         try:
@@ -406,6 +522,5 @@ class ThreadMachine(RuleBasedStateMachine):
             raise AssertionError("destroyed thread was created again")
 
 
-ThreadMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30,
-                                           deadline=None)
+ThreadMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestThreadStateMachine = ThreadMachine.TestCase

@@ -2,6 +2,7 @@
 
 `fakes.py` is loaded under a unique module name (this directory is not a package: a package
 named `http` would shadow the standard library's)."""
+
 from __future__ import annotations
 
 import importlib.util

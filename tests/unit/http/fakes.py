@@ -3,6 +3,7 @@
 `FakeGateway` keeps each thread's state in a dict; `FakeQueries` derives the read model's
 views from the same states, so a request flows end to end through the real rules.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,9 +75,15 @@ class FakeQueries:
 
     @staticmethod
     def _view(t: Thread) -> ThreadView:
-        return ThreadView(id=t.id, creator_id=t.creator_id, parent_thread_id=t.parent_thread_id,
-                          title=t.title, remarks=t.remarks, created_at=t.created_at,
-                          updated_at=t.updated_at)
+        return ThreadView(
+            id=t.id,
+            creator_id=t.creator_id,
+            parent_thread_id=t.parent_thread_id,
+            title=t.title,
+            remarks=t.remarks,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+        )
 
     async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
         await self._enter("get_thread", thread_id, account_id)
@@ -85,33 +92,50 @@ class FakeQueries:
 
     async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
         await self._enter("list_threads", account_id, offset, limit)
-        threads = sorted((t for t in self.gateway.states.values()
-                          if not t.is_removed and t.is_member(account_id)),
-                         key=lambda t: (t.created_at, t.id))
-        return [self._view(t) for t in threads[offset:offset + limit]]
+        threads = sorted(
+            (
+                t
+                for t in self.gateway.states.values()
+                if not t.is_removed and t.is_member(account_id)
+            ),
+            key=lambda t: (t.created_at, t.id),
+        )
+        return [self._view(t) for t in threads[offset : offset + limit]]
 
-    async def list_administrator_ids(self, thread_id: str, account_id: str, offset: int,
-                                     limit: int) -> list[str] | None:
+    async def list_administrator_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
         await self._enter("list_administrator_ids", thread_id, account_id, offset, limit)
         t = self._visible(thread_id, account_id)
-        return None if t is None else list(t.administrator_ids)[offset:offset + limit]
+        return None if t is None else list(t.administrator_ids)[offset : offset + limit]
 
-    async def list_member_ids(self, thread_id: str, account_id: str, offset: int,
-                              limit: int) -> list[str] | None:
+    async def list_member_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
         await self._enter("list_member_ids", thread_id, account_id, offset, limit)
         t = self._visible(thread_id, account_id)
-        return None if t is None else list(t.member_ids)[offset:offset + limit]
+        return None if t is None else list(t.member_ids)[offset : offset + limit]
 
-    async def list_messages(self, thread_id: str, account_id: str, offset: int,
-                            limit: int) -> list[MessageView] | None:
+    async def list_messages(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[MessageView] | None:
         await self._enter("list_messages", thread_id, account_id, offset, limit)
         t = self._visible(thread_id, account_id)
         if t is None:
             return None
-        return [MessageView(id=m.id, thread_id=t.id, sender_id=m.sender_id, type="text",
-                            body=m.text, reply_message_id=m.reply_message_id,
-                            created_at=m.created_at, updated_at=m.created_at)
-                for m in list(t.messages.values())[offset:offset + limit]]
+        return [
+            MessageView(
+                id=m.id,
+                thread_id=t.id,
+                sender_id=m.sender_id,
+                type="text",
+                body=m.text,
+                reply_message_id=m.reply_message_id,
+                created_at=m.created_at,
+                updated_at=m.created_at,
+            )
+            for m in list(t.messages.values())[offset : offset + limit]
+        ]
 
     async def ping(self) -> None:
         self.calls.append(("ping", ()))
@@ -147,15 +171,28 @@ class Api:
         return data
 
     async def create(self, admin: str, members: list[str] = (), **extra: Any) -> str:
-        body = {"accountId": admin, "parentThreadId": None, "title": "title",
-                "remarks": None, "administratorIds": [admin], "memberIds": list(members),
-                "createAt": self.at(), **extra}
+        body = {
+            "accountId": admin,
+            "parentThreadId": None,
+            "title": "title",
+            "remarks": None,
+            "administratorIds": [admin],
+            "memberIds": list(members),
+            "createAt": self.at(),
+            **extra,
+        }
         data = await self.post("/v1/threads/create", body)
         return data["thread_id"]
 
     async def add(self, thread_id: str, sender: str, *texts: str) -> list[str]:
-        data = await self.post(f"/v1/threads/{thread_id}/messages/add", {
-            "accountId": sender, "createAt": self.at(),
-            "messages": [{"replyMessageId": None, "toAccountIds": [], "text": t}
-                         for t in texts]})
+        data = await self.post(
+            f"/v1/threads/{thread_id}/messages/add",
+            {
+                "accountId": sender,
+                "createAt": self.at(),
+                "messages": [
+                    {"replyMessageId": None, "toAccountIds": [], "text": t} for t in texts
+                ],
+            },
+        )
         return data["messageIds"]

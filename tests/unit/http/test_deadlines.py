@@ -13,8 +13,8 @@ async def test_a_request_past_its_deadline_raises_the_expiry_error_not_a_cancell
     deadlines = Deadlines(0.05, Late, resolution=0.01)
     with pytest.raises(Late):
         await deadlines.run(asyncio.sleep(5))
-    assert asyncio.current_task().cancelling() == 0      # the cancel request was undone
-    await asyncio.sleep(0)                               # and the task is not cancelled later
+    assert asyncio.current_task().cancelling() == 0  # the cancel request was undone
+    await asyncio.sleep(0)  # and the task is not cancelled later
     assert deadlines._sweep is None and not deadlines._waiting and not deadlines._expired
 
 
@@ -50,5 +50,6 @@ async def test_errors_of_the_request_pass_through():
 
     async def fail():
         raise TimeoutError("a socket's own time-out")
+
     with pytest.raises(TimeoutError):
         await deadlines.run(fail())

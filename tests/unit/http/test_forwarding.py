@@ -1,5 +1,6 @@
 """The internal forwarding endpoint and its client, over real HTTP on loopback (aiohttp's test
 server): what the sender learns from each kind of refusal."""
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -29,8 +30,10 @@ async def forward_to(owner):
     await server.start_server()
     client = HttpPeerClient("sender", token="t")
     try:
-        return await client.forward(f"{server.host}:{server.port}",
-                                    CreateThread(new_ulid(), A, "t", (A,), (), None, None, 1))
+        return await client.forward(
+            f"{server.host}:{server.port}",
+            CreateThread(new_ulid(), A, "t", (A,), (), None, None, 1),
+        )
     finally:
         await client.close()
         await server.close()
@@ -40,7 +43,7 @@ async def test_a_shard_the_receiver_does_not_serve_is_refused_unrun():
     owner = Owner(ShardUnavailable("shard 3 is not served here (owner a)"))
     with pytest.raises(ForwardRefused, match="not served here"):
         await forward_to(owner)
-    assert owner.calls == [True]            # marked as forwarded: one hop only
+    assert owner.calls == [True]  # marked as forwarded: one hop only
 
 
 async def test_a_journal_outage_at_the_owner_is_unavailable_but_not_a_refusal():

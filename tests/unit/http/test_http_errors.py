@@ -1,5 +1,6 @@
 """Every failure answers JSON `{"error_messages": [...]}`: body problems, routing, domain
 refusals (upstream's messages), unavailability (503 + Retry-After), crashes (500)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,8 @@ async def error(resp, status):
 
 # --- bodies -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [b"{", b"nul", b"{\"a\": }", b"\xff\xfe", b"[1,"])
+
+@pytest.mark.parametrize("raw", [b"{", b"nul", b'{"a": }', b"\xff\xfe", b"[1,"])
 async def test_malformed_json(client, gateway, raw):
     resp = await client.post(DESTROY, data=raw, headers={"Content-Type": "application/json"})
     (message,) = await error(resp, 400)
@@ -40,31 +42,47 @@ async def test_empty_body(client):
     assert await error(resp, 400) == ["The request body is empty: a JSON object is expected."]
 
 
-@pytest.mark.parametrize("raw", [b"[]", b"1", b"\"x\"", b"null", b"true"])
+@pytest.mark.parametrize("raw", [b"[]", b"1", b'"x"', b"null", b"true"])
 async def test_non_object_body(client, raw):
     resp = await client.post(DESTROY, data=raw, headers={"Content-Type": "application/json"})
     assert await error(resp, 400) == ["The request body must be a JSON object."]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/json; charset=latin-1",
-                                          "application/jsonx", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "application/jsonx",
+        "multipart/form-data",
+    ],
+)
 async def test_wrong_content_type_is_415(client, content_type):
-    resp = await client.post(DESTROY, data=b'{"accountId": "x"}',
-                             headers={"Content-Type": content_type})
+    resp = await client.post(
+        DESTROY, data=b'{"accountId": "x"}', headers={"Content-Type": content_type}
+    )
     (message,) = await error(resp, 415)
     assert "application/json" in message
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "Application/JSON;Charset=\"UTF-8\"",
-                                          "application/json; charset=utf8; foo=bar"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        'Application/JSON;Charset="UTF-8"',
+        "application/json; charset=utf8; foo=bar",
+    ],
+)
 async def test_json_content_types_are_accepted(api, fakes, content_type):
     admin = fakes.ulid()
     thread_id = await api.create(admin)
-    resp = await api.client.post(f"/v1/threads/{thread_id}/member-ids/join",
-                                 data=f'{{"accountId":"{admin}","accountIds":[],"createAt":1}}',
-                                 headers={"Content-Type": content_type})
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/member-ids/join",
+        data=f'{{"accountId":"{admin}","accountIds":[],"createAt":1}}',
+        headers={"Content-Type": content_type},
+    )
     assert resp.status == 200
 
 
@@ -73,29 +91,33 @@ async def test_missing_content_type_is_accepted_when_body_is_json(api, fakes):
     thread_id = await api.create(admin)
     body = f'{{"accountId":"{admin}","createAt":1}}'.encode()
     # aiohttp's client adds application/octet-stream to bytes bodies unless told not to
-    resp = await api.client.post(f"/v1/threads/{thread_id}/destroy", data=body,
-                                 skip_auto_headers=["Content-Type"])
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/destroy", data=body, skip_auto_headers=["Content-Type"]
+    )
     assert resp.status == 200, await resp.text()
-    resp = await api.client.post(f"/v1/threads/{thread_id}/destroy", data=b"not json",
-                                 skip_auto_headers=["Content-Type"])
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/destroy", data=b"not json", skip_auto_headers=["Content-Type"]
+    )
     (message,) = await error(resp, 400)
     assert message.startswith("The request content was malformed")
 
 
 async def test_body_over_limit_is_413(make_client, registry):
-    client = await make_client(settings=HttpSettings(max_body_bytes=100,
-                                                     metrics_registry=registry))
+    client = await make_client(settings=HttpSettings(max_body_bytes=100, metrics_registry=registry))
     body = b'{"accountId": "' + b"x" * 200 + b'"}'
     resp = await client.post(DESTROY, data=body, headers={"Content-Type": "application/json"})
     assert await error(resp, 413) == [
-        "The request content was too large: at most 100 bytes are allowed."]
+        "The request content was too large: at most 100 bytes are allowed."
+    ]
 
-    async def chunks():                       # no Content-Length: aiohttp's client_max_size
+    async def chunks():  # no Content-Length: aiohttp's client_max_size
         for _ in range(4):
             yield b" " * 60
+
     resp = await client.post(DESTROY, data=chunks(), headers={"Content-Type": "application/json"})
     assert await error(resp, 413) == [
-        "The request content was too large: at most 100 bytes are allowed."]
+        "The request content was too large: at most 100 bytes are allowed."
+    ]
 
 
 async def test_default_body_limit_is_one_mebibyte(client):
@@ -106,20 +128,26 @@ async def test_default_body_limit_is_one_mebibyte(client):
 
 # --- routing ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/nope", "/v1", "/v1/threads/", f"/v1/threads/{T}/nope",
-                                  "/v2/threads"])
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/v1", "/v1/threads/", f"/v1/threads/{T}/nope", "/v2/threads"]
+)
 async def test_unknown_path_is_404(client, path):
     assert await error(await client.get(path), 404) == [
-        "The requested resource could not be found."]
+        "The requested resource could not be found."
+    ]
 
 
-@pytest.mark.parametrize("method, path, allow", [
-    ("GET", DESTROY, "OPTIONS, POST"),
-    ("DELETE", f"/v1/threads/{T}", "GET, OPTIONS"),
-    ("PUT", "/v1/threads/create", "OPTIONS, POST"),
-    ("GET", "/v1/threads/create", "OPTIONS, POST"),
-    ("POST", "/live", "GET, OPTIONS"),
-])
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("GET", DESTROY, "OPTIONS, POST"),
+        ("DELETE", f"/v1/threads/{T}", "GET, OPTIONS"),
+        ("PUT", "/v1/threads/create", "OPTIONS, POST"),
+        ("GET", "/v1/threads/create", "OPTIONS, POST"),
+        ("POST", "/live", "GET, OPTIONS"),
+    ],
+)
 async def test_wrong_method_is_405_with_allow(client, method, path, allow):
     resp = await client.request(method, path)
     assert await error(resp, 405) == [f"HTTP method not allowed, supported methods: {allow}"]
@@ -128,59 +156,88 @@ async def test_wrong_method_is_405_with_allow(client, method, path, allow):
 
 # --- domain refusals --------------------------------------------------------------------------
 
+
 async def test_forbidden_is_403_with_upstream_messages(api, fakes):
     admin, member, stranger = fakes.ulid(), fakes.ulid(), fakes.ulid()
     thread_id = await api.create(admin, [member])
-    for route, body in [("destroy", {}), ("administrator-ids/join", {"accountIds": [stranger]}),
-                        ("member-ids/join", {"accountIds": [stranger]})]:
-        resp = await api.client.post(f"/v1/threads/{thread_id}/{route}",
-                                     json={"accountId": member, "createAt": 1, **body})
+    for route, body in [
+        ("destroy", {}),
+        ("administrator-ids/join", {"accountIds": [stranger]}),
+        ("member-ids/join", {"accountIds": [stranger]}),
+    ]:
+        resp = await api.client.post(
+            f"/v1/threads/{thread_id}/{route}", json={"accountId": member, "createAt": 1, **body}
+        )
         assert await error(resp, 403) == ["The senderId is not the administrator"]
-    resp = await api.client.post(f"/v1/threads/{thread_id}/messages/add", json={
-        "accountId": stranger, "createAt": 1,
-        "messages": [{"toAccountIds": [], "text": "hi"}]})
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/messages/add",
+        json={
+            "accountId": stranger,
+            "createAt": 1,
+            "messages": [{"toAccountIds": [], "text": "hi"}],
+        },
+    )
     assert await error(resp, 403) == ["The senderId is not the member"]
     (mine,) = await api.add(thread_id, member, "mine")
-    resp = await api.client.post(f"/v1/threads/{thread_id}/messages/remove",
-                                 json={"accountId": admin, "messageIds": [mine], "createAt": 1})
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/messages/remove",
+        json={"accountId": admin, "messageIds": [mine], "createAt": 1},
+    )
     assert await error(resp, 403) == ["The removerId is not the senderId"]
-    resp = await api.client.post(f"/v1/threads/{thread_id}/messages/remove",
-                                 json={"accountId": stranger, "messageIds": [], "createAt": 1})
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/messages/remove",
+        json={"accountId": stranger, "messageIds": [], "createAt": 1},
+    )
     assert await error(resp, 403) == ["The removerId is not the member"]
 
 
 async def test_missing_and_destroyed_threads_are_404(api, fakes):
     admin = fakes.ulid()
-    resp = await api.client.post(f"/v1/threads/{fakes.ulid()}/destroy",
-                                 json={"accountId": admin, "createAt": 1})
+    resp = await api.client.post(
+        f"/v1/threads/{fakes.ulid()}/destroy", json={"accountId": admin, "createAt": 1}
+    )
     assert await error(resp, 404) == ["thread is not found"]
     thread_id = await api.create(admin)
     await api.post(f"/v1/threads/{thread_id}/destroy", {"accountId": admin, "createAt": 2})
-    resp = await api.client.post(f"/v1/threads/{thread_id}/member-ids/join",
-                                 json={"accountId": admin, "accountIds": [], "createAt": 3})
+    resp = await api.client.post(
+        f"/v1/threads/{thread_id}/member-ids/join",
+        json={"accountId": admin, "accountIds": [], "createAt": 3},
+    )
     assert await error(resp, 404) == ["already removed the thread"]
 
 
 async def test_conflicts_are_409(make_client, fakes, gateway, queries, registry):
-    client = await make_client(settings=HttpSettings(id_generator=lambda: T,
-                                                     metrics_registry=registry))
+    client = await make_client(
+        settings=HttpSettings(id_generator=lambda: T, metrics_registry=registry)
+    )
     api = fakes.Api(client, gateway, queries)
     admin = fakes.ulid()
     assert await api.create(admin) == T
-    resp = await client.post("/v1/threads/create", json={
-        "accountId": admin, "title": "t", "administratorIds": [admin], "memberIds": [],
-        "createAt": 1})
+    resp = await client.post(
+        "/v1/threads/create",
+        json={
+            "accountId": admin,
+            "title": "t",
+            "administratorIds": [admin],
+            "memberIds": [],
+            "createAt": 1,
+        },
+    )
     assert await error(resp, 409) == ["Already created"]
-    resp = await client.post(f"/v1/threads/{T}/administrator-ids/leave",
-                             json={"accountId": admin, "accountIds": [admin], "createAt": 1})
+    resp = await client.post(
+        f"/v1/threads/{T}/administrator-ids/leave",
+        json={"accountId": admin, "accountIds": [admin], "createAt": 1},
+    )
     assert await error(resp, 409) == ["Administrators can not be empty."]
 
 
 # --- unavailability and crashes ----------------------------------------------------------------
 
-@pytest.mark.parametrize("retry_after, header", [(2.2, "3"), (1.0, "1"), (0.0, "0"),
-                                                 (0.01, "1"), (float("inf"), "1"),
-                                                 (float("nan"), "1")])
+
+@pytest.mark.parametrize(
+    "retry_after, header",
+    [(2.2, "3"), (1.0, "1"), (0.0, "0"), (0.01, "1"), (float("inf"), "1"), (float("nan"), "1")],
+)
 async def test_shard_unavailable_is_503_with_retry_after(client, gateway, retry_after, header):
     gateway.fail = ShardUnavailable("shard 7 is being handed off", retry_after=retry_after)
     resp = await client.post(DESTROY, json={"accountId": A, "createAt": 1})
@@ -188,9 +245,14 @@ async def test_shard_unavailable_is_503_with_retry_after(client, gateway, retry_
     assert resp.headers["Retry-After"] == header
 
 
-@pytest.mark.parametrize("exc, retry", [(JournalUnavailable("throttled"), "1"),
-                                        (JournalError("misconfigured"), None),
-                                        (ConcurrencyConflict("thread-x", 3), None)])
+@pytest.mark.parametrize(
+    "exc, retry",
+    [
+        (JournalUnavailable("throttled"), "1"),
+        (JournalError("misconfigured"), None),
+        (ConcurrencyConflict("thread-x", 3), None),
+    ],
+)
 async def test_journal_errors_are_503(client, gateway, exc, retry):
     gateway.fail = exc
     resp = await client.post(DESTROY, json={"accountId": A, "createAt": 1})
@@ -215,8 +277,9 @@ async def test_exploding_query_is_500_json(client, queries):
 
 
 async def test_command_time_out_is_503(make_client, gateway, registry):
-    client = await make_client(settings=HttpSettings(request_timeout_seconds=0.05,
-                                                     metrics_registry=registry))
+    client = await make_client(
+        settings=HttpSettings(request_timeout_seconds=0.05, metrics_registry=registry)
+    )
     gateway.delay = 1.0
     resp = await client.post(DESTROY, json={"accountId": A, "createAt": 1})
     (message,) = await error(resp, 503)
@@ -224,8 +287,9 @@ async def test_command_time_out_is_503(make_client, gateway, registry):
 
 
 async def test_query_time_out_is_503(make_client, queries, registry):
-    client = await make_client(settings=HttpSettings(request_timeout_seconds=0.05,
-                                                     metrics_registry=registry))
+    client = await make_client(
+        settings=HttpSettings(request_timeout_seconds=0.05, metrics_registry=registry)
+    )
     queries.delay = 1.0
     resp = await client.get("/v1/threads", params={"account_id": A})
     await error(resp, 503)
@@ -239,6 +303,7 @@ async def test_timeout_error_raised_by_the_gateway_is_not_a_time_out(client, gat
 
 # --- NotOwner and the forwarding hook ------------------------------------------------------------
 
+
 async def test_not_owner_reaches_a_forwarding_middleware(make_client, gateway):
     seen = []
 
@@ -247,7 +312,7 @@ async def test_not_owner_reaches_a_forwarding_middleware(make_client, gateway):
         try:
             return await handler(request)
         except NotOwner as exc:
-            seen.append((exc.owner, await request.read()))   # the body is still readable
+            seen.append((exc.owner, await request.read()))  # the body is still readable
             return web.json_response({"forwarded_to": exc.address})
 
     client = await make_client(middlewares=[forward])
@@ -275,10 +340,16 @@ async def test_not_owner_nobody_forwarded_is_503(client, gateway):
 
 # --- CORS ---------------------------------------------------------------------------------------
 
+
 async def test_cors_preflight(client):
-    resp = await client.options(DESTROY, headers={
-        "Origin": "https://example.com", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type, x-custom"})
+    resp = await client.options(
+        DESTROY,
+        headers={
+            "Origin": "https://example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-custom",
+        },
+    )
     assert resp.status == 204
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     assert resp.headers["Access-Control-Allow-Methods"] == "OPTIONS, POST"
@@ -289,19 +360,26 @@ async def test_cors_preflight(client):
 
 
 async def test_cors_preflight_on_unknown_path_is_404(client):
-    resp = await client.options("/nope", headers={"Origin": "https://x",
-                                                  "Access-Control-Request-Method": "GET"})
+    resp = await client.options(
+        "/nope", headers={"Origin": "https://x", "Access-Control-Request-Method": "GET"}
+    )
     await error(resp, 404)
 
 
 async def test_cors_headers_on_answers_and_errors(api, fakes):
     admin = fakes.ulid()
     thread_id = await api.create(admin)
-    resp = await api.client.get(f"/v1/threads/{thread_id}", params={"account_id": admin},
-                                headers={"Origin": "https://example.com"})
+    resp = await api.client.get(
+        f"/v1/threads/{thread_id}",
+        params={"account_id": admin},
+        headers={"Origin": "https://example.com"},
+    )
     assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
-    resp = await api.client.post(DESTROY, data=b"{", headers={"Origin": "https://example.com",
-                                                               "Content-Type": "application/json"})
+    resp = await api.client.post(
+        DESTROY,
+        data=b"{",
+        headers={"Origin": "https://example.com", "Content-Type": "application/json"},
+    )
     assert resp.status == 400 and resp.headers["Access-Control-Allow-Origin"] == "*"
     resp = await api.client.get("/live")
     assert "Access-Control-Allow-Origin" not in resp.headers

@@ -1,4 +1,5 @@
 """Query routes: exact field names, visibility (404), all ids, pagination parameters."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,19 +8,36 @@ from threadweaver.adapters.http import HttpSettings
 from threadweaver.domain.ids import ulid_error
 
 THREAD_KEYS = {"id", "creatorId", "parentThreadId", "title", "remarks", "createdAt", "updatedAt"}
-MESSAGE_KEYS = {"id", "threadId", "senderId", "type", "body", "replyMessageId", "createdAt",
-                "updatedAt"}
+MESSAGE_KEYS = {
+    "id",
+    "threadId",
+    "senderId",
+    "type",
+    "body",
+    "replyMessageId",
+    "createdAt",
+    "updatedAt",
+}
 
 
 async def test_get_thread(api, fakes):
     admin, parent = fakes.ulid(), fakes.ulid()
-    thread_id = await api.create(admin, parentThreadId=parent, title="T", remarks="R",
-                                 createAt=1000)
+    thread_id = await api.create(
+        admin, parentThreadId=parent, title="T", remarks="R", createAt=1000
+    )
     data = await api.get(f"/v1/threads/{thread_id}", account_id=admin)
-    assert data == {"result": {"id": thread_id, "creatorId": admin, "parentThreadId": parent,
-                               "title": "T", "remarks": "R", "createdAt": 1000,
-                               "updatedAt": 1000},
-                    "error_messages": []}
+    assert data == {
+        "result": {
+            "id": thread_id,
+            "creatorId": admin,
+            "parentThreadId": parent,
+            "title": "T",
+            "remarks": "R",
+            "createdAt": 1000,
+            "updatedAt": 1000,
+        },
+        "error_messages": [],
+    }
 
 
 async def test_get_thread_ignores_offset_and_limit(api, fakes):
@@ -66,15 +84,16 @@ async def test_list_threads(api, fakes, queries):
 async def test_administrator_and_member_ids_return_all_ids(api, fakes, queries):
     admin, a2, m1, m2 = (fakes.ulid() for _ in range(4))
     thread_id = await api.create(admin, [m1, m2])
-    await api.post(f"/v1/threads/{thread_id}/administrator-ids/join",
-                   {"accountId": admin, "accountIds": [a2], "createAt": api.at()})
+    await api.post(
+        f"/v1/threads/{thread_id}/administrator-ids/join",
+        {"accountId": admin, "accountIds": [a2], "createAt": api.at()},
+    )
     # a member sees every id, not only its own (upstream filtered on the caller)
     data = await api.get(f"/v1/threads/{thread_id}/administrator-ids", account_id=m1)
     assert data == {"results": [admin, a2], "error_messages": []}
     data = await api.get(f"/v1/threads/{thread_id}/member-ids", account_id=m1)
     assert data == {"results": [m1, m2], "error_messages": []}
-    data = await api.get(f"/v1/threads/{thread_id}/member-ids", account_id=admin, offset=1,
-                         limit=5)
+    data = await api.get(f"/v1/threads/{thread_id}/member-ids", account_id=admin, offset=1, limit=5)
     assert data == {"results": [m2], "error_messages": []}
     assert queries.calls[-1] == ("list_member_ids", (thread_id, admin, 1, 5))
     await api.get(f"/v1/threads/{thread_id}/member-ids", 404, account_id=fakes.ulid())
@@ -85,9 +104,14 @@ async def test_messages_use_singular_result(api, fakes):
     admin, member = fakes.ulid(), fakes.ulid()
     thread_id = await api.create(admin, [member])
     (m1,) = await api.add(thread_id, member, "ABC")
-    await api.post(f"/v1/threads/{thread_id}/messages/add", {
-        "accountId": admin, "createAt": 555,
-        "messages": [{"replyMessageId": m1, "toAccountIds": [member], "text": "re"}]})
+    await api.post(
+        f"/v1/threads/{thread_id}/messages/add",
+        {
+            "accountId": admin,
+            "createAt": 555,
+            "messages": [{"replyMessageId": m1, "toAccountIds": [member], "text": "re"}],
+        },
+    )
     data = await api.get(f"/v1/threads/{thread_id}/messages", account_id=admin)
     assert set(data) == {"result", "error_messages"}
     first, second = data["result"]
@@ -96,31 +120,40 @@ async def test_messages_use_singular_result(api, fakes):
     assert first["type"] == "text" and first["body"] == "ABC" and first["replyMessageId"] is None
     assert second["replyMessageId"] == m1 and second["createdAt"] == 555
     assert second["updatedAt"] == 555
-    data = await api.get(f"/v1/threads/{thread_id}/messages", account_id=admin, limit=1,
-                         offset=1)
+    data = await api.get(f"/v1/threads/{thread_id}/messages", account_id=admin, limit=1, offset=1)
     assert [m["body"] for m in data["result"]] == ["re"]
     await api.get(f"/v1/threads/{thread_id}/messages", 404, account_id=fakes.ulid())
 
 
-@pytest.mark.parametrize("path", ["/v1/threads/{t}", "/v1/threads", "/v1/threads/{t}/messages",
-                                  "/v1/threads/{t}/member-ids",
-                                  "/v1/threads/{t}/administrator-ids"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/threads/{t}",
+        "/v1/threads",
+        "/v1/threads/{t}/messages",
+        "/v1/threads/{t}/member-ids",
+        "/v1/threads/{t}/administrator-ids",
+    ],
+)
 async def test_account_id_is_required(api, fakes, path):
     data = await api.get(path.format(t=fakes.ulid()), 400)
     assert data == {"error_messages": ["account_id: is required"]}
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"account_id": "nope"}, "account_id: ulidString must be exactly 26 chars long."),
-    ({"offset": "-1"}, "offset: must be an integer between 0 and 2147483647"),
-    ({"offset": "abc"}, "offset: must be an integer between 0 and 2147483647"),
-    ({"offset": "1.5"}, "offset: must be an integer between 0 and 2147483647"),
-    ({"offset": "9" * 30}, "offset: must be an integer between 0 and 2147483647"),
-    ({"limit": "0"}, "limit: must be an integer between 1 and 1000"),
-    ({"limit": "1001"}, "limit: must be an integer between 1 and 1000"),
-    ({"limit": ""}, "limit: must be an integer between 1 and 1000"),
-    ({"limit": "١"}, "limit: must be an integer between 1 and 1000"),   # arabic-indic digit
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"account_id": "nope"}, "account_id: ulidString must be exactly 26 chars long."),
+        ({"offset": "-1"}, "offset: must be an integer between 0 and 2147483647"),
+        ({"offset": "abc"}, "offset: must be an integer between 0 and 2147483647"),
+        ({"offset": "1.5"}, "offset: must be an integer between 0 and 2147483647"),
+        ({"offset": "9" * 30}, "offset: must be an integer between 0 and 2147483647"),
+        ({"limit": "0"}, "limit: must be an integer between 1 and 1000"),
+        ({"limit": "1001"}, "limit: must be an integer between 1 and 1000"),
+        ({"limit": ""}, "limit: must be an integer between 1 and 1000"),
+        ({"limit": "١"}, "limit: must be an integer between 1 and 1000"),  # arabic-indic digit
+    ],
+)
 async def test_bad_query_parameters(api, fakes, params, message):
     params = {"account_id": fakes.ulid(), **params}
     data = await api.get(f"/v1/threads/{fakes.ulid()}/messages", 400, **params)
@@ -129,15 +162,20 @@ async def test_bad_query_parameters(api, fakes, params, message):
 
 async def test_all_query_errors_are_reported_together(api):
     data = await api.get("/v1/threads/xyz/member-ids", 400, offset="-", limit="0")
-    assert data == {"error_messages": [
-        "thread_id: ulidString must be exactly 26 chars long.", "account_id: is required",
-        "offset: must be an integer between 0 and 2147483647",
-        "limit: must be an integer between 1 and 1000"]}
+    assert data == {
+        "error_messages": [
+            "thread_id: ulidString must be exactly 26 chars long.",
+            "account_id: is required",
+            "offset: must be an integer between 0 and 2147483647",
+            "limit: must be an integer between 1 and 1000",
+        ]
+    }
 
 
 async def test_limit_defaults_follow_settings(make_client, fakes, gateway, queries, registry):
-    client = await make_client(settings=HttpSettings(default_limit=7, max_limit=10,
-                                                     metrics_registry=registry))
+    client = await make_client(
+        settings=HttpSettings(default_limit=7, max_limit=10, metrics_registry=registry)
+    )
     api = fakes.Api(client, gateway, queries)
     account = fakes.ulid()
     await api.get("/v1/threads", account_id=account)

@@ -2,6 +2,7 @@
 127.0.0.1, random port) serving the app over the in-memory fakes; the schema is loaded from
 its own /v1/openapi.json. Every documented operation gets a modest number of generated
 requests (valid and invalid); no 5xx, and every response must conform to the document."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,7 @@ class BackgroundServer:
         self.loop.run_until_complete(self.runner.cleanup())
         self.loop.close()
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         assert self.started.wait(10), "the test server did not start"
         return self
@@ -53,10 +54,13 @@ class BackgroundServer:
 
 
 def _app() -> web.Application:
-    fakes = sys.modules["threadweaver_tests_http_fakes"]     # loaded by conftest.py
+    fakes = sys.modules["threadweaver_tests_http_fakes"]  # loaded by conftest.py
     gateway = fakes.FakeGateway()
-    return create_app(commands=gateway, queries=fakes.FakeQueries(gateway),
-                      settings=HttpSettings(metrics_registry=CollectorRegistry()))
+    return create_app(
+        commands=gateway,
+        queries=fakes.FakeQueries(gateway),
+        settings=HttpSettings(metrics_registry=CollectorRegistry()),
+    )
 
 
 # The schema is taken from the app at collection time (schemathesis' lazy `from_fixture` does

@@ -1,6 +1,7 @@
 """The Idempotency-Key header over HTTP, against the real EntityManager and SQLite journal:
 validation (400 naming the header), retries answering the first result for every command,
 CreateThread's derived id, a key reused for another body (422), and the OpenAPI document."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,13 +46,21 @@ async def call(http, path, body, key=None, status=200):
 
 
 def create_body(admin, members=(), title="t", at=1):
-    return {"accountId": admin, "title": title, "administratorIds": [admin],
-            "memberIds": list(members), "createAt": at}
+    return {
+        "accountId": admin,
+        "title": title,
+        "administratorIds": [admin],
+        "memberIds": list(members),
+        "createAt": at,
+    }
 
 
 def add_body(sender, *texts, at=2):
-    return {"accountId": sender, "createAt": at,
-            "messages": [{"text": t, "toAccountIds": []} for t in texts]}
+    return {
+        "accountId": sender,
+        "createAt": at,
+        "messages": [{"text": t, "toAccountIds": []} for t in texts],
+    }
 
 
 async def journaled(journal, tid):
@@ -61,17 +70,22 @@ async def journaled(journal, tid):
 # --- the header ------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["", "a b", "a/b", "x" * 129, "key,other", "ключ"])
 async def test_an_invalid_key_is_a_400_naming_the_header(http, value):
-    resp = await http.post("/v1/threads/create", json=create_body(new_ulid()),
-                           headers={KEY: value.encode().decode("latin-1")})
+    resp = await http.post(
+        "/v1/threads/create",
+        json=create_body(new_ulid()),
+        headers={KEY: value.encode().decode("latin-1")},
+    )
     data = await resp.json()
     assert resp.status == 400
-    assert data == {"error_messages": [
-        "Idempotency-Key: must be 1 to 128 characters of A-Z a-z 0-9 _ . : -"]}
+    assert data == {
+        "error_messages": ["Idempotency-Key: must be 1 to 128 characters of A-Z a-z 0-9 _ . : -"]
+    }
 
 
 async def test_the_key_must_be_given_once(http):
-    resp = await http.post("/v1/threads/create", json=create_body(new_ulid()),
-                           headers=[(KEY, "a"), (KEY, "b")])
+    resp = await http.post(
+        "/v1/threads/create", json=create_body(new_ulid()), headers=[(KEY, "a"), (KEY, "b")]
+    )
     assert resp.status == 400
     assert (await resp.json())["error_messages"] == ["Idempotency-Key: give the header once"]
 
@@ -84,8 +98,9 @@ async def test_valid_keys(http, value):
 
 async def test_the_header_name_is_case_insensitive(http):
     admin = new_ulid()
-    resp = await http.post("/v1/threads/create", json=create_body(admin),
-                           headers={"idempotency-key": "lower"})
+    resp = await http.post(
+        "/v1/threads/create", json=create_body(admin), headers={"idempotency-key": "lower"}
+    )
     assert (await resp.json())["thread_id"] == derive_thread_id(admin, "lower")
 
 
@@ -94,8 +109,9 @@ async def test_a_retried_create_answers_the_same_thread(http, journal):
     admin = new_ulid()
     first = await call(http, "/v1/threads/create", create_body(admin), key="create-1")
     again = await call(http, "/v1/threads/create", create_body(admin), key="create-1")
-    assert first == again == {"thread_id": derive_thread_id(admin, "create-1"),
-                              "error_messages": []}
+    assert (
+        first == again == {"thread_id": derive_thread_id(admin, "create-1"), "error_messages": []}
+    )
     assert len(await journaled(journal, first["thread_id"])) == 1
     other = await call(http, "/v1/threads/create", create_body(new_ulid()), key="create-1")
     assert other["thread_id"] != first["thread_id"]
@@ -119,8 +135,9 @@ async def test_concurrent_duplicates_are_applied_once(http, journal):
     admin = new_ulid()
     tid = (await call(http, "/v1/threads/create", create_body(admin)))["thread_id"]
     path = f"/v1/threads/{tid}/messages/add"
-    answers = await asyncio.gather(*(call(http, path, add_body(admin, "x"), key="dup")
-                                     for _ in range(10)))
+    answers = await asyncio.gather(
+        *(call(http, path, add_body(admin, "x"), key="dup") for _ in range(10))
+    )
     assert all(a == answers[0] for a in answers)
     assert len(await journaled(journal, tid)) == 2
 
@@ -143,8 +160,9 @@ async def test_every_command_is_idempotent(http, journal):
         assert await call(http, path, body, key=f"step-{i}") == first, path
     assert len(await journaled(journal, tid)) == 2 + len(steps)
     # after the destroy, the retries still answer what the first attempts did
-    assert (await call(http, f"{t}/messages/remove", steps[4][1], key="step-4"))["messageIds"] \
-        == ids[:1]
+    assert (await call(http, f"{t}/messages/remove", steps[4][1], key="step-4"))[
+        "messageIds"
+    ] == ids[:1]
     await call(http, f"{t}/destroy", steps[5][1], key="step-5")
     await call(http, f"{t}/destroy", steps[5][1], key="another", status=404)
 
@@ -152,15 +170,27 @@ async def test_every_command_is_idempotent(http, journal):
 async def test_a_key_reused_for_another_body_is_a_422(http, journal):
     admin = new_ulid()
     await call(http, "/v1/threads/create", create_body(admin), key="c")
-    assert await call(http, "/v1/threads/create", create_body(admin, title="other"), key="c",
-                      status=422) == REUSED
+    assert (
+        await call(
+            http, "/v1/threads/create", create_body(admin, title="other"), key="c", status=422
+        )
+        == REUSED
+    )
     tid = derive_thread_id(admin, "c")
     path = f"/v1/threads/{tid}/messages/add"
     await call(http, path, add_body(admin, "a"), key="k")
     assert await call(http, path, add_body(admin, "b"), key="k", status=422) == REUSED
     assert await call(http, path, add_body(admin, "a", at=3), key="k", status=422) == REUSED
-    assert await call(http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": 2},
-                      key="k", status=422) == REUSED
+    assert (
+        await call(
+            http,
+            f"/v1/threads/{tid}/destroy",
+            {"accountId": admin, "createAt": 2},
+            key="k",
+            status=422,
+        )
+        == REUSED
+    )
     assert len(await journaled(journal, tid)) == 2
 
 
@@ -169,8 +199,11 @@ async def test_a_refused_command_is_decided_again(http):
     tid = (await call(http, "/v1/threads/create", create_body(admin)))["thread_id"]
     path = f"/v1/threads/{tid}/messages/add"
     await call(http, path, add_body(outsider, "x"), key="k", status=403)
-    await call(http, f"/v1/threads/{tid}/member-ids/join",
-               {"accountId": admin, "accountIds": [outsider], "createAt": 3})
+    await call(
+        http,
+        f"/v1/threads/{tid}/member-ids/join",
+        {"accountId": admin, "accountIds": [outsider], "createAt": 3},
+    )
     assert len((await call(http, path, add_body(outsider, "x"), key="k"))["messageIds"]) == 1
 
 
@@ -182,8 +215,9 @@ async def test_the_key_travels_in_the_command(client, gateway):
     command = gateway.commands[-1]
     assert command.idempotency_key == "k1"
     assert command.thread_id == derive_thread_id(admin, "k1")
-    resp = await client.post(f"/v1/threads/{command.thread_id}/messages/add",
-                             json=add_body(admin, "x"))
+    resp = await client.post(
+        f"/v1/threads/{command.thread_id}/messages/add", json=add_body(admin, "x")
+    )
     assert resp.status == 200 and gateway.commands[-1].idempotency_key is None
 
 

@@ -2,6 +2,7 @@
 errors botocore raises (ClientError with DynamoDB's codes, connection errors), and one test runs
 a real aiobotocore client against a loopback HTTP server that throttles, to prove botocore's own
 retries are off and the journal's bounded backoff is what runs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,20 +13,32 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from threadweaver.adapters.journal.dynamodb import (
-    DynamoDBJournal, DynamoDBSettings, RetryPolicy,
+    DynamoDBJournal,
+    DynamoDBSettings,
+    RetryPolicy,
 )
 from threadweaver.application.ports import (
-    ConcurrencyConflict, JournalError, JournalUnavailable, NewEvent,
+    ConcurrencyConflict,
+    JournalError,
+    JournalUnavailable,
+    NewEvent,
 )
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 FAST = RetryPolicy(max_attempts=5, base_delay=0.0001, max_delay=0.001)
 
 
-def client_error(code: str, op: str = "PutItem", status: int = 400, message: str = "boom",
-                 **extra: Any) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": status}, **extra}, op)
+def client_error(
+    code: str, op: str = "PutItem", status: int = 400, message: str = "boom", **extra: Any
+) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+            **extra,
+        },
+        op,
+    )
 
 
 class FakeClient:
@@ -37,8 +50,8 @@ class FakeClient:
         self.items: dict[tuple[str, int], dict[str, Any]] = {}
         self.faults: dict[str, list[Any]] = {}
         self.calls: dict[str, int] = {}
-        self.tokens: list[str] = []        # transactions applied
-        self.seen_tokens: list[str] = []   # every TransactWriteItems call
+        self.tokens: list[str] = []  # transactions applied
+        self.seen_tokens: list[str] = []  # every TransactWriteItems call
 
     async def _fault(self, op: str, apply: Any) -> Any:
         self.calls[op] = self.calls.get(op, 0) + 1
@@ -62,24 +75,29 @@ class FakeClient:
                 raise client_error("ConditionalCheckFailedException")
             self.items[key] = kw["Item"]
             return {}
+
         return await self._fault("put_item", apply)
 
     async def get_item(self, **kw: Any) -> dict[str, Any]:
         def apply() -> dict[str, Any]:
             item = self.items.get(self._key(kw["Key"]))
             return {"Item": item} if item else {}
+
         return await self._fault("get_item", apply)
 
     async def query(self, **kw: Any) -> dict[str, Any]:
         def apply() -> dict[str, Any]:
             pid = kw["ExpressionAttributeValues"][":p"]["S"]
-            items = sorted((v for (p, _), v in self.items.items() if p == pid),
-                           key=lambda i: int(i["seq"]["N"]))
+            items = sorted(
+                (v for (p, _), v in self.items.items() if p == pid),
+                key=lambda i: int(i["seq"]["N"]),
+            )
             if kw.get("ScanIndexForward") is False:
                 items.reverse()
             if "Limit" in kw:
-                items = items[:kw["Limit"]]
+                items = items[: kw["Limit"]]
             return {"Items": items}
+
         return await self._fault("query", apply)
 
     async def transact_write_items(self, **kw: Any) -> dict[str, Any]:
@@ -87,28 +105,39 @@ class FakeClient:
 
         def apply() -> dict[str, Any]:
             token = kw["ClientRequestToken"]
-            if token in self.tokens:       # DynamoDB: a repeated token is the same transaction
+            if token in self.tokens:  # DynamoDB: a repeated token is the same transaction
                 return {}
             self.tokens.append(token)
             puts = [t["Put"]["Item"] for t in kw["TransactItems"]]
-            reasons = [{"Code": "ConditionalCheckFailed" if self._key(i) in self.items
-                        else "None"} for i in puts]
+            reasons = [
+                {"Code": "ConditionalCheckFailed" if self._key(i) in self.items else "None"}
+                for i in puts
+            ]
             if any(r["Code"] != "None" for r in reasons):
-                raise client_error("TransactionCanceledException", "TransactWriteItems",
-                                   CancellationReasons=reasons)
+                raise client_error(
+                    "TransactionCanceledException",
+                    "TransactWriteItems",
+                    CancellationReasons=reasons,
+                )
             for i in puts:
                 self.items[self._key(i)] = i
             return {}
+
         return await self._fault("transact_write_items", apply)
 
 
-def make_journal(transactions: bool = True, policy: RetryPolicy = FAST) -> tuple[DynamoDBJournal,
-                                                                                  FakeClient]:
-    settings = DynamoDBSettings(endpoint_url="http://127.0.0.1:9", table_prefix="unit",
-                                access_key_id="AKIDUNIT", secret_access_key=SECRET)
+def make_journal(
+    transactions: bool = True, policy: RetryPolicy = FAST
+) -> tuple[DynamoDBJournal, FakeClient]:
+    settings = DynamoDBSettings(
+        endpoint_url="http://127.0.0.1:9",
+        table_prefix="unit",
+        access_key_id="AKIDUNIT",
+        secret_access_key=SECRET,
+    )
     journal = DynamoDBJournal(settings, shards=8, transactions=transactions, retry=policy)
     fake = FakeClient()
-    journal._client = fake     # what start() would have opened
+    journal._client = fake  # what start() would have opened
     return journal, fake
 
 
@@ -118,8 +147,16 @@ def ev(n: int = 0) -> NewEvent:
 
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
-                                  "RequestLimitExceeded", "InternalServerError"])
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+    ],
+)
 async def test_throttling_and_server_errors_are_retried(code):
     journal, fake = make_journal()
     fake.faults["put_item"] = [client_error(code, status=500 if "Internal" in code else 400)] * 3
@@ -155,8 +192,9 @@ async def test_unreachable_endpoint_becomes_unavailable():
 
 async def test_missing_table_is_a_clear_error_without_retries():
     journal, fake = make_journal()
-    fake.faults["query"] = [client_error("ResourceNotFoundException", "Query",
-                                         message="Requested resource not found")]
+    fake.faults["query"] = [
+        client_error("ResourceNotFoundException", "Query", message="Requested resource not found")
+    ]
     with pytest.raises(JournalError) as info:
         await journal.read("thread-a")
     assert not isinstance(info.value, JournalUnavailable)
@@ -165,8 +203,15 @@ async def test_missing_table_is_a_clear_error_without_retries():
     assert fake.calls["query"] == 1
 
 
-@pytest.mark.parametrize("code", ["UnrecognizedClientException", "InvalidSignatureException",
-                                  "AccessDeniedException", "ExpiredTokenException"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "AccessDeniedException",
+        "ExpiredTokenException",
+    ],
+)
 async def test_rejected_credentials_are_a_clear_error(code):
     journal, fake = make_journal()
     fake.faults["put_item"] = [client_error(code, message="The security token is invalid")]
@@ -180,8 +225,9 @@ async def test_rejected_credentials_are_a_clear_error(code):
 
 async def test_validation_errors_are_not_retried():
     journal, fake = make_journal()
-    fake.faults["put_item"] = [client_error("ValidationException",
-                                            message="Item size has exceeded the maximum")]
+    fake.faults["put_item"] = [
+        client_error("ValidationException", message="Item size has exceeded the maximum")
+    ]
     with pytest.raises(JournalError, match="Item size"):
         await journal.append("thread-a", 0, [ev()])
     assert fake.calls["put_item"] == 1
@@ -197,11 +243,18 @@ async def test_lost_response_of_our_own_write_is_not_a_conflict():
 
 async def test_lost_response_and_someone_else_won_is_a_conflict():
     journal, fake = make_journal()
-    other = {"pid": {"S": "thread-a"}, "seq": {"N": "1"}, "shard": {"N": "0"},
-             "ts": {"N": "5"}, "type": {"S": "X"}, "payload": {"S": "{}"}}
+    other = {
+        "pid": {"S": "thread-a"},
+        "seq": {"N": "1"},
+        "shard": {"N": "0"},
+        "ts": {"N": "5"},
+        "type": {"S": "X"},
+        "payload": {"S": "{}"},
+    }
 
     def lost_and_other_wins() -> None:
         fake.items[("thread-a", 1)] = other
+
     fake.faults["put_item"] = [ConnectionClosedError(endpoint_url="http://x")]
     real_put = fake.put_item
 
@@ -209,6 +262,7 @@ async def test_lost_response_and_someone_else_won_is_a_conflict():
         if fake.calls.get("put_item", 0) == 0:
             lost_and_other_wins()
         return await real_put(**kw)
+
     fake.put_item = put_item
     with pytest.raises(ConcurrencyConflict) as info:
         await journal.append("thread-a", 0, [ev(1)])
@@ -229,17 +283,21 @@ async def test_transaction_conflict_names_the_first_existing_seq():
     await journal.append("thread-a", 0, [ev(1), ev(2)])
     await journal.append("thread-a", 2, [ev(3)])
     with pytest.raises(ConcurrencyConflict) as info:
-        await journal.append("thread-a", 1, [ev(9), ev(9), ev(9)])    # seqs 2..4: 2, 3 exist
+        await journal.append("thread-a", 1, [ev(9), ev(9), ev(9)])  # seqs 2..4: 2, 3 exist
     assert info.value.seq == 2
     assert sorted(fake.items) == [("thread-a", 1), ("thread-a", 2), ("thread-a", 3)]
 
 
 async def test_cancelled_transaction_reasons_parsed_from_message_too():
     journal, fake = make_journal()
-    fake.faults["transact_write_items"] = [client_error(
-        "TransactionCanceledException", "TransactWriteItems",
-        message="Transaction cancelled, please refer cancellation reasons for specific reasons "
-                "[None, ConditionalCheckFailed]")]
+    fake.faults["transact_write_items"] = [
+        client_error(
+            "TransactionCanceledException",
+            "TransactWriteItems",
+            message="Transaction cancelled, please refer cancellation reasons for specific reasons "
+            "[None, ConditionalCheckFailed]",
+        )
+    ]
     with pytest.raises(ConcurrencyConflict) as info:
         await journal.append("thread-b", 4, [ev(), ev()])
     assert info.value.seq == 6
@@ -247,25 +305,30 @@ async def test_cancelled_transaction_reasons_parsed_from_message_too():
 
 async def test_transaction_contention_is_retried_with_the_same_token():
     journal, fake = make_journal()
-    contention = client_error("TransactionCanceledException", "TransactWriteItems",
-                              CancellationReasons=[{"Code": "TransactionConflict"},
-                                                   {"Code": "None"}])
-    fake.faults["transact_write_items"] = [contention, client_error("ThrottlingException"),
-                                           ("after", ConnectionClosedError(endpoint_url="x"))]
+    contention = client_error(
+        "TransactionCanceledException",
+        "TransactWriteItems",
+        CancellationReasons=[{"Code": "TransactionConflict"}, {"Code": "None"}],
+    )
+    fake.faults["transact_write_items"] = [
+        contention,
+        client_error("ThrottlingException"),
+        ("after", ConnectionClosedError(endpoint_url="x")),
+    ]
     stored = await journal.append("thread-c", 0, [ev(1), ev(2)])
     assert [e.seq for e in stored] == [1, 2]
     assert fake.calls["transact_write_items"] == 4
-    assert len(fake.seen_tokens) == 4 and len(set(fake.seen_tokens)) == 1   # one token: idempotent
+    assert len(fake.seen_tokens) == 4 and len(set(fake.seen_tokens)) == 1  # one token: idempotent
     assert len(fake.tokens) == 1
 
 
 async def test_batch_item_mode_prechecks_and_refuses_gaps():
     journal, fake = make_journal(transactions=False)
     await journal.append("thread-d", 0, [ev(1), ev(2), ev(3)])
-    assert list(fake.items) == [("thread-d", 1)]               # one batch item
+    assert list(fake.items) == [("thread-d", 1)]  # one batch item
     assert fake.items[("thread-d", 1)]["last_seq"] == {"N": "3"}
     with pytest.raises(ConcurrencyConflict) as info:
-        await journal.append("thread-d", 1, [ev()])            # seq 2 is inside the batch
+        await journal.append("thread-d", 1, [ev()])  # seq 2 is inside the batch
     assert info.value.seq == 2
     with pytest.raises(JournalError, match="gap"):
         await journal.append("thread-d", 5, [ev()])
@@ -274,7 +337,7 @@ async def test_batch_item_mode_prechecks_and_refuses_gaps():
 
 
 async def test_offsets_of_one_writer_strictly_increase():
-    journal, fake = make_journal()
+    journal, _fake = make_journal()
     offsets = []
     for i in range(50):
         stored = await journal.append(f"thread-{i % 3}", i // 3, [ev(i)])
@@ -292,24 +355,28 @@ def test_backoff_is_jittered_and_capped():
     policy = RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)
     for attempt in range(10):
         for _ in range(20):
-            assert 0.0 <= policy.delay(attempt) <= min(1.0, 0.1 * 2 ** attempt)
+            assert 0.0 <= policy.delay(attempt) <= min(1.0, 0.1 * 2**attempt)
 
 
 # ---------------------------------------------------------------------------------------------
 # a real client against a throttling HTTP server on the loopback
 # ---------------------------------------------------------------------------------------------
 
+
 async def test_real_client_retries_throttling_with_own_policy_only():
     from aiohttp import web
+
     hits: list[str] = []
 
     async def handle(request: web.Request) -> web.Response:
         hits.append(request.headers.get("X-Amz-Target", ""))
-        body = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                "message": "The level of configured provisioned throughput for the table was "
-                           "exceeded."}
-        return web.Response(status=400, body=json.dumps(body).encode(),
-                            content_type="application/x-amz-json-1.0")
+        body = {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded.",
+        }
+        return web.Response(
+            status=400, body=json.dumps(body).encode(), content_type="application/x-amz-json-1.0"
+        )
 
     app = web.Application()
     app.router.add_post("/", handle)
@@ -318,11 +385,15 @@ async def test_real_client_retries_throttling_with_own_policy_only():
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    journal = DynamoDBJournal(DynamoDBSettings(endpoint_url=f"http://127.0.0.1:{port}",
-                                               table_prefix="unit"),
-                              shards=8, transactions=True, retry=FAST)
+    journal = DynamoDBJournal(
+        DynamoDBSettings(endpoint_url=f"http://127.0.0.1:{port}", table_prefix="unit"),
+        shards=8,
+        transactions=True,
+        retry=FAST,
+    )
     try:
         from threadweaver.adapters.journal.dynamodb import open_client
+
         async with open_client(journal.settings) as client:
             journal._client = client
             with pytest.raises(JournalUnavailable, match="ProvisionedThroughputExceeded"):
@@ -334,7 +405,8 @@ async def test_real_client_retries_throttling_with_own_policy_only():
 
 async def test_real_client_against_a_closed_port_is_unavailable():
     import socket
-    with socket.socket() as sock:          # a port nobody listens on
+
+    with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = DynamoDBSettings(endpoint_url=f"http://127.0.0.1:{port}", table_prefix="unit")

@@ -1,4 +1,5 @@
 """DynamoDBSettings: the journal URL, region and credential sources, and that no secret leaks."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 
 
 def test_local_url():
-    s = DynamoDBSettings.from_url("dynamodb://127.0.0.1:8000?region=eu-west-1&table-prefix=tw1",
-                                  environ={})
+    s = DynamoDBSettings.from_url(
+        "dynamodb://127.0.0.1:8000?region=eu-west-1&table-prefix=tw1", environ={}
+    )
     assert s.endpoint_url == "http://127.0.0.1:8000"
     assert s.region == "eu-west-1"
     assert s.table_prefix == "tw1"
@@ -25,7 +27,9 @@ def test_no_host_means_aws_and_defaults():
     assert s.endpoint_url is None
     assert s.region == "us-east-1"
     assert s.table_prefix == "threadweaver"
-    s = DynamoDBSettings.from_url("dynamodb:///?table-prefix=prod", environ={"AWS_REGION": "ap-northeast-1"})
+    s = DynamoDBSettings.from_url(
+        "dynamodb:///?table-prefix=prod", environ={"AWS_REGION": "ap-northeast-1"}
+    )
     assert (s.endpoint_url, s.region, s.table_prefix) == (None, "ap-northeast-1", "prod")
     s = DynamoDBSettings.from_url("dynamodb://", environ={"AWS_DEFAULT_REGION": "sa-east-1"})
     assert s.region == "sa-east-1"
@@ -45,21 +49,23 @@ def test_table_prefix_underscore_spelling_is_accepted():
     assert s.table_prefix == "a_b"
 
 
-@pytest.mark.parametrize("url, message", [
-    ("sqlite:///x", "not a dynamodb"),
-    ("dynamodb://h:1?regoin=x", "unknown dynamodb URL parameter"),
-    ("dynamodb://user:pw@h:1", "credentials do not belong"),
-    ("dynamodb://h:99999", "invalid port"),
-    ("dynamodb://h:1?table-prefix=bad/prefix", "table prefix"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("sqlite:///x", "not a dynamodb"),
+        ("dynamodb://h:1?regoin=x", "unknown dynamodb URL parameter"),
+        ("dynamodb://user:pw@h:1", "credentials do not belong"),
+        ("dynamodb://h:99999", "invalid port"),
+        ("dynamodb://h:1?table-prefix=bad/prefix", "table prefix"),
+    ],
+)
 def test_bad_urls(url, message):
     with pytest.raises(ValueError, match=message):
         DynamoDBSettings.from_url(url, environ={})
 
 
 def test_environment_keys_are_read():
-    env = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET,
-           "AWS_SESSION_TOKEN": "tok"}
+    env = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "tok"}
     s = DynamoDBSettings.from_url("dynamodb://", environ=env)
     assert s.resolve_credentials() == (KEY_ID, SECRET, "tok")
 
@@ -102,16 +108,20 @@ def test_credentials_directory_without_keys_is_a_clear_error(tmp_path):
 
 def test_shared_credentials_file_and_profile(tmp_path):
     path = tmp_path / "credentials"
-    path.write_text(f"[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"
-                    "[ops]\naws_access_key_id = OPSKEY\naws_secret_access_key = opssecret\n"
-                    "aws_session_token = opstoken\n")
+    path.write_text(
+        f"[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"
+        "[ops]\naws_access_key_id = OPSKEY\naws_secret_access_key = opssecret\n"
+        "aws_session_token = opstoken\n"
+    )
     s = DynamoDBSettings.from_url("dynamodb://", environ={"AWS_SHARED_CREDENTIALS_FILE": str(path)})
     assert s.resolve_credentials() == (KEY_ID, SECRET, None)
-    s = DynamoDBSettings.from_url("dynamodb://?profile=ops",
-                                  environ={"AWS_SHARED_CREDENTIALS_FILE": str(path)})
+    s = DynamoDBSettings.from_url(
+        "dynamodb://?profile=ops", environ={"AWS_SHARED_CREDENTIALS_FILE": str(path)}
+    )
     assert s.resolve_credentials() == ("OPSKEY", "opssecret", "opstoken")
-    s = DynamoDBSettings.from_url("dynamodb://", environ={"AWS_SHARED_CREDENTIALS_FILE": str(path),
-                                                         "AWS_PROFILE": "nope"})
+    s = DynamoDBSettings.from_url(
+        "dynamodb://", environ={"AWS_SHARED_CREDENTIALS_FILE": str(path), "AWS_PROFILE": "nope"}
+    )
     with pytest.raises(JournalError, match="no keys for profile 'nope'"):
         s.resolve_credentials()
 
@@ -123,8 +133,9 @@ def test_credentials_file_named_in_the_url_wins_over_environment_keys(tmp_path):
     s = DynamoDBSettings.from_url(f"dynamodb://?credentials-file={tmp_path}", environ=env)
     assert s.resolve_credentials()[:2] == ("FILEKEY", "filesecret")
     # environment keys win over AWS_SHARED_CREDENTIALS_FILE (as with the AWS SDKs)
-    s = DynamoDBSettings.from_url("dynamodb://", environ={**env,
-                                                         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path)})
+    s = DynamoDBSettings.from_url(
+        "dynamodb://", environ={**env, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path)}
+    )
     assert s.resolve_credentials()[:2] == (KEY_ID, SECRET)
 
 
@@ -135,8 +146,12 @@ def test_missing_credentials_file_is_a_clear_error(tmp_path):
 
 
 def test_secrets_never_appear_in_repr_or_description(tmp_path):
-    s = DynamoDBSettings(endpoint_url="http://127.0.0.1:8000", access_key_id=KEY_ID,
-                         secret_access_key=SECRET, session_token="tok-secret")
+    s = DynamoDBSettings(
+        endpoint_url="http://127.0.0.1:8000",
+        access_key_id=KEY_ID,
+        secret_access_key=SECRET,
+        session_token="tok-secret",
+    )
     for text in (repr(s), str(s), s.describe()):
         assert SECRET not in text and KEY_ID not in text and "tok-secret" not in text
     assert "explicit" in repr(s)

@@ -1,4 +1,5 @@
 """builders: the manifests are complete, valid-looking and carry the runtime contract."""
+
 from __future__ import annotations
 
 import yaml
@@ -8,16 +9,24 @@ from threadweaver_operator import builders, names
 from threadweaver_operator.builders import env_dict
 from threadweaver_operator.spec import ClusterSpec
 
-BODY = {"apiVersion": "threadweaver.io/v1alpha1", "kind": "ThreadWeaverCluster",
-        "metadata": {"name": "chat", "namespace": "team", "uid": "u-1"}}
+BODY = {
+    "apiVersion": "threadweaver.io/v1alpha1",
+    "kind": "ThreadWeaverCluster",
+    "metadata": {"name": "chat", "namespace": "team", "uid": "u-1"},
+}
 
 
 def spec(**overrides) -> ClusterSpec:
     raw = {
         "image": "ghcr.io/example/thread-weaver:1.2.3",
         "replicas": 3,
-        "journal": {"dynamodb": {"endpoint": "http://dynalite.team.svc:8000", "region": "eu-west-1",
-                                 "credentialsSecret": {"name": "aws"}}},
+        "journal": {
+            "dynamodb": {
+                "endpoint": "http://dynalite.team.svc:8000",
+                "region": "eu-west-1",
+                "credentialsSecret": {"name": "aws"},
+            }
+        },
         "readModel": {"mysql": {"host": "mysql.team.svc", "passwordSecret": {"name": "mysql"}}},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
     }
@@ -30,10 +39,23 @@ def owner():
 
 
 def test_defaults_follow_the_crd():
-    s = ClusterSpec.from_resource("c", "ns", {"image": "img", "readModel": {"mysql": {"host": "db"}}})
-    assert (s.replicas, s.shards, s.port, s.service_type, s.deletion_policy) == (3, 1024, 8080, "ClusterIP", "Retain")
+    s = ClusterSpec.from_resource(
+        "c", "ns", {"image": "img", "readModel": {"mysql": {"host": "db"}}}
+    )
+    assert (s.replicas, s.shards, s.port, s.service_type, s.deletion_policy) == (
+        3,
+        1024,
+        8080,
+        "ClusterIP",
+        "Retain",
+    )
     assert s.table_prefix == "c" and s.dynamodb.region == "us-east-1" and s.dynamodb.create_tables
-    assert (s.mysql.port, s.mysql.database, s.mysql.user, s.mysql.migrate) == (3306, "threadweaver", "threadweaver", True)
+    assert (s.mysql.port, s.mysql.database, s.mysql.user, s.mysql.migrate) == (
+        3306,
+        "threadweaver",
+        "threadweaver",
+        True,
+    )
     assert s.passivation_timeout_seconds == 120 and s.max_ranges_per_round == 8
     assert s.problems() == []
 
@@ -47,7 +69,9 @@ def test_statefulset_env_probes_and_security():
     assert s["podManagementPolicy"] == "Parallel" and s["updateStrategy"]["type"] == "RollingUpdate"
     assert s["selector"]["matchLabels"] == names.selector_labels("chat")
     pod = s["template"]["spec"]
-    assert set(s["selector"]["matchLabels"].items()) <= set(s["template"]["metadata"]["labels"].items())
+    assert set(s["selector"]["matchLabels"].items()) <= set(
+        s["template"]["metadata"]["labels"].items()
+    )
     assert pod["terminationGracePeriodSeconds"] == 30
     assert pod["serviceAccountName"] == "chat-runtime"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -68,10 +92,18 @@ def test_statefulset_env_probes_and_security():
     assert env["THREADWEAVER_CLUSTER"] == "chat"
     assert env["THREADWEAVER_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["THREADWEAVER_MEMBER_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert env["THREADWEAVER_JOURNAL"] == "dynamodb://dynalite.team.svc:8000?region=eu-west-1&table-prefix=chat"
+    assert (
+        env["THREADWEAVER_JOURNAL"]
+        == "dynamodb://dynalite.team.svc:8000?region=eu-west-1&table-prefix=chat"
+    )
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "aws", "key": "access-key-id"}}
-    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "aws", "key": "secret-access-key"}}
-    assert env["THREADWEAVER_READ_MODEL"] == "mysql+aiomysql://threadweaver@mysql.team.svc:3306/threadweaver"
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "aws", "key": "secret-access-key"}
+    }
+    assert (
+        env["THREADWEAVER_READ_MODEL"]
+        == "mysql+aiomysql://threadweaver@mysql.team.svc:3306/threadweaver"
+    )
     assert env["THREADWEAVER_READ_MODEL_PASSWORD_FILE"] == builders.PASSWORD_FILE
     assert env["THREADWEAVER_SHARDS"] == "1024"
     assert env["THREADWEAVER_PASSIVATE_AFTER"] == "120"
@@ -83,7 +115,11 @@ def test_statefulset_env_probes_and_security():
     assert order.index("THREADWEAVER_MEMBER_NAME") < order.index("THREADWEAVER_PEER_ADDRESS")
     assert order.index("THREADWEAVER_NAMESPACE") < order.index("THREADWEAVER_PEER_ADDRESS")
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-    assert "/tmp" in mounts and builders.PASSWORD_MOUNT in mounts and builders.PEER_TOKEN_MOUNT in mounts
+    assert (
+        "/tmp" in mounts
+        and builders.PASSWORD_MOUNT in mounts
+        and builders.PEER_TOKEN_MOUNT in mounts
+    )
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["tmp"] == {"name": "tmp", "emptyDir": {}}
     assert vols["read-model-password"]["secret"]["secretName"] == "mysql"
@@ -93,20 +129,31 @@ def test_statefulset_env_probes_and_security():
 
 
 def test_no_secrets_means_no_secret_env():
-    s = ClusterSpec.from_resource("c", "ns", {"image": "img", "readModel": {"mysql": {"host": "db"}}})
+    s = ClusterSpec.from_resource(
+        "c", "ns", {"image": "img", "readModel": {"mysql": {"host": "db"}}}
+    )
     env = env_dict(builders.statefulset(s, 1)["spec"]["template"]["spec"]["containers"][0])
     assert "AWS_ACCESS_KEY_ID" not in env and "THREADWEAVER_READ_MODEL_PASSWORD_FILE" not in env
     assert env["THREADWEAVER_JOURNAL"] == "dynamodb://?region=us-east-1&table-prefix=c"
 
 
 def test_https_endpoint_and_table_prefix():
-    s = spec(journal={"dynamodb": {"endpoint": "https://ddb.example.com", "tablePrefix": "prod-chat"}})
-    assert s.journal_url() == "dynamodb://ddb.example.com:443?region=us-east-1&table-prefix=prod-chat&tls=true"
+    s = spec(
+        journal={"dynamodb": {"endpoint": "https://ddb.example.com", "tablePrefix": "prod-chat"}}
+    )
+    assert (
+        s.journal_url()
+        == "dynamodb://ddb.example.com:443?region=us-east-1&table-prefix=prod-chat&tls=true"
+    )
 
 
 def test_pod_scheduling_fields_and_annotations():
-    s = spec(podAnnotations={"a": "b"}, nodeSelector={"disk": "ssd"},
-             tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule"}], imagePullPolicy="Always")
+    s = spec(
+        podAnnotations={"a": "b"},
+        nodeSelector={"disk": "ssd"},
+        tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+        imagePullPolicy="Always",
+    )
     t = builders.statefulset(s, 1)["spec"]["template"]
     assert t["metadata"]["annotations"] == {"a": "b"}
     assert t["spec"]["nodeSelector"] == {"disk": "ssd"}
@@ -118,10 +165,16 @@ def test_services_and_pdb():
     s = spec(service={"type": "NodePort", "port": 9090})
     headless = builders.headless_service(s)
     assert headless["metadata"]["name"] == "chat-headless"
-    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert (
+        headless["spec"]["clusterIP"] == "None"
+        and headless["spec"]["publishNotReadyAddresses"] is True
+    )
     client = builders.client_service(s)
     assert client["metadata"]["name"] == "chat" and client["spec"]["type"] == "NodePort"
-    assert client["spec"]["ports"][0]["port"] == 9090 and client["spec"]["ports"][0]["targetPort"] == "http"
+    assert (
+        client["spec"]["ports"][0]["port"] == 9090
+        and client["spec"]["ports"][0]["targetPort"] == "http"
+    )
     pdb = builders.pod_disruption_budget(s)
     assert pdb["metadata"]["name"] == "chat-pdb" and pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == names.selector_labels("chat")
@@ -132,10 +185,20 @@ def test_role_is_least_privilege():
     rules = role["rules"]
     assert role["metadata"]["name"] == "chat-runtime"
     cm = [r for r in rules if r["resources"] == ["configmaps"]]
-    assert cm == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["chat-shardmap"],
-                   "verbs": ["get", "list", "watch"]}]
+    assert cm == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["chat-shardmap"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
     leases = [r for r in rules if r["resources"] == ["leases"]]
-    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]} in leases
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["create"],
+    } in leases
     named = [r for r in leases if "resourceNames" in r]
     assert named[0]["resourceNames"] == ["chat-0", "chat-1", "chat-2"]
     assert set(named[0]["verbs"]) == {"get", "update", "patch", "delete"}
@@ -145,7 +208,9 @@ def test_role_is_least_privilege():
     assert "secrets" not in {res for r in rules for res in r["resources"]}
     binding = builders.role_binding(spec())
     assert binding["roleRef"]["name"] == "chat-runtime"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "chat-runtime", "namespace": "team"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "chat-runtime", "namespace": "team"}
+    ]
 
 
 def test_migration_job():
@@ -158,7 +223,10 @@ def test_migration_job():
     (c,) = pod["containers"]
     assert c["command"] == ["threadweaver", "migrate"]
     env = env_dict(c)
-    assert env["THREADWEAVER_READ_MODEL"] == "mysql+aiomysql://threadweaver@mysql.team.svc:3306/threadweaver"
+    assert (
+        env["THREADWEAVER_READ_MODEL"]
+        == "mysql+aiomysql://threadweaver@mysql.team.svc:3306/threadweaver"
+    )
     assert env["THREADWEAVER_READ_MODEL_PASSWORD_FILE"] == builders.PASSWORD_FILE
     assert "THREADWEAVER_JOURNAL" not in env and "AWS_ACCESS_KEY_ID" not in env
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -176,9 +244,11 @@ def test_shardmap_configmap_round_trips():
 
 def test_manifests_are_plain_yaml_with_labels():
     s = spec()
-    objs = builders.runtime_objects(s, 3, owner()) + [builders.statefulset(s, 3, owner()),
-                                                     builders.migration_job(s, owner()),
-                                                     builders.peer_token_secret(s, "t", owner())]
+    objs = builders.runtime_objects(s, 3, owner()) + [
+        builders.statefulset(s, 3, owner()),
+        builders.migration_job(s, owner()),
+        builders.peer_token_secret(s, "t", owner()),
+    ]
     for obj in objs:
         assert yaml.safe_load(yaml.safe_dump(obj)) == obj
         labels = obj["metadata"]["labels"]
@@ -189,15 +259,23 @@ def test_manifests_are_plain_yaml_with_labels():
 
 def test_problems_name_the_field():
     assert any("replicas" in p for p in spec(replicas=5000, shards=16).problems())
-    assert any("billingMode" in p for p in spec(journal={"dynamodb": {"billingMode": "PROVISIONED"}}).problems())
-    assert any("endpoint" in p for p in spec(journal={"dynamodb": {"endpoint": "ftp://x"}}).problems())
-    assert ClusterSpec.from_resource("x" * 41, "ns", {"image": "i", "readModel": {"mysql": {"host": "h"}}}).problems()
+    assert any(
+        "billingMode" in p
+        for p in spec(journal={"dynamodb": {"billingMode": "PROVISIONED"}}).problems()
+    )
+    assert any(
+        "endpoint" in p for p in spec(journal={"dynamodb": {"endpoint": "ftp://x"}}).problems()
+    )
+    assert ClusterSpec.from_resource(
+        "x" * 41, "ns", {"image": "i", "readModel": {"mysql": {"host": "h"}}}
+    ).problems()
 
 
 def test_wrong_types_raise_spec_error():
     import pytest
 
     from threadweaver_operator.spec import SpecError
+
     with pytest.raises(SpecError, match="spec.replicas"):
         ClusterSpec.from_resource("c", "n", {"image": "i", "replicas": "three"})
     with pytest.raises(SpecError, match="spec.readModel"):
@@ -208,11 +286,15 @@ def test_names():
     assert names.ordinal("chat", "chat-12") == 12
     assert names.ordinal("chat", "chat-x") is None and names.ordinal("chat", "chatter-1") is None
     assert names.ordinal("chat", "chat-01") is None
-    assert names.selector_string("chat") == "app.kubernetes.io/name=thread-weaver,app.kubernetes.io/instance=chat,app.kubernetes.io/component=runtime"
+    assert (
+        names.selector_string("chat")
+        == "app.kubernetes.io/name=thread-weaver,app.kubernetes.io/instance=chat,app.kubernetes.io/component=runtime"
+    )
 
 
 def _flags(command: str) -> set[str]:
     from threadweaver.cli import build_parser
+
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
     return {opt for action in sub._actions for opt in action.option_strings}
@@ -221,12 +303,14 @@ def _flags(command: str) -> set[str]:
 def test_every_threadweaver_variable_is_a_runtime_flag():
     """The env contract: each THREADWEAVER_X the operator sets is `threadweaver serve --x`."""
     s = spec()
-    for container, command in [(builders.statefulset(s, 1)["spec"]["template"]["spec"]["containers"][0], "serve"),
-                               (builders.migration_job(s)["spec"]["template"]["spec"]["containers"][0], "migrate")]:
+    for container, command in [
+        (builders.statefulset(s, 1)["spec"]["template"]["spec"]["containers"][0], "serve"),
+        (builders.migration_job(s)["spec"]["template"]["spec"]["containers"][0], "migrate"),
+    ]:
         flags = _flags(command)
         for name in env_dict(container):
             if name.startswith("THREADWEAVER_"):
-                flag = "--" + name[len("THREADWEAVER_"):].lower().replace("_", "-")
+                flag = "--" + name[len("THREADWEAVER_") :].lower().replace("_", "-")
                 assert flag in flags, f"{name}: `threadweaver {command}` has no {flag}"
 
 
@@ -235,8 +319,17 @@ def test_runtime_settings_accept_the_values():
     import os
 
     from threadweaver.cli import build_parser, settings_from
-    env = {k: v for k, v in env_dict(builders.statefulset(spec(), 1)["spec"]["template"]["spec"]["containers"][0]).items()
-           if isinstance(v, str) and k.startswith("THREADWEAVER_") and "$(" not in v and not k.endswith("_FILE")}
+
+    env = {
+        k: v
+        for k, v in env_dict(
+            builders.statefulset(spec(), 1)["spec"]["template"]["spec"]["containers"][0]
+        ).items()
+        if isinstance(v, str)
+        and k.startswith("THREADWEAVER_")
+        and "$(" not in v
+        and not k.endswith("_FILE")
+    }
     old = dict(os.environ)
     try:
         os.environ.update(env)

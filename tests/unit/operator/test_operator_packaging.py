@@ -1,4 +1,5 @@
 """Packaging: one CRD source, RBAC consistent across config/ and the chart, valid samples."""
+
 from __future__ import annotations
 
 import re
@@ -21,31 +22,59 @@ def crd() -> dict:
 
 
 def test_chart_crd_is_a_byte_identical_copy():
-    assert (CHART / "crds" / "threadweavercluster.yaml").read_bytes() == CRD.read_bytes(), \
+    assert (CHART / "crds" / "threadweavercluster.yaml").read_bytes() == CRD.read_bytes(), (
         "run: cp crds/threadweavercluster.yaml charts/thread-weaver-operator/crds/"
+    )
 
 
 def test_crd_shape():
     c = crd()
     assert c["metadata"]["name"] == "threadweaverclusters.threadweaver.io"
     assert c["spec"]["group"] == "threadweaver.io" and c["spec"]["scope"] == "Namespaced"
-    assert c["spec"]["names"]["kind"] == "ThreadWeaverCluster" and c["spec"]["names"]["shortNames"] == ["twc"]
+    assert c["spec"]["names"]["kind"] == "ThreadWeaverCluster" and c["spec"]["names"][
+        "shortNames"
+    ] == ["twc"]
     (v,) = c["spec"]["versions"]
     assert v["name"] == "v1alpha1" and v["served"] and v["storage"]
     assert v["subresources"]["status"] == {}
-    assert v["subresources"]["scale"] == {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-                                          "labelSelectorPath": ".status.selector"}
+    assert v["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
     cols = [col["name"] for col in v["additionalPrinterColumns"] if not col.get("priority")]
     assert cols == ["Replicas", "Ready", "Epoch", "Phase", "Age"]
     spec = v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert spec["shards"]["x-kubernetes-validations"] == [{"rule": "self == oldSelf", "message": "shards is immutable"}]
+    assert spec["shards"]["x-kubernetes-validations"] == [
+        {"rule": "self == oldSelf", "message": "shards is immutable"}
+    ]
     assert spec["replicas"]["default"] == 3 and spec["replicas"]["minimum"] == 0
-    assert spec["shards"]["default"] == 1024 and (spec["shards"]["minimum"], spec["shards"]["maximum"]) == (1, 65536)
+    assert spec["shards"]["default"] == 1024 and (
+        spec["shards"]["minimum"],
+        spec["shards"]["maximum"],
+    ) == (1, 65536)
     status = v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    assert set(status["phase"]["enum"]) == {"Pending", "Provisioning", "Migrating", "Running", "Rebalancing",
-                                           "Degraded", "Failed", "Deleting"}
-    for key in ("observedGeneration", "conditions", "replicas", "readyReplicas", "selector", "epoch", "members",
-                "orphanedRmus", "restartedRmus"):
+    assert set(status["phase"]["enum"]) == {
+        "Pending",
+        "Provisioning",
+        "Migrating",
+        "Running",
+        "Rebalancing",
+        "Degraded",
+        "Failed",
+        "Deleting",
+    }
+    for key in (
+        "observedGeneration",
+        "conditions",
+        "replicas",
+        "readyReplicas",
+        "selector",
+        "epoch",
+        "members",
+        "orphanedRmus",
+        "restartedRmus",
+    ):
         assert key in status
 
 
@@ -77,14 +106,27 @@ def test_samples_validate_and_are_runnable(name, doc):
     assert s.problems() == []
 
 
-@pytest.mark.parametrize("bad", [
-    {"replicas": -1}, {"shards": 0}, {"shards": 70000}, {"image": ""}, {"deletionPolicy": "Maybe"},
-    {"service": {"type": "ExternalName"}}, {"journal": {"dynamodb": {"billingMode": "ON_DEMAND"}}},
-    {"journal": {"dynamodb": {"endpoint": "not a url"}}}, {"readModel": {"mysql": {}}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"replicas": -1},
+        {"shards": 0},
+        {"shards": 70000},
+        {"image": ""},
+        {"deletionPolicy": "Maybe"},
+        {"service": {"type": "ExternalName"}},
+        {"journal": {"dynamodb": {"billingMode": "ON_DEMAND"}}},
+        {"journal": {"dynamodb": {"endpoint": "not a url"}}},
+        {"readModel": {"mysql": {}}},
+    ],
+)
 def test_schema_rejects(bad):
-    doc = {"apiVersion": "threadweaver.io/v1alpha1", "kind": "ThreadWeaverCluster", "metadata": {"name": "x"},
-           "spec": {"image": "i", "readModel": {"mysql": {"host": "h"}}, **bad}}
+    doc = {
+        "apiVersion": "threadweaver.io/v1alpha1",
+        "kind": "ThreadWeaverCluster",
+        "metadata": {"name": "x"},
+        "spec": {"image": "i", "readModel": {"mysql": {"host": "h"}}, **bad},
+    }
     assert not validator().is_valid(doc)
 
 
@@ -95,13 +137,17 @@ def _rules_of_template(text: str) -> list[dict]:
 
 
 def test_chart_cluster_role_equals_config_rbac():
-    config_rules = yaml.safe_load((ROOT / "config" / "rbac" / "cluster_role.yaml").read_text())["rules"]
+    config_rules = yaml.safe_load((ROOT / "config" / "rbac" / "cluster_role.yaml").read_text())[
+        "rules"
+    ]
     chart_rules = _rules_of_template((CHART / "templates" / "clusterrole.yaml").read_text())
     assert chart_rules == config_rules
 
 
 def _allowed(rules, group, resource, verb):
-    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
 
 
 def test_operator_holds_every_permission_it_grants_and_uses():
@@ -114,17 +160,29 @@ def test_operator_holds_every_permission_it_grants_and_uses():
                 for verb in rule["verbs"]:
                     assert _allowed(rules, g, res, verb), (g, res, verb)
     # server-side apply needs patch (and create for new objects)
-    plural = {"ServiceAccount": ("", "serviceaccounts"), "Role": ("rbac.authorization.k8s.io", "roles"),
-              "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"), "Service": ("", "services"),
-              "PodDisruptionBudget": ("policy", "poddisruptionbudgets"), "StatefulSet": ("apps", "statefulsets"),
-              "ConfigMap": ("", "configmaps")}
+    plural = {
+        "ServiceAccount": ("", "serviceaccounts"),
+        "Role": ("rbac.authorization.k8s.io", "roles"),
+        "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+        "Service": ("", "services"),
+        "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+        "StatefulSet": ("apps", "statefulsets"),
+        "ConfigMap": ("", "configmaps"),
+    }
     for kind, (g, res) in plural.items():
         for verb in ("get", "create", "patch"):
             assert _allowed(rules, g, res, verb), (kind, verb)
-    for g, res, verb in [("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("", "secrets", "get"),
-                         ("", "secrets", "create"), ("", "pods", "list"), ("coordination.k8s.io", "leases", "list"),
-                         ("", "events", "create"), ("threadweaver.io", "threadweaverclusters/status", "patch"),
-                         ("threadweaver.io", "threadweaverclusters/finalizers", "update")]:
+    for g, res, verb in [
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "delete"),
+        ("", "secrets", "get"),
+        ("", "secrets", "create"),
+        ("", "pods", "list"),
+        ("coordination.k8s.io", "leases", "list"),
+        ("", "events", "create"),
+        ("threadweaver.io", "threadweaverclusters/status", "patch"),
+        ("threadweaver.io", "threadweaverclusters/finalizers", "update"),
+    ]:
         assert _allowed(rules, g, res, verb), (res, verb)
     for r in rules:
         assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
@@ -148,7 +206,9 @@ def test_values_are_documented():
             # a leaf value: a comment right above it, or it belongs to a documented block
             above = [lines[j].strip() for j in range(max(0, i - 3), i)]
             indent = len(line) - len(line.lstrip())
-            assert any(a.startswith("#") for a in above) or indent >= 4 or _parent_documented(lines, i), line
+            assert (
+                any(a.startswith("#") for a in above) or indent >= 4 or _parent_documented(lines, i)
+            ), line
 
 
 def _parent_documented(lines, i):
@@ -162,5 +222,9 @@ def _parent_documented(lines, i):
 
 def test_dockerfile_serves_both_entrypoints_as_non_root():
     text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text and "USER 10001" in text and 'pip install ".[operator]"' in text
+    assert (
+        "FROM python:3.11-slim" in text
+        and "USER 10001" in text
+        and 'pip install ".[operator]"' in text
+    )
     assert str(builders.RUNTIME_UID) in text

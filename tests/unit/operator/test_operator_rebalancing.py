@@ -1,5 +1,6 @@
 """Rebalancing decisions: table tests and a simulated cluster (members that apply shard maps
 and acknowledge epochs with random delays) driven through scale sequences."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,15 +10,28 @@ from hypothesis import strategies as st
 
 from threadweaver.shards import MemberStatus, RangeSet, ShardMap
 from threadweaver_operator import names
-from threadweaver_operator.rebalancing import decide, rolling_update_in_progress, statefulset_replicas
+from threadweaver_operator.rebalancing import (
+    decide,
+    rolling_update_in_progress,
+    statefulset_replicas,
+)
 from threadweaver_operator.supervision import MemberView
 
 C = "tw"
 
 
-def view(member: str, acked: int = 0, live: bool = True, ready: bool = True, pod: bool = True) -> MemberView:
-    return MemberView(name=member, ordinal=names.ordinal(C, member), has_lease=live, lease_valid=live,
-                      status=MemberStatus(member, acked) if live else None, pod_exists=pod, pod_ready=ready)
+def view(
+    member: str, acked: int = 0, live: bool = True, ready: bool = True, pod: bool = True
+) -> MemberView:
+    return MemberView(
+        name=member,
+        ordinal=names.ordinal(C, member),
+        has_lease=live,
+        lease_valid=live,
+        status=MemberStatus(member, acked) if live else None,
+        pod_exists=pod,
+        pod_ready=ready,
+    )
 
 
 def views(*vs: MemberView) -> dict[str, MemberView]:
@@ -50,7 +64,9 @@ def test_scale_up_raises_replicas_first_and_waits_for_new_members():
     assert d.statefulset_replicas == 4 and d.action == "wait" and d.reason == "WaitingForMembers"
     assert d.waiting_for == (m(2), m(3)) and not d.changed
     # m(2) came up (Ready pod, no lease yet): it joins
-    d = decide(C, 64, 4, cur, views(view(m(0), 1), view(m(1), 1), view(m(2), live=False, ready=True)))
+    d = decide(
+        C, 64, 4, cur, views(view(m(0), 1), view(m(1), 1), view(m(2), live=False, ready=True))
+    )
     assert d.action == "rebalance" and d.shard_map.in_handoff
     assert set(d.shard_map.assignments) == {m(0), m(1), m(2)}
     assert d.shard_map.handoff.losing_members() <= {m(0), m(1)}
@@ -66,12 +82,23 @@ def test_handoff_completes_only_after_every_losing_member_acked():
     assert d.pending_acks == {m(1)} and not d.shard_map.handoff.complete
     vs[m(1)] = view(m(1), cur.epoch)
     d = decide(C, 64, 3, cur, vs)
-    assert d.action == "complete-handoff" and d.shard_map.handoff.complete and d.shard_map.epoch == cur.epoch
+    assert (
+        d.action == "complete-handoff"
+        and d.shard_map.handoff.complete
+        and d.shard_map.epoch == cur.epoch
+    )
 
 
 def test_gone_member_acknowledges_by_absence():
     cur = ShardMap.initial(64, [m(0), m(1), m(2)]).rebalance([m(0), m(1)])
-    d = decide(C, 64, 2, cur, views(view(m(0), 2), view(m(1), 2), view(m(2), live=False, pod=False)), dead={m(2)})
+    d = decide(
+        C,
+        64,
+        2,
+        cur,
+        views(view(m(0), 2), view(m(1), 2), view(m(2), live=False, pod=False)),
+        dead={m(2)},
+    )
     assert d.action == "complete-handoff"
 
 
@@ -136,7 +163,10 @@ def test_statefulset_replicas_counts_losing_members():
 
 def test_rolling_update_detection():
     assert not rolling_update_in_progress(None)
-    sts = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "currentRevision": "a", "updateRevision": "a"}}
+    sts = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "currentRevision": "a", "updateRevision": "a"},
+    }
     assert not rolling_update_in_progress(sts)
     assert rolling_update_in_progress({**sts, "status": {**sts["status"], "updateRevision": "b"}})
     assert rolling_update_in_progress({**sts, "metadata": {"generation": 3}})
@@ -162,9 +192,18 @@ class World:
     completed: int = 0
 
     def views(self) -> dict[str, MemberView]:
-        return {n: MemberView(name=n, ordinal=names.ordinal(C, n), has_lease=mem.ready, lease_valid=mem.ready,
-                              status=MemberStatus(n, mem.acked), pod_exists=True, pod_ready=mem.ready)
-                for n, mem in self.members.items()}
+        return {
+            n: MemberView(
+                name=n,
+                ordinal=names.ordinal(C, n),
+                has_lease=mem.ready,
+                lease_valid=mem.ready,
+                status=MemberStatus(n, mem.acked),
+                pod_exists=True,
+                pod_ready=mem.ready,
+            )
+            for n, mem in self.members.items()
+        }
 
     def operator_tick(self, replicas: int, max_ranges: int) -> None:
         vs = self.views()
@@ -178,7 +217,9 @@ class World:
             self.completed += 1
         self.map = d.shard_map
         # never drop a pod that holds shards or still has to hand off
-        assert d.statefulset_replicas >= statefulset_replicas(C, replicas, self.map) or replicas == 0
+        assert (
+            d.statefulset_replicas >= statefulset_replicas(C, replicas, self.map) or replicas == 0
+        )
         self.sts_replicas = d.statefulset_replicas
         for i in range(self.sts_replicas):
             self.members.setdefault(m(i), Member(m(i)))
@@ -205,7 +246,10 @@ class World:
         if self.map is None or self.map.in_handoff or self.sts_replicas != replicas:
             return False
         counts = self.map.counts()
-        return sorted(counts) == sorted(names.members(C, replicas)) and max(counts.values()) - min(counts.values()) <= 1
+        return (
+            sorted(counts) == sorted(names.members(C, replicas))
+            and max(counts.values()) - min(counts.values()) <= 1
+        )
 
 
 def run(world: World, targets: list[int], max_ranges: int, lags: list[list[bool]]) -> None:
@@ -217,12 +261,15 @@ def run(world: World, targets: list[int], max_ranges: int, lags: list[list[bool]
             world.members_tick(lags[step % len(lags)] if lags else [])
             world.check_single_owner()
             step += 1
-            if world.converged(replicas) and all(mem.acked == world.map.epoch for mem in world.members.values()):
+            if world.converged(replicas) and all(
+                mem.acked == world.map.epoch for mem in world.members.values()
+            ):
                 break
         assert world.converged(replicas), f"did not converge to {replicas}: {world.map}"
         # every shard has exactly one owner, all of them desired members
         assert RangeSet.full(world.shards).issubset(
-            RangeSet(tuple(r for rs in world.map.assignments.values() for r in rs)))
+            RangeSet(tuple(r for rs in world.map.assignments.values() for r in rs))
+        )
 
 
 def test_scale_3_5_2_converges():
@@ -233,10 +280,12 @@ def test_scale_3_5_2_converges():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shards=st.sampled_from([7, 64, 1024, 4096]),
-       targets=st.lists(st.integers(1, 7), min_size=1, max_size=5),
-       max_ranges=st.integers(1, 8),
-       lags=st.lists(st.lists(st.booleans(), min_size=1, max_size=7), max_size=4))
+@given(
+    shards=st.sampled_from([7, 64, 1024, 4096]),
+    targets=st.lists(st.integers(1, 7), min_size=1, max_size=5),
+    max_ranges=st.integers(1, 8),
+    lags=st.lists(st.lists(st.booleans(), min_size=1, max_size=7), max_size=4),
+)
 def test_any_scale_sequence_converges_with_one_owner_per_shard(shards, targets, max_ranges, lags):
     # a lag pattern that lags forever would never converge; keep at least one step without lag
     lags = lags + [[False]] if lags else []
@@ -253,9 +302,15 @@ def test_the_map_carries_the_addresses_live_members_advertise():
     current = ShardMap.initial(16, ["c-0", "c-1"])
 
     def view(name, address, live=True):
-        return MemberView(name, ordinal=int(name[-1]), has_lease=True, lease_valid=live,
-                          status=MemberStatus(name, acked_epoch=current.epoch, address=address),
-                          pod_exists=True, pod_ready=True)
+        return MemberView(
+            name,
+            ordinal=int(name[-1]),
+            has_lease=True,
+            lease_valid=live,
+            status=MemberStatus(name, acked_epoch=current.epoch, address=address),
+            pod_exists=True,
+            pod_ready=True,
+        )
 
     views = {"c-0": view("c-0", "127.0.0.1:9000"), "c-1": view("c-1", "127.0.0.1:9001")}
     decision = decide("c", 16, 2, current, views)
@@ -265,4 +320,5 @@ def test_the_map_carries_the_addresses_live_members_advertise():
     assert not again.changed
     views["c-1"] = view("c-1", "127.0.0.1:9001", live=False)
     assert dict(decide("c", 16, 2, decision.shard_map, views).shard_map.addresses) == {
-        "c-0": "127.0.0.1:9000"}
+        "c-0": "127.0.0.1:9000"
+    }

@@ -1,10 +1,11 @@
 """The reconcile loop against an in-memory API (no cluster): the order of operations, the
 migration gate, scaling through Leases, idempotency and recovery from any state."""
+
 from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -96,7 +97,12 @@ def env(monkeypatch):
 
     async def fake_provision(k, spec):
         provisioned.append(spec.table_prefix)
-        return Condition("Provisioned", "True", "TablesReady", f"DynamoDB tables ready: {spec.table_prefix}-journal")
+        return Condition(
+            "Provisioned",
+            "True",
+            "TablesReady",
+            f"DynamoDB tables ready: {spec.table_prefix}-journal",
+        )
 
     monkeypatch.setattr(provisioning, "provision_tables", fake_provision)
     kube.provisioned = provisioned
@@ -106,17 +112,31 @@ def env(monkeypatch):
 
 def add_secret(kube, name, data):
     import base64
-    kube.objects[("Secret", NS, name)] = {"kind": "Secret", "metadata": {"name": name, "namespace": NS},
-                                         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+    kube.objects[("Secret", NS, name)] = {
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 def cluster(kube, **spec):
-    body = {"apiVersion": "threadweaver.io/v1alpha1", "kind": "ThreadWeaverCluster",
-            "metadata": {"name": "chat", "namespace": NS, "uid": "uid-1", "generation": 1},
-            "spec": {"image": "img:1", "replicas": 3, "shards": 64,
-                     "journal": {"dynamodb": {"endpoint": "http://ddb:8000", "credentialsSecret": {"name": "aws"}}},
-                     "readModel": {"mysql": {"host": "db", "passwordSecret": {"name": "mysql"}}}, **spec},
-            "status": {}}
+    body = {
+        "apiVersion": "threadweaver.io/v1alpha1",
+        "kind": "ThreadWeaverCluster",
+        "metadata": {"name": "chat", "namespace": NS, "uid": "uid-1", "generation": 1},
+        "spec": {
+            "image": "img:1",
+            "replicas": 3,
+            "shards": 64,
+            "journal": {
+                "dynamodb": {"endpoint": "http://ddb:8000", "credentialsSecret": {"name": "aws"}}
+            },
+            "readModel": {"mysql": {"host": "db", "passwordSecret": {"name": "mysql"}}},
+            **spec,
+        },
+        "status": {},
+    }
     kube.objects[("ThreadWeaverCluster", NS, "chat")] = body
     return body
 
@@ -134,14 +154,21 @@ def cond(kube, ctype):
 
 
 def shardmap(kube) -> ShardMap:
-    return ShardMap.from_json(kube.objects[("ConfigMap", NS, "chat-shardmap")]["data"][SHARDMAP_KEY])
+    return ShardMap.from_json(
+        kube.objects[("ConfigMap", NS, "chat-shardmap")]["data"][SHARDMAP_KEY]
+    )
 
 
 def finish_job(kube, ok=True):
     (key,) = [k for k in kube.objects if k[0] == "Job"]
-    kube.objects[key]["status"] = ({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]} if ok
-                                   else {"failed": 4, "conditions": [{"type": "Failed", "status": "True",
-                                                                       "reason": "BackoffLimitExceeded"}]})
+    kube.objects[key]["status"] = (
+        {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        if ok
+        else {
+            "failed": 4,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+        }
+    )
     return key[2]
 
 
@@ -154,24 +181,41 @@ def run_pods(kube, ready=True):
             del kube.objects[key]
     for i in range(n):
         kube.objects[("Pod", NS, f"chat-{i}")] = {
-            "kind": "Pod", "metadata": {"name": f"chat-{i}", "namespace": NS,
-                                        "labels": sts["spec"]["template"]["metadata"]["labels"]},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
-    sts["status"] = {"observedGeneration": sts["metadata"]["generation"], "replicas": n, "readyReplicas": n if ready else 0,
-                     "currentRevision": "r1", "updateRevision": "r1"}
+            "kind": "Pod",
+            "metadata": {
+                "name": f"chat-{i}",
+                "namespace": NS,
+                "labels": sts["spec"]["template"]["metadata"]["labels"],
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        }
+    sts["status"] = {
+        "observedGeneration": sts["metadata"]["generation"],
+        "replicas": n,
+        "readyReplicas": n if ready else 0,
+        "currentRevision": "r1",
+        "updateRevision": "r1",
+    }
 
 
 def ack_all(kube):
     """Play the members: each pod renews its Lease and acknowledges the published epoch."""
     epoch = shardmap(kube).epoch
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for key in [k for k in kube.objects if k[0] == "Pod"]:
         name = key[2]
         kube.objects[("Lease", NS, name)] = {
-            "kind": "Lease", "metadata": {"name": name, "namespace": NS,
-                                          "annotations": MemberStatus(name, epoch).to_annotations()},
-            "spec": {"holderIdentity": name, "leaseDurationSeconds": 15, "renewTime": now}}
-    for key in [k for k in kube.objects if k[0] == "Lease" and ("Pod",) + k[1:] not in kube.objects]:
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "annotations": MemberStatus(name, epoch).to_annotations(),
+            },
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 15, "renewTime": now},
+        }
+    for key in [
+        k for k in kube.objects if k[0] == "Lease" and ("Pod",) + k[1:] not in kube.objects
+    ]:
         del kube.objects[key]  # a deleted pod released its lease
 
 
@@ -182,14 +226,25 @@ async def test_full_lifecycle(env):
     cluster(kube)
     await handlers.reconcile(body(kube))
     # runtime objects, tables, the Job, the map; no StatefulSet before the migration
-    for kind, name in [("ServiceAccount", "chat-runtime"), ("Role", "chat-runtime"), ("RoleBinding", "chat-runtime"),
-                       ("Service", "chat-headless"), ("Service", "chat"), ("PodDisruptionBudget", "chat-pdb"),
-                       ("Secret", "chat-peer-token"), ("ConfigMap", "chat-shardmap")]:
+    for kind, name in [
+        ("ServiceAccount", "chat-runtime"),
+        ("Role", "chat-runtime"),
+        ("RoleBinding", "chat-runtime"),
+        ("Service", "chat-headless"),
+        ("Service", "chat"),
+        ("PodDisruptionBudget", "chat-pdb"),
+        ("Secret", "chat-peer-token"),
+        ("ConfigMap", "chat-shardmap"),
+    ]:
         assert (kind, NS, name) in kube.objects, (kind, name)
     assert kube.provisioned == ["chat"]
     assert ("StatefulSet", NS, "chat") not in kube.objects
     assert status(kube)["phase"] == "Migrating" and cond(kube, "Migrated")["reason"] == "JobRunning"
-    assert shardmap(kube).epoch == 1 and set(shardmap(kube).assignments) == {"chat-0", "chat-1", "chat-2"}
+    assert shardmap(kube).epoch == 1 and set(shardmap(kube).assignments) == {
+        "chat-0",
+        "chat-1",
+        "chat-2",
+    }
 
     job = finish_job(kube)
     await handlers.reconcile(body(kube))
@@ -205,9 +260,14 @@ async def test_full_lifecycle(env):
     assert kube.provisioned == ["chat"]  # not provisioned again
 
     # idempotent: a second pass writes nothing new
-    before = json.dumps({"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str)
+    before = json.dumps(
+        {"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str
+    )
     await handlers.reconcile(body(kube))
-    assert json.dumps({"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str) == before
+    assert (
+        json.dumps({"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str)
+        == before
+    )
 
     # scale 3 -> 5 -> 2, playing the members
     for replicas in (5, 2):
@@ -219,11 +279,17 @@ async def test_full_lifecycle(env):
             if m.in_handoff:
                 # the StatefulSet never drops a member that must still hand off
                 for loser in m.handoff.losing_members():
-                    assert int(loser.rsplit("-", 1)[1]) < kube.objects[("StatefulSet", NS, "chat")]["spec"]["replicas"]
+                    assert (
+                        int(loser.rsplit("-", 1)[1])
+                        < kube.objects[("StatefulSet", NS, "chat")]["spec"]["replicas"]
+                    )
             run_pods(kube)
             ack_all(kube)
-            if status(kube)["phase"] == "Running" and set(status(kube)["members"]) == {f"chat-{i}" for i in range(replicas)} \
-                    and kube.objects[("StatefulSet", NS, "chat")]["spec"]["replicas"] == replicas:
+            if (
+                status(kube)["phase"] == "Running"
+                and set(status(kube)["members"]) == {f"chat-{i}" for i in range(replicas)}
+                and kube.objects[("StatefulSet", NS, "chat")]["spec"]["replicas"] == replicas
+            ):
                 break
         assert status(kube)["phase"] == "Running", json.dumps(status(kube), indent=1)
         assert set(shardmap(kube).assignments) == {f"chat-{i}" for i in range(replicas)}
@@ -240,7 +306,9 @@ async def test_missing_secret_is_a_condition_not_a_crash(env):
     assert cond(kube, "Provisioned")["reason"] == "SecretNotFound"
     assert cond(kube, "Migrated")["reason"] == "SecretNotFound"
     assert cond(kube, "Ready")["status"] == "False"
-    assert ("StatefulSet", NS, "chat") not in kube.objects and not [k for k in kube.objects if k[0] == "Job"]
+    assert ("StatefulSet", NS, "chat") not in kube.objects and not [
+        k for k in kube.objects if k[0] == "Job"
+    ]
     # the Secrets appear: it recovers by itself
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
@@ -279,10 +347,20 @@ async def test_image_upgrade_waits_for_its_migration(env):
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
     jobs = [k for k in kube.objects if k[0] == "Job"]
     assert len(jobs) == 2
-    new_job = next(k for k in jobs if kube.objects[k].get("status") is None or not kube.objects[k]["status"])
-    kube.objects[new_job]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    new_job = next(
+        k for k in jobs if kube.objects[k].get("status") is None or not kube.objects[k]["status"]
+    )
+    kube.objects[new_job]["status"] = {
+        "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
     await handlers.reconcile(body(kube))
-    assert kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
+    assert (
+        kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+        == "img:2"
+    )
     assert [k for k in kube.objects if k[0] == "Job"] == [new_job]  # the superseded Job is gone
 
 
@@ -311,7 +389,9 @@ async def test_operator_restart_resumes_from_observed_state(env):
     await handlers.reconcile(body(kube))
     run_pods(kube)
     ack_all(kube)  # chat-3 up with a lease
-    kube.objects[("Lease", NS, "chat-3")]["metadata"]["annotations"] = MemberStatus("chat-3", 0).to_annotations()
+    kube.objects[("Lease", NS, "chat-3")]["metadata"]["annotations"] = MemberStatus(
+        "chat-3", 0
+    ).to_annotations()
     await handlers.reconcile(body(kube))
     assert shardmap(kube).in_handoff
     epoch = shardmap(kube).epoch

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threadweaver.shards import Move, RangeSet, ShardRange, assign, limit_moves, plan_moves, target_counts
+from threadweaver.shards import (
+    Move,
+    RangeSet,
+    ShardRange,
+    assign,
+    limit_moves,
+    plan_moves,
+    target_counts,
+)
 
 FAST = settings(max_examples=120, deadline=None)
 POOL = [f"pod-{i}" for i in range(40)]
@@ -70,7 +78,11 @@ def nonempty(assignment: Mapping[str, RangeSet]) -> dict[str, RangeSet]:
 def test_initial_assignment_is_contiguous_blocks_in_name_order() -> None:
     a = assign(1024, ["pod-2", "pod-0", "pod-1"])
     assert list(a) == ["pod-0", "pod-1", "pod-2"]
-    assert {m: str(rs) for m, rs in a.items()} == {"pod-0": "0-342", "pod-1": "342-683", "pod-2": "683-1024"}
+    assert {m: str(rs) for m, rs in a.items()} == {
+        "pod-0": "0-342",
+        "pod-1": "342-683",
+        "pod-2": "683-1024",
+    }
     assert assign(1024, ["a"]) == {"a": RangeSet.full(1024)}
     assert assign(1024, []) == {}
 
@@ -101,8 +113,16 @@ def test_scale_down_gives_removed_shards_to_adjacent_members_first() -> None:
     assert_partition(1024, new)
     assert moved_shards(cur, new) == 256
     # b and d border c's block and absorb its edges; a gets the middle.
-    assert str(new["b"]) == "256-597" and str(new["d"]) == "683-1024" and str(new["a"]) == "0-256,597-683"
-    assert {(mv.source, mv.target) for mv in plan_moves(cur, new)} == {("c", "a"), ("c", "b"), ("c", "d")}
+    assert (
+        str(new["b"]) == "256-597"
+        and str(new["d"]) == "683-1024"
+        and str(new["a"]) == "0-256,597-683"
+    )
+    assert {(mv.source, mv.target) for mv in plan_moves(cur, new)} == {
+        ("c", "a"),
+        ("c", "b"),
+        ("c", "d"),
+    }
 
 
 def test_extra_shard_goes_to_members_holding_more() -> None:
@@ -116,7 +136,9 @@ def test_extra_shard_goes_to_members_holding_more() -> None:
 def test_assign_is_deterministic_and_idempotent() -> None:
     cur = assign(4096, [f"p{i}" for i in range(7)])
     new = assign(4096, [f"p{i}" for i in range(2, 11)], cur)
-    assert new == assign(4096, list(reversed([f"p{i}" for i in range(2, 11)])), dict(reversed(list(cur.items()))))
+    assert new == assign(
+        4096, list(reversed([f"p{i}" for i in range(2, 11)])), dict(reversed(list(cur.items())))
+    )
     assert assign(4096, list(new), new) == new
 
 
@@ -136,13 +158,20 @@ def test_assign_rejects_bad_input() -> None:
 def test_plan_moves_reports_unowned_and_merges_ranges() -> None:
     cur = {"a": RangeSet.parse("0-5")}
     tgt = {"a": RangeSet.parse("0-2"), "b": RangeSet.parse("2-10")}
-    assert plan_moves(cur, tgt) == [Move(ShardRange(2, 5), "a", "b"), Move(ShardRange(5, 10), None, "b")]
+    assert plan_moves(cur, tgt) == [
+        Move(ShardRange(2, 5), "a", "b"),
+        Move(ShardRange(5, 10), None, "b"),
+    ]
     with pytest.raises(ValueError, match="both"):
         plan_moves({"a": RangeSet.parse("0-5"), "b": RangeSet.parse("4-6")}, tgt)
 
 
 def test_limit_moves_applies_mandatory_moves_first_and_caps_the_rest() -> None:
-    cur = {"a": RangeSet.parse("0-10"), "b": RangeSet.parse("10-20"), "gone": RangeSet.parse("20-30")}
+    cur = {
+        "a": RangeSet.parse("0-10"),
+        "b": RangeSet.parse("10-20"),
+        "gone": RangeSet.parse("20-30"),
+    }
     tgt = assign(30, ["a", "b", "c"], cur)
     step = limit_moves(cur, tgt, 1)
     assert "gone" not in step and set(step) == {"a", "b", "c"}
@@ -156,7 +185,9 @@ def test_limit_moves_applies_mandatory_moves_first_and_caps_the_rest() -> None:
 
 @FAST
 @given(shard_counts, scale_sequences)
-def test_scaling_keeps_a_balanced_partition_with_minimal_movement(shards: int, steps: list[list[str]]) -> None:
+def test_scaling_keeps_a_balanced_partition_with_minimal_movement(
+    shards: int, steps: list[list[str]]
+) -> None:
     current: dict[str, RangeSet] = {}
     for members in steps:
         new = assign(shards, members, current)
@@ -179,7 +210,9 @@ def test_scaling_keeps_a_balanced_partition_with_minimal_movement(shards: int, s
 
 @FAST
 @given(shard_counts, scale_sequences, member_sets, st.integers(1, 4))
-def test_limit_moves_converges_in_rounds(shards: int, history: list[list[str]], members: list[str], k: int) -> None:
+def test_limit_moves_converges_in_rounds(
+    shards: int, history: list[list[str]], members: list[str], k: int
+) -> None:
     current: dict[str, RangeSet] = {}
     for step in history:
         current = assign(shards, step, current)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -56,7 +56,9 @@ def test_round_trip_example() -> None:
 def test_missing_annotations_give_defaults() -> None:
     for annotations in (None, {}, {ANNOTATION_ADDRESS: ""}):
         status = MemberStatus.from_annotations("pod-1", annotations)
-        assert status == MemberStatus("pod-1") and status.acked_epoch == 0 and status.address is None
+        assert (
+            status == MemberStatus("pod-1") and status.acked_epoch == 0 and status.address is None
+        )
     # Every key is always written so that a merge patch clears stale values.
     assert set(MemberStatus("pod-1").to_annotations()) == {
         ANNOTATION_ACKED_EPOCH,
@@ -102,18 +104,22 @@ def test_invalid_status_values() -> None:
 
 
 def test_lease_expiry() -> None:
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert not is_lease_expired(now - timedelta(seconds=14), 15, now)
     assert is_lease_expired(now - timedelta(seconds=15), 15, now)
     assert is_lease_expired(None, 15, now)
     # Naive timestamps are UTC, so they compare with aware ones.
     assert not is_lease_expired(datetime(2026, 1, 1, 11, 59, 50), 15, now)
-    assert is_lease_expired(now.astimezone(timezone(timedelta(hours=9))) - timedelta(seconds=20), 15, now)
+    assert is_lease_expired(
+        now.astimezone(timezone(timedelta(hours=9))) - timedelta(seconds=20), 15, now
+    )
 
 
 rmu_states = st.builds(
     RmuState,
-    range=st.tuples(st.integers(0, 65535), st.integers(1, 500)).map(lambda t: ShardRange(t[0], t[0] + t[1])),
+    range=st.tuples(st.integers(0, 65535), st.integers(1, 500)).map(
+        lambda t: ShardRange(t[0], t[0] + t[1])
+    ),
     running=st.booleans(),
     offset=st.integers(0, 2**53),
     lag_events=st.integers(0, 10**9),
@@ -130,7 +136,9 @@ rmu_states = st.builds(
     st.lists(rmu_states, max_size=8),
     st.none() | st.just("pod-3.chat-runtime.ns.svc:8080"),
 )
-def test_annotations_round_trip(epoch: int, pairs: list[tuple[int, int]], rmus: list[RmuState], address: str | None) -> None:
+def test_annotations_round_trip(
+    epoch: int, pairs: list[tuple[int, int]], rmus: list[RmuState], address: str | None
+) -> None:
     owned = RangeSet.from_ranges((s, s + n) for s, n in pairs)
     status = MemberStatus("pod-3", epoch, owned, tuple(rmus), address)
     annotations = status.to_annotations()

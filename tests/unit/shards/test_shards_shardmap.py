@@ -42,7 +42,10 @@ def test_initial_map() -> None:
     m = ShardMap.initial(1024, ["pod-1", "pod-0"])
     assert m.epoch == 1 and m.handoff is None and m.members == ("pod-0", "pod-1")
     assert m.owner_of(0) == "pod-0" and m.owner_of(1023) == "pod-1"
-    assert m.serving_ranges("pod-0") == RangeSet.parse("0-512") and m.serving_ranges("nobody") == RangeSet()
+    assert (
+        m.serving_ranges("pod-0") == RangeSet.parse("0-512")
+        and m.serving_ranges("nobody") == RangeSet()
+    )
     assert m.counts() == {"pod-0": 512, "pod-1": 512}
     assert SHARDMAP_KEY == "shardmap.json"
     with pytest.raises(ValueError):
@@ -60,7 +63,9 @@ def test_handoff_sequence() -> None:
     lost = m2.losing("pod-0")
     assert not lost.is_empty() and lost.isdisjoint(m2.serving_ranges("pod-0"))
     shard = lost.ranges[0].start
-    assert m2.owner_of(shard) == "pod-3" and m2.moving(shard) == Move(lost.ranges[0], "pod-0", "pod-3")
+    assert m2.owner_of(shard) == "pod-3" and m2.moving(shard) == Move(
+        lost.ranges[0], "pod-0", "pod-3"
+    )
     assert m2.moving(0) is None
     # Acks: live losers must ack epoch 2; a loser absent from the leases is gone.
     assert m2.pending_acks({"pod-0": 1, "pod-1": 2, "pod-3": 1}) == {"pod-0"}
@@ -91,7 +96,11 @@ def test_member_set_change_without_moves_bumps_epoch_without_handoff() -> None:
 
 def test_restart_requests() -> None:
     m = ShardMap.initial(1024, ["pod-0", "pod-1"])
-    r = m.request_restart("pod-0", ShardRange(0, 512)).request_restart("pod-0", "0-512").request_restart("pod-1", "600-700")
+    r = (
+        m.request_restart("pod-0", ShardRange(0, 512))
+        .request_restart("pod-0", "0-512")
+        .request_restart("pod-1", "600-700")
+    )
     assert r.epoch == m.epoch and r.restart_generations("pod-0") == {"0-512": 2}
     assert r.restart_generations("pod-9") == {}
     assert ShardMap.from_json(r.to_json()) == r
@@ -120,7 +129,11 @@ def test_json_shape_is_stable() -> None:
         "epoch": 2,
         "shards": 4,
         "assignments": {"a": [[0, 2]], "b": [[2, 3]], "c": [[3, 4]]},
-        "handoff": {"epoch": 2, "moves": [{"range": [3, 4], "from": "b", "to": "c"}], "complete": False},
+        "handoff": {
+            "epoch": 2,
+            "moves": [{"range": [3, 4], "from": "b", "to": "c"}],
+            "complete": False,
+        },
         "restarts": {},
         "addresses": {},
     }
@@ -129,7 +142,12 @@ def test_json_shape_is_stable() -> None:
 
 
 def valid_doc() -> dict[str, Any]:
-    return ShardMap.initial(10, ["a", "b"]).rebalance(["a", "b", "c"]).request_restart("a", "0-3").to_json()
+    return (
+        ShardMap.initial(10, ["a", "b"])
+        .rebalance(["a", "b", "c"])
+        .request_restart("a", "0-3")
+        .to_json()
+    )
 
 
 def mutate(path: list[Any], value: Any) -> dict[str, Any]:
@@ -184,16 +202,30 @@ def test_validation_of_documents() -> None:
     with pytest.raises(ShardMapError, match="JSON object"):
         ShardMap.from_json("[]")
     with pytest.raises(ShardMapError, match="move more than once"):
-        ShardMap(1, 4, {"a": RangeSet.parse("0-4")}, Handoff(1, (Move(ShardRange(0, 2), None, "a"), Move(ShardRange(1, 3), None, "a"))))
+        ShardMap(
+            1,
+            4,
+            {"a": RangeSet.parse("0-4")},
+            Handoff(1, (Move(ShardRange(0, 2), None, "a"), Move(ShardRange(1, 3), None, "a"))),
+        )
     with pytest.raises(ShardMapError, match="to itself"):
-        ShardMap(1, 4, {"a": RangeSet.parse("0-4")}, Handoff(1, (Move(ShardRange(0, 2), "a", "a"),)))
+        ShardMap(
+            1, 4, {"a": RangeSet.parse("0-4")}, Handoff(1, (Move(ShardRange(0, 2), "a", "a"),))
+        )
     # Optional fields may be absent or null.
-    assert ShardMap.from_json({"epoch": 1, "shards": 4, "assignments": {"a": [[0, 4]]}, "restarts": None}).handoff is None
+    assert (
+        ShardMap.from_json(
+            {"epoch": 1, "shards": 4, "assignments": {"a": [[0, 4]]}, "restarts": None}
+        ).handoff
+        is None
+    )
 
 
 @FAST
 @given(st.integers(1, 2048), st.lists(member_sets, min_size=1, max_size=5), st.data())
-def test_protocol_keeps_serving_exclusive_and_round_trips(shards: int, steps: list[list[str]], data: st.DataObject) -> None:
+def test_protocol_keeps_serving_exclusive_and_round_trips(
+    shards: int, steps: list[list[str]], data: st.DataObject
+) -> None:
     m = ShardMap.initial(shards, steps[0])
     assert_serving_is_exclusive(m)
     for members in steps[1:]:
@@ -224,15 +256,24 @@ def test_protocol_keeps_serving_exclusive_and_round_trips(shards: int, steps: li
 
 @FAST
 @given(st.integers(1, 2048), member_sets, member_sets, st.integers(1, 3))
-def test_rebalance_in_rounds_converges_with_one_shot_movement(shards: int, before: list[str], after: list[str], k: int) -> None:
+def test_rebalance_in_rounds_converges_with_one_shot_movement(
+    shards: int, before: list[str], after: list[str], k: int
+) -> None:
     m = ShardMap.initial(shards, before)
     one_shot = assign(shards, after, m.assignments)
-    expected = sum((rs - m.assignments.get(name, RangeSet())).count() for name, rs in one_shot.items())
+    expected = sum(
+        (rs - m.assignments.get(name, RangeSet())).count() for name, rs in one_shot.items()
+    )
     moved = rounds = 0
     while (nxt := m.rebalance(after, k)) is not m:
-        live = [mv for mv in (nxt.handoff.moves if nxt.handoff else ()) if mv.source in nxt.assignments]
+        live = [
+            mv for mv in (nxt.handoff.moves if nxt.handoff else ()) if mv.source in nxt.assignments
+        ]
         assert len(live) <= k
-        moved += sum((rs - m.assignments.get(name, RangeSet())).count() for name, rs in nxt.assignments.items())
+        moved += sum(
+            (rs - m.assignments.get(name, RangeSet())).count()
+            for name, rs in nxt.assignments.items()
+        )
         m = nxt.complete_handoff()
         rounds += 1
         assert rounds <= 200

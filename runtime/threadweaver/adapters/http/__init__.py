@@ -6,8 +6,16 @@
 See `app.py` for the route table and middleware order, `errors.py` for status codes, and
 docs/api.md for the wire format.
 """
+
 from .app import HTTP_SETTINGS, OPENAPI_DOCUMENT, ROUTES, HttpSettings, Route, create_app
 from .errors import ApiError
 
-__all__ = ["create_app", "HttpSettings", "Route", "ROUTES", "HTTP_SETTINGS",
-           "OPENAPI_DOCUMENT", "ApiError"]
+__all__ = [
+    "HTTP_SETTINGS",
+    "OPENAPI_DOCUMENT",
+    "ROUTES",
+    "ApiError",
+    "HttpSettings",
+    "Route",
+    "create_app",
+]

@@ -16,11 +16,13 @@ malformed, badly signed, expired or otherwise unacceptable token; 403
 `{"error_messages": ["accountId does not match the authenticated subject"]}`. Neither the token
 nor the secret is ever logged or echoed.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jwt
 import orjson
@@ -33,14 +35,18 @@ from .wire import is_json_content_type
 LEEWAY_SECONDS = 30.0
 MIN_HS256_SECRET_BYTES = 32
 #: request key of the authenticated account (canonical form), for handlers that want it
-SUBJECT: Any = (web.RequestKey("threadweaver.auth.subject", str)
-                if hasattr(web, "RequestKey") else "threadweaver.auth.subject")
+SUBJECT: Any = (
+    web.RequestKey("threadweaver.auth.subject", str)
+    if hasattr(web, "RequestKey")
+    else "threadweaver.auth.subject"
+)
 SUBJECT_MISMATCH = "accountId does not match the authenticated subject"
 REALM = 'Bearer realm="thread-weaver"'
 #: routes that never need a token (GET probes/metrics/document/welcome; the internal endpoint
 #: authenticates its peers itself)
-OPEN_PATHS = frozenset({"/", "/live", "/ready", "/metrics", "/v1/openapi.json",
-                        "/internal/v1/execute"})
+OPEN_PATHS = frozenset(
+    {"/", "/live", "/ready", "/metrics", "/v1/openapi.json", "/internal/v1/execute"}
+)
 
 
 class AuthConfigError(ValueError):
@@ -71,15 +77,23 @@ def canonical_account(value: str) -> str:
 class JwtVerifier:
     """Verifies tokens and returns their subject. Immutable after construction."""
 
-    def __init__(self, *, hs256_secret: bytes | None = None,
-                 rs256_keys: dict[str | None, Any] | None = None, issuer: str | None = None,
-                 audience: str | None = None, leeway: float = LEEWAY_SECONDS,
-                 source: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        hs256_secret: bytes | None = None,
+        rs256_keys: dict[str | None, Any] | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway: float = LEEWAY_SECONDS,
+        source: str = "",
+    ) -> None:
         if (hs256_secret is None) == (not rs256_keys):
             raise AuthConfigError("give exactly one of an HS256 secret or RS256 (JWKS) keys")
         if hs256_secret is not None and len(hs256_secret) < MIN_HS256_SECRET_BYTES:
-            raise AuthConfigError(f"--jwt-hs256-secret-file: the secret must be at least "
-                                  f"{MIN_HS256_SECRET_BYTES} bytes")
+            raise AuthConfigError(
+                f"--jwt-hs256-secret-file: the secret must be at least "
+                f"{MIN_HS256_SECRET_BYTES} bytes"
+            )
         self._secret = hs256_secret
         self._keys = dict(rs256_keys or {})
         self.algorithm = "HS256" if hs256_secret is not None else "RS256"
@@ -88,12 +102,11 @@ class JwtVerifier:
         self.leeway = leeway
         self._source = source
 
-    def __repr__(self) -> str:          # no key material, ever
+    def __repr__(self) -> str:  # no key material, ever
         return f"JwtVerifier({self.describe()})"
 
     def describe(self) -> str:
-        what = ("an HS256 secret" if self._secret is not None
-                else f"{len(self._keys)} RS256 key(s)")
+        what = "an HS256 secret" if self._secret is not None else f"{len(self._keys)} RS256 key(s)"
         parts = [f"jwt with {what}" + (f" from {self._source}" if self._source else "")]
         if self.issuer:
             parts.append(f"issuer {self.issuer}")
@@ -103,29 +116,48 @@ class JwtVerifier:
 
     # -- construction from the settings' files ----------------------------------------------
     @classmethod
-    def from_files(cls, *, hs256_secret_file: str = "", jwks_file: str = "",
-                   issuer: str = "", audience: str = "",
-                   leeway: float = LEEWAY_SECONDS) -> "JwtVerifier":
+    def from_files(
+        cls,
+        *,
+        hs256_secret_file: str = "",
+        jwks_file: str = "",
+        issuer: str = "",
+        audience: str = "",
+        leeway: float = LEEWAY_SECONDS,
+    ) -> JwtVerifier:
         if bool(hs256_secret_file) == bool(jwks_file):
-            raise AuthConfigError("--auth jwt needs exactly one of --jwt-hs256-secret-file or "
-                                  "--jwt-jwks-file")
+            raise AuthConfigError(
+                "--auth jwt needs exactly one of --jwt-hs256-secret-file or --jwt-jwks-file"
+            )
         if hs256_secret_file:
             try:
                 secret = Path(hs256_secret_file).read_bytes().strip()
             except OSError as exc:
-                raise AuthConfigError(f"--jwt-hs256-secret-file: cannot read "
-                                      f"{hs256_secret_file}: {exc.strerror}") from None
-            return cls(hs256_secret=secret, issuer=issuer, audience=audience, leeway=leeway,
-                       source=hs256_secret_file)
+                raise AuthConfigError(
+                    f"--jwt-hs256-secret-file: cannot read {hs256_secret_file}: {exc.strerror}"
+                ) from None
+            return cls(
+                hs256_secret=secret,
+                issuer=issuer,
+                audience=audience,
+                leeway=leeway,
+                source=hs256_secret_file,
+            )
         try:
             document = json.loads(Path(jwks_file).read_text())
         except OSError as exc:
-            raise AuthConfigError(f"--jwt-jwks-file: cannot read {jwks_file}: "
-                                  f"{exc.strerror}") from None
+            raise AuthConfigError(
+                f"--jwt-jwks-file: cannot read {jwks_file}: {exc.strerror}"
+            ) from None
         except ValueError:
             raise AuthConfigError(f"--jwt-jwks-file: {jwks_file} is not JSON") from None
-        return cls(rs256_keys=rs256_keys_of(document, jwks_file), issuer=issuer,
-                   audience=audience, leeway=leeway, source=jwks_file)
+        return cls(
+            rs256_keys=rs256_keys_of(document, jwks_file),
+            issuer=issuer,
+            audience=audience,
+            leeway=leeway,
+            source=jwks_file,
+        )
 
     # -- verification -----------------------------------------------------------------------
     def verify(self, token: str) -> str:
@@ -145,11 +177,20 @@ class JwtVerifier:
                 key = self._keys.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise Unauthorized("the bearer token's key id (kid) is not known")
-        options: dict[str, Any] = {"require": ["exp", "sub"],
-                                   "verify_aud": self.audience is not None}
+        options: dict[str, Any] = {
+            "require": ["exp", "sub"],
+            "verify_aud": self.audience is not None,
+        }
         try:
-            claims = jwt.decode(token, key, algorithms=[self.algorithm], options=options,
-                                issuer=self.issuer, audience=self.audience, leeway=self.leeway)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                options=options,
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the bearer token has expired") from None
         except jwt.ImmatureSignatureError:
@@ -174,7 +215,7 @@ def rs256_keys_of(document: Any, source: str = "the JWKS") -> dict[str | None, A
     """kid -> public key for the RSA signing keys of a JWKS document (RS256 or no `alg`)."""
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        raise AuthConfigError(f"--jwt-jwks-file: {source} has no \"keys\" array")
+        raise AuthConfigError(f'--jwt-jwks-file: {source} has no "keys" array')
     keys: dict[str | None, Any] = {}
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("kty") != "RSA":
@@ -182,13 +223,15 @@ def rs256_keys_of(document: Any, source: str = "the JWKS") -> dict[str | None, A
         if entry.get("use", "sig") != "sig" or entry.get("alg", "RS256") != "RS256":
             continue
         if "d" in entry:
-            raise AuthConfigError(f"--jwt-jwks-file: {source} holds a private key; give the "
-                                  "public keys only")
+            raise AuthConfigError(
+                f"--jwt-jwks-file: {source} holds a private key; give the public keys only"
+            )
         try:
             keys[entry.get("kid")] = jwt.PyJWK(entry, "RS256").key
         except jwt.PyJWTError as exc:
-            raise AuthConfigError(f"--jwt-jwks-file: a key of {source} is not usable: "
-                                  f"{type(exc).__name__}") from None
+            raise AuthConfigError(
+                f"--jwt-jwks-file: a key of {source} is not usable: {type(exc).__name__}"
+            ) from None
     if not keys:
         raise AuthConfigError(f"--jwt-jwks-file: {source} holds no RSA signing key (RS256)")
     return keys
@@ -197,6 +240,7 @@ def rs256_keys_of(document: Any, source: str = "the JWKS") -> dict[str | None, A
 # ---------------------------------------------------------------------------------------------
 # The middleware
 # ---------------------------------------------------------------------------------------------
+
 
 def bearer_token(request: web.Request) -> str:
     header = request.headers.get(hdrs.AUTHORIZATION)
@@ -218,7 +262,7 @@ async def _body_account_id(request: web.Request) -> str | None:
     content_type = request.headers.get(hdrs.CONTENT_TYPE)
     if content_type is not None and not is_json_content_type(content_type):
         return None
-    try:     # too large: aiohttp raises 413 here, as it would in the handler
+    try:  # too large: aiohttp raises 413 here, as it would in the handler
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         return None

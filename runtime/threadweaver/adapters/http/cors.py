@@ -1,11 +1,12 @@
 """CORS for any origin, as upstream's akka-http-cors `cors()` wrapper (without credentials: with
 `--auth jwt` they are bearer tokens, not cookies). Preflight `OPTIONS` on any served path answers
 204; other responses to a request with an `Origin` get `Access-Control-Allow-Origin: *`."""
+
 from __future__ import annotations
 
 from aiohttp import web
 
-MAX_AGE = "1800"          # akka-http-cors' default max-age, seconds
+MAX_AGE = "1800"  # akka-http-cors' default max-age, seconds
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 EXPOSE = "Retry-After, WWW-Authenticate"
 
@@ -16,8 +17,8 @@ def _preflight(request: web.Request, allowed: set[str]) -> web.Response:
         "Allow": methods,
         ALLOW_ORIGIN: "*",
         "Access-Control-Allow-Methods": methods,
-        "Access-Control-Allow-Headers":
-            request.headers.get("Access-Control-Request-Headers") or "Content-Type",
+        "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
+        or "Content-Type",
         "Access-Control-Max-Age": MAX_AGE,
     }
     return web.Response(status=204, headers=headers)

@@ -12,19 +12,22 @@ registering and awaiting, or between the await and unregistering), and is turned
 time-out there: `run` answers 503 through `timed_out`, and undoes the cancel request
 (`Task.uncancel`) as `asyncio.timeout` does.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
 class Deadlines:
-    def __init__(self, timeout: float, on_expiry: Callable[[], Exception], *,
-                 resolution: float = 0.25) -> None:
+    def __init__(
+        self, timeout: float, on_expiry: Callable[[], Exception], *, resolution: float = 0.25
+    ) -> None:
         self.timeout = timeout
-        self.on_expiry = on_expiry          # the exception a timed-out request raises
+        self.on_expiry = on_expiry  # the exception a timed-out request raises
         self.resolution = min(resolution, timeout)
         self._waiting: dict[asyncio.Task, float] = {}
         self._expired: set[asyncio.Task] = set()
@@ -46,12 +49,12 @@ class Deadlines:
             raise
         finally:
             self._waiting.pop(task, None)
-            self._expired.discard(task)     # (a cancel swallowed below must not leak it)
+            self._expired.discard(task)  # (a cancel swallowed below must not leak it)
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         late = []
-        for task, deadline in self._waiting.items():    # oldest first
+        for task, deadline in self._waiting.items():  # oldest first
             if deadline > now:
                 break
             late.append(task)
@@ -60,5 +63,6 @@ class Deadlines:
             if not task.done():
                 self._expired.add(task)
                 task.cancel()
-        self._sweep = (loop.call_later(self.resolution, self._expire, loop)
-                       if self._waiting else None)
+        self._sweep = (
+            loop.call_later(self.resolution, self._expire, loop) if self._waiting else None
+        )

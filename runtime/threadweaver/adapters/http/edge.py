@@ -4,6 +4,7 @@ It does what three middlewares would (outermost first: metrics, CORS, errors; se
 cors.py and errors.py for each concern) in one layer: every middleware is a coroutine frame and
 an aiohttp wrapper per request, a cost measured on the command path of the benchmarks.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,8 @@ def edge_middleware(metrics: HttpMetrics, max_body_bytes: int) -> Any:
                     response = await handler(request)
                 except Exception as exc:
                     response = error_response_for(exc, request, max_body_bytes)
-                    if response is None:       # a redirect: aiohttp answers it
-                        status = exc.status    # type: ignore[attr-defined]
+                    if response is None:  # a redirect: aiohttp answers it
+                        status = exc.status  # type: ignore[attr-defined]
                         raise
                 add_cors_headers(request, response)
             status = response.status

@@ -22,11 +22,12 @@ command itself, e.g. no peer address yet) is meant for a forwarding layer. Middl
 with `Retry-After: 1` (the shard map will name a reachable owner shortly) rather than re-raised,
 which would make aiohttp answer a non-JSON 500.
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -49,18 +50,24 @@ STATUS_OF_KIND = {ErrorKind.NOT_FOUND: 404, ErrorKind.FORBIDDEN: 403, ErrorKind.
 class ApiError(Exception):
     """An error answer decided by the adapter itself (validation, body, time-outs)."""
 
-    def __init__(self, status: int, messages: list[str],
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, messages: list[str], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__("; ".join(messages))
         self.status = status
         self.messages = messages
         self.headers = headers
 
 
-def error_response(status: int, messages: list[str],
-                   headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps({"error_messages": messages}), status=status,
-                        headers=headers, content_type="application/json")
+def error_response(
+    status: int, messages: list[str], headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps({"error_messages": messages}),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def retry_after(seconds: float) -> str:
@@ -81,8 +88,7 @@ def _from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> web.Res
         message = f"HTTP method not allowed, supported methods: {allowed}"
         headers = {"Allow": allowed}
     elif status == 413:
-        message = (f"The request content was too large: at most {max_body_bytes} bytes "
-                   "are allowed.")
+        message = f"The request content was too large: at most {max_body_bytes} bytes are allowed."
     else:
         message = exc.text if exc.text and not exc.text.startswith(f"{status}:") else exc.reason
     return error_response(status, [message], headers)
@@ -91,8 +97,9 @@ def _from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> web.Res
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response_for(exc: Exception, request: web.Request,
-                       max_body_bytes: int) -> web.Response | None:
+def error_response_for(
+    exc: Exception, request: web.Request, max_body_bytes: int
+) -> web.Response | None:
     """The JSON answer for an exception raised by a handler (table above); None for an
     HTTPException below 400 (a redirect), which the caller re-raises for aiohttp."""
     if isinstance(exc, ApiError):
@@ -104,11 +111,13 @@ def error_response_for(exc: Exception, request: web.Request,
     if isinstance(exc, ValidationError):
         return error_response(400, exc.messages)
     if isinstance(exc, ShardUnavailable):
-        return error_response(503, [str(exc) or "The shard is not available here yet."],
-                              {"Retry-After": retry_after(exc.retry_after)})
+        return error_response(
+            503,
+            [str(exc) or "The shard is not available here yet."],
+            {"Retry-After": retry_after(exc.retry_after)},
+        )
     if isinstance(exc, JournalUnavailable):
-        log.warning("journal unavailable for %s %s", request.method, request.path,
-                    exc_info=exc)
+        log.warning("journal unavailable for %s %s", request.method, request.path, exc_info=exc)
         return error_response(503, [JOURNAL_UNAVAILABLE], {"Retry-After": "1"})
     if isinstance(exc, JournalError):
         log.error("journal error for %s %s", request.method, request.path, exc_info=exc)
@@ -116,12 +125,22 @@ def error_response_for(exc: Exception, request: web.Request,
     if isinstance(exc, ReadModelUnavailable):
         log.warning("%s %s: %s", request.method, request.path, exc)
         return error_response(503, [f"{exc}; retry shortly"], {"Retry-After": "1"})
-    if isinstance(exc, NotOwner):   # nobody forwarded it: see the module docstring
-        log.warning("%s %s: shard owned by %s (address %s), not forwarded", request.method,
-                    request.path, exc.owner, exc.address)
-        return error_response(503, [f"This thread is served by member {exc.owner}, which "
-                                    "cannot be reached from here yet; retry shortly."],
-                              {"Retry-After": "1"})
+    if isinstance(exc, NotOwner):  # nobody forwarded it: see the module docstring
+        log.warning(
+            "%s %s: shard owned by %s (address %s), not forwarded",
+            request.method,
+            request.path,
+            exc.owner,
+            exc.address,
+        )
+        return error_response(
+            503,
+            [
+                f"This thread is served by member {exc.owner}, which "
+                "cannot be reached from here yet; retry shortly."
+            ],
+            {"Retry-After": "1"},
+        )
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None

@@ -8,6 +8,7 @@ An `Idempotency-Key` header makes a command idempotent (application/idempotency.
 into the domain command; a keyed create gets a thread id derived from (accountId, key); answers
 are built from the events the gateway returns, which for a retry are the first request's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,20 +30,26 @@ if TYPE_CHECKING:
 
 
 def timed_out(what: str, seconds: float) -> ApiError:
-    return ApiError(503, [f"The {what} did not complete within {seconds:g} seconds; "
-                          "retry later (a command may or may not have been applied)."])
+    return ApiError(
+        503,
+        [
+            f"The {what} did not complete within {seconds:g} seconds; "
+            "retry later (a command may or may not have been applied)."
+        ],
+    )
 
 
 class CommandHandlers:
     """One instance per app; its bound methods are the route handlers."""
 
-    __slots__ = ("_execute", "_deadlines", "_max_body", "_new_id")
+    __slots__ = ("_deadlines", "_execute", "_max_body", "_new_id")
 
-    def __init__(self, gateway: "CommandGateway", settings: "HttpSettings") -> None:
+    def __init__(self, gateway: CommandGateway, settings: HttpSettings) -> None:
         self._execute = gateway.execute
         timeout = settings.request_timeout_seconds
-        self._deadlines = (Deadlines(timeout, lambda: timed_out("command", timeout))
-                           if timeout else None)
+        self._deadlines = (
+            Deadlines(timeout, lambda: timed_out("command", timeout)) if timeout else None
+        )
         self._max_body = settings.max_body_bytes
         self._new_id = settings.id_generator
 
@@ -63,9 +70,10 @@ class CommandHandlers:
     async def create_thread(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.create_thread(body, self._new_id)
-        if key is not None:   # a retry must reach the same thread: derive its id from the key
+        if key is not None:  # a retry must reach the same thread: derive its id from the key
             command = dataclasses.replace(
-                command, thread_id=derive_thread_id(command.account_id, key))
+                command, thread_id=derive_thread_id(command.account_id, key)
+            )
         await self._run(command, key)
         return json_response({"thread_id": command.thread_id, "error_messages": []})
 

@@ -3,14 +3,16 @@
 A thread the ReadModel does not show to `account_id` (missing, destroyed, or the account is
 neither administrator nor member) is a 404 `thread is not found`, as upstream's get-thread.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .errors import ApiError
 from .deadlines import Deadlines
+from .errors import ApiError
 from .handlers_commands import timed_out
 from .validation import query_params
 from .wire import json_response
@@ -22,27 +24,41 @@ if TYPE_CHECKING:
 THREAD_NOT_FOUND = "thread is not found"
 
 
-def thread_json(v: "ThreadView") -> dict[str, Any]:
-    return {"id": v.id, "creatorId": v.creator_id, "parentThreadId": v.parent_thread_id,
-            "title": v.title, "remarks": v.remarks, "createdAt": v.created_at,
-            "updatedAt": v.updated_at}
+def thread_json(v: ThreadView) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "creatorId": v.creator_id,
+        "parentThreadId": v.parent_thread_id,
+        "title": v.title,
+        "remarks": v.remarks,
+        "createdAt": v.created_at,
+        "updatedAt": v.updated_at,
+    }
 
 
-def message_json(v: "MessageView") -> dict[str, Any]:
+def message_json(v: MessageView) -> dict[str, Any]:
     """Upstream's ThreadMessageJson plus `replyMessageId` (an addition)."""
-    return {"id": v.id, "threadId": v.thread_id, "senderId": v.sender_id, "type": v.type,
-            "body": v.body, "replyMessageId": v.reply_message_id, "createdAt": v.created_at,
-            "updatedAt": v.updated_at}
+    return {
+        "id": v.id,
+        "threadId": v.thread_id,
+        "senderId": v.sender_id,
+        "type": v.type,
+        "body": v.body,
+        "replyMessageId": v.reply_message_id,
+        "createdAt": v.created_at,
+        "updatedAt": v.updated_at,
+    }
 
 
 class QueryHandlers:
-    __slots__ = ("_q", "_deadlines", "_default_limit", "_max_limit")
+    __slots__ = ("_deadlines", "_default_limit", "_max_limit", "_q")
 
-    def __init__(self, queries: "ReadModel", settings: "HttpSettings") -> None:
+    def __init__(self, queries: ReadModel, settings: HttpSettings) -> None:
         self._q = queries
         timeout = settings.request_timeout_seconds
-        self._deadlines = (Deadlines(timeout, lambda: timed_out("query", timeout))
-                           if timeout else None)
+        self._deadlines = (
+            Deadlines(timeout, lambda: timed_out("query", timeout)) if timeout else None
+        )
         self._default_limit = settings.default_limit
         self._max_limit = settings.max_limit
 
@@ -51,10 +67,16 @@ class QueryHandlers:
             return await awaitable
         return await self._deadlines.run(awaitable)
 
-    def _params(self, request: web.Request, with_thread: bool = True,
-                paged: bool = True) -> tuple[Any, str, int, int]:
-        return query_params(request.query, self._default_limit, self._max_limit,
-                            request.match_info["thread_id"] if with_thread else None, paged)
+    def _params(
+        self, request: web.Request, with_thread: bool = True, paged: bool = True
+    ) -> tuple[Any, str, int, int]:
+        return query_params(
+            request.query,
+            self._default_limit,
+            self._max_limit,
+            request.match_info["thread_id"] if with_thread else None,
+            paged,
+        )
 
     async def get_thread(self, request: web.Request) -> web.Response:
         thread_id, account_id, _, _ = self._params(request, paged=False)

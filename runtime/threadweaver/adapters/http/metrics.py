@@ -13,27 +13,48 @@ handed to prometheus_client by a collector when `/metrics` is scraped: prometheu
 metric objects take a lock per update, five updates per request, a cost measured on the command
 path of the benchmarks. Everything runs on the event loop's thread, so no lock is needed.
 """
+
 from __future__ import annotations
 
 import bisect
 import logging
 import weakref
-from typing import Iterator
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import (
-    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
 
 access_log = logging.getLogger("threadweaver.http.access")
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0, 20.0)
+BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+)
 
-_by_registry: "weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics]" = \
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
     weakref.WeakKeyDictionary()
+)
 
 
 class _Latency:
@@ -57,7 +78,7 @@ class HttpMetrics:
         registry.register(_Collector(self))
 
     @classmethod
-    def of(cls, registry: CollectorRegistry | None) -> "HttpMetrics":
+    def of(cls, registry: CollectorRegistry | None) -> HttpMetrics:
         registry = REGISTRY if registry is None else registry
         metrics = _by_registry.get(registry)
         if metrics is None:
@@ -79,13 +100,15 @@ class HttpMetrics:
         latency.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         latency.total += seconds
         if access_log.isEnabledFor(logging.DEBUG):
-            access_log.debug("%s %s -> %d in %.2f ms", method, request.path_qs, status,
-                             seconds * 1000)
+            access_log.debug(
+                "%s %s -> %d in %.2f ms", method, request.path_qs, status, seconds * 1000
+            )
 
     async def handle(self, request: web.Request) -> web.Response:
         """GET /metrics: the Prometheus text exposition of this registry."""
-        return web.Response(body=generate_latest(self.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
 
 class _Collector:
@@ -105,10 +128,13 @@ class _Collector:
         requests = CounterMetricFamily(
             "threadweaver_http_requests",
             "HTTP requests answered, by route template, method and status.",
-            labels=["route", "method", "status"])
+            labels=["route", "method", "status"],
+        )
         duration = HistogramMetricFamily(
             "threadweaver_http_request_duration_seconds",
-            "HTTP request latency by route template.", labels=["route"])
+            "HTTP request latency by route template.",
+            labels=["route"],
+        )
         if not empty:
             for (route, method, status), count in list(m.requests.items()):
                 requests.add_metric([route, method, str(status)], count)
@@ -120,6 +146,8 @@ class _Collector:
                 duration.add_metric([route], buckets, latency.total)
         yield requests
         yield duration
-        yield GaugeMetricFamily("threadweaver_http_requests_in_flight",
-                                "HTTP requests being handled.",
-                                value=0 if empty else m.in_flight)
+        yield GaugeMetricFamily(
+            "threadweaver_http_requests_in_flight",
+            "HTTP requests being handled.",
+            value=0 if empty else m.in_flight,
+        )

@@ -4,11 +4,13 @@ readiness check is true, else 503 naming the failing checks.
 Without a `readiness` callable the read model's `ping()` is the only check (`readModel`).
 A readiness callable that raises or takes longer than `READY_TIMEOUT` counts as failing.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,7 +25,7 @@ Readiness = Callable[[], Awaitable[dict[str, bool]]]
 READY_TIMEOUT = 5.0
 
 
-def ping_readiness(queries: "ReadModel") -> Readiness:
+def ping_readiness(queries: ReadModel) -> Readiness:
     async def ready() -> dict[str, bool]:
         try:
             await queries.ping()
@@ -31,6 +33,7 @@ def ping_readiness(queries: "ReadModel") -> Readiness:
             log.warning("read model ping failed", exc_info=True)
             return {"readModel": False}
         return {"readModel": True}
+
     return ready
 
 
@@ -51,13 +54,25 @@ class Probes:
             log.warning("readiness check failed", exc_info=True)
             checks = {"readiness": False}
             reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return json_response({"status": "not ready", "checks": checks,
-                                  "failing": ["readiness"],
-                                  "error_messages": [f"readiness: {reason}"]}, status=503)
+            return json_response(
+                {
+                    "status": "not ready",
+                    "checks": checks,
+                    "failing": ["readiness"],
+                    "error_messages": [f"readiness: {reason}"],
+                },
+                status=503,
+            )
         checks = {str(k): bool(v) for k, v in checks.items()}
         failing = [name for name, ok in checks.items() if not ok]
         if failing:
-            return json_response({"status": "not ready", "checks": checks, "failing": failing,
-                                  "error_messages": [f"not ready: {', '.join(failing)}"]},
-                                 status=503)
+            return json_response(
+                {
+                    "status": "not ready",
+                    "checks": checks,
+                    "failing": failing,
+                    "error_messages": [f"not ready: {', '.join(failing)}"],
+                },
+                status=503,
+            )
         return json_response({"status": "ready", "checks": checks, "failing": []})

@@ -5,15 +5,24 @@ Every function collects ALL field errors before failing, each message naming its
 Unknown fields are ignored; ids are canonicalised to upper case; optional fields may be
 omitted or null. The OpenAPI schemas in `openapi.py` are built from the same constants.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...domain import limits
 from ...domain.commands import (
-    AddMessages, CreateThread, DestroyThread, JoinAdministratorIds, JoinMemberIds,
-    LeaveAdministratorIds, LeaveMemberIds, NewMessage, RemoveMessages,
+    AddMessages,
+    CreateThread,
+    DestroyThread,
+    JoinAdministratorIds,
+    JoinMemberIds,
+    LeaveAdministratorIds,
+    LeaveMemberIds,
+    NewMessage,
+    RemoveMessages,
 )
 from ...domain.ids import ulid_error
 from .errors import ApiError
@@ -61,6 +70,7 @@ class Errors(list):
 # Field parsers: return the parsed value, or None after recording an error.
 # ---------------------------------------------------------------------------------------------
 
+
 def ulid(errors: Errors, field: str, value: Any) -> str | None:
     if value is _MISSING:
         errors.add(field, REQUIRED)
@@ -91,15 +101,22 @@ def text(errors: Errors, field: str, value: Any, max_length: int, too_long: str)
     return value
 
 
-def optional_text(errors: Errors, field: str, value: Any, max_length: int,
-                  too_long: str) -> str | None:
+def optional_text(
+    errors: Errors, field: str, value: Any, max_length: int, too_long: str
+) -> str | None:
     if value is _MISSING or value is None:
         return None
     return text(errors, field, value, max_length, too_long)
 
 
-def ulid_list(errors: Errors, field: str, value: Any, *, non_empty: str | None = None,
-              max_items: int = limits.IDS_PER_REQUEST_LIMIT) -> tuple[str, ...] | None:
+def ulid_list(
+    errors: Errors,
+    field: str,
+    value: Any,
+    *,
+    non_empty: str | None = None,
+    max_items: int = limits.IDS_PER_REQUEST_LIMIT,
+) -> tuple[str, ...] | None:
     if value is _MISSING:
         errors.add(field, REQUIRED)
         return None
@@ -128,7 +145,7 @@ def create_at(errors: Errors, value: Any) -> int | None:
         errors.add("createAt", REQUIRED)
         return None
     kind = type(value)
-    if kind is float and value.is_integer():   # JSON Schema: 1.0 is an integer
+    if kind is float and value.is_integer():  # JSON Schema: 1.0 is an integer
         value = int(value)
         kind = int
     if kind is not int or not 0 <= value <= CREATE_AT_MAX:
@@ -162,6 +179,7 @@ def idempotency_key(headers: Any) -> str | None:
 # Commands
 # ---------------------------------------------------------------------------------------------
 
+
 def create_thread(body: dict[str, Any], new_id: Callable[[], str]) -> CreateThread:
     """The command; its thread id comes from `new_id`, called only once the body is valid."""
     e = Errors()
@@ -169,16 +187,25 @@ def create_thread(body: dict[str, Any], new_id: Callable[[], str]) -> CreateThre
     account_id = ulid(e, "accountId", get("accountId", _MISSING))
     parent = optional_ulid(e, "parentThreadId", get("parentThreadId", _MISSING))
     title = text(e, "title", get("title", _MISSING), limits.TITLE_MAX_LENGTH, "title is too long")
-    remarks = optional_text(e, "remarks", get("remarks", _MISSING), limits.REMARKS_MAX_LENGTH,
-                            "remarks is too long")
-    admins = ulid_list(e, "administratorIds", get("administratorIds", _MISSING),
-                       non_empty=ADMINS_EMPTY)
+    remarks = optional_text(
+        e, "remarks", get("remarks", _MISSING), limits.REMARKS_MAX_LENGTH, "remarks is too long"
+    )
+    admins = ulid_list(
+        e, "administratorIds", get("administratorIds", _MISSING), non_empty=ADMINS_EMPTY
+    )
     members = ulid_list(e, "memberIds", get("memberIds", _MISSING))
     at = create_at(e, get("createAt", _MISSING))
     e.raise_if_any()
-    return CreateThread(thread_id=new_id(), account_id=account_id, title=title,
-                        administrator_ids=admins, member_ids=members, parent_thread_id=parent,
-                        remarks=remarks, at=at)
+    return CreateThread(
+        thread_id=new_id(),
+        account_id=account_id,
+        title=title,
+        administrator_ids=admins,
+        member_ids=members,
+        parent_thread_id=parent,
+        remarks=remarks,
+        at=at,
+    )
 
 
 def destroy_thread(raw_thread_id: str, body: dict[str, Any]) -> DestroyThread:
@@ -190,8 +217,14 @@ def destroy_thread(raw_thread_id: str, body: dict[str, Any]) -> DestroyThread:
     return DestroyThread(thread_id=thread_id, account_id=account_id, at=at)
 
 
-def _ids_command(cls: Callable[..., Any], raw_thread_id: str, body: dict[str, Any], *,
-                 alias: str | None = None, non_empty: str | None = None) -> Any:
+def _ids_command(
+    cls: Callable[..., Any],
+    raw_thread_id: str,
+    body: dict[str, Any],
+    *,
+    alias: str | None = None,
+    non_empty: str | None = None,
+) -> Any:
     e = Errors()
     thread_id = path_thread_id(e, raw_thread_id)
     account_id = ulid(e, "accountId", body.get("accountId", _MISSING))
@@ -215,8 +248,9 @@ def join_administrator_ids(raw_thread_id: str, body: dict[str, Any]) -> JoinAdmi
 
 def leave_administrator_ids(raw_thread_id: str, body: dict[str, Any]) -> LeaveAdministratorIds:
     """`accountIds`, or upstream's `administratorIds` as an alias (give one of the two)."""
-    return _ids_command(LeaveAdministratorIds, raw_thread_id, body, alias="administratorIds",
-                        non_empty=ADMINS_EMPTY)
+    return _ids_command(
+        LeaveAdministratorIds, raw_thread_id, body, alias="administratorIds", non_empty=ADMINS_EMPTY
+    )
 
 
 def join_member_ids(raw_thread_id: str, body: dict[str, Any]) -> JoinMemberIds:
@@ -227,8 +261,9 @@ def leave_member_ids(raw_thread_id: str, body: dict[str, Any]) -> LeaveMemberIds
     return _ids_command(LeaveMemberIds, raw_thread_id, body)
 
 
-def add_messages(raw_thread_id: str, body: dict[str, Any],
-                 new_id: Callable[[], str]) -> AddMessages:
+def add_messages(
+    raw_thread_id: str, body: dict[str, Any], new_id: Callable[[], str]
+) -> AddMessages:
     """The command; each message gets an id from `new_id`, once the whole body is valid."""
     e = Errors()
     thread_id = path_thread_id(e, raw_thread_id)
@@ -249,13 +284,16 @@ def add_messages(raw_thread_id: str, body: dict[str, Any],
             prefix = f"messages[{i}]."
             reply = optional_ulid(e, prefix + "replyMessageId", m.get("replyMessageId", _MISSING))
             to = ulid_list(e, prefix + "toAccountIds", m.get("toAccountIds", _MISSING))
-            body_text = text(e, prefix + "text", m.get("text", _MISSING),
-                             limits.TEXT_MAX_LENGTH, "too long text")
+            body_text = text(
+                e, prefix + "text", m.get("text", _MISSING), limits.TEXT_MAX_LENGTH, "too long text"
+            )
             parsed.append((body_text, reply, to))
     at = create_at(e, body.get("createAt", _MISSING))
     e.raise_if_any()
-    messages = tuple(NewMessage(id=new_id(), text=t, reply_message_id=r, to_account_ids=to)
-                     for t, r, to in parsed)
+    messages = tuple(
+        NewMessage(id=new_id(), text=t, reply_message_id=r, to_account_ids=to)
+        for t, r, to in parsed
+    )
     return AddMessages(thread_id=thread_id, account_id=account_id, messages=messages, at=at)
 
 
@@ -273,6 +311,7 @@ def remove_messages(raw_thread_id: str, body: dict[str, Any]) -> RemoveMessages:
 # Queries
 # ---------------------------------------------------------------------------------------------
 
+
 def _non_negative_int(e: Errors, field: str, raw: str, low: int, high: int) -> int | None:
     if raw.isascii() and raw.isdigit() and len(raw) <= 19:
         value = int(raw)
@@ -282,9 +321,13 @@ def _non_negative_int(e: Errors, field: str, raw: str, low: int, high: int) -> i
     return None
 
 
-def query_params(query: Any, default_limit: int, max_limit: int,
-                 raw_thread_id: str | None = None,
-                 paged: bool = True) -> tuple[str | None, str, int, int]:
+def query_params(
+    query: Any,
+    default_limit: int,
+    max_limit: int,
+    raw_thread_id: str | None = None,
+    paged: bool = True,
+) -> tuple[str | None, str, int, int]:
     """(thread_id, account_id, offset, limit) from a request's query (and path thread id).
     Without `paged`, offset and limit are ignored (get-thread)."""
     e = Errors()

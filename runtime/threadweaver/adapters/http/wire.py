@@ -1,7 +1,9 @@
 """JSON on the wire (orjson both ways): responses, and reading a request's JSON object body."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
@@ -13,10 +15,10 @@ _ACCEPTED_CHARSETS = frozenset({"utf-8", "utf8"})
 _content_type_cache: dict[str, bool] = {JSON: True}
 
 
-def json_response(data: Any, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
-                        content_type=JSON)
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers, content_type=JSON)
 
 
 def is_json_content_type(value: str) -> bool:
@@ -31,7 +33,7 @@ def is_json_content_type(value: str) -> bool:
             name, _, val = param.partition("=")
             if name.strip().lower() == "charset":
                 ok = ok and val.strip().strip('"').lower() in _ACCEPTED_CHARSETS
-    if len(_content_type_cache) < 64:       # a handful of spellings: bound the cache
+    if len(_content_type_cache) < 64:  # a handful of spellings: bound the cache
         _content_type_cache[value] = ok
     return ok
 

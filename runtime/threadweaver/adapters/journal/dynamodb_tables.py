@@ -6,6 +6,7 @@ differs otherwise. It waits until the tables and the index are ACTIVE. See docs/
 the layout, capacity modes and the IAM actions these functions need (CreateTable,
 DescribeTable, DeleteTable; UpdateContinuousBackups when point-in-time recovery is asked for).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,14 @@ from typing import Any
 from ...application.ports import JournalError
 from .dynamodb import SHARD_INDEX, DynamoDBSettings, map_client_error, open_client
 
-__all__ = ["create_tables", "delete_tables", "describe_tables", "journal_table_spec",
-           "snapshot_table_spec", "BILLING_MODES"]
+__all__ = [
+    "BILLING_MODES",
+    "create_tables",
+    "delete_tables",
+    "describe_tables",
+    "journal_table_spec",
+    "snapshot_table_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +32,19 @@ BILLING_MODES = ("PAY_PER_REQUEST", "PROVISIONED")
 DEFAULT_TIMEOUT = 300.0
 
 
-def journal_table_spec(name: str, billing_mode: str = "PAY_PER_REQUEST",
-                       read_capacity: int | None = None,
-                       write_capacity: int | None = None) -> dict[str, Any]:
+def journal_table_spec(
+    name: str,
+    billing_mode: str = "PAY_PER_REQUEST",
+    read_capacity: int | None = None,
+    write_capacity: int | None = None,
+) -> dict[str, Any]:
     """CreateTable arguments of ``<prefix>-journal`` (HASH pid, RANGE seq; GSI shard_ts)."""
     index: dict[str, Any] = {
         "IndexName": SHARD_INDEX,
-        "KeySchema": [{"AttributeName": "shard", "KeyType": "HASH"},
-                      {"AttributeName": "ts", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "shard", "KeyType": "HASH"},
+            {"AttributeName": "ts", "KeyType": "RANGE"},
+        ],
         "Projection": {"ProjectionType": "ALL"},
     }
     spec: dict[str, Any] = {
@@ -43,8 +55,10 @@ def journal_table_spec(name: str, billing_mode: str = "PAY_PER_REQUEST",
             {"AttributeName": "shard", "AttributeType": "N"},
             {"AttributeName": "ts", "AttributeType": "N"},
         ],
-        "KeySchema": [{"AttributeName": "pid", "KeyType": "HASH"},
-                      {"AttributeName": "seq", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "pid", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"},
+        ],
         "GlobalSecondaryIndexes": [index],
         "BillingMode": billing_mode,
     }
@@ -56,9 +70,12 @@ def journal_table_spec(name: str, billing_mode: str = "PAY_PER_REQUEST",
     return spec
 
 
-def snapshot_table_spec(name: str, billing_mode: str = "PAY_PER_REQUEST",
-                        read_capacity: int | None = None,
-                        write_capacity: int | None = None) -> dict[str, Any]:
+def snapshot_table_spec(
+    name: str,
+    billing_mode: str = "PAY_PER_REQUEST",
+    read_capacity: int | None = None,
+    write_capacity: int | None = None,
+) -> dict[str, Any]:
     """CreateTable arguments of ``<prefix>-snapshot`` (HASH pid)."""
     spec: dict[str, Any] = {
         "TableName": name,
@@ -70,14 +87,16 @@ def snapshot_table_spec(name: str, billing_mode: str = "PAY_PER_REQUEST",
         # Snapshots are written every N events and read on entity start: a fraction suffices.
         spec["ProvisionedThroughput"] = {
             "ReadCapacityUnits": max(1, (read_capacity or 1) // 4),
-            "WriteCapacityUnits": max(1, (write_capacity or 1) // 4)}
+            "WriteCapacityUnits": max(1, (write_capacity or 1) // 4),
+        }
     return spec
 
 
 def _validate(billing_mode: str, read_capacity: int | None, write_capacity: int | None) -> None:
     if billing_mode not in BILLING_MODES:
-        raise ValueError(f"billing mode must be one of {', '.join(BILLING_MODES)}, "
-                         f"not {billing_mode!r}")
+        raise ValueError(
+            f"billing mode must be one of {', '.join(BILLING_MODES)}, not {billing_mode!r}"
+        )
     if billing_mode == "PROVISIONED":
         if not read_capacity or not write_capacity or read_capacity < 1 or write_capacity < 1:
             raise ValueError("billing mode PROVISIONED needs read and write capacity >= 1")
@@ -96,8 +115,9 @@ def _schema_problems(desc: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
         return [(k["AttributeName"], k["KeyType"]) for k in schema]
 
     if keys(desc.get("KeySchema", [])) != keys(wanted["KeySchema"]):
-        problems.append(f"key schema is {keys(desc.get('KeySchema', []))}, "
-                        f"expected {keys(wanted['KeySchema'])}")
+        problems.append(
+            f"key schema is {keys(desc.get('KeySchema', []))}, expected {keys(wanted['KeySchema'])}"
+        )
     for want_index in wanted.get("GlobalSecondaryIndexes", []):
         have = {i["IndexName"]: i for i in desc.get("GlobalSecondaryIndexes", [])}
         index = have.get(want_index["IndexName"])
@@ -105,8 +125,10 @@ def _schema_problems(desc: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
             problems.append(f"index {want_index['IndexName']} is missing")
             continue
         if keys(index["KeySchema"]) != keys(want_index["KeySchema"]):
-            problems.append(f"index {want_index['IndexName']} keys are "
-                            f"{keys(index['KeySchema'])}, expected {keys(want_index['KeySchema'])}")
+            problems.append(
+                f"index {want_index['IndexName']} keys are "
+                f"{keys(index['KeySchema'])}, expected {keys(want_index['KeySchema'])}"
+            )
         projection = index.get("Projection", {}).get("ProjectionType")
         if projection != "ALL":
             problems.append(f"index {want_index['IndexName']} projects {projection}, expected ALL")
@@ -123,12 +145,14 @@ def _billing_mode(desc: dict[str, Any]) -> str:
 def _active(desc: dict[str, Any]) -> bool:
     if desc.get("TableStatus") != "ACTIVE":
         return False
-    return all(i.get("IndexStatus", "ACTIVE") == "ACTIVE"
-               for i in desc.get("GlobalSecondaryIndexes", []))
+    return all(
+        i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in desc.get("GlobalSecondaryIndexes", [])
+    )
 
 
 async def _describe(client: Any, settings: DynamoDBSettings, name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
+
     try:
         return (await client.describe_table(TableName=name))["Table"]
     except ClientError as exc:
@@ -137,10 +161,16 @@ async def _describe(client: Any, settings: DynamoDBSettings, name: str) -> dict[
         raise map_client_error(exc, settings, name, "DescribeTable") from None
 
 
-async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_PER_REQUEST",
-                        read_capacity: int | None = None, write_capacity: int | None = None,
-                        wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
-                        point_in_time_recovery: bool = False) -> list[str]:
+async def create_tables(
+    settings: DynamoDBSettings,
+    *,
+    billing_mode: str = "PAY_PER_REQUEST",
+    read_capacity: int | None = None,
+    write_capacity: int | None = None,
+    wait: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    point_in_time_recovery: bool = False,
+) -> list[str]:
     """Create ``<prefix>-journal`` (with its ``shard_ts`` index) and ``<prefix>-snapshot`` when
     missing; check existing ones. Waits for ACTIVE when `wait`. Returns both table names.
 
@@ -149,11 +179,12 @@ async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_
     unreachable endpoint or rejected credentials, TimeoutError when not ACTIVE in `timeout`.
     """
     from botocore.exceptions import ClientError
+
     _validate(billing_mode, read_capacity, write_capacity)
-    specs = [journal_table_spec(settings.journal_table, billing_mode, read_capacity,
-                                write_capacity),
-             snapshot_table_spec(settings.snapshot_table, billing_mode, read_capacity,
-                                 write_capacity)]
+    specs = [
+        journal_table_spec(settings.journal_table, billing_mode, read_capacity, write_capacity),
+        snapshot_table_spec(settings.snapshot_table, billing_mode, read_capacity, write_capacity),
+    ]
     deadline = time.monotonic() + timeout
     try:
         async with open_client(settings) as client:
@@ -169,16 +200,21 @@ async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_
                             raise map_client_error(exc, settings, name, "CreateTable") from None
                     desc = await _describe(client, settings, name)
                 elif _billing_mode(desc) != billing_mode:
-                    log.warning("DynamoDB table %s exists with billing mode %s, not %s: left "
-                                "as it is (change it in AWS if you mean to)", name,
-                                _billing_mode(desc), billing_mode)
+                    log.warning(
+                        "DynamoDB table %s exists with billing mode %s, not %s: left "
+                        "as it is (change it in AWS if you mean to)",
+                        name,
+                        _billing_mode(desc),
+                        billing_mode,
+                    )
                 if desc is not None:
                     problems = _schema_problems(desc, spec)
                     if problems:
                         raise JournalError(
                             f"DynamoDB table {name} exists but does not have the layout "
                             f"threadweaver needs: {'; '.join(problems)}. Use another table "
-                            "prefix, or delete the table if it holds nothing you need.")
+                            "prefix, or delete the table if it holds nothing you need."
+                        )
             if wait:
                 for spec in specs:
                     await _wait_active(client, settings, spec["TableName"], deadline)
@@ -187,10 +223,12 @@ async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_
                     try:
                         await client.update_continuous_backups(
                             TableName=spec["TableName"],
-                            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+                            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+                        )
                     except ClientError as exc:
-                        raise map_client_error(exc, settings, spec["TableName"],
-                                               "UpdateContinuousBackups") from None
+                        raise map_client_error(
+                            exc, settings, spec["TableName"], "UpdateContinuousBackups"
+                        ) from None
     except (JournalError, ValueError, TimeoutError):
         raise
     except Exception as exc:
@@ -200,15 +238,15 @@ async def create_tables(settings: DynamoDBSettings, *, billing_mode: str = "PAY_
 
 def _wrap(exc: BaseException, settings: DynamoDBSettings) -> JournalError:
     from botocore import exceptions as bex
-    if isinstance(exc, bex.ClientError) or isinstance(exc, (bex.NoCredentialsError,
-                                                            bex.PartialCredentialsError)):
+
+    if isinstance(exc, (bex.ClientError, bex.NoCredentialsError, bex.PartialCredentialsError)):
         return map_client_error(exc, settings, None, "provisioning")
-    return JournalError(f"cannot reach DynamoDB at {settings.describe()}: "
-                        f"{type(exc).__name__}: {exc}")
+    return JournalError(
+        f"cannot reach DynamoDB at {settings.describe()}: {type(exc).__name__}: {exc}"
+    )
 
 
-async def _wait_active(client: Any, settings: DynamoDBSettings, name: str,
-                       deadline: float) -> None:
+async def _wait_active(client: Any, settings: DynamoDBSettings, name: str, deadline: float) -> None:
     delay = 0.05
     while True:
         desc = await _describe(client, settings, name)
@@ -221,11 +259,13 @@ async def _wait_active(client: Any, settings: DynamoDBSettings, name: str,
         delay = min(2.0, delay * 1.5)
 
 
-async def delete_tables(settings: DynamoDBSettings, *, wait: bool = True,
-                        timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+async def delete_tables(
+    settings: DynamoDBSettings, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT
+) -> list[str]:
     """Delete both tables (their data is gone for good); missing ones are fine. Returns the
     names of the tables that existed and were deleted."""
     from botocore.exceptions import ClientError
+
     deleted: list[str] = []
     deadline = time.monotonic() + timeout
     try:
@@ -239,16 +279,19 @@ async def delete_tables(settings: DynamoDBSettings, *, wait: bool = True,
                     code = exc.response.get("Error", {}).get("Code")
                     if code == "ResourceNotFoundException":
                         continue
-                    if code == "ResourceInUseException":   # being created or deleted: retry
+                    if code == "ResourceInUseException":  # being created or deleted: retry
                         await _wait_settled(client, settings, name, deadline)
                         try:
                             await client.delete_table(TableName=name)
                             deleted.append(name)
                         except ClientError as again:
-                            if again.response.get("Error", {}).get("Code") != \
-                                    "ResourceNotFoundException":
-                                raise map_client_error(again, settings, name,
-                                                       "DeleteTable") from None
+                            if (
+                                again.response.get("Error", {}).get("Code")
+                                != "ResourceNotFoundException"
+                            ):
+                                raise map_client_error(
+                                    again, settings, name, "DeleteTable"
+                                ) from None
                         continue
                     raise map_client_error(exc, settings, name, "DeleteTable") from None
             if wait:
@@ -261,8 +304,9 @@ async def delete_tables(settings: DynamoDBSettings, *, wait: bool = True,
     return deleted
 
 
-async def _wait_settled(client: Any, settings: DynamoDBSettings, name: str,
-                        deadline: float) -> None:
+async def _wait_settled(
+    client: Any, settings: DynamoDBSettings, name: str, deadline: float
+) -> None:
     while True:
         desc = await _describe(client, settings, name)
         if desc is None or desc.get("TableStatus") in ("ACTIVE",):
@@ -272,8 +316,7 @@ async def _wait_settled(client: Any, settings: DynamoDBSettings, name: str,
         await asyncio.sleep(0.1)
 
 
-async def _wait_gone(client: Any, settings: DynamoDBSettings, name: str,
-                     deadline: float) -> None:
+async def _wait_gone(client: Any, settings: DynamoDBSettings, name: str, deadline: float) -> None:
     delay = 0.05
     while await _describe(client, settings, name) is not None:
         if time.monotonic() >= deadline:
@@ -287,8 +330,10 @@ async def describe_tables(settings: DynamoDBSettings) -> dict[str, dict[str, Any
     and size (approximate, refreshed by DynamoDB every ~6 hours), index status, and the layout
     problems (empty when threadweaver can use it)."""
     out: dict[str, dict[str, Any] | None] = {}
-    specs = {settings.journal_table: journal_table_spec(settings.journal_table),
-             settings.snapshot_table: snapshot_table_spec(settings.snapshot_table)}
+    specs = {
+        settings.journal_table: journal_table_spec(settings.journal_table),
+        settings.snapshot_table: snapshot_table_spec(settings.snapshot_table),
+    }
     try:
         async with open_client(settings) as client:
             for name, spec in specs.items():
@@ -302,14 +347,18 @@ async def describe_tables(settings: DynamoDBSettings) -> dict[str, dict[str, Any
                     "active": _active(desc),
                     "billing_mode": _billing_mode(desc),
                     "read_capacity": (desc.get("ProvisionedThroughput") or {}).get(
-                        "ReadCapacityUnits"),
+                        "ReadCapacityUnits"
+                    ),
                     "write_capacity": (desc.get("ProvisionedThroughput") or {}).get(
-                        "WriteCapacityUnits"),
+                        "WriteCapacityUnits"
+                    ),
                     "item_count": desc.get("ItemCount"),
                     "size_bytes": desc.get("TableSizeBytes"),
                     "arn": desc.get("TableArn"),
-                    "indexes": {i["IndexName"]: i.get("IndexStatus")
-                                for i in desc.get("GlobalSecondaryIndexes", [])},
+                    "indexes": {
+                        i["IndexName"]: i.get("IndexStatus")
+                        for i in desc.get("GlobalSecondaryIndexes", [])
+                    },
                     "problems": _schema_problems(desc, spec),
                 }
     except JournalError:

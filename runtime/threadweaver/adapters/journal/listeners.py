@@ -1,8 +1,9 @@
 """In-process append notifications, shared by the journals (the `Journal.subscribe` port)."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ...application.ports import AppendListener, StoredEvent
 
@@ -22,6 +23,7 @@ class AppendListeners:
         def unsubscribe() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
         return unsubscribe
 
     def notify(self, events: Sequence[StoredEvent]) -> None:

@@ -14,6 +14,7 @@ already exists fails with ConcurrencyConflict. A batch is written with one `exec
 of its appends conflicts, the batch is written again append by append, each under a savepoint, so
 one conflict does not undo its neighbours.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,17 +22,23 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from ...application.ports import (
-    AppendListener, ConcurrencyConflict, JournalError, NewEvent, Snapshot, StoredEvent,
+    AppendListener,
+    ConcurrencyConflict,
+    JournalError,
+    NewEvent,
+    Snapshot,
+    StoredEvent,
 )
-from .listeners import AppendListeners
 from ...shards.hashing import DEFAULT_SHARDS, shard_of
+from .listeners import AppendListeners
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +71,22 @@ CREATE TABLE IF NOT EXISTS journal_meta (
 """
 
 
-_INSERT = ("INSERT INTO journal (pid, seq, shard, ts, type, payload, writer)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = (
+    "INSERT INTO journal (pid, seq, shard, ts, type, payload, writer) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class _Append:
-    __slots__ = ("pid", "expected_seq", "events", "writer", "future")
+    __slots__ = ("events", "expected_seq", "future", "pid", "writer")
 
-    def __init__(self, pid: str, expected_seq: int, events: Sequence[NewEvent], writer: str,
-                 future: asyncio.Future) -> None:
+    def __init__(
+        self,
+        pid: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        writer: str,
+        future: asyncio.Future,
+    ) -> None:
         self.pid = pid
         self.expected_seq = expected_seq
         self.events = events
@@ -81,10 +95,11 @@ class _Append:
 
 
 class SqliteJournal:
-    offset_slack = 0   # ordering is assigned in commit order by the single writer
+    offset_slack = 0  # ordering is assigned in commit order by the single writer
 
-    def __init__(self, path: str | Path, *, shards: int = DEFAULT_SHARDS,
-                 synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str | Path, *, shards: int = DEFAULT_SHARDS, synchronous: str = "full"
+    ) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         self.path = Path(path)
@@ -98,7 +113,7 @@ class SqliteJournal:
         self._local = threading.local()
         self._listeners = AppendListeners()
         self._closed = False
-        self.commits = 0            # batches committed (for metrics and benchmarks)
+        self.commits = 0  # batches committed (for metrics and benchmarks)
         self.appends = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -117,8 +132,10 @@ class SqliteJournal:
             conn.execute("INSERT INTO journal_meta VALUES ('shards', ?)", (str(self.shards),))
             conn.commit()
         elif int(row[0]) != self.shards:
-            raise JournalError(f"{self.path} was created with {row[0]} shards, not {self.shards}:"
-                               " the shard count is fixed at creation")
+            raise JournalError(
+                f"{self.path} was created with {row[0]} shards, not {self.shards}:"
+                " the shard count is fixed at creation"
+            )
 
     async def close(self) -> None:
         if self._closed:
@@ -135,8 +152,9 @@ class SqliteJournal:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
-                                   timeout=30)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=True, timeout=30
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -150,12 +168,14 @@ class SqliteJournal:
             self._local.conn = None
 
     # -- appends ----------------------------------------------------------------------------
-    async def append(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
-                     *, writer: str = "") -> list[StoredEvent]:
+    async def append(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> list[StoredEvent]:
         return await self.append_nowait(pid, expected_seq, events, writer=writer)
 
-    def append_nowait(self, pid: str, expected_seq: int, events: Sequence[NewEvent],
-                      *, writer: str = "") -> asyncio.Future:
+    def append_nowait(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> asyncio.Future:
         """Queue an append for the next group commit; the future resolves once it is durable.
         Cancelling the future (or its awaiter) does not withdraw the append: it is written
         with its batch all the same (the entity then reloads to learn the outcome)."""
@@ -178,8 +198,9 @@ class SqliteJournal:
                 batch = self._pending[:MAX_BATCH_APPENDS]
                 del self._pending[:MAX_BATCH_APPENDS]
                 try:
-                    results = await loop.run_in_executor(self._write_executor,
-                                                         self._write_batch, batch)
+                    results = await loop.run_in_executor(
+                        self._write_executor, self._write_batch, batch
+                    )
                 except Exception as exc:  # the whole batch failed: fail every waiter
                     log.exception("journal batch of %d appends failed", len(batch))
                     err = JournalError(f"journal write failed: {exc}")
@@ -192,7 +213,7 @@ class SqliteJournal:
                 written: list[StoredEvent] = []
                 for item, result in zip(batch, results):
                     if not isinstance(result, Exception):
-                        written.extend(result)   # committed, even if its waiter went away
+                        written.extend(result)  # committed, even if its waiter went away
                     if item.future.done():
                         continue
                     if isinstance(result, Exception):
@@ -217,13 +238,15 @@ class SqliteJournal:
             seq, writer = item.expected_seq, item.writer
             for event in item.events:
                 seq += 1
-                rows.append((item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload),
-                             writer))
+                rows.append(
+                    (item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload), writer)
+                )
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT, rows)
-            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'"
-                                ).fetchone()[0]
+            last = conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'journal'"
+            ).fetchone()[0]
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
@@ -241,8 +264,11 @@ class SqliteJournal:
                 row = rows[k]
                 k += 1
                 ordering += 1
-                stored.append(StoredEvent(row[0], row[1], row[2], event.type, event.payload, ts,
-                                          ordering, row[6]))
+                stored.append(
+                    StoredEvent(
+                        row[0], row[1], row[2], event.type, event.payload, ts, ordering, row[6]
+                    )
+                )
             out.append(stored)
         return out
 
@@ -262,10 +288,28 @@ class SqliteJournal:
                         seq = item.expected_seq + i + 1
                         cur = conn.execute(
                             _INSERT,
-                            (item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload),
-                             item.writer))
-                        stored.append(StoredEvent(item.pid, seq, shard, event.type, event.payload,
-                                                  ts, cur.lastrowid, item.writer))
+                            (
+                                item.pid,
+                                seq,
+                                shard,
+                                ts,
+                                event.type,
+                                orjson.dumps(event.payload),
+                                item.writer,
+                            ),
+                        )
+                        stored.append(
+                            StoredEvent(
+                                item.pid,
+                                seq,
+                                shard,
+                                event.type,
+                                event.payload,
+                                ts,
+                                cur.lastrowid,
+                                item.writer,
+                            )
+                        )
                     conn.execute("RELEASE a")
                     out.append(stored)
                 except sqlite3.IntegrityError:
@@ -287,9 +331,15 @@ class SqliteJournal:
         return await self._read(self._read_sync, pid, from_seq)
 
     def _read_sync(self, pid: str, from_seq: int) -> list[StoredEvent]:
-        rows = self._conn().execute(
-            "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
-            " WHERE pid = ? AND seq >= ? ORDER BY seq", (pid, from_seq)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
+                " WHERE pid = ? AND seq >= ? ORDER BY seq",
+                (pid, from_seq),
+            )
+            .fetchall()
+        )
         return [_row_to_event(r) for r in rows]
 
     async def highest_seq(self, pid: str) -> int:
@@ -309,23 +359,33 @@ class SqliteJournal:
             "INSERT INTO snapshot (pid, seq, ts, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, ts = excluded.ts,"
             " state = excluded.state WHERE excluded.seq > snapshot.seq",
-            (snapshot.pid, snapshot.seq, snapshot.ts or time.time_ns() // 1000,
-             orjson.dumps(snapshot.state)))
+            (
+                snapshot.pid,
+                snapshot.seq,
+                snapshot.ts or time.time_ns() // 1000,
+                orjson.dumps(snapshot.state),
+            ),
+        )
 
     async def load_snapshot(self, pid: str) -> Snapshot | None:
         return await self._read(self._load_snapshot_sync, pid)
 
     def _load_snapshot_sync(self, pid: str) -> Snapshot | None:
-        row = self._conn().execute("SELECT pid, seq, ts, state FROM snapshot WHERE pid = ?",
-                                   (pid,)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT pid, seq, ts, state FROM snapshot WHERE pid = ?", (pid,))
+            .fetchone()
+        )
         return Snapshot(row[0], row[1], orjson.loads(row[3]), row[2]) if row else None
 
-    async def read_shards(self, start: int, end: int, after: Mapping[int, int],
-                          limit: int) -> list[StoredEvent]:
+    async def read_shards(
+        self, start: int, end: int, after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
         return await self.read_shard_set(range(start, end), after, limit)
 
-    async def read_shard_set(self, shards: Sequence[int], after: Mapping[int, int],
-                             limit: int) -> list[StoredEvent]:
+    async def read_shard_set(
+        self, shards: Sequence[int], after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
         wanted = {s: after.get(s, 0) for s in shards if 0 <= s < self.shards}
         if not wanted or limit <= 0:
             return []
@@ -339,10 +399,13 @@ class SqliteJournal:
         conn = self._conn()
         rows: list[tuple] = []
         for shard, offset in after.items():
-            rows.extend(conn.execute(
-                "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
-                " WHERE shard = ? AND ordering > ? ORDER BY ordering LIMIT ?",
-                (shard, offset, limit)))
+            rows.extend(
+                conn.execute(
+                    "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
+                    " WHERE shard = ? AND ordering > ? ORDER BY ordering LIMIT ?",
+                    (shard, offset, limit),
+                )
+            )
         if len(after) > 1:
             rows.sort(key=_ordering)
         return [_row_to_event(r) for r in rows[:limit]]
@@ -357,5 +420,13 @@ def _ordering(row: tuple) -> int:
 
 
 def _row_to_event(r: tuple) -> StoredEvent:
-    return StoredEvent(pid=r[0], seq=r[1], shard=r[2], type=r[3], payload=orjson.loads(r[4]),
-                       ts=r[5], offset=r[6], writer=r[7])
+    return StoredEvent(
+        pid=r[0],
+        seq=r[1],
+        shard=r[2],
+        type=r[3],
+        payload=orjson.loads(r[4]),
+        ts=r[5],
+        offset=r[6],
+        writer=r[7],
+    )

@@ -1,4 +1,5 @@
 """A kubernetes_asyncio API client from a kubeconfig file or the in-cluster service account."""
+
 from __future__ import annotations
 
 from kubernetes_asyncio import client, config

@@ -5,12 +5,13 @@ Named after the member (the pod), labelled `threadweaver.io/cluster=<cluster>`, 
 MemberStatus (acknowledged epoch, owned ranges, per-range RMU state, address). The operator
 treats a member whose lease was not renewed within its duration as gone.
 """
+
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -24,13 +25,21 @@ MEMBER_LABEL = "threadweaver.io/member"
 
 
 def _micro_time(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class MemberLease:
-    def __init__(self, api: client.ApiClient, namespace: str, cluster: str, member: str,
-                 status: Callable[[], MemberStatus], *, duration: int = 15,
-                 renew_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        cluster: str,
+        member: str,
+        status: Callable[[], MemberStatus],
+        *,
+        duration: int = 15,
+        renew_every: float = 5.0,
+    ) -> None:
         self.coord = client.CoordinationV1Api(api)
         self.namespace = namespace
         self.cluster = cluster
@@ -51,7 +60,7 @@ class MemberLease:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if release:   # a clean shutdown gives the shards up at once instead of by expiry
+        if release:  # a clean shutdown gives the shards up at once instead of by expiry
             try:
                 await self.coord.delete_namespaced_lease(self.name, self.namespace)
             except Exception as exc:
@@ -67,11 +76,16 @@ class MemberLease:
         """Write the lease now (renewal plus status)."""
         status = status or self.status()
         body = {
-            "metadata": {"name": self.name,
-                         "labels": {CLUSTER_LABEL: self.cluster, MEMBER_LABEL: self.member},
-                         "annotations": status.to_annotations()},
-            "spec": {"holderIdentity": self.member, "leaseDurationSeconds": self.duration,
-                     "renewTime": _micro_time(dt.datetime.now(dt.timezone.utc))},
+            "metadata": {
+                "name": self.name,
+                "labels": {CLUSTER_LABEL: self.cluster, MEMBER_LABEL: self.member},
+                "annotations": status.to_annotations(),
+            },
+            "spec": {
+                "holderIdentity": self.member,
+                "leaseDurationSeconds": self.duration,
+                "renewTime": _micro_time(dt.datetime.now(dt.UTC)),
+            },
         }
         async with self._lock:
             try:

@@ -3,11 +3,12 @@
 A malformed map is logged and ignored (the member keeps the last good one); the watch resumes
 from the last resourceVersion after disconnects and re-lists when that version has expired.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -18,8 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class ShardMapWatch:
-    def __init__(self, api: client.ApiClient, namespace: str, cluster: str,
-                 on_map: Callable[[ShardMap], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        cluster: str,
+        on_map: Callable[[ShardMap], Awaitable[None]],
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.name = shardmap_configmap_name(cluster)
@@ -55,7 +61,8 @@ class ShardMapWatch:
         while True:
             try:
                 listing = await self.core.list_namespaced_config_map(
-                    self.namespace, field_selector=f"metadata.name={self.name}")
+                    self.namespace, field_selector=f"metadata.name={self.name}"
+                )
                 for cm in listing.items:
                     await self._deliver(cm)
                 if not listing.items:
@@ -63,17 +70,20 @@ class ShardMapWatch:
                 version = listing.metadata.resource_version
                 async with watch.Watch() as w:
                     async for event in w.stream(
-                            self.core.list_namespaced_config_map, self.namespace,
-                            field_selector=f"metadata.name={self.name}",
-                            resource_version=version, timeout_seconds=300,
-                            allow_watch_bookmarks=True):
+                        self.core.list_namespaced_config_map,
+                        self.namespace,
+                        field_selector=f"metadata.name={self.name}",
+                        resource_version=version,
+                        timeout_seconds=300,
+                        allow_watch_bookmarks=True,
+                    ):
                         if event["type"] in ("ADDED", "MODIFIED"):
                             await self._deliver(event["object"])
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except ApiException as exc:
-                if exc.status != 410:   # 410 Gone: the version expired; re-list at once
+                if exc.status != 410:  # 410 Gone: the version expired; re-list at once
                     self.last_error = f"shard map watch: {exc.status} {exc.reason}"
                     log.warning("%s; retrying in %.1fs", self.last_error, backoff)
                     await asyncio.sleep(backoff)

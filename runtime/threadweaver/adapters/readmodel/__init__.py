@@ -1,4 +1,5 @@
 """The SQL read model (SQLAlchemy asyncio): SQLite embedded, MySQL/MariaDB in production."""
-from .sql import SqlReadModel, ReadModelSettings
 
-__all__ = ["SqlReadModel", "ReadModelSettings"]
+from .sql import ReadModelSettings, SqlReadModel
+
+__all__ = ["ReadModelSettings", "SqlReadModel"]

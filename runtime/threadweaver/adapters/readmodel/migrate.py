@@ -1,4 +1,5 @@
 """Schema migrations with Alembic, run in-process (`threadweaver migrate`, the operator's Job)."""
+
 from __future__ import annotations
 
 from pathlib import Path

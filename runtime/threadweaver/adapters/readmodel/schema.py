@@ -6,6 +6,7 @@ join order); messages carry `position` (event seq * 1000 + index) for a stable o
 `reply_message_id`; `parent_id` has no foreign key (a parent may be projected by another shard
 later); `projection_offset` holds one offset per (projection, shard).
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -15,7 +16,8 @@ metadata = sa.MetaData()
 ID = sa.String(32)
 
 thread = sa.Table(
-    "thread", metadata,
+    "thread",
+    metadata,
     sa.Column("id", ID, primary_key=True),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("sequence_nr", sa.BigInteger, nullable=False),
@@ -32,9 +34,14 @@ thread = sa.Table(
 
 def _membership(name: str) -> sa.Table:
     return sa.Table(
-        name, metadata,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        name,
+        metadata,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("thread_id", ID, sa.ForeignKey("thread.id"), nullable=False),
         sa.Column("account_id", ID, nullable=False),
         sa.Column("adder_id", ID, nullable=False),
@@ -49,7 +56,8 @@ thread_administrator_ids = _membership("thread_administrator_ids")
 thread_member_ids = _membership("thread_member_ids")
 
 thread_message = sa.Table(
-    "thread_message", metadata,
+    "thread_message",
+    metadata,
     sa.Column("id", ID, primary_key=True),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("thread_id", ID, sa.ForeignKey("thread.id"), nullable=False),
@@ -64,7 +72,8 @@ thread_message = sa.Table(
 )
 
 projection_offset = sa.Table(
-    "projection_offset", metadata,
+    "projection_offset",
+    metadata,
     sa.Column("projection", sa.String(64), primary_key=True),
     sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("offset_value", sa.BigInteger, nullable=False),

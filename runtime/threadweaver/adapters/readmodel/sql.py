@@ -9,47 +9,66 @@ per batch, which cost more than the SQL itself. Reads: the queries of the HTTP A
 enforcing visibility (the caller administers or is a member of the thread; destroyed threads and
 removed messages are not returned).
 """
+
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ...application.ports import (
-    ApplyResult, MessageView, ReadModelUnavailable, StoredEvent, ThreadView,
+    ApplyResult,
+    MessageView,
+    ReadModelUnavailable,
+    StoredEvent,
+    ThreadView,
 )
 from ...application.projection import plan_batch
 from .schema import (
-    projection_offset, thread, thread_administrator_ids, thread_member_ids, thread_message,
+    projection_offset,
+    thread,
+    thread_administrator_ids,
+    thread_member_ids,
+    thread_message,
 )
 
 log = logging.getLogger(__name__)
-MESSAGE_POSITION_STRIDE = 1000   # > limits.MESSAGES_PER_REQUEST_LIMIT - 1
+MESSAGE_POSITION_STRIDE = 1000  # > limits.MESSAGES_PER_REQUEST_LIMIT - 1
 
 
 def _unavailable_when_disconnected(method):
     """Turn "the database cannot be reached" into ReadModelUnavailable (503 for queries);
     other database errors (bugs, schema problems) propagate as they are."""
+
     @functools.wraps(method)
     async def wrapper(self, *args, **kwargs):
         try:
             return await method(self, *args, **kwargs)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, OSError,
-                TimeoutError) as exc:
-            raise ReadModelUnavailable(f"the read model is unavailable ({type(exc).__name__})") from exc
+        except (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            ConnectionError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            raise ReadModelUnavailable(
+                f"the read model is unavailable ({type(exc).__name__})"
+            ) from exc
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:
                 raise ReadModelUnavailable("the read model connection was lost") from exc
             raise
+
     return wrapper
 
 
@@ -62,7 +81,7 @@ class ReadModelSettings:
     echo: bool = False
 
     @classmethod
-    def sqlite(cls, path: str | Path) -> "ReadModelSettings":
+    def sqlite(cls, path: str | Path) -> ReadModelSettings:
         return cls(url=f"sqlite+aiosqlite:///{Path(path)}")
 
 
@@ -97,15 +116,18 @@ class SqlReadModel:
             # a local file: no connection to lose, so no ping per checkout
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-                self._sync_writer = sa.create_engine(url.set(drivername="sqlite"),
-                                                     echo=self.settings.echo)
+                self._sync_writer = sa.create_engine(
+                    url.set(drivername="sqlite"), echo=self.settings.echo
+                )
                 sa_event.listen(self._sync_writer, "connect", _sqlite_pragmas)
-                self._write_executor = ThreadPoolExecutor(
-                    1, thread_name_prefix="readmodel-writer")
+                self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="readmodel-writer")
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=self.settings.pool_size,
-                          max_overflow=self.settings.max_overflow,
-                          pool_recycle=self.settings.pool_recycle_seconds)
+            kwargs.update(
+                pool_pre_ping=True,
+                pool_size=self.settings.pool_size,
+                max_overflow=self.settings.max_overflow,
+                pool_recycle=self.settings.pool_recycle_seconds,
+            )
         self.engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             sa_event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -122,6 +144,7 @@ class SqlReadModel:
 
     async def migrate(self) -> None:
         from .migrate import upgrade_to_head
+
         await self.start()
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade_to_head)
@@ -137,7 +160,10 @@ class SqlReadModel:
             rows = await conn.execute(
                 sa.select(projection_offset.c.shard, projection_offset.c.offset_value).where(
                     projection_offset.c.projection == projection,
-                    projection_offset.c.shard >= start, projection_offset.c.shard < end))
+                    projection_offset.c.shard >= start,
+                    projection_offset.c.shard < end,
+                )
+            )
             return {r.shard: r.offset_value for r in rows}
 
     async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
@@ -145,35 +171,41 @@ class SqlReadModel:
             return ApplyResult(0, 0, {}, {})
         if self._write_executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
-                self._write_executor, self._apply_in_writer_thread, projection, events)
+                self._write_executor, self._apply_in_writer_thread, projection, events
+            )
         async with self.engine.begin() as conn:
             return await conn.run_sync(self._apply_batch, projection, events)
 
-    def _apply_in_writer_thread(self, projection: str,
-                                events: Sequence[StoredEvent]) -> ApplyResult:
+    def _apply_in_writer_thread(
+        self, projection: str, events: Sequence[StoredEvent]
+    ) -> ApplyResult:
         with self._sync_writer.begin() as conn:
             return self._apply_batch(conn, projection, events)
 
-    def _apply_batch(self, conn: sa.Connection, projection: str,
-                     events: Sequence[StoredEvent]) -> ApplyResult:
+    def _apply_batch(
+        self, conn: sa.Connection, projection: str, events: Sequence[StoredEvent]
+    ) -> ApplyResult:
         """The whole batch in the caller's transaction (synchronous: see the module docstring)."""
         sql = _hot_statements(conn.dialect)
         thread_ids = list({ev.payload["threadId"] for ev in events})
         stored: dict[str, int] = {}
         for i in range(0, len(thread_ids), _IN_CHUNK):
-            chunk = thread_ids[i:i + _IN_CHUNK]
+            chunk = thread_ids[i : i + _IN_CHUNK]
             rows = conn.exec_driver_sql(sql.sequence_nrs(len(chunk)), tuple(chunk))
             stored.update(("thread-" + r[0], r[1]) for r in rows)
         plan = plan_batch(events, stored)
         self._apply_events(conn, sql, plan.apply)
         if plan.offsets:
             now = int(time.time() * 1000)
-            conn.exec_driver_sql(sql.save_offset, [(projection, shard, offset, now)
-                                                   for shard, offset in plan.offsets.items()])
+            conn.exec_driver_sql(
+                sql.save_offset,
+                [(projection, shard, offset, now) for shard, offset in plan.offsets.items()],
+            )
         return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled)
 
-    def _apply_events(self, conn: sa.Connection, sql: "_HotStatements",
-                      events: Sequence[StoredEvent]) -> None:
+    def _apply_events(
+        self, conn: sa.Connection, sql: _HotStatements, events: Sequence[StoredEvent]
+    ) -> None:
         """Rows of `events`, in few statements: inserts are collected and sent as one
         executemany per table; a delete or soft-delete first flushes what is pending, so that
         e.g. leave-then-join of one id keeps its order. Each touched thread gets one update of
@@ -183,11 +215,15 @@ class SqlReadModel:
         administrators: list[tuple] = []
         members: list[tuple] = []
         messages: list[tuple] = []
-        pending = ((sql.insert_thread, threads), (sql.insert_administrator, administrators),
-                   (sql.insert_member, members), (sql.insert_message, messages))
+        pending = (
+            (sql.insert_thread, threads),
+            (sql.insert_administrator, administrators),
+            (sql.insert_member, members),
+            (sql.insert_message, messages),
+        )
 
         def flush() -> None:
-            for statement, rows in pending:   # thread first: the others reference it
+            for statement, rows in pending:  # thread first: the others reference it
                 if rows:
                     conn.exec_driver_sql(statement, rows)
                     rows.clear()
@@ -198,23 +234,51 @@ class SqlReadModel:
             tid, actor, at = p["threadId"], p["accountId"], p["occurredAt"]
             kind = ev.type
             if kind == "ThreadCreated":
-                threads.append((tid, False, ev.seq, actor, p.get("parentThreadId"), p["title"],
-                                p.get("remarks"), at, at, None))
+                threads.append(
+                    (
+                        tid,
+                        False,
+                        ev.seq,
+                        actor,
+                        p.get("parentThreadId"),
+                        p["title"],
+                        p.get("remarks"),
+                        at,
+                        at,
+                        None,
+                    )
+                )
                 administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
                 members += [(tid, a, actor, at, at) for a in p.get("memberIds", ())]
                 touched.pop(tid, None)
                 continue
             if kind == "MessagesAdded":
                 position = ev.seq * MESSAGE_POSITION_STRIDE
-                messages += [(m["id"], False, tid, actor, "text", m["text"],
-                              m.get("replyMessageId"), position + i, at, at)
-                             for i, m in enumerate(p["messages"])]
+                messages += [
+                    (
+                        m["id"],
+                        False,
+                        tid,
+                        actor,
+                        "text",
+                        m["text"],
+                        m.get("replyMessageId"),
+                        position + i,
+                        at,
+                        at,
+                    )
+                    for i, m in enumerate(p["messages"])
+                ]
             elif kind == "AdministratorIdsJoined":
                 administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
             elif kind == "MemberIdsJoined":
                 members += [(tid, a, actor, at, at) for a in p["memberIds"]]
-            elif kind in ("AdministratorIdsLeft", "MemberIdsLeft", "MessagesRemoved",
-                          "ThreadDestroyed"):
+            elif kind in (
+                "AdministratorIdsLeft",
+                "MemberIdsLeft",
+                "MessagesRemoved",
+                "ThreadDestroyed",
+            ):
                 flush()
                 if kind == "AdministratorIdsLeft":
                     _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
@@ -222,13 +286,20 @@ class SqlReadModel:
                     _delete_members(conn, thread_member_ids, tid, p["memberIds"])
                 elif kind == "MessagesRemoved":
                     if p["messageIds"]:
-                        conn.execute(thread_message.update().where(
-                            thread_message.c.thread_id == tid,
-                            thread_message.c.id.in_(p["messageIds"])
-                        ).values(deleted=True, updated_at=at))
+                        conn.execute(
+                            thread_message.update()
+                            .where(
+                                thread_message.c.thread_id == tid,
+                                thread_message.c.id.in_(p["messageIds"]),
+                            )
+                            .values(deleted=True, updated_at=at)
+                        )
                 else:
-                    conn.execute(thread.update().where(thread.c.id == tid)
-                                 .values(deleted=True, removed_at=at))
+                    conn.execute(
+                        thread.update()
+                        .where(thread.c.id == tid)
+                        .values(deleted=True, removed_at=at)
+                    )
             else:
                 raise ValueError(f"unknown event type {kind!r} at {ev.pid}#{ev.seq}")
             touched[tid] = (ev.seq, at, tid)
@@ -240,70 +311,114 @@ class SqlReadModel:
     @staticmethod
     def _visible(thread_id: Any, account_id: str) -> sa.ColumnElement[bool]:
         return sa.or_(
-            sa.exists().where(thread_administrator_ids.c.thread_id == thread_id,
-                              thread_administrator_ids.c.account_id == account_id),
-            sa.exists().where(thread_member_ids.c.thread_id == thread_id,
-                              thread_member_ids.c.account_id == account_id))
+            sa.exists().where(
+                thread_administrator_ids.c.thread_id == thread_id,
+                thread_administrator_ids.c.account_id == account_id,
+            ),
+            sa.exists().where(
+                thread_member_ids.c.thread_id == thread_id,
+                thread_member_ids.c.account_id == account_id,
+            ),
+        )
 
     async def _is_visible(self, conn: AsyncConnection, thread_id: str, account_id: str) -> bool:
-        row = await conn.execute(sa.select(thread.c.id).where(
-            thread.c.id == thread_id, thread.c.deleted.is_(False),
-            self._visible(thread.c.id, account_id)))
+        row = await conn.execute(
+            sa.select(thread.c.id).where(
+                thread.c.id == thread_id,
+                thread.c.deleted.is_(False),
+                self._visible(thread.c.id, account_id),
+            )
+        )
         return row.first() is not None
 
     @_unavailable_when_disconnected
     async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(thread).where(
-                thread.c.id == thread_id, thread.c.deleted.is_(False),
-                self._visible(thread.c.id, account_id)))).first()
+            row = (
+                await conn.execute(
+                    sa.select(thread).where(
+                        thread.c.id == thread_id,
+                        thread.c.deleted.is_(False),
+                        self._visible(thread.c.id, account_id),
+                    )
+                )
+            ).first()
             return _thread_view(row) if row else None
 
     @_unavailable_when_disconnected
     async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
         mine = sa.union(
-            sa.select(thread_administrator_ids.c.thread_id)
-            .where(thread_administrator_ids.c.account_id == account_id),
-            sa.select(thread_member_ids.c.thread_id)
-            .where(thread_member_ids.c.account_id == account_id)).subquery()
+            sa.select(thread_administrator_ids.c.thread_id).where(
+                thread_administrator_ids.c.account_id == account_id
+            ),
+            sa.select(thread_member_ids.c.thread_id).where(
+                thread_member_ids.c.account_id == account_id
+            ),
+        ).subquery()
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(thread).join(mine, mine.c.thread_id == thread.c.id)
+                sa.select(thread)
+                .join(mine, mine.c.thread_id == thread.c.id)
                 .where(thread.c.deleted.is_(False))
-                .order_by(thread.c.created_at, thread.c.id).offset(offset).limit(limit))
+                .order_by(thread.c.created_at, thread.c.id)
+                .offset(offset)
+                .limit(limit)
+            )
             return [_thread_view(r) for r in rows]
 
     @_unavailable_when_disconnected
-    async def _list_ids(self, table: sa.Table, thread_id: str, account_id: str, offset: int,
-                        limit: int) -> list[str] | None:
-        async with self.engine.connect() as conn:
-            if not await self._is_visible(conn, thread_id, account_id):
-                return None
-            rows = await conn.execute(sa.select(table.c.account_id)
-                                      .where(table.c.thread_id == thread_id)
-                                      .order_by(table.c.id).offset(offset).limit(limit))
-            return [r.account_id for r in rows]
-
-    async def list_administrator_ids(self, thread_id: str, account_id: str, offset: int,
-                                     limit: int) -> list[str] | None:
-        return await self._list_ids(thread_administrator_ids, thread_id, account_id, offset, limit)
-
-    async def list_member_ids(self, thread_id: str, account_id: str, offset: int,
-                              limit: int) -> list[str] | None:
-        return await self._list_ids(thread_member_ids, thread_id, account_id, offset, limit)
-
-    @_unavailable_when_disconnected
-    async def list_messages(self, thread_id: str, account_id: str, offset: int,
-                            limit: int) -> list[MessageView] | None:
+    async def _list_ids(
+        self, table: sa.Table, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
         async with self.engine.connect() as conn:
             if not await self._is_visible(conn, thread_id, account_id):
                 return None
             rows = await conn.execute(
-                sa.select(thread_message).where(thread_message.c.thread_id == thread_id,
-                                                thread_message.c.deleted.is_(False))
-                .order_by(thread_message.c.position).offset(offset).limit(limit))
-            return [MessageView(r.id, r.thread_id, r.sender_id, r.type, r.body,
-                                r.reply_message_id, r.created_at, r.updated_at) for r in rows]
+                sa.select(table.c.account_id)
+                .where(table.c.thread_id == thread_id)
+                .order_by(table.c.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [r.account_id for r in rows]
+
+    async def list_administrator_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
+        return await self._list_ids(thread_administrator_ids, thread_id, account_id, offset, limit)
+
+    async def list_member_ids(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[str] | None:
+        return await self._list_ids(thread_member_ids, thread_id, account_id, offset, limit)
+
+    @_unavailable_when_disconnected
+    async def list_messages(
+        self, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> list[MessageView] | None:
+        async with self.engine.connect() as conn:
+            if not await self._is_visible(conn, thread_id, account_id):
+                return None
+            rows = await conn.execute(
+                sa.select(thread_message)
+                .where(thread_message.c.thread_id == thread_id, thread_message.c.deleted.is_(False))
+                .order_by(thread_message.c.position)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [
+                MessageView(
+                    r.id,
+                    r.thread_id,
+                    r.sender_id,
+                    r.type,
+                    r.body,
+                    r.reply_message_id,
+                    r.created_at,
+                    r.updated_at,
+                )
+                for r in rows
+            ]
 
     # -- maintenance ------------------------------------------------------------------------
     async def counts(self) -> dict[str, int]:
@@ -311,16 +426,18 @@ class SqlReadModel:
         async with self.engine.connect() as conn:
             out = {}
             for name, table, cond in (
-                    ("threads", thread, thread.c.deleted.is_(False)),
-                    ("administrators", thread_administrator_ids, sa.true()),
-                    ("members", thread_member_ids, sa.true()),
-                    ("messages", thread_message, thread_message.c.deleted.is_(False))):
-                out[name] = (await conn.execute(
-                    sa.select(sa.func.count()).select_from(table).where(cond))).scalar_one()
+                ("threads", thread, thread.c.deleted.is_(False)),
+                ("administrators", thread_administrator_ids, sa.true()),
+                ("members", thread_member_ids, sa.true()),
+                ("messages", thread_message, thread_message.c.deleted.is_(False)),
+            ):
+                out[name] = (
+                    await conn.execute(sa.select(sa.func.count()).select_from(table).where(cond))
+                ).scalar_one()
             return out
 
 
-_IN_CHUNK = 500     # ids per `IN (...)`: far below SQLite's and MySQL's parameter limits
+_IN_CHUNK = 500  # ids per `IN (...)`: far below SQLite's and MySQL's parameter limits
 
 
 class _HotStatements:
@@ -329,37 +446,66 @@ class _HotStatements:
     than SQLite's own work for these plain inserts. Column orders are those of the tuples that
     `_apply_events` builds (checked here against the compiled statements)."""
 
-    THREAD = ("id", "deleted", "sequence_nr", "creator_id", "parent_id", "title", "remarks",
-              "created_at", "updated_at", "removed_at")
+    THREAD = (
+        "id",
+        "deleted",
+        "sequence_nr",
+        "creator_id",
+        "parent_id",
+        "title",
+        "remarks",
+        "created_at",
+        "updated_at",
+        "removed_at",
+    )
     MEMBERSHIP = ("thread_id", "account_id", "adder_id", "created_at", "updated_at")
-    MESSAGE = ("id", "deleted", "thread_id", "sender_id", "type", "body", "reply_message_id",
-               "position", "created_at", "updated_at")
+    MESSAGE = (
+        "id",
+        "deleted",
+        "thread_id",
+        "sender_id",
+        "type",
+        "body",
+        "reply_message_id",
+        "position",
+        "created_at",
+        "updated_at",
+    )
     OFFSET = ("projection", "shard", "offset_value", "updated_at")
     TOUCH = ("b_seq", "b_updated_at", "b_id")
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
         self.insert_thread = self._compile(thread.insert(), self.THREAD)
-        self.insert_administrator = self._compile(thread_administrator_ids.insert(),
-                                                  self.MEMBERSHIP)
+        self.insert_administrator = self._compile(
+            thread_administrator_ids.insert(), self.MEMBERSHIP
+        )
         self.insert_member = self._compile(thread_member_ids.insert(), self.MEMBERSHIP)
         self.insert_message = self._compile(thread_message.insert(), self.MESSAGE)
         self.touch_thread = self._compile(
-            thread.update().where(thread.c.id == sa.bindparam("b_id"))
+            thread.update()
+            .where(thread.c.id == sa.bindparam("b_id"))
             .values(sequence_nr=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated_at")),
-            self.TOUCH)
+            self.TOUCH,
+        )
         if dialect.name == "mysql":
             from sqlalchemy.dialects.mysql import insert
+
             upsert = insert(projection_offset)
-            upsert = upsert.on_duplicate_key_update(offset_value=upsert.inserted.offset_value,
-                                                    updated_at=upsert.inserted.updated_at)
+            upsert = upsert.on_duplicate_key_update(
+                offset_value=upsert.inserted.offset_value, updated_at=upsert.inserted.updated_at
+            )
         else:
             from sqlalchemy.dialects.sqlite import insert
+
             upsert = insert(projection_offset)
             upsert = upsert.on_conflict_do_update(
                 index_elements=["projection", "shard"],
-                set_={"offset_value": upsert.excluded.offset_value,
-                      "updated_at": upsert.excluded.updated_at})
+                set_={
+                    "offset_value": upsert.excluded.offset_value,
+                    "updated_at": upsert.excluded.updated_at,
+                },
+            )
         self.save_offset = self._compile(upsert, self.OFFSET)
         self._sequence_nrs: dict[int, str] = {}
 
@@ -385,22 +531,27 @@ def _hot_statements(dialect: sa.Dialect) -> _HotStatements:
     return _HotStatements(dialect)
 
 
-def _delete_members(conn: sa.Connection, table: sa.Table, thread_id: str,
-                    account_ids: Sequence[str]) -> None:
+def _delete_members(
+    conn: sa.Connection, table: sa.Table, thread_id: str, account_ids: Sequence[str]
+) -> None:
     if account_ids:
-        conn.execute(table.delete().where(table.c.thread_id == thread_id,
-                                                table.c.account_id.in_(account_ids)))
+        conn.execute(
+            table.delete().where(
+                table.c.thread_id == thread_id, table.c.account_id.in_(account_ids)
+            )
+        )
 
 
 def _thread_view(r: Any) -> ThreadView:
-    return ThreadView(r.id, r.creator_id, r.parent_id, r.title, r.remarks, r.created_at,
-                      r.updated_at)
+    return ThreadView(
+        r.id, r.creator_id, r.parent_id, r.title, r.remarks, r.created_at, r.updated_at
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")   # the offset is in the same file: consistent
+    cur.execute("PRAGMA synchronous=NORMAL")  # the offset is in the same file: consistent
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
