@@ -20,7 +20,7 @@ case "${1:-}" in
       "$py" -m venv "$venv" 2>/dev/null || { need_apt python3-venv; rm -rf "$venv"; "$py" -m venv "$venv"; }
     fi
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e '.[operator,test,bench]'
+    "$venv/bin/python" -m pip install -q -e '.[operator,test,bench,lint]'
     ;;
   apt)
     shift; need_apt "$@" ;;
