@@ -9,6 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= .data
 PYTEST_ARGS ?=
+LINT_PATHS := runtime operator tests bench
 
 .PHONY: run test unit integration e2e venv services-up services-down controlplane-up controlplane-down \
         bench bench-quick soak lint clean
@@ -23,11 +24,23 @@ $(STAMP): pyproject.toml hack/bootstrap.sh
 run: venv
 	$(BIN)/threadweaver serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-## test: the whole suite (unit, integration against MariaDB + dynalite, e2e against a local control plane)
-test: venv
+## test: lint, then the whole suite (unit, integration against MariaDB + dynalite, e2e against a
+## local control plane)
+test: lint
 	hack/services.sh up
 	hack/controlplane.sh up
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+## lint: ruff (lint, format check), mypy (pyproject.toml [tool.mypy]) and the import-linter
+## contracts ([tool.importlinter]); all four run, and lint fails if any of them does.
+## PYTHONPATH makes lint-imports read this tree's packages whatever the venv has installed.
+lint: venv
+	@status=0; \
+	  (set -x; $(BIN)/ruff check --output-format concise $(LINT_PATHS)) || status=1; \
+	  (set -x; $(BIN)/ruff format --check $(LINT_PATHS)) || status=1; \
+	  (set -x; $(BIN)/mypy) || status=1; \
+	  (set -x; PYTHONPATH=runtime:operator $(BIN)/lint-imports) || status=1; \
+	  exit $$status
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -65,4 +78,4 @@ bench-quick: venv
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(DATA_DIR) .pytest_cache
+	rm -rf $(DATA_DIR) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
