@@ -285,7 +285,7 @@ class ClusterSpec:
                 out.append(f"spec.journal.dynamodb.endpoint: {d.endpoint!r} is not an http(s) URL")
             else:
                 try:
-                    parts.port
+                    _ = parts.port  # raises ValueError for a port that is not a number
                 except ValueError:
                     out.append(
                         f"spec.journal.dynamodb.endpoint: {d.endpoint!r} has an invalid port"

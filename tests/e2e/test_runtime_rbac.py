@@ -6,6 +6,7 @@ ServiceAccount's own token works (watches the map, acknowledges it in its Lease)
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import yaml
 
@@ -89,7 +90,7 @@ def test_runtime_service_account_reads_its_map_and_writes_member_leases_only(
 
     # A member running with the ServiceAccount's own token.
     token = kube.kubectl("create", "token", sa, "-n", ns, "--duration", "1h").stdout.strip()
-    admin_config = yaml.safe_load(open(kube.kubeconfig))
+    admin_config = yaml.safe_load(Path(kube.kubeconfig).read_text())
     cluster = admin_config["clusters"][0]
     sa_config = {
         "apiVersion": "v1",

@@ -63,7 +63,7 @@ def _journal_contents(path):
     finally:
         conn.close()
     created, message_ids = set(), collections.Counter()
-    for pid, _seq, kind, payload in rows:
+    for _pid, _seq, kind, payload in rows:
         p = json.loads(payload)
         if kind == "ThreadCreated":
             created.add(p["threadId"])

@@ -296,7 +296,7 @@ async def test_a_failing_batch_commits_nothing(rm, projection):
     bad = StoredEvent(
         bad.pid, bad.seq, bad.shard, "NoSuchEvent", bad.payload, bad.ts, bad.offset, bad.writer
     )
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="unknown event type"):
         await rm.apply(projection, [good, bad])
     assert await rm.get_thread(tid, creator) is None  # rows rolled back ...
     assert await rm.load_offsets(projection, 0, SHARDS) == {}  # ... with the offsets

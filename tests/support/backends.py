@@ -3,6 +3,7 @@ fresh MariaDB database, migrated; removed afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import uuid
@@ -47,7 +48,8 @@ async def production_backends(
         f"{services.dynamodb}{sep}table-prefix={prefix}", read_model, dynamo
     )
     if migrate:
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [str(THREADWEAVER), "migrate", "--read-model", read_model],
             check=True,
             capture_output=True,

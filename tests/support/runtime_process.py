@@ -61,9 +61,10 @@ class RuntimeProcess:
             self.name,
             *self.args,
         ]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            )
         if wait:
             self.wait_ready(timeout)
         return self

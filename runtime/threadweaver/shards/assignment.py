@@ -18,11 +18,11 @@ the operator can recompute an assignment and compare it to the published one.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .ranges import RangeSet, ShardRange
-import itertools
 
 __all__ = ["Move", "assign", "limit_moves", "plan_moves", "target_counts"]
 

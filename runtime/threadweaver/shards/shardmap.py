@@ -33,6 +33,7 @@ bump the epoch (nothing moves, nothing to acknowledge).
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,6 @@ from typing import Any
 
 from .assignment import Move, assign, limit_moves, plan_moves
 from .ranges import RangeSet, ShardRange
-import itertools
 
 __all__ = ["SHARDMAP_KEY", "Handoff", "ShardMap", "ShardMapError"]
 

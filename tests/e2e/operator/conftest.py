@@ -78,7 +78,7 @@ class OperatorProcess:
         self.starts += 1
         env = os.environ.copy()
         env["PYTHONUNBUFFERED"] = "1"
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (open while it runs; stop() closes it)
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "threadweaver-operator"),

@@ -249,7 +249,8 @@ async def migrate_like_the_job(api, ns: str, name: str) -> str:
     pw_file.write_text("threadweaver")
     env["THREADWEAVER_READ_MODEL_PASSWORD_FILE"] = str(pw_file)
     env["THREADWEAVER_DATA_DIR"] = str(pw_file.parent / f"{name}-data")
-    proc = subprocess.run(
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [str(VENV_BIN / "threadweaver"), "migrate"],
         env={**os.environ, **env},
         capture_output=True,

@@ -106,7 +106,7 @@ async def test_scale_with_real_runtime_members(operator, services, ns, api, tmp_
             if replicas != 3:
                 kubectl("scale", "twc", name, "-n", ns, f"--replicas={replicas}")
 
-            async def converged():
+            async def converged(replicas: int = replicas):
                 await members.sync()
                 twc = await get_cluster(api, ns, name)
                 sts = await api.get("StatefulSet", ns, name)
@@ -117,7 +117,7 @@ async def test_scale_with_real_runtime_members(operator, services, ns, api, tmp_
                     for loser in smap.handoff.losing_members():
                         assert int(loser.rsplit("-", 1)[1]) < sts["spec"]["replicas"]
                 wanted = sorted(f"{name}-{i}" for i in range(replicas))
-                leases = {l["metadata"]["name"]: l for l in await api.list("Lease", ns)}
+                leases = {lease["metadata"]["name"]: lease for lease in await api.list("Lease", ns)}
                 acked = all(
                     int(
                         (leases.get(m, {}).get("metadata", {}).get("annotations") or {}).get(

@@ -276,9 +276,9 @@ def test_wrong_types_raise_spec_error():
 
     from threadweaver_operator.spec import SpecError
 
-    with pytest.raises(SpecError, match="spec.replicas"):
+    with pytest.raises(SpecError, match=r"spec\.replicas"):
         ClusterSpec.from_resource("c", "n", {"image": "i", "replicas": "three"})
-    with pytest.raises(SpecError, match="spec.readModel"):
+    with pytest.raises(SpecError, match=r"spec\.readModel"):
         ClusterSpec.from_resource("c", "n", {"image": "i", "readModel": "db"})
 
 

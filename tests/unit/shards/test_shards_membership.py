@@ -54,8 +54,8 @@ def test_round_trip_example() -> None:
 
 
 def test_missing_annotations_give_defaults() -> None:
-    for annotations in (None, {}, {ANNOTATION_ADDRESS: ""}):
-        status = MemberStatus.from_annotations("pod-1", annotations)
+    for stored in (None, {}, {ANNOTATION_ADDRESS: ""}):
+        status = MemberStatus.from_annotations("pod-1", stored)
         assert (
             status == MemberStatus("pod-1") and status.acked_epoch == 0 and status.address is None
         )
