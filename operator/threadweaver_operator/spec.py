@@ -328,8 +328,9 @@ class ClusterSpec:
 
     def migration_revision(self) -> str:
         """Hash naming the migration Job: a new image or read model means a new migration."""
-        key = {"image": self.image, "mysql": asdict(self.mysql), "pull": self.image_pull_policy}
-        key["mysql"].pop("migrate", None)
+        mysql = asdict(self.mysql)
+        mysql.pop("migrate", None)
+        key = {"image": self.image, "mysql": mysql, "pull": self.image_pull_policy}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
     def secret_names(self) -> list[str]:

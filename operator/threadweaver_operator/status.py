@@ -189,7 +189,9 @@ def merge_conditions(
                 "status": c.status,
                 "reason": c.reason,
                 "message": c.message,
-                "lastTransitionTime": stamp if changed else before.get("lastTransitionTime", stamp),
+                "lastTransitionTime": (
+                    stamp if before is None or changed else before.get("lastTransitionTime", stamp)
+                ),
                 "observedGeneration": generation,
             }
         )

@@ -1,4 +1,4 @@
-"""Forwarding commands between members over HTTP (DESIGN §3 routing).
+"""Forwarding commands between members over HTTP (see docs/architecture.md).
 
 A member that receives a command for a shard it does not own sends the already-built domain
 command once to the owner's internal endpoint, `POST /internal/v1/execute`, and turns the answer
@@ -25,6 +25,7 @@ from ..application.codec import (
 )
 from ..application.gateway import ForwardRefused, ShardUnavailable
 from ..application.ports import JournalError
+from ..application.sharding import Member
 from ..domain import Command, Event
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class HttpPeerClient:
             ) from exc
 
 
-def internal_routes(member, token: str = "") -> list[web.RouteDef]:
+def internal_routes(member: Member, token: str = "") -> list[web.RouteDef]:
     """The owner's side: run a forwarded command if this member serves its shard."""
 
     async def execute(request: web.Request) -> web.Response:

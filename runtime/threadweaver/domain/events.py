@@ -1,4 +1,4 @@
-"""The eight domain events (DESIGN §2) and their JSON payloads.
+"""The eight domain events and their JSON payloads.
 
 Payloads are plain dicts with camelCase keys and a `schema` version. Every event carries
 `threadId`, the acting `accountId` and `occurredAt` (epoch milliseconds, the command's time).
@@ -106,7 +106,7 @@ Event = (
     | MessagesRemoved
 )
 
-EVENT_TYPES: dict[str, type] = {
+EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
         ThreadCreated,
@@ -198,4 +198,5 @@ def event_from_payload(event_type: str, payload: dict[str, Any]) -> Event:
     if cls is ThreadDestroyed:
         return ThreadDestroyed(**common)
     field = next(f for f in _LIST_FIELDS if f in cls.__dataclass_fields__)
-    return cls(**common, **{field: tuple(payload[_LIST_FIELDS[field]])})
+    ids: dict[str, Any] = {field: tuple(payload[_LIST_FIELDS[field]])}
+    return cls(**common, **ids)

@@ -223,7 +223,7 @@ def assign(
     return owned
 
 
-def _spans(assignment: Mapping[str | None, RangeSet]) -> list[tuple[int, int, str | None]]:
+def _spans(assignment: Mapping[str, RangeSet]) -> list[tuple[int, int, str]]:
     spans = sorted((r.start, r.end, m) for m, rs in assignment.items() for r in rs)
     for (_, e0, m0), (s1, e1, m1) in itertools.pairwise(spans):
         if s1 < e0:
@@ -241,7 +241,6 @@ def plan_moves(current: Mapping[str, RangeSet], target: Mapping[str, RangeSet]) 
     cur_starts = [s for s, _, _ in cur]
     moves: list[Move] = []
     for start, end, dst in _spans(target):
-        assert dst is not None
         pos = start
         i = bisect.bisect_right(cur_starts, pos) - 1
         if i < 0:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["RangeSet", "ShardRange"]
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     # bool is an int subclass; a JSON `true` is never a shard number.
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -68,7 +68,7 @@ class ShardRange:
         return self.end - self.start
 
     def __contains__(self, shard: object) -> bool:
-        return _is_int(shard) and self.start <= shard < self.end  # type: ignore[operator]
+        return _is_int(shard) and self.start <= shard < self.end
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"
@@ -161,7 +161,7 @@ class RangeSet:
         if not _is_int(shard):
             return False
         i = bisect.bisect_right(self.ranges, shard, key=lambda r: r.start) - 1
-        return i >= 0 and shard < self.ranges[i].end  # type: ignore[operator]
+        return i >= 0 and shard < self.ranges[i].end
 
     def range_of(self, shard: int) -> ShardRange | None:
         """The range holding ``shard``, if any."""

@@ -38,7 +38,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 from .assignment import Move, assign, limit_moves, plan_moves
 from .ranges import RangeSet, ShardRange
@@ -56,7 +56,7 @@ class ShardMapError(ValueError):
     """A shard map (or a change to one) that would break the one-owner-per-shard contract."""
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

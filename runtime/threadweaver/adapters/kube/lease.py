@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -75,7 +76,7 @@ class MemberLease:
     async def publish(self, status: MemberStatus | None = None) -> None:
         """Write the lease now (renewal plus status)."""
         status = status or self.status()
-        body = {
+        body: dict[str, Any] = {
             "metadata": {
                 "name": self.name,
                 "labels": {CLUSTER_LABEL: self.cluster, MEMBER_LABEL: self.member},
@@ -94,7 +95,8 @@ class MemberLease:
                 if exc.status != 404:
                     raise
                 body["spec"]["acquireTime"] = body["spec"]["renewTime"]
-                await self.coord.create_namespaced_lease(self.namespace, body)
+                # The client serialises a dict body as it would a V1Lease.
+                await self.coord.create_namespaced_lease(self.namespace, body)  # type: ignore[arg-type]
         self.renewed_at = asyncio.get_running_loop().time()
         self.last_error = None
 

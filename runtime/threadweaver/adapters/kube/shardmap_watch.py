@@ -42,7 +42,7 @@ class ShardMapWatch:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _deliver(self, configmap) -> None:
+    async def _deliver(self, configmap: client.V1ConfigMap | None) -> None:
         raw = (configmap.data or {}).get(SHARDMAP_KEY) if configmap is not None else None
         if raw is None or raw == self._seen:
             return
