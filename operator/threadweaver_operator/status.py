@@ -32,6 +32,7 @@ __all__ = [
     "conditions",
     "merge_conditions",
     "phase",
+    "status_patch",
 ]
 
 CONDITION_TYPES = ("Ready", "Provisioned", "Migrated", "Rebalancing", "ProjectionsHealthy")
@@ -223,3 +224,37 @@ def build_status(
     if o.migrated_revision:
         status["migratedRevision"] = o.migrated_revision
     return status
+
+
+def status_patch(status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch from ``previous`` to ``status`` (None when nothing changed but the
+    conditions' timestamps). Members that left are removed explicitly."""
+    comparable = {k: v for k, v in status.items() if k != "conditions"}
+    if comparable == {k: previous.get(k) for k in comparable} and _same_conditions(
+        previous.get("conditions"), status["conditions"]
+    ):
+        return None
+    patch = dict(status)
+    old_members = previous.get("members") or {}
+    patch["members"] = {
+        **{m: None for m in old_members if m not in status["members"]},
+        **status["members"],
+    }
+    return patch
+
+
+def _same_conditions(old: Any, new: Sequence[Mapping[str, Any]]) -> bool:
+    def key(conds: Any) -> list[tuple]:
+        return sorted(
+            (
+                c.get("type"),
+                c.get("status"),
+                c.get("reason"),
+                c.get("message"),
+                c.get("observedGeneration"),
+            )
+            for c in conds or []
+            if isinstance(c, Mapping)
+        )
+
+    return key(old) == key(new)

@@ -38,6 +38,7 @@ __all__ = [
     "RESTART_COOLDOWN_SECONDS",
     "MemberView",
     "Supervision",
+    "dead_members",
     "member_view",
     "member_views",
     "supervise",
@@ -189,6 +190,15 @@ def restart_key(member: str, r: ShardRange) -> str:
     return f"{member}/{r}"
 
 
+def dead_members(
+    views: Mapping[str, MemberView],
+    statefulset_replicas: int | None,
+    dead_after: float = DEAD_AFTER_SECONDS,
+) -> frozenset[str]:
+    """The members judged dead (see the module docstring)."""
+    return frozenset(m for m, v in views.items() if v.is_dead(statefulset_replicas, dead_after))
+
+
 def supervise(
     shard_map: ShardMap,
     views: Mapping[str, MemberView],
@@ -201,7 +211,7 @@ def supervise(
     """Find dead members and orphaned RMUs; add restart requests for stopped RMUs of live
     members (``now`` and ``last_restarts`` are monotonic seconds, for the cooldown)."""
     last = dict(last_restarts or {})
-    dead = frozenset(m for m, v in views.items() if v.is_dead(statefulset_replicas, dead_after))
+    dead = dead_members(views, statefulset_replicas, dead_after)
     stopped: list[tuple[str, ShardRange]] = []
     restarted: list[tuple[str, ShardRange]] = []
     unowned: list[tuple[str, ShardRange]] = []

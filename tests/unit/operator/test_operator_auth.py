@@ -18,10 +18,11 @@ from test_operator_reconcile import (  # noqa: F401 (env: the fixture)
     cond,
     env,
     finish_job,
+    reconcile,
     status,
 )
 
-from threadweaver_operator import builders, handlers
+from threadweaver_operator import builders, events
 from threadweaver_operator.builders import env_dict
 from threadweaver_operator.spec import AuthSpec, ClusterSpec, SecretKeyRef, SpecError
 
@@ -329,12 +330,12 @@ async def test_missing_jwt_secret_blocks_the_rollout_with_a_condition(env, monke
     kube = env
     posted = []
     monkeypatch.setattr(
-        handlers,
-        "_post",
+        events,
+        "post",
         lambda body, type_, reason, message: posted.append((type_, reason, message)),
     )
     _ready_cluster(kube, auth=HS256)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert status(kube)["phase"] == "Failed"
     migrated = cond(kube, "Migrated")
     assert migrated["status"] == "False" and migrated["reason"] == "SecretNotFound"
@@ -354,7 +355,7 @@ async def test_missing_jwt_secret_blocks_the_rollout_with_a_condition(env, monke
 
     # a Secret without the key
     add_secret(kube, "chat-jwt", {"other": "x" * 40})
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert (
         cond(kube, "Migrated")["reason"] == "SecretKeyMissing"
         and "'secret'" in cond(kube, "Migrated")["message"]
@@ -362,10 +363,10 @@ async def test_missing_jwt_secret_blocks_the_rollout_with_a_condition(env, monke
 
     # the key appears: the migration runs, then the StatefulSet mounts it
     add_secret(kube, "chat-jwt", {"secret": "x" * 40})
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert cond(kube, "Migrated")["reason"] == "JobRunning"
     finish_job(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     sts = kube.objects[("StatefulSet", NS, "chat")]
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert env_dict(c)["THREADWEAVER_AUTH"] == "jwt"
@@ -375,7 +376,7 @@ async def test_missing_jwt_secret_blocks_the_rollout_with_a_condition(env, monke
 async def test_no_auth_does_not_read_a_jwt_secret(env):  # noqa: F811
     kube = env
     _ready_cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert cond(kube, "Migrated")["reason"] == "JobRunning"
     assert not [c for c in kube.calls if c[1] == "Secret" and "jwt" in c[2]]
 
@@ -384,8 +385,8 @@ async def test_invalid_auth_spec_is_invalid_spec(env, monkeypatch):  # noqa: F81
     kube = env
     posted = []
     monkeypatch.setattr(
-        handlers,
-        "_post",
+        events,
+        "post",
         lambda body, type_, reason, message: posted.append((type_, reason, message)),
     )
     _ready_cluster(
@@ -395,7 +396,7 @@ async def test_invalid_auth_spec_is_invalid_spec(env, monkeypatch):  # noqa: F81
             "jwt": {"hs256SecretRef": {"name": "a"}, "jwksSecretRef": {"name": "b"}},
         },
     )
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert status(kube)["phase"] == "Failed" and cond(kube, "Ready")["reason"] == "InvalidSpec"
     assert (
         "spec.auth.jwt: exactly one of hs256SecretRef or jwksSecretRef"
@@ -411,14 +412,14 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
     kube = env
     posted = []
     monkeypatch.setattr(
-        handlers,
-        "_post",
+        events,
+        "post",
         lambda body, type_, reason, message: posted.append((type_, reason, message)),
     )
     _ready_cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     finish_job(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert "THREADWEAVER_AUTH" not in env_dict(
         kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["containers"][0]
     )
@@ -427,7 +428,7 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
     obj["spec"]["auth"] = JWKS
     obj["metadata"]["generation"] += 1
     posted.clear()
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     c = kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["containers"][0]
     assert env_dict(c)["THREADWEAVER_JWT_JWKS_FILE"] == builders.JWT_JWKS_FILE
     assert [(r, m) for t, r, m in posted if r == "RollingUpdate"] == [
@@ -443,7 +444,7 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
         "jwt": {**JWKS["jwt"], "jwksSecretRef": {"name": "idp-keys-2", "key": "keys.json"}},
     }
     posted.clear()
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     (vol,) = [
         v
         for v in kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["volumes"]
@@ -452,7 +453,7 @@ async def test_turning_auth_on_rolls_the_statefulset_with_an_event(env, monkeypa
     assert vol["secret"]["secretName"] == "idp-keys-2"
     assert [r for t, r, m in posted if r == "RollingUpdate"] == ["RollingUpdate"]
     posted.clear()
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert not [r for t, r, m in posted if r == "RollingUpdate"]
 
 

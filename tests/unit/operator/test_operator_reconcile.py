@@ -3,15 +3,18 @@ migration gate, scaling through Leases, idempotency and recovery from any state.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from datetime import UTC, datetime
 
+import kopf
 import pytest
 
 from threadweaver.shards import SHARDMAP_KEY, MemberStatus, ShardMap
-from threadweaver_operator import handlers, provisioning
+from threadweaver_operator import events, provisioning, reconciler
 from threadweaver_operator.kube import KubeError
+from threadweaver_operator.state import cluster_state
 from threadweaver_operator.status import Condition
 
 NS = "team"
@@ -91,11 +94,10 @@ SECRETS = {"aws": {"access-key-id": "a", "secret-access-key": "b"}, "mysql": {"p
 @pytest.fixture
 def env(monkeypatch):
     kube = FakeKube()
-    handlers.OP.kube = kube
-    handlers.OP.clusters.clear()
+    kube.memo = kopf.Memo()  # the cluster's Kopf memo (its ClusterState)
     provisioned = []
 
-    async def fake_provision(k, spec):
+    async def fake_provision(spec, secrets):
         provisioned.append(spec.table_prefix)
         return Condition(
             "Provisioned",
@@ -107,7 +109,11 @@ def env(monkeypatch):
     monkeypatch.setattr(provisioning, "provision_tables", fake_provision)
     kube.provisioned = provisioned
     yield kube
-    handlers.OP.kube = None
+
+
+async def reconcile(kube, obj):
+    """One pass, as the Kopf handlers run it."""
+    await reconciler.reconcile(kube, obj, kube.memo)
 
 
 def add_secret(kube, name, data):
@@ -224,7 +230,7 @@ async def test_full_lifecycle(env):
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
     cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     # runtime objects, tables, the Job, the map; no StatefulSet before the migration
     for kind, name in [
         ("ServiceAccount", "chat-runtime"),
@@ -247,13 +253,13 @@ async def test_full_lifecycle(env):
     }
 
     job = finish_job(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert ("StatefulSet", NS, "chat") in kube.objects
     assert kube.objects[("StatefulSet", NS, "chat")]["spec"]["replicas"] == 3
     assert status(kube)["migratedRevision"] in job
     run_pods(kube)
     ack_all(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     s = status(kube)
     assert s["phase"] == "Running" and cond(kube, "Ready")["status"] == "True", s
     assert s["readyReplicas"] == 3 and s["epoch"] == 1 and sum(s["members"].values()) == 64
@@ -263,7 +269,7 @@ async def test_full_lifecycle(env):
     before = json.dumps(
         {"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str
     )
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert (
         json.dumps({"/".join(k): v for k, v in kube.objects.items()}, sort_keys=True, default=str)
         == before
@@ -274,7 +280,7 @@ async def test_full_lifecycle(env):
         kube.objects[("ThreadWeaverCluster", NS, "chat")]["spec"]["replicas"] = replicas
         kube.objects[("ThreadWeaverCluster", NS, "chat")]["metadata"]["generation"] += 1
         for _ in range(30):
-            await handlers.reconcile(body(kube))
+            await reconcile(kube, body(kube))
             m = shardmap(kube)
             if m.in_handoff:
                 # the StatefulSet never drops a member that must still hand off
@@ -301,7 +307,7 @@ async def test_full_lifecycle(env):
 async def test_missing_secret_is_a_condition_not_a_crash(env):
     kube = env
     cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert status(kube)["phase"] == "Failed"
     assert cond(kube, "Provisioned")["reason"] == "SecretNotFound"
     assert cond(kube, "Migrated")["reason"] == "SecretNotFound"
@@ -312,7 +318,7 @@ async def test_missing_secret_is_a_condition_not_a_crash(env):
     # the Secrets appear: it recovers by itself
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert cond(kube, "Provisioned")["status"] == "True" and status(kube)["phase"] == "Migrating"
 
 
@@ -321,9 +327,9 @@ async def test_failed_migration_blocks_rollout(env):
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
     cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     finish_job(kube, ok=False)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert cond(kube, "Migrated")["reason"] == "JobFailed" and status(kube)["phase"] == "Failed"
     assert ("StatefulSet", NS, "chat") not in kube.objects
 
@@ -333,16 +339,16 @@ async def test_image_upgrade_waits_for_its_migration(env):
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
     cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     finish_job(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     run_pods(kube)
     ack_all(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     obj = kube.objects[("ThreadWeaverCluster", NS, "chat")]
     obj["spec"]["image"] = "img:2"
     obj["metadata"]["generation"] += 1
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     sts = kube.objects[("StatefulSet", NS, "chat")]
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
     jobs = [k for k in kube.objects if k[0] == "Job"]
@@ -354,7 +360,7 @@ async def test_image_upgrade_waits_for_its_migration(env):
         "succeeded": 1,
         "conditions": [{"type": "Complete", "status": "True"}],
     }
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert (
         kube.objects[("StatefulSet", NS, "chat")]["spec"]["template"]["spec"]["containers"][0][
             "image"
@@ -367,7 +373,7 @@ async def test_image_upgrade_waits_for_its_migration(env):
 async def test_invalid_spec_reports_and_creates_nothing(env):
     kube = env
     cluster(kube, replicas=100, shards=8)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert status(kube)["phase"] == "Failed" and cond(kube, "Ready")["reason"] == "InvalidSpec"
     assert "spec.replicas" in cond(kube, "Ready")["message"]
     assert [k for k in kube.objects if k[0] != "ThreadWeaverCluster"] == []
@@ -378,27 +384,73 @@ async def test_operator_restart_resumes_from_observed_state(env):
     add_secret(kube, "aws", SECRETS["aws"])
     add_secret(kube, "mysql", SECRETS["mysql"])
     cluster(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     finish_job(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     run_pods(kube)
     ack_all(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     # scale up, publish a handoff, then "restart" the operator (forget everything in memory)
     kube.objects[("ThreadWeaverCluster", NS, "chat")]["spec"]["replicas"] = 4
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     run_pods(kube)
     ack_all(kube)  # chat-3 up with a lease
     kube.objects[("Lease", NS, "chat-3")]["metadata"]["annotations"] = MemberStatus(
         "chat-3", 0
     ).to_annotations()
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert shardmap(kube).in_handoff
     epoch = shardmap(kube).epoch
-    handlers.OP.clusters.clear()
-    await handlers.reconcile(body(kube))
+    kube.memo = kopf.Memo()
+    await reconcile(kube, body(kube))
     assert shardmap(kube).epoch == epoch and shardmap(kube).in_handoff  # waits for the same acks
     ack_all(kube)
-    await handlers.reconcile(body(kube))
+    await reconcile(kube, body(kube))
     assert not shardmap(kube).in_handoff and shardmap(kube).epoch == epoch
     assert kube.provisioned == ["chat"]  # the status remembered the tables
+
+
+async def test_each_secret_is_read_once_per_pass(env):
+    kube = env
+    add_secret(kube, "aws", SECRETS["aws"])
+    add_secret(kube, "mysql", SECRETS["mysql"])
+    cluster(kube)
+    for _ in range(2):  # the first pass creates the tables, the second does not
+        kube.calls.clear()
+        await reconcile(kube, body(kube))
+        reads = [name for verb, kind, name in kube.calls if (verb, kind) == ("get", "Secret")]
+        assert sorted(reads) == ["aws", "chat-peer-token", "mysql"], reads
+
+
+async def test_table_creation_runs_outside_the_lock_and_is_shared(env, monkeypatch):
+    """A pass waiting for create_tables does not hold the cluster's lock; a concurrent pass of
+    the same generation waits for the same run instead of starting another one."""
+    kube = env
+    add_secret(kube, "aws", SECRETS["aws"])
+    add_secret(kube, "mysql", SECRETS["mysql"])
+    cluster(kube)
+    started, release = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    async def slow_provision(spec, secrets):
+        calls.append(spec.table_prefix)
+        started.set()
+        await release.wait()
+        return Condition("Provisioned", "True", "TablesReady", "DynamoDB tables ready: chat")
+
+    monkeypatch.setattr(provisioning, "provision_tables", slow_provision)
+    posted = []
+    monkeypatch.setattr(events, "post", lambda body, type_, reason, message: posted.append(reason))
+    first = asyncio.create_task(reconcile(kube, body(kube)))
+    await started.wait()
+    state = cluster_state(kube.memo)
+    assert not state.lock.locked()
+    second = asyncio.create_task(reconcile(kube, body(kube)))
+    for _ in range(10):  # the fake API never suspends: the second pass runs up to its wait
+        await asyncio.sleep(0)
+    assert not second.done() and calls == ["chat"]
+    release.set()
+    await asyncio.gather(first, second)
+    assert calls == ["chat"]
+    assert posted.count("Provisioned") == 1 and posted.count("ShardMapInitialized") == 1
+    assert status(kube)["phase"] == "Migrating"

@@ -1,0 +1,133 @@
+"""Observe: everything one pass knows, read from the API once (each object one request).
+
+An :class:`Observation` is a plain value: the cluster object, what the operator remembers of it
+(:mod:`.state`), the referenced user Secrets, the outcome of this pass's table provisioning, the
+objects the operator manages (StatefulSet, shard-map ConfigMap, migration Job, peer-token
+Secret) and the members' Leases and Pods, with the two clocks of the pass.
+:func:`.planning.plan` decides from it alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from . import builders, names
+from .kube import Kube
+from .migration import job_state
+from .secret_refs import Secrets
+from .spec import ClusterSpec, SpecError
+from .state import ClusterState
+from .status import Condition
+
+__all__ = ["Observation", "observe", "previous_status", "read_spec"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    name: str
+    namespace: str
+    generation: int
+    raw_spec: Mapping[str, Any]  # the object's spec as written (for an invalid one)
+    spec: ClusterSpec | None  # None: unreadable (see spec_problems)
+    spec_problems: tuple[str, ...]
+    owner: Mapping[str, Any]  # the ownerReference of every child
+    previous: Mapping[str, Any]  # the last status (see previous_status)
+    warned: frozenset[str] = frozenset()
+    restart_times: Mapping[str, float] = field(default_factory=dict)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))  # Lease expiry, status
+    monotonic: float = 0.0  # RMU restart cooldowns
+    secrets: Secrets = field(default_factory=dict)
+    tables: Condition | None = None  # this pass's table provisioning (None: it did not run)
+    peer_token_exists: bool = False
+    statefulset: Mapping[str, Any] | None = None
+    shardmap_configmap: Mapping[str, Any] | None = None
+    migration_job: Mapping[str, Any] | None = None  # of this revision, read while not migrated
+    migration_jobs: tuple[Mapping[str, Any], ...] = ()  # all of them, once this one succeeded
+    leases: tuple[Mapping[str, Any], ...] = ()  # every Lease of the namespace
+    pods: tuple[Mapping[str, Any], ...] = ()  # the runtime pods
+
+    @property
+    def valid_spec(self) -> ClusterSpec | None:
+        return self.spec if self.spec is not None and not self.spec_problems else None
+
+
+def read_spec(body: Mapping[str, Any]) -> tuple[ClusterSpec | None, tuple[str, ...]]:
+    """The parsed spec and its problems (no API call)."""
+    meta = body["metadata"]
+    try:
+        spec = ClusterSpec.from_resource(meta["name"], meta["namespace"], body.get("spec"))
+    except SpecError as exc:
+        return None, (str(exc),)
+    return spec, tuple(spec.problems())
+
+
+def previous_status(body: Mapping[str, Any], state: ClusterState) -> dict[str, Any]:
+    """The status this operator wrote last, else the object's (after a restart). The body of a
+    timer may lag behind a status just written."""
+    return state.status if state.status is not None else dict(body.get("status") or {})
+
+
+async def observe(
+    kube: Kube,
+    body: Mapping[str, Any],
+    state: ClusterState,
+    spec: ClusterSpec | None,
+    spec_problems: tuple[str, ...],
+    secrets: Secrets,
+    tables: Condition | None,
+) -> Observation:
+    """Read what the pass needs; nothing beyond the object itself for an invalid spec."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    previous = previous_status(body, state)
+    base = Observation(
+        name=name,
+        namespace=namespace,
+        generation=meta.get("generation", 0),
+        raw_spec=body.get("spec") or {},
+        spec=spec,
+        spec_problems=spec_problems,
+        owner=builders.owner_reference(body),
+        previous=previous,
+        warned=frozenset(state.warned),
+        restart_times=dict(state.restart_times),
+        now=datetime.now(UTC),
+        monotonic=time.monotonic(),
+    )
+    if spec is None or spec_problems:
+        return base
+    job, jobs = await _migration_jobs(kube, spec, previous.get("migratedRevision"))
+    peer_token = await kube.get("Secret", namespace, names.peer_token_secret(name))
+    return replace(
+        base,
+        secrets=secrets,
+        tables=tables,
+        peer_token_exists=peer_token is not None,
+        statefulset=await kube.get("StatefulSet", namespace, names.statefulset(name)),
+        shardmap_configmap=await kube.get("ConfigMap", namespace, names.shardmap_configmap(name)),
+        migration_job=job,
+        migration_jobs=jobs,
+        leases=tuple(await kube.list("Lease", namespace)),
+        pods=tuple(await kube.list("Pod", namespace, label_selector=names.selector_string(name))),
+    )
+
+
+async def _migration_jobs(
+    kube: Kube, spec: ClusterSpec, migrated_revision: str | None
+) -> tuple[dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    """The Job of this revision while it has not succeeded yet, and, once it has, every
+    migration Job (the superseded ones are deleted then)."""
+    revision = spec.migration_revision()
+    if not spec.mysql.migrate or migrated_revision == revision:
+        return None, ()
+    job = await kube.get("Job", spec.namespace, names.migration_job(spec.name, revision))
+    if job is None or job_state(job)[0] != "Succeeded":
+        return job, ()
+    selector = ",".join(
+        f"{k}={v}" for k, v in names.selector_labels(spec.name, "migration").items()
+    )
+    return job, tuple(await kube.list("Job", spec.namespace, label_selector=selector))

@@ -1,0 +1,489 @@
+"""Plan: the pure decisions of one reconcile pass, from an :class:`~.observation.Observation` to
+the :mod:`.steps` that carry them out (no I/O: unit-tested without Kubernetes).
+
+Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret -> the
+referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
+complete a handoff, RMU restarts) -> StatefulSet (created or rolled to a new template only once
+the migration of that template succeeded; replicas from the rebalancing decision) -> status.
+Every action is an Event on the ThreadWeaverCluster; a Warning is posted once per distinct
+message until its problem goes away.
+
+The tables are created before the plan (outside the cluster's lock, see
+:mod:`.reconciler`) when :func:`tables_needed` says so: once per spec generation, as the
+status remembers; the plan turns the outcome (``Observation.tables``) into the Provisioned
+condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from threadweaver.shards import SHARDMAP_KEY, ShardMap, ShardMapError
+
+from . import builders, names
+from .events import Event, warning_key
+from .migration import migration_condition, superseded_jobs
+from .observation import Observation
+from .provisioning import external_tables
+from .rebalancing import Decision, decide, rolling_update_in_progress
+from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
+from .spec import ClusterSpec
+from .status import Condition, Observed, build_status, status_patch
+from .steps import (
+    Apply,
+    Create,
+    CreatePeerToken,
+    Delete,
+    ForgetWarnings,
+    Plan,
+    Post,
+    RememberRestarts,
+    ScaleStatefulSet,
+    Step,
+    WriteStatus,
+)
+from .supervision import MemberView, dead_members, member_views, supervise
+
+__all__ = ["plan", "previous_condition", "tables_needed"]
+
+
+def plan(o: Observation) -> Plan:
+    """The steps of the pass that observed ``o``."""
+    p = _Steps(o.warned)
+    spec = o.valid_spec
+    if spec is None:
+        _plan_invalid_spec(p, o)
+    else:
+        _plan_cluster(p, o, spec)
+    return Plan(tuple(p.steps))
+
+
+def tables_needed(
+    spec: ClusterSpec, secrets: Secrets, previous: Mapping[str, Any], generation: int
+) -> bool:
+    """Whether this pass creates the tables: ``createTables``, the journal's Secret usable and
+    no Provisioned=True for this generation in the status (re-checked once per generation)."""
+    if not spec.dynamodb.create_tables or "journal" in secret_problems(spec, secrets):
+        return False
+    provisioned = previous_condition(previous, "Provisioned", generation)
+    return provisioned is None or not provisioned.true
+
+
+def previous_condition(
+    previous: Mapping[str, Any], ctype: str, generation: int | None
+) -> Condition | None:
+    """The condition from the last status if it is about this generation (any with None)."""
+    for c in previous.get("conditions") or []:
+        if c.get("type") == ctype and (
+            generation is None or c.get("observedGeneration") == generation
+        ):
+            return Condition(
+                ctype, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
+            )
+    return None
+
+
+class _Steps:
+    """The steps of one pass, in order; Warnings deduplicated against those already posted."""
+
+    def __init__(self, warned: frozenset[str]) -> None:
+        self.steps: list[Step] = []
+        self._warned = set(warned)
+
+    def add(self, step: Step) -> None:
+        self.steps.append(step)
+
+    def info(self, reason: str, message: str) -> None:
+        self.add(Post(Event("Normal", reason, message)))
+
+    def warn(self, reason: str, message: str) -> None:
+        key = warning_key(reason, message)
+        if key not in self._warned:
+            self._warned.add(key)
+            self.add(Post(Event("Warning", reason, message), key))
+
+    def clear_warnings(self, reason: str) -> None:
+        prefix = reason + ":"
+        if any(w.startswith(prefix) for w in self._warned):
+            self._warned = {w for w in self._warned if not w.startswith(prefix)}
+            self.add(ForgetWarnings(reason))
+
+
+def _info(reason: str, message: str) -> Event:
+    return Event("Normal", reason, message)
+
+
+# -- the stages of a pass -------------------------------------------------------------------
+
+
+def _plan_invalid_spec(p: _Steps, o: Observation) -> None:
+    """Report the problems; create nothing and keep what the status says of the shard map."""
+    problems = list(o.spec_problems)
+    p.warn("InvalidSpec", "; ".join(problems))
+    replicas = o.raw_spec.get("replicas")
+    _write_status(
+        p,
+        o,
+        Observed(
+            generation=o.generation,
+            replicas=replicas if isinstance(replicas, int) else 0,
+            spec_problems=problems,
+            selector=names.selector_string(o.name),
+            epoch=o.previous.get("epoch"),
+            members=o.previous.get("members") or {},
+        ),
+    )
+
+
+def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
+    p.clear_warnings("InvalidSpec")
+    current, map_error = _published_map(o)
+    sts = o.statefulset
+    sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
+    member_count = max(
+        [spec.replicas, sts_replicas or 0]
+        + [(names.ordinal(o.name, m) or 0) + 1 for m in _members_from_map(current)]
+    )
+
+    # runtime RBAC, Services, PDB, peer token: no preconditions
+    for obj in builders.runtime_objects(spec, member_count, o.owner):
+        p.add(Apply(obj))
+    if not o.peer_token_exists:
+        message = (
+            f"created Secret {names.peer_token_secret(o.name)} for member-to-member forwarding"
+        )
+        p.add(CreatePeerToken(spec, o.owner, (_info("PeerTokenCreated", message),)))
+
+    problems = _check_secrets(p, spec, o.secrets)
+    provisioned = _provisioned(p, o, spec, problems)
+    migrated, migrated_revision = _migration(p, o, spec, problems, provisioned)
+    can_roll_out = provisioned.true and migrated.true and not problems
+
+    views = _member_views(o, current, member_count)
+    shard_map = _shard_map(p, o, spec, current, map_error, views, sts_replicas)
+    statefulset_exists = _statefulset(
+        p, o, spec, can_roll_out and shard_map.shard_map is not None, shard_map.decision
+    )
+
+    sts_status = (sts or {}).get("status") or {}
+    decision, published = shard_map.decision, shard_map.shard_map
+    _write_status(
+        p,
+        o,
+        Observed(
+            generation=o.generation,
+            replicas=spec.replicas,
+            provisioned=provisioned,
+            migrated=migrated,
+            statefulset_exists=statefulset_exists,
+            pods=int(sts_status.get("replicas") or 0),
+            ready_pods=int(sts_status.get("readyReplicas") or 0),
+            epoch=published.epoch if published else None,
+            members=published.counts() if published else {},
+            rebalancing=bool(decision and decision.rebalancing) or bool(map_error),
+            rebalance_reason=(
+                "ShardMapInvalid" if map_error else decision.reason if decision else "Pending"
+            ),
+            rebalance_message=(map_error or (decision.message if decision else "")),
+            dead=shard_map.dead,
+            orphaned=shard_map.orphaned,
+            rmu_reports=shard_map.reports,
+            restarted_total=shard_map.restarted_total,
+            selector=names.selector_string(o.name),
+            table_prefix=spec.table_prefix,
+            migrated_revision=migrated_revision,
+        ),
+    )
+
+
+def _check_secrets(p: _Steps, spec: ClusterSpec, secrets: Secrets) -> dict[str, SecretProblem]:
+    problems = secret_problems(spec, secrets)
+    for purpose, problem in problems.items():
+        p.warn(problem.reason, f"{problem} (needed by {needed_by(spec, purpose)})")
+    if not problems:
+        p.clear_warnings("SecretNotFound")
+        p.clear_warnings("SecretKeyMissing")
+    return problems
+
+
+def _provisioned(
+    p: _Steps, o: Observation, spec: ClusterSpec, problems: Mapping[str, SecretProblem]
+) -> Condition:
+    """The Provisioned condition: the status's for this generation, else this pass's outcome
+    (an Event only when it changes)."""
+    if "journal" in problems:
+        problem = problems["journal"]
+        return Condition("Provisioned", "False", problem.reason, str(problem))
+    provisioned = previous_condition(o.previous, "Provisioned", o.generation)
+    if provisioned is not None and provisioned.true:
+        return provisioned
+    if not spec.dynamodb.create_tables:
+        outcome = external_tables(spec)
+    elif o.tables is None:
+        # Not run by this pass (a concurrent pass changed the status meanwhile): the next does.
+        return provisioned or Condition("Provisioned", "Unknown", "Pending", "not checked yet")
+    else:
+        outcome = o.tables
+    was = previous_condition(o.previous, "Provisioned", None)
+    if outcome.true:
+        p.clear_warnings("ProvisioningFailed")
+        if was is None or not was.true or was.message != outcome.message:
+            p.info("Provisioned", outcome.message)
+    else:
+        p.warn(outcome.reason, outcome.message)
+    return outcome
+
+
+def _migration(
+    p: _Steps,
+    o: Observation,
+    spec: ClusterSpec,
+    problems: Mapping[str, SecretProblem],
+    provisioned: Condition,
+) -> tuple[Condition, str | None]:
+    """The Migrated condition and ``status.migratedRevision``.
+
+    The Migrated condition is the gate of a rollout: the Secret only the runtime pods need (the
+    JWT key of spec.auth) holds it too, with the same reasons, so that the cluster is Failed
+    with a message naming the field instead of pods stuck in ContainerCreating."""
+    migrated_revision = o.previous.get("migratedRevision")
+    revision = spec.migration_revision()
+    if "readModel" in problems:
+        problem = problems["readModel"]
+        migrated = Condition("Migrated", "False", problem.reason, str(problem))
+    elif "auth" in problems:
+        problem = problems["auth"]
+        migrated = Condition(
+            "Migrated", "False", problem.reason, f"{problem} (needed by {needed_by(spec, 'auth')})"
+        )
+    elif not provisioned.true:
+        migrated = Condition(
+            "Migrated", "False", "WaitingForTables", "waiting for the journal tables"
+        )
+    else:
+        pending = spec.mysql.migrate and migrated_revision != revision
+        if pending and o.migration_job is None:
+            job = names.migration_job(o.name, revision)
+            p.add(
+                Create(
+                    builders.migration_job(spec, o.owner),
+                    (_info("MigrationStarted", f"created migration Job {job}"),),
+                )
+            )
+        migrated = migration_condition(spec, o.migration_job, migrated_revision)
+        if migrated.true and pending:
+            migrated_revision = revision
+            p.info("Migrated", migrated.message)
+            for job in superseded_jobs(o.migration_jobs, revision):
+                p.add(
+                    Delete(
+                        "Job",
+                        job,
+                        (_info("MigrationJobDeleted", f"deleted superseded migration Job {job}"),),
+                    )
+                )
+        elif migrated.reason == "JobFailed":
+            p.warn("MigrationFailed", migrated.message)
+    if not spec.mysql.migrate:
+        migrated_revision = None
+    return migrated, migrated_revision
+
+
+def _published_map(o: Observation) -> tuple[ShardMap | None, str | None]:
+    """The shard map in the ConfigMap (None if absent) or why it is unreadable."""
+    if o.shardmap_configmap is None:
+        return None, None
+    try:
+        data = o.shardmap_configmap.get("data") or {}
+        return ShardMap.from_json(data.get(SHARDMAP_KEY) or ""), None
+    except ShardMapError as exc:
+        configmap = names.shardmap_configmap(o.name)
+        return None, f"ConfigMap {configmap} holds an invalid shard map: {exc}"
+
+
+def _members_from_map(shard_map: ShardMap | None) -> set[str]:
+    if shard_map is None:
+        return set()
+    out = set(shard_map.assignments)
+    if shard_map.in_handoff and shard_map.handoff is not None:
+        out |= {m.source for m in shard_map.handoff.moves if m.source}
+    return out
+
+
+def _member_views(
+    o: Observation, current: ShardMap | None, member_count: int
+) -> dict[str, MemberView]:
+    """Every member the pass must judge: pods, Leases of this cluster, those in the map."""
+    mapped = _members_from_map(current)
+    leases = {
+        lease["metadata"]["name"]: lease
+        for lease in o.leases
+        if names.ordinal(o.name, lease["metadata"]["name"]) is not None
+        or lease["metadata"]["name"] in mapped
+    }
+    pods = {pod["metadata"]["name"]: pod for pod in o.pods}
+    candidates = set(names.members(o.name, member_count)) | mapped | set(leases) | set(pods)
+    return member_views(o.name, candidates, leases, pods, o.now)
+
+
+@dataclass(frozen=True)
+class _MapOutcome:
+    shard_map: ShardMap | None  # the map published after this pass
+    decision: Decision | None  # None: the published map is unreadable
+    dead: tuple[str, ...] = ()  # dead members still holding shards
+    orphaned: int = 0
+    reports: int = 0
+    restarted_total: int = 0
+
+
+def _shard_map(
+    p: _Steps,
+    o: Observation,
+    spec: ClusterSpec,
+    current: ShardMap | None,
+    map_error: str | None,
+    views: Mapping[str, MemberView],
+    sts_replicas: int | None,
+) -> _MapOutcome:
+    """Rebalance or complete a handoff, then supervise the RMUs of the resulting map."""
+    restarted_total = int(o.previous.get("restartedRmus") or 0)
+    if map_error:
+        p.warn("ShardMapInvalid", map_error)
+        return _MapOutcome(None, None, restarted_total=restarted_total)
+    dead = dead_members(views, sts_replicas) if current else frozenset()
+    decision = decide(
+        o.name,
+        spec.shards,
+        spec.replicas,
+        current,
+        views,
+        dead,
+        rolling_update_in_progress(o.statefulset),
+        spec.max_ranges_per_round,
+    )
+    sup = supervise(decision.shard_map, views, sts_replicas, o.monotonic, o.restart_times)
+    if dict(sup.restart_times) != dict(o.restart_times):
+        p.add(RememberRestarts(dict(sup.restart_times)))
+    new_map = sup.shard_map
+    for err in sup.errors:
+        p.warn("MemberStatusInvalid", err)
+    if current is None or new_map.dumps() != current.dumps():
+        events = []
+        if decision.action != "steady" and decision.changed:
+            events.append(_info(_event_reason(decision.action), decision.message))
+        for member, r in sup.restarted:
+            restarted_total += 1
+            events.append(
+                _info(
+                    "RmuRestartRequested",
+                    f"requested a restart of the read-model updater of shards {r} on {member}",
+                )
+            )
+        p.add(Apply(builders.shardmap_configmap(spec, new_map, o.owner), tuple(events)))
+    if decision.reason == "ShardsMismatch":
+        p.warn("ShardsMismatch", decision.message)
+    return _MapOutcome(
+        new_map,
+        decision,
+        dead=tuple(sorted(m for m in sup.dead if m in new_map.assignments)),
+        orphaned=sup.orphaned,
+        reports=sup.reports,
+        restarted_total=restarted_total,
+    )
+
+
+def _event_reason(action: str) -> str:
+    return {
+        "initialize": "ShardMapInitialized",
+        "rebalance": "RebalancePublished",
+        "complete-handoff": "HandoffCompleted",
+    }.get(action, "ShardMapUpdated")
+
+
+def _statefulset(
+    p: _Steps, o: Observation, spec: ClusterSpec, can_roll_out: bool, decision: Decision | None
+) -> bool:
+    """Apply the StatefulSet (or only its replicas while a template waits for its migration);
+    whether it exists after the pass."""
+    sts = o.statefulset
+    name = names.statefulset(o.name)
+    sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
+    desired = decision.statefulset_replicas if decision else (sts_replicas or 0)
+    if can_roll_out:
+        if sts is None:
+            event = _info(
+                "StatefulSetCreated", f"created StatefulSet {name} with {desired} replica(s)"
+            )
+        elif sts_replicas != desired:
+            event = _info("Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired}")
+        elif _template_differs(sts, spec):
+            event = _info("RollingUpdate", f"StatefulSet {name}: rolling out image {spec.image}")
+        elif _auth_differs(sts, spec):
+            mode = "jwt" if spec.auth.enabled else "none"
+            event = _info("RollingUpdate", f"StatefulSet {name}: rolling out authentication {mode}")
+        else:
+            event = None
+        events = (event,) if event else ()
+        p.add(Apply(builders.statefulset(spec, desired, o.owner), events))
+        return True
+    if sts is not None and sts_replicas != desired:
+        # A new template waits for its migration (and its Secrets); scaling does not.
+        message = (
+            f"StatefulSet {name}: replicas {sts_replicas} -> {desired} "
+            "(a template update waits for the migration)"
+        )
+        p.add(ScaleStatefulSet(name, desired, (_info("Scaled", message),)))
+    return sts is not None
+
+
+def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
+    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers"
+    ) or []
+    return not containers or containers[0].get("image") != spec.image
+
+
+def _auth_settings(pod: Mapping[str, Any]) -> tuple[dict[Any, Any], Any]:
+    """The ``--auth``/``--jwt-*`` variables of the runtime container and the JWT key volume."""
+    containers = pod.get("containers") or [{}]
+    env = {
+        e.get("name"): e.get("value")
+        for e in containers[0].get("env") or []
+        if isinstance(e, Mapping)
+        and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))
+    }
+    volume = next(
+        ((v.get("secret") or {}) for v in pod.get("volumes") or [] if v.get("name") == "jwt"), {}
+    )
+    return env, (volume.get("secretName"), volume.get("items"))
+
+
+def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
+    """The StatefulSet's pods have other authentication settings (or key Secret) than the spec's."""
+    pod = ((sts.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if not pod.get("containers"):
+        return False
+    return _auth_settings(pod) != _auth_settings(
+        builders.statefulset(spec, 0)["spec"]["template"]["spec"]
+    )
+
+
+def _write_status(p: _Steps, o: Observation, observed: Observed) -> None:
+    """Write the status if it changed (a Phase Event when the phase did)."""
+    status = build_status(observed, o.previous, o.now)
+    patch = status_patch(status, o.previous)
+    if patch is None:
+        p.add(WriteStatus(dict(o.previous)))
+        return
+    events: tuple[Event, ...] = ()
+    if o.previous.get("phase") != status["phase"]:
+        events = (
+            Event(
+                "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
+                "Phase",
+                f"phase {o.previous.get('phase') or '-'} -> {status['phase']}",
+            ),
+        )
+    p.add(WriteStatus(status, patch, events))
