@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import REPO, RESULTS, machine_line
+from .base import REPO, RESULTS
+from .machine import machine_line
 
 DOC = REPO / "docs" / "benchmarks.md"
 NOTES = Path(__file__).with_name("profile_notes.md")

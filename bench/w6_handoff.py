@@ -36,17 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    ACCOUNT,
-    SERVER_CORE,
-    BenchError,
-    ensure_kube,
-    log,
-    median,
-    percentile,
-    proc_cpu_seconds,
-)
+from .base import ACCOUNT, SERVER_CORE, BenchError, log
+from .processes import proc_cpu_seconds
 from .profiles import Profile
+from .services import ensure_kube
+from .stats import median, percentile
 from .w6_production import CpuMeter, Dynalite, core_busy_seconds, wait_idle
 
 CLUSTER = "twbench"

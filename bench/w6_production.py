@@ -34,24 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    CLK_TCK,
-    HOST,
-    REPO,
-    SERVER_CORE,
-    BenchError,
-    ensure_services,
-    free_port,
-    log,
-    mysql_version,
-    mysqld_pid,
-    proc_cpu_seconds,
-    proc_memory,
-    spawn,
-    stop,
-    tail,
-)
+from .base import HOST, REPO, SERVER_CORE, BenchError, log
+from .processes import CLK_TCK, proc_cpu_seconds, proc_memory, spawn, stop, tail
 from .profiles import Profile
+from .servers import free_port
+from .services import ensure_services, mysql_version, mysqld_pid
 
 DYNALITE_CLI = REPO / ".cache" / "services" / "node_modules" / "dynalite" / "cli.js"
 
