@@ -39,7 +39,7 @@ from .embedded_stores import drain_projection
 from .load import wrk
 from .profiles import Profile
 from .servers import Server, start_runtime
-from .services import _mysql_connect
+from .services import mysql_connect
 from .stats import median, ratio
 from .w1_http import summarise
 from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
@@ -93,7 +93,7 @@ class Stack:
 
 
 def _rows(url: str) -> tuple[int, int]:
-    conn = _mysql_connect(url, url.rsplit("/", 1)[1])
+    conn = mysql_connect(url, url.rsplit("/", 1)[1])
     try:
         with conn.cursor() as cur:
             cur.execute(
