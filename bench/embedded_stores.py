@@ -1,5 +1,6 @@
 """Read-only readers of the embedded runtime's SQLite files (journal.db, readmodel.db), beside
-the running server (WAL lets them read while it writes): counts, the projection backlog."""
+the running server (WAL lets them read while it writes): counts, thread ids, the projection
+backlog."""
 
 from __future__ import annotations
 
