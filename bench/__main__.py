@@ -37,8 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import common
-from .common import LOAD_CORE, RESULTS, BenchError, log
+from .base import LOAD_CORE, RESULTS, BenchError, log
+from .load import ensure_wrk
+from .machine import git_commit, machine
+from .processes import cleanup, taskset_check
 from .profiles import PROFILES, Profile
 
 WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -57,7 +59,7 @@ CEILING = {"quick": 240, "full": 1800}
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    common.cleanup()
+    cleanup()
     raise SystemExit(128 + signum)
 
 
@@ -89,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        common.taskset_check()
-        common.ensure_wrk()
+        taskset_check()
+        ensure_wrk()
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -132,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "invocation": invocation,
         "profile": profile.name,
         "settings": profile.as_dict(),
-        "machine": common.machine(),
-        "git_commit": common.git_commit(),
+        "machine": machine(),
+        "git_commit": git_commit(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "placement": "server: taskset -c 0; wrk and bench clients: taskset -c 1",
     }
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in selected:
             name, loader = WORKLOADS[key]
             t0 = time.monotonic()
-            commit = common.git_commit()  # the code measured (working tree)
+            commit = git_commit()  # the code measured (working tree)
             log(f"== {key} ({name}) ==")
             try:
                 result = _bounded(loader(), profile, work / key, CEILING[profile.name])
@@ -165,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                     "command": command,
                 }
             finally:
-                common.cleanup()
+                cleanup()
                 shutil.rmtree(work / key, ignore_errors=True)
     finally:
-        common.cleanup()
+        cleanup()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     results["meta"]["elapsed_s"] = round(time.time() - started, 1)

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from .common import ACCOUNT, HOST, BenchError
+from .base import ACCOUNT, HOST, BenchError
 
 
 def create_body(title: str, at: int) -> dict[str, Any]:

@@ -10,9 +10,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .base import PYTHON, RESULTS, log
 from .client import create_threads
-from .common import PYTHON, RESULTS, log, start_runtime, wrk
+from .load import wrk
 from .profiles import Profile
+from .servers import start_runtime
 
 
 def run(p: Profile, work: Path) -> dict[str, Any]:

@@ -20,22 +20,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .base import BenchError, log
 from .client import create_threads
-from .common import (
-    BenchError,
-    Server,
-    drain_projection,
-    journal_counter,
-    journal_thread_ids,
-    log,
-    median,
-    ratio,
-    start_bare,
-    start_runtime,
-    wrk,
-    wrk_until,
-)
+from .embedded_stores import drain_projection, journal_counter, journal_thread_ids
+from .load import wrk, wrk_until
 from .profiles import Profile
+from .servers import Server, start_bare, start_runtime
+from .stats import median, ratio
 
 MODES = ("full", "normal")
 WORKLOADS = ("create", "hot", "cold")

@@ -33,15 +33,10 @@ from typing import Any
 
 import orjson
 
-from .common import (
-    PYTHON,
-    SERVER_CORE,
-    log,
-    median,
-    ratio,
-    run_json,
-)
+from .base import PYTHON, SERVER_CORE, log
+from .processes import run_json
 from .profiles import Profile
+from .stats import median, ratio
 
 ACCOUNT = "01H8XGJWBWBAQ4Z4G2V6K8M3PJ"
 

@@ -33,22 +33,14 @@ from typing import Any
 
 import aiohttp
 
+from .base import HOST, log
 from .client import create_body, create_threads
-from .common import (
-    HOST,
-    MysqlDatabase,
-    Server,
-    ensure_services,
-    log,
-    median,
-    mysql_version,
-    mysqld_pid,
-    percentile,
-    proc_cpu_seconds,
-    start_runtime,
-    wrk,
-)
+from .load import wrk
+from .processes import proc_cpu_seconds
 from .profiles import Profile
+from .servers import Server, start_runtime
+from .services import MysqlDatabase, ensure_services, mysql_version, mysqld_pid
+from .stats import median, percentile
 
 POLL_INTERVAL = 0.001
 POLL_CHUNK = 500

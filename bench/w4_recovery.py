@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import ACCOUNT, PYTHON, SERVER_CORE, log, median, ratio, run_json
+from .base import ACCOUNT, PYTHON, SERVER_CORE, log
+from .processes import run_json
 from .profiles import Profile
+from .stats import median, ratio
 
 MEMBER = "01H8XGJWBWBAQ4Z4G2V6K8M3PK"
 

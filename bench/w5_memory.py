@@ -30,19 +30,14 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from .base import ACCOUNT, PYTHON, SERVER_CORE, log
 from .client import create_threads
-from .common import (
-    ACCOUNT,
-    PYTHON,
-    SERVER_CORE,
-    journal_counter,
-    log,
-    ratio,
-    run_json,
-    start_runtime,
-    wrk_until,
-)
+from .embedded_stores import journal_counter
+from .load import wrk_until
+from .processes import run_json
 from .profiles import Profile
+from .servers import start_runtime
+from .stats import ratio
 
 
 async def _in_process(path: Path, count: int) -> dict[str, Any]:

@@ -33,20 +33,14 @@ from typing import Any
 
 from threadweaver.shards import DEFAULT_SHARDS
 
+from .base import PYTHON, BenchError, log
 from .client import create_threads
-from .common import (
-    PYTHON,
-    BenchError,
-    Server,
-    _mysql_connect,
-    drain_projection,
-    log,
-    median,
-    ratio,
-    start_runtime,
-    wrk,
-)
+from .embedded_stores import drain_projection
+from .load import wrk
 from .profiles import Profile
+from .servers import Server, start_runtime
+from .services import mysql_connect
+from .stats import median, ratio
 from .w1_http import summarise
 from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
 
@@ -99,7 +93,7 @@ class Stack:
 
 
 def _rows(url: str) -> tuple[int, int]:
-    conn = _mysql_connect(url, url.rsplit("/", 1)[1])
+    conn = mysql_connect(url, url.rsplit("/", 1)[1])
     try:
         with conn.cursor() as cur:
             cur.execute(

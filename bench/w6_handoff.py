@@ -1,10 +1,10 @@
 """Workload 6 B: the handoff of one shard range between two members, under load.
 
 As tests/e2e/test_sharded_runtime.py does (and with its helpers: tests/support/
-{runtime_process,cluster_driver,backends,services}.py): two `threadweaver serve --cluster`
-members (default settings otherwise) against the DynamoDB API (our dynalite, pinned to the
-server core), a fresh MariaDB read model and the local Kubernetes control plane (shard map in a
-ConfigMap, member Leases, in a fresh namespace). The bench plays the operator
+{runtime_process,cluster_driver}.py; fresh backends from bench/services.py): two `threadweaver
+serve --cluster` members (default settings otherwise) against the DynamoDB API (our dynalite,
+pinned to the server core), a fresh MariaDB read model and the local Kubernetes control plane
+(shard map in a ConfigMap, member Leases, in a fresh namespace). The bench plays the operator
 (tests/support/cluster_driver.py): it publishes `ShardMap.initial` (A: the lower half of the
 shards, B: the upper half), and then, for each move, a map that gives ONE range (the last eighth
 of A's initial half) to the other member, waits for the losing member's acknowledgement,
@@ -36,17 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    ACCOUNT,
-    SERVER_CORE,
-    BenchError,
-    ensure_kube,
-    log,
-    median,
-    percentile,
-    proc_cpu_seconds,
-)
+from .base import ACCOUNT, SERVER_CORE, BenchError, log
+from .processes import proc_cpu_seconds
 from .profiles import Profile
+from .services import ensure_kube, fresh_production_backends, tests_support_importable
+from .stats import median, percentile
 from .w6_production import CpuMeter, Dynalite, core_busy_seconds, wait_idle
 
 CLUSTER = "twbench"
@@ -406,10 +400,9 @@ def _problems(log_path: Path, limit: int = 20) -> list[str]:
 async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[str, Any]:
     from kubernetes_asyncio import client
 
-    from tests.support.backends import production_backends
+    tests_support_importable()
     from tests.support.cluster_driver import ClusterDriver
     from tests.support.runtime_process import RuntimeProcess
-    from tests.support.services import ServiceURLs
     from threadweaver.adapters.kube.client import api_client
     from threadweaver.shards import ShardMap, ShardRange
 
@@ -427,9 +420,7 @@ async def _run(p: Profile, work: Path, services: Any, kubeconfig: str) -> dict[s
 
     atexit.register(kill_members)
     try:
-        async with production_backends(
-            ServiceURLs(mysql=services.mysql, dynamodb=dynalite.url)
-        ) as backends:
+        async with fresh_production_backends(services.mysql, dynalite.url) as backends:
             log(f"w6 handoff: backends ready; starting 2 members ({shards} shards)")
             driver = ClusterDriver(api, namespace, CLUSTER)
             names = [f"{CLUSTER}-a", f"{CLUSTER}-b"]

@@ -9,8 +9,8 @@ handoff of a sharded cluster.
      member to the other and back, a few times: how long each handoff takes, how long commands
      of the moving range waited, and how many requests failed (target: none).
 
-Services. MariaDB is the one of `hack/services.sh` (started when down, as the test suites do:
-tests/support/services.py), shared and not pinned; its CPU share is measured from its pid.
+Services. MariaDB is the one of `hack/services.sh` (started when down, found as the test suites
+find it: bench/services.py), shared and not pinned; its CPU share is measured from its pid.
 The DynamoDB API is a dynalite process of the bench's own (the package `hack/services.sh`
 installs; `hack/services.sh up` is run first, so node and dynalite are there), pinned to the
 server core beside the runtime: the journal store then competes for the same core as the
@@ -34,24 +34,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    CLK_TCK,
-    HOST,
-    REPO,
-    SERVER_CORE,
-    BenchError,
+from .base import HOST, REPO, SERVER_CORE, BenchError, log
+from .processes import CLK_TCK, proc_cpu_seconds, proc_memory, spawn, stop, tail
+from .profiles import Profile
+from .servers import free_port
+from .services import (
+    ProductionBackends,
+    ServiceURLs,
     ensure_services,
-    free_port,
-    log,
+    fresh_production_backends,
     mysql_version,
     mysqld_pid,
-    proc_cpu_seconds,
-    proc_memory,
-    spawn,
-    stop,
-    tail,
 )
-from .profiles import Profile
 
 DYNALITE_CLI = REPO / ".cache" / "services" / "node_modules" / "dynalite" / "cli.js"
 
@@ -195,19 +189,12 @@ def wait_idle(
 
 
 @contextlib.contextmanager
-def production_backends(services: Any, dynalite: Dynalite) -> Iterator[Any]:
-    """tests/support/backends.py's fresh tables (unique prefix) in our dynalite and fresh,
-    migrated MariaDB database, from synchronous code; removed afterwards."""
-    from tests.support.backends import production_backends as _backends
-    from tests.support.services import ServiceURLs
-
-    urls = ServiceURLs(mysql=services.mysql, dynamodb=dynalite.url)
+def production_backends(services: ServiceURLs, dynalite: Dynalite) -> Iterator[ProductionBackends]:
+    """Fresh tables (unique prefix) in our dynalite and a fresh, migrated MariaDB database
+    (services.fresh_production_backends), from synchronous code; removed afterwards."""
     with asyncio.Runner() as runner:
-        cm = _backends(urls)
-        try:
-            backends = runner.run(asyncio.wait_for(cm.__aenter__(), 180))
-        except subprocess.CalledProcessError as exc:
-            raise BenchError(f"threadweaver migrate failed: {exc.stderr!r}"[:3000]) from None
+        cm = fresh_production_backends(services.mysql, dynalite.url)
+        backends = runner.run(asyncio.wait_for(cm.__aenter__(), 180))
         try:
             yield backends
         finally:

@@ -13,6 +13,7 @@ import pytest
 from tests.support.backends import production_backends
 from tests.support.runtime_process import RuntimeProcess
 from tests.support.services import ensure_services
+from tests.support.waiting import eventually
 from threadweaver.domain import new_ulid
 
 
@@ -48,18 +49,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def eventually(probe, timeout=5.0):
-    """Poll `probe` (an async callable returning a truthy value) until it succeeds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 async def post(http, path, body, status=200):
     async with http.post(path, json=body) as r:
         data = await r.json()
@@ -93,11 +82,13 @@ async def visible(http, path, account):
     return data if status == 200 else None
 
 
-# --- upstream's smoke script: create, sleep, get ----------------------------------------------
-async def test_smoke_create_sleep_get(http):
+# --- upstream's smoke script: create, sleep, get (here: wait until readable, then get) ---------
+async def test_smoke_create_wait_get(http):
     admin = new_ulid()
     tid = await create_thread(http, admin)
-    await asyncio.sleep(1)
+    await eventually(
+        lambda: visible(http, f"/v1/threads/{tid}", admin), what="the new thread to be readable"
+    )
     status, data = await get(http, f"/v1/threads/{tid}", account_id=admin)
     assert status == 200
     assert data["result"]["id"] == tid and data["error_messages"] == []
@@ -116,7 +107,9 @@ async def test_smoke_create_sleep_get(http):
 async def test_create(http):
     admin = new_ulid()
     tid = await create_thread(http, admin)
-    data = await eventually(lambda: visible(http, f"/v1/threads/{tid}", admin))
+    data = await eventually(
+        lambda: visible(http, f"/v1/threads/{tid}", admin), what="the new thread to be readable"
+    )
     assert data["result"]["creatorId"] == admin
 
 
@@ -139,7 +132,7 @@ async def test_join_administrator_ids(http):
     )
     assert data == {"threadId": tid, "error_messages": []}
     path = f"/v1/threads/{tid}/administrator-ids"
-    (ids,) = await eventually(lambda: _ids_when(http, path, admin, 2))
+    (ids,) = await eventually(lambda: _ids_when(http, path, admin, 2), what="2 administrators")
     assert ids == [admin, other]  # all ids, not only the caller's (a fix)
 
 
@@ -151,7 +144,9 @@ async def test_join_member_ids(http):
         f"/v1/threads/{tid}/member-ids/join",
         {"accountId": admin, "accountIds": [m1, m2], "createAt": now_ms()},
     )
-    (ids,) = await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 2))
+    (ids,) = await eventually(
+        lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 2), what="2 members"
+    )
     assert ids == [m1, m2]
 
 
@@ -179,7 +174,7 @@ async def test_add_messages(http):
         d = await visible(http, f"/v1/threads/{tid}/messages", admin)
         return d["result"] if d and d["result"] else None
 
-    result = await eventually(messages)
+    result = await eventually(messages, what="the message to be readable")
     assert result[0]["body"] == "ABC" and result[0]["senderId"] == member
     assert result[0]["type"] == "text" and result[0]["id"] == data["messageIds"][0]
 
@@ -210,7 +205,7 @@ async def test_remove_messages(http):
         d = await visible(http, f"/v1/threads/{tid}/messages", member)
         return d["result"] if d and [m["body"] for m in d["result"]] == ["y"] else None
 
-    await eventually(only_y)  # removed messages are not returned (a fix)
+    await eventually(only_y, what="only message y")  # removed messages are not returned (a fix)
 
 
 # --- the fixes and refusals, over the wire -----------------------------------------------------
@@ -232,8 +227,13 @@ async def test_leave_routes_are_wired(http):
         f"/v1/threads/{tid}/member-ids/leave",
         {"accountId": admin, "accountIds": [m], "createAt": now_ms()},
     )
-    await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 0))
-    await eventually(lambda: _ids_when(http, f"/v1/threads/{tid}/administrator-ids", admin, 1))
+    await eventually(
+        lambda: _ids_when(http, f"/v1/threads/{tid}/member-ids", admin, 0), what="no members"
+    )
+    await eventually(
+        lambda: _ids_when(http, f"/v1/threads/{tid}/administrator-ids", admin, 1),
+        what="1 administrator",
+    )
     last = await post(
         http,
         f"/v1/threads/{tid}/administrator-ids/leave",
@@ -247,7 +247,9 @@ async def test_parent_thread_id_is_kept(http):
     admin = new_ulid()
     parent = await create_thread(http, admin)
     child = await create_thread(http, admin, parentThreadId=parent)
-    data = await eventually(lambda: visible(http, f"/v1/threads/{child}", admin))
+    data = await eventually(
+        lambda: visible(http, f"/v1/threads/{child}", admin), what="the child thread to be readable"
+    )
     assert data["result"]["parentThreadId"] == parent
 
 
@@ -284,14 +286,16 @@ async def test_domain_refusals_are_4xx_with_error_messages(http):
 async def test_destroyed_threads_are_not_returned(http):
     admin = new_ulid()
     tid = await create_thread(http, admin)
-    await eventually(lambda: visible(http, f"/v1/threads/{tid}", admin))
+    await eventually(
+        lambda: visible(http, f"/v1/threads/{tid}", admin), what="the new thread to be readable"
+    )
     await post(http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()})
 
     async def gone():
         status, _ = await get(http, f"/v1/threads/{tid}", account_id=admin)
         return status == 404
 
-    await eventually(gone)
+    await eventually(gone, what="the destroyed thread to be gone (404)")
     await post(http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()}, 404)
 
 
@@ -303,7 +307,7 @@ async def test_list_threads_paginates_in_a_stable_order(http):
         status, data = await get(http, "/v1/threads", account_id=admin, limit=100)
         return data["results"] if status == 200 and len(data["results"]) == 7 else None
 
-    await eventually(all_listed)
+    await eventually(all_listed, what="7 threads listed")
     pages = []
     for offset in (0, 3, 6):
         status, data = await get(http, "/v1/threads", account_id=admin, offset=offset, limit=3)

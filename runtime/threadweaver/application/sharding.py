@@ -1,6 +1,7 @@
-"""The runtime side of sharding (DESIGN §3, §4): a member applies each shard map it receives,
-serves exactly its `serving_ranges`, hands ranges over safely, runs one read-model updater per
-served range, and routes commands for other shards to their owner.
+"""The runtime side of sharding (docs/architecture.md, "Sharding inside a member"): a member
+applies each shard map it receives, serves exactly its `serving_ranges`, hands ranges over
+safely, runs one read-model updater per served range, and routes commands for other shards to
+their owner.
 
 Handoff, as seen by a member (see threadweaver.shards.shardmap for the whole protocol):
 - a new map makes some served ranges `losing`: from that instant commands for them wait briefly
@@ -87,6 +88,7 @@ class Member:
         self._apply_lock = asyncio.Lock()
         self.forwarded = 0
         self.refused = 0
+        self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
 
     @property
     def name(self) -> str:
@@ -253,10 +255,13 @@ class Member:
                 raise ShardUnavailable(
                     f"shard {shard} is being handed over; retry shortly", retry_after=1
                 )
+            self.waiting_for_map += 1
             try:
                 await asyncio.wait_for(self._map_changed.wait(), remaining)
             except TimeoutError:
                 pass
+            finally:
+                self.waiting_for_map -= 1
 
     async def _run_local(self, shard: int, command: Command) -> list[Event]:
         self._inflight[shard] += 1

@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from tests.support.waiting import eventually
 from threadweaver.application.entities import EntityManager, EntitySettings
 from threadweaver.domain import (
     AddMessages,
@@ -60,7 +61,7 @@ async def test_snapshots_bound_replay(journal):
     await mgr.execute(create(tid))
     for i in range(25):
         await mgr.execute(post(tid, str(i)))
-    await asyncio.sleep(0.05)  # snapshots are written in the background
+    await mgr.close()  # waits for the snapshots saved in the background
     snap = await journal.load_snapshot(thread_persistence_id(tid))
     assert snap is not None and snap.seq == 20
     fresh = EntityManager(journal, EntitySettings(snapshot_every=10))
@@ -128,8 +129,8 @@ async def test_a_command_cancelled_during_its_append_still_writes_it_and_the_ent
     tid = new_ulid()
     await mgr.execute(create(tid))
     task = asyncio.create_task(mgr.execute(post(tid, "cancelled while appending")))
-    while not journal._pending:  # queued for the next group commit, not written yet
-        await asyncio.sleep(0)
+    # queued for the next group commit, not written yet (the writer takes it a turn later)
+    await eventually(lambda: journal._pending, what="the append to be queued", interval=0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

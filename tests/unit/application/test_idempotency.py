@@ -10,6 +10,7 @@ import dataclasses
 import orjson
 import pytest
 
+from tests.support.waiting import eventually
 from threadweaver.application import idempotency
 from threadweaver.application.codec import command_from_json, command_to_json
 from threadweaver.application.entities import EntityManager, EntitySettings
@@ -256,11 +257,16 @@ async def test_a_timed_out_append_is_recognised_on_retry(journal):
     tid = (await mgr.execute(create()))[0].thread_id
     first_cmd = post(tid, "slow", key="k")
     task = asyncio.ensure_future(mgr.execute(first_cmd))
-    await asyncio.sleep(0)
+    # in flight: queued for the next group commit (the journal's writer takes it a turn later)
+    await eventually(lambda: journal._pending, what="the append to be queued", interval=0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.05)  # the shielded append finishes
+
+    async def written():  # the append goes on without its cancelled caller
+        return await journal.highest_seq(thread_persistence_id(tid)) >= 2
+
+    await eventually(written, what="the cancelled command's append to be written")
     retry = await mgr.execute(post(tid, "slow", key="k"))
     events = await stored(journal, tid)
     assert len(events) == 2
@@ -320,10 +326,10 @@ async def test_keys_older_than_the_window_are_forgotten(journal):
     tid = (await mgr.execute(create()))[0].thread_id
     first = await mgr.execute(post(tid, "x", key="k"))
     assert await mgr.execute(post(tid, "x", key="k")) == first
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the test is about time passing: past the 0.2 s window
     again = await mgr.execute(post(tid, "x", key="k"))
     assert message_ids(again) != message_ids(first)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # time passing again: `again`'s key expires too
     fresh = manager(journal, idempotency_window=0.2)  # replay drops expired keys as well
     await fresh.execute(post(tid, "warm"))
     assert not fresh._entities[thread_persistence_id(tid)].recent

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.support.waiting import eventually, signalled
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.application.entities import EntityManager
@@ -130,7 +131,8 @@ async def test_handoff_refuses_moving_shards_until_complete_then_the_new_owner_s
     waiter = asyncio.create_task(
         a.execute(AddMessages(moving, ADMIN, (NewMessage(new_ulid(), "y"),), 3))
     )
-    await asyncio.sleep(0.05)  # waits for the map instead of failing
+    # the command waits for the next map instead of failing
+    await eventually(lambda: a.waiting_for_map == 1, what="the command to wait for the next map")
     await a.apply_map(done)
     await b.apply_map(done)
     events = await waiter  # forwarded to b, which recovered the thread
@@ -152,10 +154,12 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
         if two.moving(shard_of(thread_persistence_id(t), SHARDS))
     )
     await a.execute(create(tid))
-    gate = asyncio.Event()
+    gate, appending = asyncio.Event(), asyncio.Event()
     real_append = journal.append_nowait
+    releases = []  # the tasks that release the held appends (referenced until done)
 
     def slow_append(*args, **kw):  # the append is held until the gate opens
+        appending.set()
         held = asyncio.get_running_loop().create_future()
 
         async def later():
@@ -165,16 +169,17 @@ async def test_in_flight_commands_finish_before_the_member_acknowledges(cluster)
             except Exception as exc:
                 held.set_exception(exc)
 
-        asyncio.ensure_future(later())
+        releases.append(asyncio.ensure_future(later()))
         return held
 
     journal.append_nowait = slow_append
     inflight = asyncio.create_task(
         a.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "z"),), 2))
     )
-    await asyncio.sleep(0.02)
+    await signalled(appending.wait(), "the in-flight command's append")
     handoff = asyncio.create_task(a.apply_map(two))
-    await asyncio.sleep(0.05)
+    # the handoff has taken the new map: it now waits for the held command
+    await eventually(lambda: a.map is two, what="the handoff to take the new map")
     assert not handoff.done() and acks.get("a") == one.epoch  # still draining
     gate.set()
     await inflight
