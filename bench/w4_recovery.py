@@ -123,9 +123,14 @@ async def _load_once(path: Path, tid: str, snapshots: bool) -> dict[str, Any]:
         await journal.close()
 
 
-async def _main(path: Path, messages: int, runs: int) -> dict[str, Any]:
+def _remove_journal(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+async def _main(path: Path, messages: int, runs: int) -> dict[str, Any]:
+    # Set-up and clean-up run before and after the measured loads: blocking file calls are fine.
+    _remove_journal(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tid, seq = await _setup(path, messages)
     out: dict[str, Any] = {"events_in_journal": seq, "messages": messages}
@@ -144,8 +149,7 @@ async def _main(path: Path, messages: int, runs: int) -> dict[str, Any]:
             "runs_ms": [r["elapsed_s"] * 1000 for r in runs_],
         }
     out["breakdown_without_ms"] = await _breakdown(path, tid)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    _remove_journal(path)
     return out
 
 
