@@ -1,6 +1,6 @@
-"""The OpenAPI 3.1 document, built from the route table in `app.py` (so paths, methods and
-parameters cannot drift from what the router serves) and from the same limits the validators
-in `validation.py` enforce (maxLength, maxItems, minimum/maximum, required)."""
+"""The OpenAPI 3.1 document, built from the route table (routes.py; the router is filled from it
+too, so paths, methods and parameters cannot drift from what is served) and from the same limits
+the validators in `validation.py` enforce (maxLength, maxItems, minimum/maximum, required)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .app import HttpSettings, Route
+    from .routes import Route
+    from .settings import HttpSettings
 
 OPENAPI_VERSION = "3.1.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -309,10 +310,6 @@ SECURITY_SCHEMES: dict[str, Any] = {
 }
 
 
-def _is_open(route: Route) -> bool:
-    return route.tag == "system"
-
-
 def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {
@@ -414,7 +411,7 @@ def build_document(
             else:
                 responses[str(status)] = ERROR_RESPONSES[status]
         operation["responses"] = responses
-        if not _is_open(route):  # optional: `{}` allows anonymous calls (`--auth none`)
+        if not route.open:  # optional: `{}` allows anonymous calls (`--auth none`)
             operation["security"] = [{BEARER_SCHEME: []}, {}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
