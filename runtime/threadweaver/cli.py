@@ -19,9 +19,10 @@ from typing import Any
 from . import __version__
 from .config import ConfigError, Option, Settings, TableSettings, options_of
 
-#: the groups of `Settings` each command takes flags for (serve: all of them)
-COMMAND_GROUPS = {"migrate": ("storage", "logging"), "create-tables": ("storage", "logging")}
-TABLES = "create-tables"
+SERVE, MIGRATE, TABLES = "serve", "migrate", "create-tables"
+#: the groups of `Settings` each command takes flags for (serve: all of them); create-tables
+#: also takes TableSettings
+COMMAND_GROUPS = {MIGRATE: ("storage", "logging"), TABLES: ("storage", "logging")}
 
 
 def _bool(text: str) -> bool:
@@ -89,19 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve",
+        SERVE,
         help="run the runtime and its HTTP API",
         description="Run the runtime: thread aggregates, read-model updaters and the /v1 HTTP API.",
     )
-    _add_options(serve, "serve", _settings_options("serve"))
+    _add_options(serve, SERVE, _settings_options(SERVE))
 
     migrate = sub.add_parser(
-        "migrate",
+        MIGRATE,
         help="create or upgrade the read-model schema",
         description="Create or upgrade the read-model schema to the latest "
         "revision (Alembic). Safe to run repeatedly.",
     )
-    _add_options(migrate, "migrate", _settings_options("migrate"))
+    _add_options(migrate, MIGRATE, _settings_options(MIGRATE))
 
     tables = sub.add_parser(
         TABLES,
@@ -140,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"threadweaver: error: {exc}\n")
     from .server import run, serve
 
-    if args.command == "serve":
+    if args.command == SERVE:
         run(serve(settings))
         return 0
-    if args.command == "migrate":
+    if args.command == MIGRATE:
         run(_migrate(settings))
         return 0
     if args.command == TABLES:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .adapters.http.settings import AuthSettings, HttpSettings
+from .adapters.http.settings import AUTH_MODES, AuthSettings, HttpSettings
 from .application.settings import SETTING, EntitySettings, ProjectorSettings, Setting, setting
 from .shards.hashing import DEFAULT_SHARDS
 
@@ -333,7 +333,7 @@ class Settings:
                 "a positive number of seconds"
             )
         auth = self.auth
-        if auth.mode not in ("none", "jwt"):
+        if auth.mode not in AUTH_MODES:
             raise ConfigError("--auth / THREADWEAVER_AUTH: none or jwt")
         if not auth.enabled:
             if auth.jwt_hs256_secret_file or auth.jwt_jwks_file:

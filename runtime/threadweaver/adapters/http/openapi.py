@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ...application.settings import EntitySettings
 from ...domain import limits
 from .validation import (
     CREATE_AT_MAX,
@@ -281,6 +282,7 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
 }
 
 
+_KEYS = EntitySettings()  # the defaults of --idempotency-keys and --idempotency-window
 IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "name": IDEMPOTENCY_KEY,
     "in": "header",
@@ -294,7 +296,8 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     },
     "description": "Makes the command idempotent: a retry with the same key (same account, same "
     "thread, same body) answers the first result instead of applying again. "
-    "Keys are remembered per thread (the last 1000, for 24 h). A key "
+    f"Keys are remembered per thread (by default the last {_KEYS.idempotency_keys}, for "
+    f"{_KEYS.idempotency_window / 3600:g} h). A key "
     f"{IDEMPOTENCY_KEY_INVALID}; see docs/api.md.",
 }
 BEARER_SCHEME = "bearerAuth"
