@@ -175,7 +175,7 @@ def main() -> int:
     ns = build_parser().parse_args(rest)
     logs.configure(ns.log_level, ns.log_format)
     settings = settings_from(ns)
-    if settings.host != "127.0.0.1":
+    if settings.server.host != "127.0.0.1":
         raise SystemExit("profiling listens on 127.0.0.1 only")
     profiler = Profiler(interval=args.interval, async_mode="disabled")
 

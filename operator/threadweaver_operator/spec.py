@@ -1,9 +1,11 @@
 """The ThreadWeaverCluster spec as a typed, defaulted value.
 
 The API server applies the CRD's defaults, but the operator does not rely on them: objects
-written before a default existed, or built in tests, get the same defaults here. Checks that the
-schema cannot express (or that must not crash the operator if the schema is bypassed) are
-reported by :func:`ClusterSpec.problems` and end up in a condition and an Event.
+written before a default existed, or built in tests, get the same defaults here, declared once as
+the dataclasses' field defaults (tests/unit/test_settings.py checks that they equal the CRD's,
+and the runtime's where a field sets a runtime flag). Checks that the schema cannot express (or
+that must not crash the operator if the schema is bypassed) are reported by
+:func:`ClusterSpec.problems` and end up in a condition and an Event.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
+
+from threadweaver.shards import DEFAULT_SHARDS
 
 from . import names
 
 __all__ = ["AuthSpec", "ClusterSpec", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "SpecError"]
 
-DEFAULT_SHARDS = 1024
 DEFAULT_PORT = 8080
 AUTH_MODES = ("none", "jwt")
 DEFAULT_HS256_KEY = "secret"
@@ -152,6 +155,8 @@ class ClusterSpec:
         """Parse a CR's spec, applying the CRD defaults; raises :class:`SpecError` for values of
         the wrong type (a schema bypass), never ``KeyError``/``TypeError``."""
         spec = dict(spec or {})
+        d = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        dd, md = DynamoDBSpec(), MySQLSpec()
         try:
             journal = _obj(spec.get("journal"), "spec.journal")
             ddb = _obj(journal.get("dynamodb"), "spec.journal.dynamodb")
@@ -168,20 +173,23 @@ class ClusterSpec:
                 name=name,
                 namespace=namespace,
                 image=_str(spec.get("image", ""), "spec.image"),
-                replicas=_int(spec.get("replicas", 3), "spec.replicas"),
+                replicas=_int(spec.get("replicas", d["replicas"]), "spec.replicas"),
                 image_pull_policy=spec.get("imagePullPolicy") or None,
-                shards=_int(spec.get("shards", DEFAULT_SHARDS), "spec.shards"),
+                shards=_int(spec.get("shards", d["shards"]), "spec.shards"),
                 dynamodb=DynamoDBSpec(
-                    endpoint=_str(ddb.get("endpoint", "") or "", "spec.journal.dynamodb.endpoint"),
-                    region=_str(ddb.get("region") or "us-east-1", "spec.journal.dynamodb.region"),
+                    endpoint=_str(
+                        ddb.get("endpoint", dd.endpoint) or "", "spec.journal.dynamodb.endpoint"
+                    ),
+                    region=_str(ddb.get("region") or dd.region, "spec.journal.dynamodb.region"),
                     table_prefix=_str(
                         ddb.get("tablePrefix") or name, "spec.journal.dynamodb.tablePrefix"
                     ),
                     create_tables=_bool(
-                        ddb.get("createTables", True), "spec.journal.dynamodb.createTables"
+                        ddb.get("createTables", dd.create_tables),
+                        "spec.journal.dynamodb.createTables",
                     ),
                     billing_mode=_str(
-                        ddb.get("billingMode") or "PAY_PER_REQUEST",
+                        ddb.get("billingMode") or dd.billing_mode,
                         "spec.journal.dynamodb.billingMode",
                     ),
                     read_capacity=_opt_int(
@@ -196,39 +204,44 @@ class ClusterSpec:
                     if creds and creds.get("name")
                     else None,
                     access_key_id_key=_str(
-                        (creds or {}).get("accessKeyIdKey") or "access-key-id", "accessKeyIdKey"
+                        (creds or {}).get("accessKeyIdKey") or dd.access_key_id_key,
+                        "accessKeyIdKey",
                     ),
                     secret_access_key_key=_str(
-                        (creds or {}).get("secretAccessKeyKey") or "secret-access-key",
+                        (creds or {}).get("secretAccessKeyKey") or dd.secret_access_key_key,
                         "secretAccessKeyKey",
                     ),
                 ),
                 mysql=MySQLSpec(
-                    host=_str(my.get("host", "") or "", "spec.readModel.mysql.host"),
-                    port=_int(my.get("port", 3306), "spec.readModel.mysql.port"),
+                    host=_str(my.get("host", md.host) or "", "spec.readModel.mysql.host"),
+                    port=_int(my.get("port", md.port), "spec.readModel.mysql.port"),
                     database=_str(
-                        my.get("database") or "threadweaver", "spec.readModel.mysql.database"
+                        my.get("database") or md.database, "spec.readModel.mysql.database"
                     ),
-                    user=_str(my.get("user") or "threadweaver", "spec.readModel.mysql.user"),
+                    user=_str(my.get("user") or md.user, "spec.readModel.mysql.user"),
                     password_secret=_str(pw["name"], "spec.readModel.mysql.passwordSecret.name")
                     if pw and pw.get("name")
                     else None,
                     password_key=_str(
-                        (pw or {}).get("key") or "password",
+                        (pw or {}).get("key") or md.password_key,
                         "spec.readModel.mysql.passwordSecret.key",
                     ),
-                    migrate=_bool(my.get("migrate", True), "spec.readModel.mysql.migrate"),
+                    migrate=_bool(my.get("migrate", md.migrate), "spec.readModel.mysql.migrate"),
                 ),
                 passivation_timeout_seconds=_int(
-                    spec.get("passivationTimeoutSeconds", 120), "spec.passivationTimeoutSeconds"
+                    spec.get("passivationTimeoutSeconds", d["passivation_timeout_seconds"]),
+                    "spec.passivationTimeoutSeconds",
                 ),
                 resources=_obj(spec.get("resources"), "spec.resources"),
-                service_type=_str(service.get("type") or "ClusterIP", "spec.service.type"),
-                port=_int(service.get("port", DEFAULT_PORT), "spec.service.port"),
+                service_type=_str(service.get("type") or d["service_type"], "spec.service.type"),
+                port=_int(service.get("port", d["port"]), "spec.service.port"),
                 max_ranges_per_round=_int(
-                    rebalance.get("maxRangesPerRound", 8), "spec.rebalance.maxRangesPerRound"
+                    rebalance.get("maxRangesPerRound", d["max_ranges_per_round"]),
+                    "spec.rebalance.maxRangesPerRound",
                 ),
-                deletion_policy=_str(spec.get("deletionPolicy") or "Retain", "spec.deletionPolicy"),
+                deletion_policy=_str(
+                    spec.get("deletionPolicy") or d["deletion_policy"], "spec.deletionPolicy"
+                ),
                 pod_annotations={
                     str(k): str(v)
                     for k, v in _obj(spec.get("podAnnotations"), "spec.podAnnotations").items()
@@ -345,7 +358,7 @@ def _auth(value: Any) -> AuthSpec:
     jwt = auth.get("jwt")
     jwt_obj = _obj(jwt, "spec.auth.jwt")
     return AuthSpec(
-        mode=_str(auth.get("mode") or "none", "spec.auth.mode"),
+        mode=_str(auth.get("mode") or AuthSpec.mode, "spec.auth.mode"),
         jwt_given=jwt is not None,
         hs256_secret=_secret_ref(
             jwt_obj.get("hs256SecretRef"), "spec.auth.jwt.hs256SecretRef", DEFAULT_HS256_KEY

@@ -1,8 +1,10 @@
 """The `threadweaver` command: serve, migrate, create-tables.
 
-Every flag also reads an environment variable named THREADWEAVER_<FLAG> (upper case, dashes as
-underscores), so Kubernetes manifests configure the runtime with env only; a flag given on the
-command line wins over the variable.
+The flags are derived from the settings dataclasses (config.py): one flag per configurable field,
+with the help text and default declared there, grouped by subsystem in `--help`. Every flag also
+reads an environment variable named THREADWEAVER_<FLAG> (upper case, dashes as underscores), so
+Kubernetes manifests configure the runtime with env only; a flag given on the command line wins
+over the variable.
 """
 
 from __future__ import annotations
@@ -10,20 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, Settings
+from .config import ConfigError, Option, Settings, TableSettings, options_of
 
-ENV_PREFIX = "THREADWEAVER_"
-_DEFAULTS = Settings()
-
-
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+SERVE, MIGRATE, TABLES = "serve", "migrate", "create-tables"
+#: the groups of `Settings` each command takes flags for (serve: all of them); create-tables
+#: also takes TableSettings
+COMMAND_GROUPS = {MIGRATE: ("storage", "logging"), TABLES: ("storage", "logging")}
 
 
 def _bool(text: str) -> bool:
@@ -35,56 +34,49 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _add(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    type_: Callable[[str], Any],
-    help_: str,
-    default: Any = None,
-    **kw: Any,
-) -> None:
-    """A flag whose default comes from its environment variable, then from `default`."""
-    env = _env_name(flag)
-    raw = os.environ.get(env)
+def _parse(option: Option) -> Callable[[str], Any]:
+    kind = option.value_type
+    if kind is bool:
+        return _bool
+    return Path if issubclass(kind, Path) else kind
+
+
+def _add(parser: argparse.ArgumentParser, section: Any, option: Option) -> None:
+    """The option's flag, whose default comes from its environment variable, then from the
+    option's declared default (not shown for a derived one: its help says how it is chosen)."""
+    parse = _parse(option)
+    default = option.default
+    raw = os.environ.get(option.env)
     if raw is not None:
         try:
-            default = type_(raw)
+            default = parse(raw)
         except (ValueError, argparse.ArgumentTypeError) as exc:
-            parser.error(f"{env}={raw!r}: {exc}")
-    shown = "" if default in (None, "") else f" (default: {default})"
-    parser.add_argument(flag, type=type_, default=default, help=f"{help_}{shown} [env {env}]", **kw)
+            parser.error(f"{option.env}={raw!r}: {exc}")
+    shown = f" (default: {default})"
+    if default in (None, "") or (option.setting.derived and raw is None):
+        shown = ""
+    section.add_argument(
+        option.flag,
+        type=parse,
+        default=default,
+        choices=option.setting.choices,
+        help=f"{option.setting.help}{shown} [env {option.env}]",
+    )
 
 
-def _storage_flags(p: argparse.ArgumentParser) -> None:
-    _add(p, "--data-dir", Path, "directory of the embedded SQLite files", _DEFAULTS.data_dir)
-    _add(
-        p,
-        "--journal",
-        str,
-        "event journal URL: sqlite:///PATH (default: DATA_DIR/journal.db) or "
-        "dynamodb://HOST:PORT?region=R&table-prefix=P (no host: AWS)",
-        "",
-    )
-    _add(
-        p,
-        "--read-model",
-        str,
-        "read-model URL: sqlite+aiosqlite:///PATH (default: "
-        "DATA_DIR/readmodel.db) or mysql+aiomysql://USER:PASS@HOST:PORT/DB",
-        "",
-    )
-    _add(
-        p,
-        "--read-model-password-file",
-        str,
-        "file holding the read-model password (a mounted Secret); overrides the URL's",
-        "",
-    )
-    _add(
-        p, "--shards", int, "number of shards, fixed when the journal is created", _DEFAULTS.shards
-    )
-    _add(p, "--log-level", str, "debug, info, warning or error", _DEFAULTS.log_level)
-    _add(p, "--log-format", str, "text or json", _DEFAULTS.log_format)
+def _add_options(parser: argparse.ArgumentParser, command: str, options: Iterable[Option]) -> None:
+    sections: dict[str, Any] = {}
+    for option in options:
+        if option.setting.commands and command not in option.setting.commands:
+            continue
+        if option.title not in sections:
+            sections[option.title] = parser.add_argument_group(option.title)
+        _add(parser, sections[option.title], option)
+
+
+def _settings_options(command: str) -> list[Option]:
+    groups = COMMAND_GROUPS.get(command)
+    return [o for o in Settings.options() if groups is None or o.group in groups]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,201 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve",
+        SERVE,
         help="run the runtime and its HTTP API",
         description="Run the runtime: thread aggregates, read-model updaters and the /v1 HTTP API.",
     )
-    _add(serve, "--host", str, "address to listen on", _DEFAULTS.host)
-    _add(serve, "--port", int, "TCP port of the HTTP API", _DEFAULTS.port)
-    _storage_flags(serve)
-    _add(
-        serve,
-        "--auto-migrate",
-        _bool,
-        "migrate the read-model schema at start "
-        "(default: true for SQLite, false for MySQL, where the operator's Job migrates)",
-    )
-    _add(
-        serve,
-        "--sync-mode",
-        str,
-        "SQLite journal durability: full (fsync every commit; "
-        "survives power loss), normal (survives a process crash), off (tests only)",
-        _DEFAULTS.sync_mode,
-    )
-    _add(
-        serve,
-        "--snapshot-every",
-        int,
-        "events between snapshots of an aggregate, at least a tenth of its size (0: never)",
-        _DEFAULTS.snapshot_every,
-    )
-    _add(
-        serve,
-        "--passivate-after",
-        float,
-        "seconds an idle aggregate stays in memory",
-        _DEFAULTS.passivate_after,
-    )
-    _add(serve, "--max-entities", int, "aggregates kept in memory at most", _DEFAULTS.max_entities)
-    _add(
-        serve,
-        "--request-timeout",
-        float,
-        "seconds before a command answers 503",
-        _DEFAULTS.request_timeout,
-    )
-    _add(
-        serve,
-        "--max-body-bytes",
-        int,
-        "largest request body accepted (413 beyond)",
-        _DEFAULTS.max_body_bytes,
-    )
-    _add(
-        serve,
-        "--projection-batch-size",
-        int,
-        "events per read-model transaction",
-        _DEFAULTS.projection_batch_size,
-    )
-    _add(
-        serve,
-        "--projection-poll-interval",
-        float,
-        "seconds between full reads of a "
-        "read-model updater's range when no append is pushed (default: 1 on SQLite, 10 on "
-        "DynamoDB)",
-        None,
-    )
-    _add(
-        serve,
-        "--member-name",
-        str,
-        "this member's name (the pod name in Kubernetes)",
-        _DEFAULTS.member_name,
-    )
-    _add(
-        serve,
-        "--cluster",
-        str,
-        "ThreadWeaverCluster name: join that cluster's shard map "
-        "(empty: embedded, this process owns every shard)",
-        "",
-    )
-    _add(serve, "--namespace", str, "namespace of the cluster's shard map and leases", "")
-    _add(serve, "--kubeconfig", str, "kubeconfig file (default: in-cluster config)", "")
-    _add(
-        serve,
-        "--peer-address",
-        str,
-        "host:port other members use to forward requests here "
-        "(default: pod DNS through the headless Service)",
-        "",
-    )
-    _add(
-        serve,
-        "--peer-address-template",
-        str,
-        "address of another member when the shard map "
-        "names none, with {member} (default: {member}.CLUSTER-headless.NAMESPACE.svc:PORT)",
-        "",
-    )
-    _add(
-        serve,
-        "--peer-token-file",
-        str,
-        "file with the shared secret that forwarded commands carry (a mounted Secret)",
-        "",
-    )
-    _add(
-        serve,
-        "--lease-duration",
-        int,
-        "seconds without renewal after which the operator considers this member gone",
-        _DEFAULTS.lease_duration,
-    )
-    _add(
-        serve,
-        "--lease-renew-every",
-        float,
-        "seconds between lease renewals",
-        _DEFAULTS.lease_renew_every,
-    )
-    _add(
-        serve,
-        "--idempotency-keys",
-        int,
-        "Idempotency-Keys remembered per thread, most recent first (0: the header is ignored)",
-        _DEFAULTS.idempotency_keys,
-    )
-    _add(
-        serve,
-        "--idempotency-window",
-        float,
-        "seconds an Idempotency-Key is remembered",
-        _DEFAULTS.idempotency_window,
-    )
-    _add(
-        serve,
-        "--auth",
-        str,
-        "authentication of the /v1 API: none, or jwt (a bearer JWT whose "
-        "sub is the acting account)",
-        _DEFAULTS.auth,
-        choices=("none", "jwt"),
-    )
-    _add(
-        serve,
-        "--jwt-hs256-secret-file",
-        str,
-        "with --auth jwt: file holding the HS256 secret (at least 32 bytes; a mounted Secret)",
-        "",
-    )
-    _add(
-        serve,
-        "--jwt-jwks-file",
-        str,
-        "with --auth jwt: JWKS JSON file with the RS256 public keys (instead of a secret)",
-        "",
-    )
-    _add(serve, "--jwt-issuer", str, "with --auth jwt: required `iss` of the tokens", "")
-    _add(serve, "--jwt-audience", str, "with --auth jwt: required `aud` of the tokens", "")
+    _add_options(serve, SERVE, _settings_options(SERVE))
 
     migrate = sub.add_parser(
-        "migrate",
+        MIGRATE,
         help="create or upgrade the read-model schema",
         description="Create or upgrade the read-model schema to the latest "
         "revision (Alembic). Safe to run repeatedly.",
     )
-    _storage_flags(migrate)
+    _add_options(migrate, MIGRATE, _settings_options(MIGRATE))
 
     tables = sub.add_parser(
-        "create-tables",
+        TABLES,
         help="create the DynamoDB journal tables",
         description="Create the DynamoDB journal and snapshot tables (and the "
         "shard/time index) if missing, and wait until ACTIVE.",
     )
-    _storage_flags(tables)
-    _add(tables, "--billing-mode", str, "PAY_PER_REQUEST or PROVISIONED", "PAY_PER_REQUEST")
-    _add(tables, "--read-capacity", int, "read capacity units (PROVISIONED only)", None)
-    _add(tables, "--write-capacity", int, "write capacity units (PROVISIONED only)", None)
-    _add(tables, "--timeout", float, "seconds to wait until the tables are ACTIVE", 300.0)
-    _add(tables, "--no-wait", _bool, "return without waiting until the tables are ACTIVE", False)
-    _add(
-        tables,
-        "--point-in-time-recovery",
-        _bool,
-        "enable point-in-time recovery on the journal table (backups)",
-        False,
-    )
+    _add_options(tables, TABLES, _settings_options(TABLES))
+    _add_options(tables, TABLES, options_of(TableSettings(), title="DynamoDB tables"))
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    names = {f.name for f in fields(Settings)}
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return Settings(**values).resolved()
+    """The resolved settings of the parsed flags (flags a command has not keep their defaults)."""
+    dests = {option.dest for option in Settings.options()}
+    values = {k: v for k, v in vars(args).items() if k in dests and v is not None}
+    return Settings.from_options(values).resolved()
+
+
+def table_settings_from(args: argparse.Namespace) -> TableSettings:
+    return TableSettings(**{o.field: getattr(args, o.dest) for o in options_of(TableSettings())})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,14 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"threadweaver: error: {exc}\n")
     from .server import run, serve
 
-    if args.command == "serve":
+    if args.command == SERVE:
         run(serve(settings))
         return 0
-    if args.command == "migrate":
+    if args.command == MIGRATE:
         run(_migrate(settings))
         return 0
-    if args.command == "create-tables":
-        run(_create_tables(settings, args))
+    if args.command == TABLES:
+        run(_create_tables(settings, table_settings_from(args)))
         return 0
     parser.error(f"unknown command {args.command}")
     return 2
@@ -329,23 +160,25 @@ async def _migrate(settings: Settings) -> None:
     from .adapters.readmodel import SqlReadModel
     from .adapters.readmodel.sql import redact_url
 
-    rm = SqlReadModel(settings.read_model)
+    url = settings.storage.read_model
+    rm = SqlReadModel(url)
     try:
         try:
             await rm.migrate()
         except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
             raise SystemExit(
                 f"threadweaver migrate: cannot reach the read model "
-                f"{redact_url(settings.read_model)}: {exc.__class__.__name__}: "
+                f"{redact_url(url)}: {exc.__class__.__name__}: "
                 f"{getattr(exc, 'orig', exc)}"
             ) from None
-        print(f"read model {redact_url(settings.read_model)} is at the latest schema revision")
+        print(f"read model {redact_url(url)} is at the latest schema revision")
     finally:
         await rm.close()
 
 
-async def _create_tables(settings: Settings, args: argparse.Namespace) -> None:
-    if not settings.journal.startswith("dynamodb:"):
+async def _create_tables(settings: Settings, tables: TableSettings) -> None:
+    journal = settings.storage.journal
+    if not journal.startswith("dynamodb:"):
         raise SystemExit("create-tables: --journal must be a dynamodb:// URL")
     from .adapters.journal.dynamodb import DynamoDBSettings
     from .adapters.journal.dynamodb_tables import create_tables
@@ -353,17 +186,17 @@ async def _create_tables(settings: Settings, args: argparse.Namespace) -> None:
 
     try:
         names = await create_tables(
-            DynamoDBSettings.from_url(settings.journal),
-            billing_mode=args.billing_mode,
-            read_capacity=args.read_capacity,
-            write_capacity=args.write_capacity,
-            wait=not args.no_wait,
-            timeout=args.timeout,
-            point_in_time_recovery=args.point_in_time_recovery,
+            DynamoDBSettings.from_url(journal),
+            billing_mode=tables.billing_mode,
+            read_capacity=tables.read_capacity,
+            write_capacity=tables.write_capacity,
+            wait=not tables.no_wait,
+            timeout=tables.timeout,
+            point_in_time_recovery=tables.point_in_time_recovery,
         )
     except (JournalError, ValueError, TimeoutError) as exc:
         raise SystemExit(f"threadweaver create-tables: {exc}") from None
-    print(("tables ready: " if not args.no_wait else "tables requested: ") + ", ".join(names))
+    print(("tables ready: " if not tables.no_wait else "tables requested: ") + ", ".join(names))
 
 
 if __name__ == "__main__":

@@ -1,42 +1,48 @@
 """The composition root: builds the journal, read model, entities, read-model updaters and the
-HTTP API from Settings, and runs them until a signal stops the process."""
+HTTP API from the resolved Settings (config.py), and runs them until a signal stops the process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .adapters.readmodel import ReadModelSettings, SqlReadModel
 from .adapters.readmodel.sql import redact_url
-from .application.entities import EntityManager, EntitySettings
+from .application.entities import EntityManager
 from .application.ports import Journal
-from .application.projector import ProjectorSettings
 from .application.sharding import Member, ShardingSettings
-from .config import Settings
+from .config import Settings, StorageSettings
 from .gc_tuning import tune_for_serving
 from .shards import ShardMap
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+    from .adapters.forwarding import HttpPeerClient
+    from .adapters.kube.lease import MemberLease
+    from .adapters.kube.shardmap_watch import ShardMapWatch
 
 log = logging.getLogger(__name__)
 
 
-def build_journal(settings: Settings) -> Journal:
-    if settings.journal.startswith("dynamodb:"):
+def build_journal(storage: StorageSettings) -> Journal:
+    if storage.journal.startswith("dynamodb:"):
         from .adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
 
-        return DynamoDBJournal(DynamoDBSettings.from_url(settings.journal), shards=settings.shards)
+        return DynamoDBJournal(DynamoDBSettings.from_url(storage.journal), shards=storage.shards)
     from .adapters.journal.sqlite import SqliteJournal
 
     return SqliteJournal(
-        settings.sqlite_journal_path, shards=settings.shards, synchronous=settings.sync_mode
+        storage.sqlite_journal_path, shards=storage.shards, synchronous=storage.sync_mode
     )
 
 
-def build_read_model(settings: Settings) -> SqlReadModel:
-    return SqlReadModel(ReadModelSettings(url=settings.read_model))
+def build_read_model(storage: StorageSettings) -> SqlReadModel:
+    return SqlReadModel(ReadModelSettings(url=storage.read_model))
 
 
 class Runtime:
@@ -49,38 +55,29 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings.resolved()
-        self.journal = build_journal(s)
-        self.read_model = build_read_model(s)
-        self.entities = EntityManager(
-            self.journal,
-            EntitySettings(
-                snapshot_every=s.snapshot_every,
-                passivate_after=s.passivate_after,
-                max_entities=s.max_entities,
-                idempotency_keys=s.idempotency_keys,
-                idempotency_window=s.idempotency_window,
-            ),
-            writer=s.member_name,
-        )
-        self.peers = None
-        self.kube_api = None
-        self.watch = None
-        self.lease = None
-        if s.cluster:
+        cluster = s.cluster
+        self.journal = build_journal(s.storage)
+        self.read_model = build_read_model(s.storage)
+        self.entities = EntityManager(self.journal, s.entities, writer=cluster.member_name)
+        self.peers: HttpPeerClient | None = None
+        self.kube_api: ApiClient | None = None
+        self.watch: ShardMapWatch | None = None
+        self.lease: MemberLease | None = None
+        if not cluster.embedded:
             from .adapters.forwarding import HttpPeerClient
 
-            self.peers = HttpPeerClient(s.member_name, token=s.peer_token)
+            self.peers = HttpPeerClient(cluster.member_name, token=cluster.peer_token)
         self.member = Member(
-            ShardingSettings(member=s.member_name, address_template=s.peer_address_template),
+            ShardingSettings(
+                member=cluster.member_name, address_template=cluster.peer_address_template
+            ),
             self.entities,
             self.journal,
             self.read_model,
-            ProjectorSettings(
-                batch_size=s.projection_batch_size, poll_interval=s.projection_poll_interval
-            ),
+            s.projection,
             status_sink=self._publish_status,
             peers=self.peers,
-            address=s.peer_address or None,
+            address=cluster.peer_address or None,
             holds_lease=lambda: self.lease is None or self.lease.is_held(),
         )
         self._started = False
@@ -90,38 +87,40 @@ class Runtime:
             await self.lease.publish(status)
 
     async def start(self) -> None:
-        s = self.settings
+        storage, cluster = self.settings.storage, self.settings.cluster
         log.info(
             "journal %s, read model %s, %d shards",
-            _describe_journal(s.journal),
-            redact_url(s.read_model),
-            s.shards,
+            _describe_journal(storage.journal),
+            redact_url(storage.read_model),
+            storage.shards,
         )
         await self.journal.start()
         await self.read_model.start()
-        if s.auto_migrate:
+        if storage.auto_migrate:
             await self.read_model.migrate()
         await self.entities.start()
-        if not s.cluster:
-            await self.member.apply_map(ShardMap.initial(s.shards, [s.member_name]))
+        if cluster.embedded:
+            await self.member.apply_map(ShardMap.initial(storage.shards, [cluster.member_name]))
         else:
             from .adapters.kube.client import api_client
             from .adapters.kube.lease import MemberLease
             from .adapters.kube.shardmap_watch import ShardMapWatch
 
-            namespace = s.namespace or _incluster_namespace()
-            self.kube_api = await api_client(s.kubeconfig)
+            namespace = cluster.namespace or _incluster_namespace()
+            self.kube_api = await api_client(cluster.kubeconfig)
             self.lease = MemberLease(
                 self.kube_api,
                 namespace,
-                s.cluster,
-                s.member_name,
+                cluster.name,
+                cluster.member_name,
                 self.member.status,
-                duration=s.lease_duration,
-                renew_every=s.lease_renew_every,
+                duration=cluster.lease_duration,
+                renew_every=cluster.lease_renew_every,
             )
             self.lease.start()
-            self.watch = ShardMapWatch(self.kube_api, namespace, s.cluster, self.member.apply_map)
+            self.watch = ShardMapWatch(
+                self.kube_api, namespace, cluster.name, self.member.apply_map
+            )
             self.watch.start()
         self._started = True
 
@@ -154,10 +153,10 @@ class Runtime:
         return checks
 
     def create_app(self) -> web.Application:
-        from .adapters.http import HttpSettings, create_app
+        from .adapters.http import add_internal_api, create_app
 
         middlewares = []
-        if self.settings.auth == "jwt":
+        if self.settings.auth.enabled:
             from .adapters.http.auth import auth_middleware
 
             verifier = self.settings.jwt_verifier()
@@ -167,16 +166,11 @@ class Runtime:
             commands=self.member,
             queries=self.read_model,
             readiness=self.readiness,
-            settings=HttpSettings(
-                max_body_bytes=self.settings.max_body_bytes,
-                request_timeout_seconds=self.settings.request_timeout,
-            ),
+            settings=self.settings.http,
             middlewares=middlewares,
         )
-        if self.settings.cluster:
-            from .adapters.forwarding import internal_routes
-
-            app.router.add_routes(internal_routes(self.member, self.settings.peer_token))
+        if not self.settings.cluster.embedded:
+            add_internal_api(app, self.member, self.settings.cluster.peer_token)
         app["runtime"] = self
         return app
 
@@ -199,18 +193,19 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     await runtime.start()
     runner = web.AppRunner(runtime.create_app(), access_log=None, shutdown_timeout=10.0)
     await runner.setup()
-    site = web.TCPSite(runner, runtime.settings.host, runtime.settings.port, reuse_address=True)
+    server = runtime.settings.server
+    site = web.TCPSite(runner, server.host, server.port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runtime.stop()
-        raise SystemExit(f"cannot listen on {runtime.settings.host}:{runtime.settings.port}: {exc}")
+        raise SystemExit(f"cannot listen on {server.host}:{server.port}: {exc}") from None
     tune_for_serving()  # after startup: what it created is never garbage (gc_tuning.py)
     log.info(
         "thread-weaver serving on http://%s:%d (member %s)",
-        runtime.settings.host,
-        runtime.settings.port,
-        runtime.settings.member_name,
+        server.host,
+        server.port,
+        runtime.settings.cluster.member_name,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,36 +1,28 @@
-"""Forwarding commands between members over HTTP (see docs/architecture.md).
+"""Forwarding commands between members over HTTP: the client side (application.sharding's
+`PeerClient`).
 
 A member that receives a command for a shard it does not own sends the already-built domain
-command once to the owner's internal endpoint, `POST /internal/v1/execute`, and turns the answer
-back into events or the owner's refusal. The owner runs it only if it serves the shard itself
-(one hop, no loops). With a peer token configured, both sides require it.
+command once to the owner's internal API, `POST /internal/v1/execute` (adapters/http/internal.py,
+which describes the answers), and turns the answer back into events or the owner's refusal. The
+owner runs it only if it serves the shard itself (one hop, no loops). With a peer token
+configured, both sides require it.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 import aiohttp
 import orjson
-from aiohttp import web
 
-from ..application.codec import (
-    command_from_json,
-    command_to_json,
-    error_from_json,
-    error_to_json,
-    events_from_json,
-    events_to_json,
-)
+from ..application.codec import command_to_json, error_from_json, events_from_json
 from ..application.gateway import ForwardRefused, ShardUnavailable
 from ..application.ports import JournalError
-from ..application.sharding import Member
 from ..domain import Command, Event
+from .http.routes import INTERNAL_EXECUTE_PATH
 
 log = logging.getLogger(__name__)
 
-INTERNAL_EXECUTE = "/internal/v1/execute"
 FORWARDED_HEADER = "X-Threadweaver-Forwarded-By"
 
 
@@ -61,7 +53,7 @@ class HttpPeerClient:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             async with self._client().post(
-                f"http://{address}{INTERNAL_EXECUTE}",
+                f"http://{address}{INTERNAL_EXECUTE_PATH}",
                 data=orjson.dumps({"command": command_to_json(command)}),
                 headers={**headers, "Content-Type": "application/json"},
             ) as r:
@@ -83,41 +75,3 @@ class HttpPeerClient:
                 f"the owner of this thread ({address}) is unreachable: {type(exc).__name__}",
                 retry_after=1,
             ) from exc
-
-
-def internal_routes(member: Member, token: str = "") -> list[web.RouteDef]:
-    """The owner's side: run a forwarded command if this member serves its shard."""
-
-    async def execute(request: web.Request) -> web.Response:
-        if token:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return _json({"error": "forbidden"}, 403)
-        try:
-            command = command_from_json(orjson.loads(await request.read())["command"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return _json({"error": f"malformed forwarded command: {exc}"}, 400)
-        try:
-            events = await member.execute(command, forwarded=True)
-        except ShardUnavailable as exc:  # refused before running: the sender may re-route
-            return _json(
-                {"error": str(exc), "refused": True},
-                503,
-                {"Retry-After": str(max(1, round(exc.retry_after)))},
-            )
-        except JournalError as exc:
-            return _json({"error": str(exc)}, 503, {"Retry-After": "1"})
-        except Exception as exc:
-            refusal = error_to_json(exc)
-            if refusal is None:
-                raise
-            return _json({"refusal": refusal}, 409)
-        return _json({"events": events_to_json(events)}, 200)
-
-    return [web.post(INTERNAL_EXECUTE, execute)]
-
-
-def _json(data: dict, status: int, headers: dict | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )

@@ -37,25 +37,9 @@ from ..domain import (
 from . import idempotency
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, NewEvent, Snapshot
+from .settings import EntitySettings  # declared with the other settings; importable from here
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class EntitySettings:
-    # Events between snapshots (0 disables them), at least a tenth of the state's size: a
-    # snapshot costs O(size) on the event loop, so a big thread's stays O(1) per event amortised
-    # while its replay stays bounded (at most size/10 events after the snapshot).
-    snapshot_every: int = 100
-    passivate_after: float = 120.0  # seconds idle before an entity is stopped
-    max_entities: int = 100_000  # entities kept in memory at most (least recent evicted)
-    max_conflict_retries: int = 3
-    idempotency_keys: int = 1000  # recent Idempotency-Keys kept per entity (0: ignore keys)
-    idempotency_window: float = 86_400.0  # seconds (journal write time) a key is remembered
-
-    def snapshot_due(self, events_since: int, state_size: int) -> bool:
-        every = self.snapshot_every
-        return every > 0 and events_since >= max(every, state_size // 10)
 
 
 @dataclass(slots=True)

@@ -19,22 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .ports import Journal, ReadModel, StoredEvent
+from .settings import ProjectorSettings  # declared with the other settings; importable from here
 
 log = logging.getLogger(__name__)
 
 PROJECTION = "threads"
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectorSettings:
-    batch_size: int = 500
-    poll_interval: float = 1.0  # full read of the range when no append is pushed
-    sweep_chunk: int = 64  # shards per step of a full read; pushed shards go between
-    # After a push wakes the RMU, it waits this long for more appends before reading: under load
-    # one read and one transaction then carry many group commits instead of a few events each.
-    coalesce: float = 0.005
-    min_backoff: float = 0.2
-    max_backoff: float = 5.0  # bounds the catch-up delay after an outage
 
 
 @dataclass(slots=True)

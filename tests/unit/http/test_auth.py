@@ -456,8 +456,8 @@ def test_settings_validate_auth(tmp_path):
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
     base = dict(data_dir=tmp_path)
-    assert Settings(**base).resolved().auth == "none"
-    Settings(**base, auth="jwt", jwt_hs256_secret_file=str(secret)).resolved()
+    assert Settings.from_options(base).resolved().auth.mode == "none"
+    Settings.from_options(dict(**base, auth="jwt", jwt_hs256_secret_file=str(secret))).resolved()
     for bad in (
         dict(auth="jwt"),
         dict(auth="basic"),
@@ -467,7 +467,7 @@ def test_settings_validate_auth(tmp_path):
         dict(idempotency_window=0),
     ):
         with pytest.raises(ConfigError):
-            Settings(**base, **bad).resolved()
+            Settings.from_options(dict(**base, **bad)).resolved()
 
 
 def test_flags_and_environment(tmp_path, monkeypatch):
@@ -495,13 +495,13 @@ def test_flags_and_environment(tmp_path, monkeypatch):
         ]
     )
     s = settings_from(args)
-    assert (s.auth, s.jwt_issuer, s.jwt_audience) == ("jwt", ISSUER, AUDIENCE)
-    assert (s.idempotency_keys, s.idempotency_window) == (50, 60.0)
+    assert (s.auth.mode, s.auth.jwt_issuer, s.auth.jwt_audience) == ("jwt", ISSUER, AUDIENCE)
+    assert (s.entities.idempotency_keys, s.entities.idempotency_window) == (50, 60.0)
     assert s.jwt_verifier().audience == AUDIENCE
     monkeypatch.setenv("THREADWEAVER_AUTH", "jwt")
     monkeypatch.setenv("THREADWEAVER_JWT_HS256_SECRET_FILE", str(secret))
     s = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path)]))
-    assert s.auth == "jwt" and s.jwt_hs256_secret_file == str(secret)
+    assert s.auth.mode == "jwt" and s.auth.jwt_hs256_secret_file == str(secret)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--auth", "basic"])
 

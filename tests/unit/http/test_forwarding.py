@@ -1,11 +1,12 @@
-"""The internal forwarding endpoint and its client, over real HTTP on loopback (aiohttp's test
+"""The internal API (the forwarding endpoint) and its client, over real HTTP on loopback (aiohttp's test
 server): what the sender learns from each kind of refusal."""
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from threadweaver.adapters.forwarding import HttpPeerClient, internal_routes
+from threadweaver.adapters.forwarding import HttpPeerClient
+from threadweaver.adapters.http import add_internal_api
 from threadweaver.application.gateway import ForwardRefused, ShardUnavailable
 from threadweaver.application.ports import JournalUnavailable
 from threadweaver.domain import CreateThread, new_ulid
@@ -25,7 +26,7 @@ class Owner:
 
 async def forward_to(owner):
     app = web.Application()
-    app.router.add_routes(internal_routes(owner, token="t"))
+    add_internal_api(app, owner, token="t")
     server = TestServer(app)
     await server.start_server()
     client = HttpPeerClient("sender", token="t")

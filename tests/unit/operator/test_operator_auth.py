@@ -266,7 +266,7 @@ def test_runtime_accepts_the_settings_with_the_mounted_file(auth, tmp_path):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    assert settings.auth == "jwt"
+    assert settings.auth.mode == "jwt"
     verifier = settings.jwt_verifier()
     assert verifier.issuer == (auth["jwt"].get("issuer") or None)
     assert verifier.audience == (auth["jwt"].get("audience") or None)

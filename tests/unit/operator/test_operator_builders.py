@@ -337,5 +337,10 @@ def test_runtime_settings_accept_the_values():
     finally:
         os.environ.clear()
         os.environ.update(old)
-    assert settings.cluster == "chat" and settings.shards == 1024 and settings.port == 8080
-    assert settings.journal.startswith("dynamodb://") and settings.auto_migrate is False
+    assert (
+        settings.cluster.name == "chat"
+        and settings.storage.shards == 1024
+        and settings.server.port == 8080
+    )
+    assert settings.storage.journal.startswith("dynamodb://")
+    assert settings.storage.auto_migrate is False

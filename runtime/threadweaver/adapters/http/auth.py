@@ -1,8 +1,9 @@
 """Bearer-token (JWT) authentication for the HTTP API, off by default (`--auth none`).
 
-With `--auth jwt` every request needs `Authorization: Bearer <JWT>`, except the open routes
-(`OPEN_PATHS`: probes, metrics, the OpenAPI document, `/`) and the internal forwarding endpoint,
-which has its own peer token. The token is verified with exactly one of:
+With `--auth jwt` every request needs `Authorization: Bearer <JWT>`, except CORS preflights and
+`routes.OPEN_PATHS`, derived from the route table: the open routes (probes, metrics, the OpenAPI
+document, `/`) and the internal API (internal.py), which checks its own peer token. The token
+is verified with exactly one of:
 
 - an HS256 shared secret (`--jwt-hs256-secret-file`, at least 32 bytes), or
 - RS256 public keys in a JWKS JSON file (`--jwt-jwks-file`), chosen by the token's `kid`,
@@ -30,6 +31,7 @@ from aiohttp import hdrs, web
 
 from ...domain.ids import is_ulid
 from .errors import ApiError, Handler
+from .routes import OPEN_PATHS
 from .wire import is_json_content_type
 
 LEEWAY_SECONDS = 30.0
@@ -42,11 +44,6 @@ SUBJECT: Any = (
 )
 SUBJECT_MISMATCH = "accountId does not match the authenticated subject"
 REALM = 'Bearer realm="thread-weaver"'
-#: routes that never need a token (GET probes/metrics/document/welcome; the internal endpoint
-#: authenticates its peers itself)
-OPEN_PATHS = frozenset(
-    {"/", "/live", "/ready", "/metrics", "/v1/openapi.json", "/internal/v1/execute"}
-)
 
 
 class AuthConfigError(ValueError):

@@ -15,11 +15,10 @@
 | aiohttp HTTPException (404, 405, 413...) | its own| a readable message; 405 keeps `Allow`    |
 | anything else                            | 500    | "There was an internal server error." (logged with traceback) |
 
-`NotOwner` (the thread's shard is owned by another member and the gateway could not forward the
-command itself, e.g. no peer address yet) is meant for a forwarding layer. Middlewares passed to
-`create_app(middlewares=...)` run *inside* this one, so a forwarding middleware there catches
-`NotOwner` first. One that reaches this middleware was forwarded by nobody: it is answered 503
-with `Retry-After: 1` (the shard map will name a reachable owner shortly) rather than re-raised,
+`NotOwner`: the thread's shard is owned by another member and the gateway could not forward the
+command there itself (application.sharding.Member forwards through its peer client; it raises
+`NotOwner` when it has none or knows no address of the owner yet). It is answered 503 with
+`Retry-After: 1` (the shard map will name a reachable owner shortly) rather than re-raised,
 which would make aiohttp answer a non-JSON 500.
 """
 
@@ -125,7 +124,7 @@ def error_response_for(
     if isinstance(exc, ReadModelUnavailable):
         log.warning("%s %s: %s", request.method, request.path, exc)
         return error_response(503, [f"{exc}; retry shortly"], {"Retry-After": "1"})
-    if isinstance(exc, NotOwner):  # nobody forwarded it: see the module docstring
+    if isinstance(exc, NotOwner):  # not forwarded: see the module docstring
         log.warning(
             "%s %s: shard owned by %s (address %s), not forwarded",
             request.method,

@@ -26,7 +26,7 @@ from .wire import json_response, read_json_object
 
 if TYPE_CHECKING:
     from ...application.gateway import CommandGateway
-    from .app import HttpSettings
+    from .settings import HttpSettings
 
 
 def timed_out(what: str, seconds: float) -> ApiError:

@@ -19,7 +19,7 @@ from .wire import json_response
 
 if TYPE_CHECKING:
     from ...application.ports import MessageView, ReadModel, ThreadView
-    from .app import HttpSettings
+    from .settings import HttpSettings
 
 THREAD_NOT_FOUND = "thread is not found"
 

@@ -1,6 +1,6 @@
-"""The OpenAPI 3.1 document, built from the route table in `app.py` (so paths, methods and
-parameters cannot drift from what the router serves) and from the same limits the validators
-in `validation.py` enforce (maxLength, maxItems, minimum/maximum, required)."""
+"""The OpenAPI 3.1 document, built from the route table (routes.py; the router is filled from it
+too, so paths, methods and parameters cannot drift from what is served) and from the same limits
+the validators in `validation.py` enforce (maxLength, maxItems, minimum/maximum, required)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ...application.settings import EntitySettings
 from ...domain import limits
 from .validation import (
     CREATE_AT_MAX,
@@ -18,7 +19,8 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .app import HttpSettings, Route
+    from .routes import Route
+    from .settings import HttpSettings
 
 OPENAPI_VERSION = "3.1.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -280,6 +282,7 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
 }
 
 
+_KEYS = EntitySettings()  # the defaults of --idempotency-keys and --idempotency-window
 IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "name": IDEMPOTENCY_KEY,
     "in": "header",
@@ -293,7 +296,8 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     },
     "description": "Makes the command idempotent: a retry with the same key (same account, same "
     "thread, same body) answers the first result instead of applying again. "
-    "Keys are remembered per thread (the last 1000, for 24 h). A key "
+    f"Keys are remembered per thread (by default the last {_KEYS.idempotency_keys}, for "
+    f"{_KEYS.idempotency_window / 3600:g} h). A key "
     f"{IDEMPOTENCY_KEY_INVALID}; see docs/api.md.",
 }
 BEARER_SCHEME = "bearerAuth"
@@ -307,10 +311,6 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "(`accountId`/`account_id`).",
     }
 }
-
-
-def _is_open(route: Route) -> bool:
-    return route.tag == "system"
 
 
 def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
@@ -414,7 +414,7 @@ def build_document(
             else:
                 responses[str(status)] = ERROR_RESPONSES[status]
         operation["responses"] = responses
-        if not _is_open(route):  # optional: `{}` allows anonymous calls (`--auth none`)
+        if not route.open:  # optional: `{}` allows anonymous calls (`--auth none`)
             operation["security"] = [{BEARER_SCHEME: []}, {}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {

@@ -1,0 +1,100 @@
+"""Settings of the application's subsystems (entities, read-model updaters), and `setting`, the
+declaration every settings dataclass of the runtime uses for a field that can be configured.
+
+A configurable field is declared once, in its subsystem's frozen dataclass: its default, its
+help text and, when it differs from the field's name, the name it is configured by. The runtime's
+configuration (threadweaver.config) collects these dataclasses into one `Settings`, and the
+command line derives each field's flag (`--NAME`), environment variable (`THREADWEAVER_NAME`)
+and help from the declaration. Fields declared without `setting` are not configurable from
+outside (code that builds the dataclass sets them, e.g. tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+#: key of a field's `Setting` in its `dataclasses.Field.metadata`
+SETTING = "threadweaver.setting"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How a field is configured (see `setting`)."""
+
+    help: str
+    name: str = ""  # the option's name, e.g. "log-level"; empty: the field's name, dashed
+    value_type: type | None = None  # what a value is parsed as; None: the default's type
+    choices: tuple[str, ...] | None = None
+    # The default depends on other settings (config.Settings.resolved fills it in; the help
+    # text says how): the command line does not show the declared default, a placeholder.
+    derived: bool = False
+    commands: tuple[str, ...] = ()  # the only commands that take it; empty: all of its group's
+
+
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    default_factory: Callable[[], Any] | Any = MISSING,
+    name: str = "",
+    value_type: type | None = None,
+    choices: tuple[str, ...] | None = None,
+    derived: bool = False,
+    commands: tuple[str, ...] = (),
+) -> Any:
+    """A dataclass field that can be configured: `dataclasses.field` plus its `Setting`."""
+    metadata = {SETTING: Setting(help, name, value_type, choices, derived, commands)}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySettings:
+    """The entities (thread aggregates in memory) of application/entities.py."""
+
+    # A snapshot costs O(size) on the event loop, so a big thread's stays O(1) per event
+    # amortised while its replay stays bounded (at most size/10 events after the snapshot).
+    snapshot_every: int = setting(
+        100, "events between snapshots of an aggregate, at least a tenth of its size (0: never)"
+    )
+    passivate_after: float = setting(120.0, "seconds an idle aggregate stays in memory")
+    # beyond it the least recently used entity is passivated
+    max_entities: int = setting(100_000, "aggregates kept in memory at most")
+    max_conflict_retries: int = 3
+    idempotency_keys: int = setting(
+        1000,
+        "Idempotency-Keys remembered per thread, most recent first (0: the header is ignored)",
+    )
+    # measured on the journal's write time of the key's events
+    idempotency_window: float = setting(86_400.0, "seconds an Idempotency-Key is remembered")
+
+    def snapshot_due(self, events_since: int, state_size: int) -> bool:
+        every = self.snapshot_every
+        return every > 0 and events_since >= max(every, state_size // 10)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorSettings:
+    """The read-model updaters of application/projector.py."""
+
+    batch_size: int = setting(
+        500, "events per read-model transaction", name="projection-batch-size"
+    )
+    # The runtime's configuration chooses the interval from the journal when it is not set
+    # (config.Settings.resolved): a full read costs one index query per shard on DynamoDB.
+    poll_interval: float = setting(
+        1.0,
+        "seconds between full reads of a read-model updater's range when no append is pushed "
+        "(default: 1 on SQLite, 10 on DynamoDB)",
+        name="projection-poll-interval",
+        derived=True,
+    )
+    sweep_chunk: int = 64  # shards per step of a full read; pushed shards go between
+    # After a push wakes the RMU, it waits this long for more appends before reading: under load
+    # one read and one transaction then carry many group commits instead of a few events each.
+    coalesce: float = 0.005
+    min_backoff: float = 0.2
+    max_backoff: float = 5.0  # bounds the catch-up delay after an outage
