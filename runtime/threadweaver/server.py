@@ -17,7 +17,7 @@ from .application.ports import Journal
 from .application.sharding import Member, ShardingSettings
 from .config import Settings, StorageSettings
 from .gc_tuning import tune_for_serving
-from .shards import ShardMap
+from .shards import MemberStatus, ShardMap
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -82,7 +82,7 @@ class Runtime:
         )
         self._started = False
 
-    async def _publish_status(self, status) -> None:
+    async def _publish_status(self, status: MemberStatus) -> None:
         if self.lease is not None:
             await self.lease.publish(status)
 

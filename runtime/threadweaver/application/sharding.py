@@ -27,7 +27,8 @@ from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, sha
 from .entities import EntityManager
 from .gateway import ForwardRefused, NotOwner, ShardUnavailable
 from .ports import Journal, ReadModel
-from .projector import Projector, ProjectorSettings
+from .projector import Projector
+from .settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -174,7 +174,7 @@ class JwtVerifier:
                 key = self._keys.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise Unauthorized("the bearer token's key id (kid) is not known")
-        options: dict[str, Any] = {
+        options: jwt.types.Options = {
             "require": ["exp", "sub"],
             "verify_aud": self.audience is not None,
         }

@@ -27,16 +27,19 @@ def edge_middleware(metrics: HttpMetrics, max_body_bytes: int) -> Any:
         metrics.in_flight += 1
         status = 500
         try:
-            response = preflight(request) if request.method == "OPTIONS" else None
-            if response is None:
+            answer: web.StreamResponse | None = (
+                preflight(request) if request.method == "OPTIONS" else None
+            )
+            if answer is None:
                 try:
-                    response = await handler(request)
+                    answer = await handler(request)
                 except Exception as exc:
-                    response = error_response_for(exc, request, max_body_bytes)
-                    if response is None:  # a redirect: aiohttp answers it
+                    answer = error_response_for(exc, request, max_body_bytes)
+                    if answer is None:  # a redirect: aiohttp answers it
                         status = exc.status  # type: ignore[attr-defined]
                         raise
-                add_cors_headers(request, response)
+                add_cors_headers(request, answer)
+            response: web.StreamResponse = answer
             status = response.status
             return response
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ...domain import limits
 from ...domain.commands import (
@@ -179,6 +179,16 @@ def idempotency_key(headers: Any) -> str | None:
 # Commands
 # ---------------------------------------------------------------------------------------------
 
+_T = TypeVar("_T")
+
+
+def _valid(value: _T | None) -> _T:
+    """A required field's value once `Errors.raise_if_any()` passed: its validator returns None
+    only after recording an error, so None here is a bug of this module."""
+    if value is None:
+        raise AssertionError("a required field is None although no error was recorded")
+    return value
+
 
 def create_thread(body: dict[str, Any], new_id: Callable[[], str]) -> CreateThread:
     """The command; its thread id comes from `new_id`, called only once the body is valid."""
@@ -198,13 +208,13 @@ def create_thread(body: dict[str, Any], new_id: Callable[[], str]) -> CreateThre
     e.raise_if_any()
     return CreateThread(
         thread_id=new_id(),
-        account_id=account_id,
-        title=title,
-        administrator_ids=admins,
-        member_ids=members,
+        account_id=_valid(account_id),
+        title=_valid(title),
+        administrator_ids=_valid(admins),
+        member_ids=_valid(members),
         parent_thread_id=parent,
         remarks=remarks,
-        at=at,
+        at=_valid(at),
     )
 
 
@@ -214,7 +224,7 @@ def destroy_thread(raw_thread_id: str, body: dict[str, Any]) -> DestroyThread:
     account_id = ulid(e, "accountId", body.get("accountId", _MISSING))
     at = create_at(e, body.get("createAt", _MISSING))
     e.raise_if_any()
-    return DestroyThread(thread_id=thread_id, account_id=account_id, at=at)
+    return DestroyThread(thread_id=_valid(thread_id), account_id=_valid(account_id), at=_valid(at))
 
 
 def _ids_command(
@@ -287,14 +297,17 @@ def add_messages(
             body_text = text(
                 e, prefix + "text", m.get("text", _MISSING), limits.TEXT_MAX_LENGTH, "too long text"
             )
-            parsed.append((body_text, reply, to))
+            if body_text is not None and to is not None:  # else an error is recorded
+                parsed.append((body_text, reply, to))
     at = create_at(e, body.get("createAt", _MISSING))
     e.raise_if_any()
     messages = tuple(
         NewMessage(id=new_id(), text=t, reply_message_id=r, to_account_ids=to)
         for t, r, to in parsed
     )
-    return AddMessages(thread_id=thread_id, account_id=account_id, messages=messages, at=at)
+    return AddMessages(
+        thread_id=_valid(thread_id), account_id=_valid(account_id), messages=messages, at=_valid(at)
+    )
 
 
 def remove_messages(raw_thread_id: str, body: dict[str, Any]) -> RemoveMessages:
@@ -304,7 +317,12 @@ def remove_messages(raw_thread_id: str, body: dict[str, Any]) -> RemoveMessages:
     ids = ulid_list(e, "messageIds", body.get("messageIds", _MISSING))
     at = create_at(e, body.get("createAt", _MISSING))
     e.raise_if_any()
-    return RemoveMessages(thread_id=thread_id, account_id=account_id, message_ids=ids, at=at)
+    return RemoveMessages(
+        thread_id=_valid(thread_id),
+        account_id=_valid(account_id),
+        message_ids=_valid(ids),
+        at=_valid(at),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,9 +360,9 @@ def query_params(
     if paged:
         raw = query.get("offset")
         if raw is not None:
-            offset = _non_negative_int(e, "offset", raw, 0, OFFSET_MAX)
+            offset = _non_negative_int(e, "offset", raw, 0, OFFSET_MAX) or 0
         raw = query.get("limit")
         if raw is not None:
-            limit = _non_negative_int(e, "limit", raw, 1, max_limit)
-    e.raise_if_any()
-    return thread_id, account_id, offset, limit
+            limit = _non_negative_int(e, "limit", raw, 1, max_limit) or default_limit
+    e.raise_if_any()  # the `or` defaults above are never returned: a None recorded an error
+    return thread_id, _valid(account_id), offset, limit

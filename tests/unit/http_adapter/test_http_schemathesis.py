@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 
 import pytest
@@ -16,6 +15,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
+from tests.unit.http_adapter import fakes
 from threadweaver.adapters.http import OPENAPI_DOCUMENT, HttpSettings, create_app
 
 # modest by default so the unit suite stays fast; raise it for a deeper run
@@ -54,7 +54,7 @@ class BackgroundServer:
 
 
 def _app() -> web.Application:
-    fakes = sys.modules["threadweaver_tests_http_fakes"]  # loaded by conftest.py
+
     gateway = fakes.FakeGateway()
     return create_app(
         commands=gateway,

@@ -1,28 +1,15 @@
-"""Fixtures for the HTTP adapter tests: fakes over the real domain, and aiohttp test clients.
-
-`fakes.py` is loaded under a unique module name (this directory is not a package: a package
-named `http` would shadow the standard library's)."""
+"""Fixtures for the HTTP adapter tests: fakes over the real domain, and aiohttp test clients."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from tests.unit.http_adapter import fakes as fakes_module
 from threadweaver.adapters.http import HttpSettings, create_app
-
-_NAME = "threadweaver_tests_http_fakes"
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).with_name("fakes.py"))
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[_NAME] = _module
-    _spec.loader.exec_module(_module)
-fakes_module = sys.modules[_NAME]
 
 
 @pytest.fixture
