@@ -1,7 +1,7 @@
 """Provisioning: the DynamoDB tables, the Secrets the pods need, the migration Job.
 
 DynamoDB tables are created and deleted with the runtime's own functions
-(``threadweaver.adapters.journal.dynamodb_tables.create_tables``/``delete_tables``), with the
+(``threadweaver.adapters.journal.dynamodb.tables.create_tables``/``delete_tables``), with the
 credentials read from the cluster's Secret through the Kubernetes API (the operator never
 mounts user Secrets). Each function returns a :class:`~.status.Condition`; none raises for a
 problem the user must fix (missing Secret, failed Job): those become conditions and Events.
@@ -84,7 +84,7 @@ async def check_secrets(kube: Kube, spec: ClusterSpec) -> dict[str, SecretProble
 
 async def dynamodb_settings(kube: Kube, spec: ClusterSpec) -> Any:
     """The runtime's ``DynamoDBSettings`` for this cluster, credentials from the Secret."""
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     d = spec.dynamodb
     kwargs: dict[str, Any] = {"region": d.region, "table_prefix": spec.table_prefix}
@@ -117,7 +117,7 @@ async def provision_tables(kube: Kube, spec: ClusterSpec) -> Condition:
         settings = await dynamodb_settings(kube, spec)
     except SecretProblem as exc:
         return Condition("Provisioned", "False", exc.reason, str(exc))
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables
 
     d = spec.dynamodb
     try:
@@ -149,7 +149,7 @@ async def provision_tables(kube: Kube, spec: ClusterSpec) -> Condition:
 
 async def delete_tables(kube: Kube, spec: ClusterSpec) -> list[str]:
     """Delete the journal tables (deletionPolicy Delete). Raises on failure (caller retries)."""
-    from threadweaver.adapters.journal.dynamodb_tables import delete_tables as _delete
+    from threadweaver.adapters.journal.dynamodb.tables import delete_tables as _delete
 
     settings = await dynamodb_settings(kube, spec)
     deleted = await asyncio.wait_for(_delete(settings), PROVISION_TIMEOUT_SECONDS)

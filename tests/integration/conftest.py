@@ -51,7 +51,7 @@ def unique_prefix() -> str:
 @pytest.fixture
 def dynamodb_base_settings(services: ServiceURLs):
     """Settings for the test server with a fresh, unique table prefix (no tables created)."""
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     base = DynamoDBSettings.from_url(services.dynamodb, environ={})
     return replace(base, table_prefix=unique_prefix())
@@ -60,7 +60,7 @@ def dynamodb_base_settings(services: ServiceURLs):
 @contextlib.asynccontextmanager
 async def temporary_tables(settings: Any) -> AsyncIterator[Any]:
     """Create the journal tables of `settings` for the block, delete them afterwards."""
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables, delete_tables
 
     try:
         await create_tables(settings, timeout=60)
@@ -224,7 +224,7 @@ class TransactionShim:
 
 @contextlib.asynccontextmanager
 async def running_shim(services: ServiceURLs) -> AsyncIterator[TransactionShim]:
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     upstream = DynamoDBSettings.from_url(services.dynamodb, environ={}).endpoint_url
     shim = TransactionShim(upstream)

@@ -1,7 +1,8 @@
-"""DynamoDBJournal's failure handling, without a server: a scripted fake client raises the
-errors botocore raises (ClientError with DynamoDB's codes, connection errors), and one test runs
-a real aiobotocore client against a loopback HTTP server that throttles, to prove botocore's own
-retries are off and the journal's bounded backoff is what runs."""
+"""DynamoDBJournal's failure handling, without a server: a scripted fake SDK client under the
+journal's client (`SdkClient`) raises the errors botocore raises (ClientError with DynamoDB's
+codes, connection errors), and one test runs a real aiobotocore client against a loopback HTTP
+server that throttles, to prove botocore's own retries are off and the journal client's bounded
+backoff is what runs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from threadweaver.adapters.journal.dynamodb import (
-    DynamoDBJournal,
-    DynamoDBSettings,
-    RetryPolicy,
-)
+from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
+from threadweaver.adapters.journal.dynamodb.client import RetryPolicy, SdkClient, connect
 from threadweaver.application.ports import (
     ConcurrencyConflict,
     JournalError,
@@ -137,7 +135,8 @@ def make_journal(
     )
     journal = DynamoDBJournal(settings, shards=8, transactions=transactions, retry=policy)
     fake = FakeClient()
-    journal._client = fake  # what start() would have opened
+    # what start() would have opened, over the scripted SDK client
+    journal._client = SdkClient(fake, settings, policy, journal.client_stats)
     return journal, fake
 
 
@@ -392,9 +391,7 @@ async def test_real_client_retries_throttling_with_own_policy_only():
         retry=FAST,
     )
     try:
-        from threadweaver.adapters.journal.dynamodb import open_client
-
-        async with open_client(journal.settings) as client:
+        async with connect(journal.settings, retry=FAST, stats=journal.client_stats) as client:
             journal._client = client
             with pytest.raises(JournalUnavailable, match="ProvisionedThroughputExceeded"):
                 await journal.highest_seq("thread-a")
