@@ -312,6 +312,31 @@ async def test_many_concurrent_appends_to_different_pids_are_all_durable(open_jo
     assert {e.pid for e in everything} == set(pids)
 
 
+async def test_append_nowait_goes_on_when_its_awaiter_is_cancelled(open_journal):
+    journal = await open_journal()
+    p = pid()
+    stored = await journal.append_nowait(p, 0, [ev(n=1)], writer="w")
+    assert [(e.seq, e.writer) for e in stored] == [(1, "w")]
+    assert await journal.read(p) == stored
+
+    async def command() -> Any:
+        return await journal.append_nowait(p, 1, [ev(n=2), ev(n=3)], writer="gave-up")
+
+    task = asyncio.ensure_future(command())
+    await asyncio.sleep(0)  # the append is on its way
+    task.cancel()  # ... and its caller gives up (a time-out)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await journal.close()  # waits for the appends in flight
+    again = await open_journal()
+    events = await again.read(p)
+    assert [(e.seq, e.payload["n"], e.writer) for e in events] == [
+        (1, 1, "w"),
+        (2, 2, "gave-up"),
+        (3, 3, "gave-up"),
+    ]
+
+
 async def test_closed_journal_refuses(open_journal):
     journal = await open_journal()
     await journal.close()

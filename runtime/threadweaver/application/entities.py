@@ -3,7 +3,7 @@
 One in-memory entity per active thread. Commands to one entity run strictly one at a time (an
 asyncio.Lock, FIFO); different entities run concurrently, which is what lets the journal batch
 their appends into shared commits. State is rebuilt from the latest snapshot plus the events
-after it. An append is conditional on the sequence number (DESIGN §2): a conflict means another
+after it. An append is conditional on the sequence number: a conflict means another
 writer got there first (e.g. during a handoff), so the entity reloads and decides again.
 Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
 
@@ -193,19 +193,12 @@ class EntityManager:
             account_id, key, digest = keyed
             for i, e in enumerate(new):
                 e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i, len(new))
-        # A caller that gives up (time-out) must not withdraw an append half-way: a journal's
-        # `append_nowait` future goes on when its awaiter is cancelled (no Task, no shield per
-        # command); a plain `append` coroutine runs shielded in a Task of its own.
-        nowait = getattr(self.journal, "append_nowait", None)
+        # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
+        # `append_nowait` goes on when its awaiter is cancelled.
         try:
-            if nowait is not None:
-                stored = await nowait(entity.pid, entity.seq, new, writer=self.writer)
-            else:
-                stored = await asyncio.shield(
-                    asyncio.ensure_future(
-                        self.journal.append(entity.pid, entity.seq, new, writer=self.writer)
-                    )
-                )
+            stored = await self.journal.append_nowait(
+                entity.pid, entity.seq, new, writer=self.writer
+            )
         except asyncio.CancelledError:
             entity.loaded = False  # the outcome is unknown: reload before the next command
             raise

@@ -4,7 +4,7 @@ implement them; the contract suites in tests/ hold every adapter to the same beh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,6 +85,15 @@ class Journal(Protocol):
     ) -> list[StoredEvent]:
         """Append `events` as seq expected_seq+1.., all or none. Raises ConcurrencyConflict if
         any of those sequence numbers exists. Returns once durable per the journal's mode."""
+        ...
+
+    def append_nowait(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> Awaitable[list[StoredEvent]]:
+        """`append`, started now: the returned awaitable gives its result, and cancelling it
+        (or its awaiter, e.g. a caller's time-out) does not withdraw the append, which goes on
+        to its outcome (the caller must then treat that outcome as unknown). `close` waits for
+        appends in flight."""
         ...
 
     async def read(self, pid: str, from_seq: int = 1) -> list[StoredEvent]:

@@ -212,7 +212,7 @@ class Projector:
         (DynamoDB), it starts `offset_slack` before each shard's offset, since an event can
         become visible behind an offset already reached; events applied before are skipped by
         their sequence number."""
-        slack = getattr(self.journal, "offset_slack", 0)
+        slack = self.journal.offset_slack
         return _Sweep(self.start_shard, {s: max(0, o - slack) for s, o in self._offsets.items()})
 
     async def _read_and_apply(

@@ -350,6 +350,31 @@ async def test_too_many_events_in_one_append():
         await journal.append("thread-e", 0, [ev(i) for i in range(101)])
 
 
+async def test_an_append_goes_on_when_its_awaiter_is_cancelled():
+    journal, fake = make_journal()
+    gate = asyncio.Event()
+    real_put = fake.put_item
+
+    async def slow_put(**kw: Any) -> Any:
+        await gate.wait()
+        return await real_put(**kw)
+
+    fake.put_item = slow_put
+
+    async def command() -> Any:
+        return await journal.append_nowait("thread-a", 0, [ev(1)], writer="me")
+
+    task = asyncio.ensure_future(command())
+    await asyncio.sleep(0)
+    task.cancel()  # the caller gives up (time-out) while the put is in flight
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not fake.items
+    gate.set()
+    await journal.close()  # waits for the append in flight
+    assert list(fake.items) == [("thread-a", 1)]
+
+
 def test_backoff_is_jittered_and_capped():
     policy = RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)
     for attempt in range(10):

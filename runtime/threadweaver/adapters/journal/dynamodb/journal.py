@@ -139,6 +139,7 @@ class DynamoDBJournal:
         self._pid_ts: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._pid_ts_cap = pid_ts_cache
         self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
+        self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
         self._started = False
         self._closed = False
         # counters for metrics and tests
@@ -196,6 +197,8 @@ class DynamoDBJournal:
         if self._closed:
             return
         self._closed = True
+        if self._in_flight:  # appends whose callers gave up still reach their outcome
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
@@ -304,6 +307,16 @@ class DynamoDBJournal:
             cache.popitem(last=False)
 
     # -- appends ----------------------------------------------------------------------------
+    def append_nowait(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> asyncio.Future[list[StoredEvent]]:
+        """`append` in a task of its own; cancelling the returned future leaves it running."""
+        self._require_client()
+        task = asyncio.ensure_future(self.append(pid, expected_seq, events, writer=writer))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return asyncio.shield(task)
+
     async def append(
         self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
     ) -> list[StoredEvent]:
