@@ -189,6 +189,24 @@ async def test_long_stream_replays_completely(journal):
     assert [e.seq for e in await journal.read(p, seq - 2)] == [seq - 2, seq - 1, seq]
 
 
+async def test_metadata_rides_on_the_envelope(journal):
+    p = pid()
+    record = {"idempotencyKey": "k", "accountId": "a", "requestHash": "h"}
+    keyed = {"idempotency": record, "traceContext": {"traceparent": "00-ab-cd-01"}}
+    parts = [{"idempotency": {**record, "part": i, "parts": 2}} for i in range(2)]
+    stored = await journal.append(p, 0, [NewEvent("ThreadCreated", {"schema": 1, "n": 1}, keyed)])
+    stored += await journal.append(
+        p, 1, [NewEvent("MessagesAdded", {"schema": 1, "n": 2 + i}, m) for i, m in enumerate(parts)]
+    )
+    stored += await journal.append(p, 3, [ev(n=4)])
+    assert [e.metadata for e in stored] == [keyed, *parts, {}]
+    events = await journal.read(p)
+    assert events == stored
+    assert [e.metadata for e in events] == [keyed, *parts, {}]
+    assert [e.payload for e in events] == [{"schema": 1, "n": n} for n in range(1, 5)]
+    assert [e for e in await journal.read_shards(0, SHARDS, {}, 100) if e.pid == p] == stored
+
+
 async def test_large_payload_round_trips(journal):
     p = pid()
     text = "メッセージ " * 5000  # ~ 80 KB of UTF-8

@@ -8,9 +8,9 @@ writer got there first (e.g. during a handoff), so the entity reloads and decide
 Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
 
 Idempotency (application/idempotency.py): a command carrying `idempotency_key` has the key
-recorded in its events' stored payloads (`_meta`); each entity keeps a bounded map of its recent
-keys, rebuilt on replay and kept in snapshots, and answers a retried command with the events it
-appended the first time instead of deciding again.
+recorded on its stored events' envelopes (metadata, application/event_mapper.py); each entity
+keeps a bounded map of its recent keys, rebuilt on replay and kept in snapshots, and answers a
+retried command with the events it appended the first time instead of deciding again.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from ..domain import (
     Event,
     Thread,
     decide,
-    event_from_payload,
-    event_to_payload,
     evolve,
     thread_persistence_id,
 )
-from . import idempotency
+from . import event_mapper, idempotency
+from .event_mapper import RequestMetadata
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
-from .ports import ConcurrencyConflict, Journal, JournalUnavailable, NewEvent, Snapshot
+from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ class EntityManager:
                 "an idempotent command cannot be read back"
             )
         self.stats.idempotent_replays += 1
-        return [event_from_payload(e.type, e.payload) for e in stored]
+        return [event_mapper.to_domain(e) for e in stored]
 
     def _recent(self, entity: _Entity) -> RecentKeys:
         if entity.recent is None:
@@ -188,11 +187,16 @@ class EntityManager:
     async def _persist(
         self, entity: _Entity, events: list[Event], keyed: tuple[str, str, str] | None = None
     ) -> None:
-        new = [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
+        metadata = None
         if keyed is not None:
             account_id, key, digest = keyed
-            for i, e in enumerate(new):
-                e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i, len(new))
+            metadata = [
+                RequestMetadata(
+                    idempotency=idempotency.meta(account_id, key, digest, i, len(events))
+                )
+                for i in range(len(events))
+            ]
+        new = event_mapper.to_new_events(events, metadata)
         # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
         # `append_nowait` goes on when its awaiter is cancelled.
         try:
@@ -256,9 +260,9 @@ class EntityManager:
         for ev in stored:
             if ev.seq != seq + 1:
                 raise JournalUnavailable(f"{entity.pid}: journal gap at seq {seq + 1}")
-            state = evolve(state, event_from_payload(ev.type, ev.payload))
-            if recent is not None and idempotency.META in ev.payload:
-                recent.observe(ev.seq, ev.ts, ev.payload)
+            state = evolve(state, event_mapper.to_domain(ev))
+            if recent is not None and ev.metadata:
+                recent.observe(ev.seq, ev.ts, event_mapper.idempotency_record(ev))
             seq = ev.seq
         if recent is not None:
             recent.prune()

@@ -5,7 +5,7 @@ implement them; the contract suites in tests/ hold every adapter to the same beh
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------------------------
@@ -15,10 +15,12 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to append: its type name and JSON-able payload."""
+    """An event to append: its type name and JSON-able payload (the domain event), and the
+    envelope's JSON-able metadata (what the request adds, application/event_mapper.py)."""
 
     type: str
     payload: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class StoredEvent:
     `offset` is the journal's position of the event within its shard's stream, increasing with
     commit order as far as the store allows: SQLite's global ordering column; DynamoDB's write
     time in microseconds (`ts`), which may be out of order by up to `Journal.offset_slack`.
+    `payload` is the domain event's, `metadata` the envelope's (empty when the request added
+    nothing); journals read both through `event_mapper.from_storage`.
     """
 
     pid: str
@@ -38,6 +42,7 @@ class StoredEvent:
     ts: int  # write time, epoch microseconds
     offset: int
     writer: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

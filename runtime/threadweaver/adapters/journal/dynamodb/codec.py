@@ -3,12 +3,17 @@
 Item shapes (see :mod:`.journal` for why there are two):
 
 - single event: ``pid`` (S), ``seq`` (N), ``shard`` (N), ``ts`` (N), ``type`` (S), ``payload``
-  (S, JSON), ``writer`` (S, omitted when empty);
+  (S, JSON), ``writer`` (S, omitted when empty), ``metadata`` (S, JSON: the envelope's, omitted
+  when empty);
 - batch item (servers without transactions): the same key and ``shard``/``ts``/``writer``, with
   ``last_seq`` (N) and ``batch`` (S, a JSON list of ``[type, payload]``) instead of
-  ``type``/``payload``; its events are seq ``seq`` .. ``last_seq``;
+  ``type``/``payload``, and ``batch_metadata`` (S, a JSON list of the events' metadata, ``{}``
+  for none; omitted when all are empty); its events are seq ``seq`` .. ``last_seq``;
 - snapshot: ``pid`` (S), ``seq`` (N), ``ts`` (N), ``state`` (S, JSON);
 - the meta item ``pid = META_PID, seq = 0``: the table's shard count and format version.
+
+Items written before the envelope's metadata existed kept it inside the payload; they are read
+through ``event_mapper.from_storage`` like new ones.
 """
 
 from __future__ import annotations
@@ -18,13 +23,23 @@ from typing import Any
 
 import orjson
 
+from ....application.event_mapper import from_storage
 from ....application.ports import NewEvent, Snapshot, StoredEvent
 
 META_PID = "__threadweaver_meta__"
 FORMAT_VERSION = 1
 
 # What identifies one write: equal in the stored item and the one a lost response may have put.
-_WRITE_ATTRIBUTES = ("ts", "writer", "type", "payload", "batch", "last_seq")
+_WRITE_ATTRIBUTES = (
+    "ts",
+    "writer",
+    "type",
+    "payload",
+    "metadata",
+    "batch",
+    "batch_metadata",
+    "last_seq",
+)
 
 
 def number(value: int) -> dict[str, str]:
@@ -48,9 +63,13 @@ def event_item(
     if len(events) == 1:
         item["type"] = string(events[0].type)
         item["payload"] = string(orjson.dumps(events[0].payload).decode())
+        if events[0].metadata:
+            item["metadata"] = string(orjson.dumps(events[0].metadata).decode())
     else:
         item["last_seq"] = number(first + len(events) - 1)
         item["batch"] = string(orjson.dumps([[e.type, e.payload] for e in events]).decode())
+        if any(e.metadata for e in events):
+            item["batch_metadata"] = string(orjson.dumps([e.metadata for e in events]).decode())
     if writer:
         item["writer"] = string(writer)
     return item
@@ -64,31 +83,22 @@ def item_events(item: Mapping[str, Any]) -> list[StoredEvent]:
     ts = int(item["ts"]["N"])
     writer = item.get("writer", {}).get("S", "")
     if "batch" in item:
-        return [
-            StoredEvent(
-                pid=pid,
-                seq=seq + i,
-                shard=shard,
-                type=t,
-                payload=p,
-                ts=ts,
-                offset=ts,
-                writer=writer,
-            )
-            for i, (t, p) in enumerate(orjson.loads(item["batch"]["S"]))
-        ]
-    return [
-        StoredEvent(
-            pid=pid,
-            seq=seq,
-            shard=shard,
-            type=item["type"]["S"],
-            payload=orjson.loads(item["payload"]["S"]),
-            ts=ts,
-            offset=ts,
-            writer=writer,
+        batch = orjson.loads(item["batch"]["S"])
+        metadata = (
+            orjson.loads(item["batch_metadata"]["S"])
+            if "batch_metadata" in item
+            else [None] * len(batch)
         )
-    ]
+        events = []
+        for i, ((kind, raw_payload), raw_metadata) in enumerate(zip(batch, metadata)):
+            payload, meta = from_storage(raw_payload, raw_metadata)
+            events.append(StoredEvent(pid, seq + i, shard, kind, payload, ts, ts, writer, meta))
+        return events
+    payload, meta = from_storage(
+        orjson.loads(item["payload"]["S"]),
+        orjson.loads(item["metadata"]["S"]) if "metadata" in item else None,
+    )
+    return [StoredEvent(pid, seq, shard, item["type"]["S"], payload, ts, ts, writer, meta)]
 
 
 def item_last_seq(item: Mapping[str, Any]) -> int:

@@ -354,6 +354,7 @@ class DynamoDBJournal:
                 ts=ts,
                 offset=ts,
                 writer=writer,
+                metadata=e.metadata,
             )
             for i, e in enumerate(events)
         ]
