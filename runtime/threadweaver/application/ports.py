@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .row_operations import ProjectedEvent
+
 # ---------------------------------------------------------------------------------------------
 # Journal
 # ---------------------------------------------------------------------------------------------
@@ -183,10 +185,11 @@ class ReadModel(Protocol):
     # Projection side --------------------------------------------------------------------
     async def load_offsets(self, projection: str, start: int, end: int) -> dict[int, int]: ...
 
-    async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
-        """Apply `events` (ordered by offset) exactly once in effect: rows and offsets commit in
-        one transaction; an event whose seq is not above the thread's stored sequence_nr is
-        skipped; an event after a gap in its pid stops its shard (see ApplyResult.stalled)."""
+    async def apply(self, projection: str, events: Sequence[ProjectedEvent]) -> ApplyResult:
+        """Execute the row operations of `events` (ordered by offset) exactly once in effect:
+        rows and offsets commit in one transaction; an event whose seq is not above its thread's
+        stored sequence_nr is skipped; an event after a gap in its thread stops its shard (see
+        ApplyResult.stalled; planned by application/projection.py)."""
         ...
 
     # Query side ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Read-model updaters (RMUs): project the journal's events of a shard range into the read model.
 
 An RMU keeps one offset per shard in the read model (committed with the rows). It reads batches
-of its range after those offsets and applies them. When the local journal reports an append in
+of its range after those offsets, decodes and projects them into row operations
+(application/thread_projection.py) and has the read model apply them. When the local journal reports an append in
 its range (push), it reads only the shards that append touched, which keeps projection lag at
 one small read even where a read costs one query per shard (DynamoDB); a full read of the range
 runs at start and every poll interval as a fallback (appends by other processes, eventually
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .ports import Journal, ReadModel, StoredEvent
+from .thread_projection import project
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +233,7 @@ class Projector:
 
     async def _apply(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            result = await self.read_model.apply(self.projection, events)
+            result = await self.read_model.apply(self.projection, project(events))
             self._offsets.update(result.offsets)
             self._record(events, result.applied, result.skipped, result.offsets)
             if self.on_applied:
