@@ -3,8 +3,9 @@
 - ``sqlite``           the embedded journal (a file under tmp_path);
 - ``dynamodb``         DynamoDBJournal on dynalite, which has no TransactWriteItems: the journal
                        detects that and uses its batch-item protocol;
-- ``dynamodb-tx``      DynamoDBJournal on dynalite behind the conftest's TransactWriteItems shim:
-                       the transactional path (conditional Put per event) as on AWS.
+- ``dynamodb-tx``      DynamoDBJournal on dynalite behind the TransactWriteItems emulator
+                       (tests/support/transaction_emulator.py): the transactional path
+                       (conditional Put per event) as on AWS.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ async def open_journal(backend, backend_services, tmp_path) -> Any:
             services, settings, tools = backend_services
             await stack.enter_async_context(tools.temporary_tables(settings))
             if backend == "dynamodb-tx":
-                shim = await stack.enter_async_context(tools.running_shim(services))
-                settings = replace(settings, endpoint_url=shim.url)
+                emulator = await stack.enter_async_context(tools.transaction_emulator(services))
+                settings = replace(settings, endpoint_url=emulator.url)
 
             def make(shards: int) -> Any:
                 return DynamoDBJournal(settings, shards=shards)
