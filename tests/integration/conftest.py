@@ -11,6 +11,8 @@ with the reason: these suites are never skipped.
 - `dynamodb_tx_settings`      the same behind the TransactWriteItems emulator of
                               tests/support/transaction_emulator.py (dynalite has no
                               transactions), so the journal's transactional path runs for real.
+- `open_journal`              a journal opener for the test module's `backend` fixture
+                              (test_journal_contract.py).
 - `mysql_database_url`        per module: a fresh database `tw_<random>`, dropped afterwards.
 """
 
@@ -94,6 +96,49 @@ async def dynamodb_tx_settings(dynamodb_settings, services) -> AsyncIterator[Any
     """`dynamodb_settings`, but reached through the TransactWriteItems emulator."""
     async with transaction_emulator(services) as emulator:
         yield replace(dynamodb_settings, endpoint_url=emulator.url)
+
+
+@pytest.fixture
+async def open_journal(backend: str, request: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    """`await open_journal(shards=16)`: a started journal of the test module's `backend`
+    (``sqlite``: a file under tmp_path; ``dynamodb``: dynalite, batch-item mode; ``dynamodb-tx``:
+    dynalite behind the transaction emulator) on this test's storage; every instance opened is
+    closed at the end (the same storage can be opened again: reopen)."""
+    opened: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            from threadweaver.adapters.journal.sqlite import SqliteJournal
+
+            path = tmp_path / "journal.db"
+
+            def make(shards: int) -> Any:
+                return SqliteJournal(path, shards=shards, synchronous="normal")
+        else:
+            from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
+
+            settings = request.getfixturevalue("dynamodb_base_settings")
+            await stack.enter_async_context(temporary_tables(settings))
+            if backend == "dynamodb-tx":
+                services = request.getfixturevalue("services")
+                emulator = await stack.enter_async_context(transaction_emulator(services))
+                settings = replace(settings, endpoint_url=emulator.url)
+
+            def make(shards: int) -> Any:
+                return DynamoDBJournal(settings, shards=shards)
+
+        async def open_(shards: int = 16) -> Any:
+            journal = make(shards)
+            opened.append(journal)
+            await journal.start()
+            if backend != "sqlite":
+                assert journal.transactions is (backend == "dynamodb-tx")
+            return journal
+
+        try:
+            yield open_
+        finally:
+            for journal in opened:
+                await journal.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,7 +28,7 @@ from threadweaver.application.ports import (
 from threadweaver.domain import new_ulid
 from threadweaver.shards.hashing import shard_of
 
-SHARDS = 16
+SHARDS = 16  # open_journal's default
 BACKENDS = ["sqlite", "dynamodb", "dynamodb-tx"]
 
 Opener = Callable[..., Awaitable[Journal]]
@@ -38,59 +36,8 @@ Opener = Callable[..., Awaitable[Journal]]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
+    """The backend `open_journal` (tests/integration/conftest.py) opens."""
     return request.param
-
-
-@pytest.fixture
-def backend_services(backend, request) -> Any:
-    """The servers a backend needs (requested only for the DynamoDB ones)."""
-    if backend == "sqlite":
-        return None
-    return (
-        request.getfixturevalue("services"),
-        request.getfixturevalue("dynamodb_base_settings"),
-        request.getfixturevalue("dynamodb_tools"),
-    )
-
-
-@pytest.fixture
-async def open_journal(backend, backend_services, tmp_path) -> Any:
-    """`await open_journal(shards=SHARDS)`: a started journal on this test's storage; every
-    instance opened is closed at the end (the same storage can be opened again: reopen)."""
-    opened: list[Any] = []
-    async with contextlib.AsyncExitStack() as stack:
-        if backend == "sqlite":
-            from threadweaver.adapters.journal.sqlite import SqliteJournal
-
-            path = tmp_path / "journal.db"
-
-            def make(shards: int) -> Any:
-                return SqliteJournal(path, shards=shards, synchronous="normal")
-        else:
-            from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
-
-            services, settings, tools = backend_services
-            await stack.enter_async_context(tools.temporary_tables(settings))
-            if backend == "dynamodb-tx":
-                emulator = await stack.enter_async_context(tools.transaction_emulator(services))
-                settings = replace(settings, endpoint_url=emulator.url)
-
-            def make(shards: int) -> Any:
-                return DynamoDBJournal(settings, shards=shards)
-
-        async def open_(shards: int = SHARDS) -> Any:
-            journal = make(shards)
-            opened.append(journal)
-            await journal.start()
-            if backend != "sqlite":
-                assert journal.transactions is (backend == "dynamodb-tx")
-            return journal
-
-        try:
-            yield open_
-        finally:
-            for journal in opened:
-                await journal.close()
 
 
 @pytest.fixture
