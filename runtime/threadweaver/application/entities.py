@@ -3,8 +3,8 @@
 One in-memory entity per active thread. Commands to one entity run strictly one at a time (an
 asyncio.Lock, FIFO); different entities run concurrently, which is what lets the journal batch
 their appends into shared commits. State is rebuilt from the latest snapshot plus the events
-after it. An append is conditional on the sequence number: a conflict means another
-writer got there first (e.g. during a handoff), so the entity reloads and decides again.
+after it. An append is conditional on the sequence number: a conflict means another writer got
+there first (e.g. during a handoff), so the entity reloads and decides again.
 Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
 
 Idempotency (application/idempotency.py): a command carrying `idempotency_key` has the key

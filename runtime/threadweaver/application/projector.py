@@ -2,12 +2,12 @@
 
 An RMU keeps one offset per shard in the read model (committed with the rows). It reads batches
 of its range after those offsets, decodes and projects them into row operations
-(application/thread_projection.py) and has the read model apply them. When the local journal reports an append in
-its range (push), it reads only the shards that append touched, which keeps projection lag at
-one small read even where a read costs one query per shard (DynamoDB); a full read of the range
-runs at start and every poll interval as a fallback (appends by other processes, eventually
-consistent indexes). Errors restart the loop with exponential backoff; the state (running,
-offset, lag, restarts, last error) is what a member reports in its Lease.
+(application/thread_projection.py) and has the read model apply them. When the local journal
+reports an append in its range (push), it reads only the shards that append touched, which keeps
+projection lag at one small read even where a read costs one query per shard (DynamoDB); a full
+read of the range runs at start and every poll interval as a fallback (appends by other
+processes, eventually consistent indexes). Errors restart the loop with exponential backoff; the
+state (running, offset, lag, restarts, last error) is what a member reports in its Lease.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 Writes: the projection hands over its events as row operations (application/row_operations.py):
 this adapter executes them and knows no event. One transaction per batch holds the rows of every
 applied event, the threads' new `sequence_nr` and the shards' offsets (exactly once in effect,
-planned by application/projection.py). The batch is written
-by synchronous code (`_apply_batch`): on MySQL it runs in the async engine's greenlet
-(`run_sync`); on an SQLite file it runs on a synchronous engine in one writer thread, because
-aiosqlite hands every call (execute, fetch, close...) to its thread and back, some forty hand-offs
-per batch, which cost more than the SQL itself. Reads: the queries of the HTTP API, each
+planned by application/projection.py). The batch is written by synchronous code
+(`_apply_batch`): on MySQL it runs in the async engine's greenlet (`run_sync`); on an SQLite file
+it runs on a synchronous engine in one writer thread, because aiosqlite hands every call
+(execute, fetch, close...) to its thread and back, some forty hand-offs per batch, which cost
+more than the SQL itself. Reads: the queries of the HTTP API, each
 enforcing visibility (the caller administers or is a member of the thread; destroyed threads and
 removed messages are not returned).
 """
