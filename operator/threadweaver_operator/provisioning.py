@@ -1,7 +1,7 @@
 """Provisioning: the DynamoDB journal tables of a cluster.
 
 DynamoDB tables are created and deleted with the runtime's own functions
-(``threadweaver.adapters.journal.dynamodb_tables.create_tables``/``delete_tables``), with the
+(``threadweaver.adapters.journal.dynamodb.tables.create_tables``/``delete_tables``), with the
 credentials read from the cluster's Secret through the Kubernetes API (the operator never
 mounts user Secrets): the pass reads the Secret once (:mod:`.secret_refs`) and hands it over.
 Creating the tables can take up to :data:`PROVISION_TIMEOUT_SECONDS`, so a pass runs it outside
@@ -35,7 +35,7 @@ PROVISION_TIMEOUT_SECONDS = 120.0
 
 def dynamodb_settings(spec: ClusterSpec, secrets: Secrets) -> Any:
     """The runtime's ``DynamoDBSettings`` for this cluster, credentials from the Secret."""
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     d = spec.dynamodb
     kwargs: dict[str, Any] = {"region": d.region, "table_prefix": spec.table_prefix}
@@ -73,7 +73,7 @@ async def provision_tables(spec: ClusterSpec, secrets: Secrets) -> Condition:
         settings = dynamodb_settings(spec, secrets)
     except SecretProblem as exc:
         return Condition("Provisioned", "False", exc.reason, str(exc))
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables
 
     d = spec.dynamodb
     try:
@@ -105,7 +105,7 @@ async def provision_tables(spec: ClusterSpec, secrets: Secrets) -> Condition:
 
 async def delete_tables(spec: ClusterSpec, secrets: Secrets) -> list[str]:
     """Delete the journal tables (deletionPolicy Delete). Raises on failure (caller retries)."""
-    from threadweaver.adapters.journal.dynamodb_tables import delete_tables as _delete
+    from threadweaver.adapters.journal.dynamodb.tables import delete_tables as _delete
 
     settings = dynamodb_settings(spec, secrets)
     deleted = await asyncio.wait_for(_delete(settings), PROVISION_TIMEOUT_SECONDS)

@@ -180,8 +180,8 @@ async def _create_tables(settings: Settings, tables: TableSettings) -> None:
     journal = settings.storage.journal
     if not journal.startswith("dynamodb:"):
         raise SystemExit("create-tables: --journal must be a dynamodb:// URL")
-    from .adapters.journal.dynamodb import DynamoDBSettings
-    from .adapters.journal.dynamodb_tables import create_tables
+    from .adapters.journal.dynamodb.settings import DynamoDBSettings
+    from .adapters.journal.dynamodb.tables import create_tables
     from .application.ports import JournalError
 
     try:

@@ -8,16 +8,17 @@ with the reason: these suites are never skipped.
 - `services`                  session: the two URLs, servers checked to accept connections.
 - `dynamodb_settings`         per test: a unique table prefix with both tables created, deleted
                               afterwards.
-- `dynamodb_tx_settings`      the same behind a small TransactWriteItems shim (dynalite has no
+- `dynamodb_tx_settings`      the same behind the TransactWriteItems emulator of
+                              tests/support/transaction_emulator.py (dynalite has no
                               transactions), so the journal's transactional path runs for real.
+- `open_journal`              a journal opener for the test module's `backend` fixture
+                              (test_journal_contract.py).
 - `mysql_database_url`        per module: a fresh database `tw_<random>`, dropped afterwards.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -29,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.services import ServiceURLs, ensure_services
+from tests.support.transaction_emulator import TransactionEmulator, running_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +53,7 @@ def unique_prefix() -> str:
 @pytest.fixture
 def dynamodb_base_settings(services: ServiceURLs):
     """Settings for the test server with a fresh, unique table prefix (no tables created)."""
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     base = DynamoDBSettings.from_url(services.dynamodb, environ={})
     return replace(base, table_prefix=unique_prefix())
@@ -60,7 +62,7 @@ def dynamodb_base_settings(services: ServiceURLs):
 @contextlib.asynccontextmanager
 async def temporary_tables(settings: Any) -> AsyncIterator[Any]:
     """Create the journal tables of `settings` for the block, delete them afterwards."""
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables, delete_tables
 
     try:
         await create_tables(settings, timeout=60)
@@ -79,182 +81,76 @@ async def dynamodb_settings(dynamodb_base_settings) -> AsyncIterator[Any]:
         yield settings
 
 
-class TransactionShim:
-    """An HTTP front for dynalite that adds TransactWriteItems the way DynamoDB answers it
-    (condition checked on every item, all or nothing, TransactionCanceledException with
-    CancellationReasons, ClientRequestToken idempotency). Writes are serialised by one lock, so
-    a transaction is atomic with respect to every other write that goes through the shim.
-    Conditions supported: attribute_not_exists(x) and none. Test use only."""
-
-    WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.lock = asyncio.Lock()
-        self.tokens: set[str] = set()
-        self.key_names: dict[str, list[str]] = {}
-        self.transactions = 0
-        self.url = ""
-        self._runner: Any = None
-        self._session: Any = None
-
-    async def start(self) -> None:
-        import aiohttp
-        from aiohttp import web
-
-        self._session = aiohttp.ClientSession()
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _upstream(self, op: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": f"DynamoDB_20120810.{op}",
-            "X-Amz-Date": "20240101T000000Z",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=shim/20240101/us-east-1/dynamodb/"
-            "aws4_request, SignedHeaders=host, Signature=0",
-        }
-        async with self._session.post(self.upstream + "/", data=body, headers=headers) as resp:
-            data = await resp.read()
-            keep = {
-                k: v
-                for k, v in resp.headers.items()
-                if k.lower() in ("x-amzn-requestid", "x-amz-crc32")
-            }
-            return resp.status, data, keep
-
-    async def _call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        status, data, _ = await self._upstream(op, json.dumps(payload).encode())
-        if status != 200:
-            raise RuntimeError(f"upstream {op}: {status} {data[:300]!r}")
-        return json.loads(data)
-
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        op = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
-        body = await request.read()
-        if op == "TransactWriteItems":
-            async with self.lock:
-                status, payload = await self._transact(json.loads(body))
-            return web.Response(
-                status=status,
-                body=json.dumps(payload).encode(),
-                content_type="application/x-amz-json-1.0",
-            )
-        if op in self.WRITES:
-            async with self.lock:
-                status, data, headers = await self._upstream(op, body)
-        else:
-            status, data, headers = await self._upstream(op, body)
-        return web.Response(
-            status=status, body=data, headers=headers, content_type="application/x-amz-json-1.0"
-        )
-
-    async def _keys(self, table: str) -> list[str]:
-        if table not in self.key_names:
-            desc = await self._call("DescribeTable", {"TableName": table})
-            self.key_names[table] = [k["AttributeName"] for k in desc["Table"]["KeySchema"]]
-        return self.key_names[table]
-
-    async def _transact(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        token = req.get("ClientRequestToken")
-        if token and token in self.tokens:
-            return 200, {}
-        items = req.get("TransactItems") or []
-        plan: list[tuple[str, dict[str, Any]]] = []
-        reasons: list[dict[str, str]] = []
-        for entry in items:
-            ((kind, spec),) = entry.items()
-            table = spec["TableName"]
-            names = await self._keys(table)
-            source = spec["Item"] if kind == "Put" else spec["Key"]
-            key = {n: source[n] for n in names}
-            condition = (spec.get("ConditionExpression") or "").strip()
-            if condition and not condition.startswith("attribute_not_exists("):
-                return 400, {
-                    "__type": "com.amazon.coral.validate#ValidationException",
-                    "message": f"shim supports attribute_not_exists only: {condition}",
-                }
-            failed = False
-            if condition:
-                got = await self._call(
-                    "GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}
-                )
-                failed = "Item" in got
-            reasons.append(
-                {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
-                if failed
-                else {"Code": "None"}
-            )
-            plan.append((kind, spec))
-        if any(r["Code"] != "None" for r in reasons):
-            codes = ", ".join(r["Code"] for r in reasons)
-            return 400, {
-                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-                "Message": "Transaction cancelled, please refer cancellation reasons for "
-                f"specific reasons [{codes}]",
-                "CancellationReasons": reasons,
-            }
-        for kind, spec in plan:
-            if kind == "Put":
-                await self._call("PutItem", {"TableName": spec["TableName"], "Item": spec["Item"]})
-            elif kind == "Delete":
-                await self._call("DeleteItem", {"TableName": spec["TableName"], "Key": spec["Key"]})
-            elif kind == "Update":
-                args = {k: v for k, v in spec.items() if k != "ConditionExpression"}
-                await self._call("UpdateItem", args)
-        if token:
-            self.tokens.add(token)
-        self.transactions += 1
-        return 200, {}
-
-
 @contextlib.asynccontextmanager
-async def running_shim(services: ServiceURLs) -> AsyncIterator[TransactionShim]:
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+async def transaction_emulator(services: ServiceURLs) -> AsyncIterator[TransactionEmulator]:
+    """tests/support/transaction_emulator.py in front of the test server."""
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 
     upstream = DynamoDBSettings.from_url(services.dynamodb, environ={}).endpoint_url
-    shim = TransactionShim(upstream)
-    await shim.start()
-    try:
-        yield shim
-    finally:
-        await shim.close()
+    async with running_emulator(upstream) as emulator:
+        yield emulator
 
 
 @pytest_asyncio.fixture
-async def transaction_shim(services: ServiceURLs) -> AsyncIterator[TransactionShim]:
-    async with running_shim(services) as shim:
-        yield shim
+async def dynamodb_tx_settings(dynamodb_settings, services) -> AsyncIterator[Any]:
+    """`dynamodb_settings`, but reached through the TransactWriteItems emulator."""
+    async with transaction_emulator(services) as emulator:
+        yield replace(dynamodb_settings, endpoint_url=emulator.url)
 
 
-@pytest_asyncio.fixture
-async def dynamodb_tx_settings(dynamodb_settings, transaction_shim) -> Any:
-    """`dynamodb_settings`, but reached through the TransactWriteItems shim."""
-    return replace(dynamodb_settings, endpoint_url=transaction_shim.url)
+@pytest.fixture
+async def open_journal(backend: str, request: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    """`await open_journal(shards=16)`: a started journal of the test module's `backend`
+    (``sqlite``: a file under tmp_path; ``dynamodb``: dynalite, batch-item mode; ``dynamodb-tx``:
+    dynalite behind the transaction emulator) on this test's storage; every instance opened is
+    closed at the end (the same storage can be opened again: reopen)."""
+    opened: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            from threadweaver.adapters.journal.sqlite import SqliteJournal
+
+            path = tmp_path / "journal.db"
+
+            def make(shards: int) -> Any:
+                return SqliteJournal(path, shards=shards, synchronous="normal")
+        else:
+            from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
+
+            settings = request.getfixturevalue("dynamodb_base_settings")
+            await stack.enter_async_context(temporary_tables(settings))
+            if backend == "dynamodb-tx":
+                services = request.getfixturevalue("services")
+                emulator = await stack.enter_async_context(transaction_emulator(services))
+                settings = replace(settings, endpoint_url=emulator.url)
+
+            def make(shards: int) -> Any:
+                return DynamoDBJournal(settings, shards=shards)
+
+        async def open_(shards: int = 16) -> Any:
+            journal = make(shards)
+            opened.append(journal)
+            await journal.start()
+            if backend != "sqlite":
+                assert journal.transactions is (backend == "dynamodb-tx")
+            return journal
+
+        try:
+            yield open_
+        finally:
+            for journal in opened:
+                await journal.close()
 
 
 @pytest.fixture(scope="session")
 def dynamodb_tools() -> Any:
     """The context managers above, for fixtures that set up DynamoDB inside async code (test
     modules cannot import conftest): `tools.temporary_tables(settings)`,
-    `tools.running_shim(services)`."""
+    `tools.transaction_emulator(services)`."""
     import types
 
-    return types.SimpleNamespace(temporary_tables=temporary_tables, running_shim=running_shim)
+    return types.SimpleNamespace(
+        temporary_tables=temporary_tables, transaction_emulator=transaction_emulator
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,6 +75,19 @@ async def test_item_shapes(journal, dynamodb_settings):
     )
 
 
+async def test_envelope_metadata_attributes(journal, dynamodb_settings):
+    p = pid()
+    meta = {"idempotency": {"idempotencyKey": "k"}}
+    await journal.append(p, 0, [NewEvent("T", {"n": 1}, meta)])
+    await journal.append(p, 1, [NewEvent("T", {"n": 2}), NewEvent("T", {"n": 3}, meta)])
+    await journal.append(p, 3, [ev(4), ev(5)])
+    single, batch, plain = await _items(dynamodb_settings, p)
+    assert single["metadata"] == {"S": '{"idempotency":{"idempotencyKey":"k"}}'}
+    assert batch["batch_metadata"] == {"S": '[{},{"idempotency":{"idempotencyKey":"k"}}]'}
+    assert "metadata" not in batch and "batch_metadata" not in plain
+    assert [e.metadata for e in await journal.read(p)] == [meta, {}, meta, {}, {}]
+
+
 async def test_meta_item_records_the_shard_count(journal, dynamodb_settings):
     (meta,) = await _items(dynamodb_settings, META_PID)
     assert meta["shards"] == {"N": str(SHARDS)} and meta["seq"] == {"N": "0"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from threadweaver.adapters.journal.dynamodb import SHARD_INDEX, DynamoDBSettings, open_client
-from threadweaver.adapters.journal.dynamodb_tables import (
+from threadweaver.adapters.journal.dynamodb.tables import (
     create_tables,
     delete_tables,
     describe_tables,

@@ -47,14 +47,18 @@ def add_body(sender, text, at=1_700_000_000_001):
 
 
 def journal_rows(path):
+    """(pid, seq, type, payload, idempotency key or None) of every row of the journal file."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return [
-            (pid, seq, kind, json.loads(payload))
-            for pid, seq, kind, payload in conn.execute(
-                "SELECT pid, seq, type, payload FROM journal ORDER BY ordering"
-            )
-        ]
+        rows = []
+        for pid, seq, kind, payload, metadata in conn.execute(
+            "SELECT pid, seq, type, payload, metadata FROM journal ORDER BY ordering"
+        ):
+            payload = json.loads(payload)
+            assert "_meta" not in payload  # the key is on the envelope, not in the event
+            record = json.loads(metadata).get("idempotency") if metadata else None
+            rows.append((pid, seq, kind, payload, record["idempotencyKey"] if record else None))
+        return rows
     finally:
         conn.close()
 
@@ -124,7 +128,7 @@ async def _retry_after_kill_9(tmp_path, args):
         server.kill()  # right after the 200: no shutdown
         pids = [f"thread-{tid}", f"thread-{t2}"]
         events, _ = await read_journal(tmp_path, args, pids)
-        assert [e.payload["_meta"]["idempotencyKey"] for e in events[pids[0]]] == [
+        assert [e.metadata["idempotency"]["idempotencyKey"] for e in events[pids[0]]] == [
             "create-1",
             "add-1",
         ]
@@ -251,7 +255,7 @@ async def test_clients_retrying_after_kill_9_get_exactly_once(tmp_path):
             stop.set()
             await asyncio.gather(*workers)
         before = journal_rows(tmp_path / "journal.db")
-        committed_keys = {p["_meta"]["idempotencyKey"] for *_, p in before if "_meta" in p}
+        committed_keys = {key for *_, key in before if key is not None}
         in_flight_committed = sum(1 for key, *_ in pending if key in committed_keys)
 
         server.start()
@@ -261,7 +265,7 @@ async def test_clients_retrying_after_kill_9_get_exactly_once(tmp_path):
         assert server.stop() == 0, server.log_tail()
 
     rows = journal_rows(tmp_path / "journal.db")
-    by_key = {p["_meta"]["idempotencyKey"]: p for *_, p in rows if "_meta" in p}
+    by_key = {key: p for *_, p, key in rows if key is not None}
     assert len(rows) == len(by_key) == len(acked) + len(retried)  # once each, nothing else
     for key, answer in {**acked, **retried}.items():
         payload = by_key[key]

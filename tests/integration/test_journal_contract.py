@@ -3,17 +3,16 @@
 - ``sqlite``           the embedded journal (a file under tmp_path);
 - ``dynamodb``         DynamoDBJournal on dynalite, which has no TransactWriteItems: the journal
                        detects that and uses its batch-item protocol;
-- ``dynamodb-tx``      DynamoDBJournal on dynalite behind the conftest's TransactWriteItems shim:
-                       the transactional path (conditional Put per event) as on AWS.
+- ``dynamodb-tx``      DynamoDBJournal on dynalite behind the TransactWriteItems emulator
+                       (tests/support/transaction_emulator.py): the transactional path
+                       (conditional Put per event) as on AWS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from threadweaver.application.ports import (
 from threadweaver.domain import new_ulid
 from threadweaver.shards.hashing import shard_of
 
-SHARDS = 16
+SHARDS = 16  # open_journal's default
 BACKENDS = ["sqlite", "dynamodb", "dynamodb-tx"]
 
 Opener = Callable[..., Awaitable[Journal]]
@@ -37,59 +36,8 @@ Opener = Callable[..., Awaitable[Journal]]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
+    """The backend `open_journal` (tests/integration/conftest.py) opens."""
     return request.param
-
-
-@pytest.fixture
-def backend_services(backend, request) -> Any:
-    """The servers a backend needs (requested only for the DynamoDB ones)."""
-    if backend == "sqlite":
-        return None
-    return (
-        request.getfixturevalue("services"),
-        request.getfixturevalue("dynamodb_base_settings"),
-        request.getfixturevalue("dynamodb_tools"),
-    )
-
-
-@pytest.fixture
-async def open_journal(backend, backend_services, tmp_path) -> Any:
-    """`await open_journal(shards=SHARDS)`: a started journal on this test's storage; every
-    instance opened is closed at the end (the same storage can be opened again: reopen)."""
-    opened: list[Any] = []
-    async with contextlib.AsyncExitStack() as stack:
-        if backend == "sqlite":
-            from threadweaver.adapters.journal.sqlite import SqliteJournal
-
-            path = tmp_path / "journal.db"
-
-            def make(shards: int) -> Any:
-                return SqliteJournal(path, shards=shards, synchronous="normal")
-        else:
-            from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
-
-            services, settings, tools = backend_services
-            await stack.enter_async_context(tools.temporary_tables(settings))
-            if backend == "dynamodb-tx":
-                shim = await stack.enter_async_context(tools.running_shim(services))
-                settings = replace(settings, endpoint_url=shim.url)
-
-            def make(shards: int) -> Any:
-                return DynamoDBJournal(settings, shards=shards)
-
-        async def open_(shards: int = SHARDS) -> Any:
-            journal = make(shards)
-            opened.append(journal)
-            await journal.start()
-            if backend != "sqlite":
-                assert journal.transactions is (backend == "dynamodb-tx")
-            return journal
-
-        try:
-            yield open_
-        finally:
-            for journal in opened:
-                await journal.close()
 
 
 @pytest.fixture
@@ -187,6 +135,24 @@ async def test_long_stream_replays_completely(journal):
     assert [e.payload["n"] for e in events] == list(range(1, seq + 1))
     assert await journal.highest_seq(p) == seq
     assert [e.seq for e in await journal.read(p, seq - 2)] == [seq - 2, seq - 1, seq]
+
+
+async def test_metadata_rides_on_the_envelope(journal):
+    p = pid()
+    record = {"idempotencyKey": "k", "accountId": "a", "requestHash": "h"}
+    keyed = {"idempotency": record, "traceContext": {"traceparent": "00-ab-cd-01"}}
+    parts = [{"idempotency": {**record, "part": i, "parts": 2}} for i in range(2)]
+    stored = await journal.append(p, 0, [NewEvent("ThreadCreated", {"schema": 1, "n": 1}, keyed)])
+    stored += await journal.append(
+        p, 1, [NewEvent("MessagesAdded", {"schema": 1, "n": 2 + i}, m) for i, m in enumerate(parts)]
+    )
+    stored += await journal.append(p, 3, [ev(n=4)])
+    assert [e.metadata for e in stored] == [keyed, *parts, {}]
+    events = await journal.read(p)
+    assert events == stored
+    assert [e.metadata for e in events] == [keyed, *parts, {}]
+    assert [e.payload for e in events] == [{"schema": 1, "n": n} for n in range(1, 5)]
+    assert [e for e in await journal.read_shards(0, SHARDS, {}, 100) if e.pid == p] == stored
 
 
 async def test_large_payload_round_trips(journal):
@@ -310,6 +276,31 @@ async def test_many_concurrent_appends_to_different_pids_are_all_durable(open_jo
     everything = await _read_all(again, 0, SHARDS, 10_000)
     assert len(everything) == total
     assert {e.pid for e in everything} == set(pids)
+
+
+async def test_append_nowait_goes_on_when_its_awaiter_is_cancelled(open_journal):
+    journal = await open_journal()
+    p = pid()
+    stored = await journal.append_nowait(p, 0, [ev(n=1)], writer="w")
+    assert [(e.seq, e.writer) for e in stored] == [(1, "w")]
+    assert await journal.read(p) == stored
+
+    async def command() -> Any:
+        return await journal.append_nowait(p, 1, [ev(n=2), ev(n=3)], writer="gave-up")
+
+    task = asyncio.ensure_future(command())
+    await asyncio.sleep(0)  # the append is on its way
+    task.cancel()  # ... and its caller gives up (a time-out)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await journal.close()  # waits for the appends in flight
+    again = await open_journal()
+    events = await again.read(p)
+    assert [(e.seq, e.payload["n"], e.writer) for e in events] == [
+        (1, 1, "w"),
+        (2, 2, "gave-up"),
+        (3, 3, "gave-up"),
+    ]
 
 
 async def test_closed_journal_refuses(open_journal):

@@ -2,7 +2,8 @@
 MySQL (MariaDB from hack/services.sh, one fresh database per module).
 
 Events are built from the domain's own event classes and payload encoder, so what the read
-model projects is exactly what the aggregates journal.
+model projects is exactly what the aggregates journal; they reach the read model as the
+projector hands them over, as row operations (`thread_projection.project`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sqlalchemy as sa
 
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.adapters.readmodel.migrate import current_revision, head_revision
-from threadweaver.application.ports import ReadModel, StoredEvent
+from threadweaver.application.ports import ApplyResult, ReadModel, StoredEvent
+from threadweaver.application.row_operations import ProjectedEvent
+from threadweaver.application.thread_projection import project
 from threadweaver.domain import new_ulid
 from threadweaver.domain.events import (
     AddedMessage,
@@ -119,6 +122,11 @@ class Stream:
         return self.emit(MessagesAdded(tid, sender, self.now(), msgs)), ids
 
 
+async def apply(rm: SqlReadModel, projection: str, events: list[StoredEvent]) -> ApplyResult:
+    """What the projector does with a batch read from the journal."""
+    return await rm.apply(projection, project(events))
+
+
 def ulids(n: int) -> list[str]:
     return [new_ulid() for _ in range(n)]
 
@@ -174,7 +182,7 @@ async def test_projects_all_eight_event_types(rm, projection):
     created = s.create(
         tid, creator, members=(member1,), title="Tea ☕", parent=parent, remarks="notes"
     )
-    result = await rm.apply(projection, [created])
+    result = await apply(rm, projection, [created])
     assert (result.applied, result.skipped, result.stalled) == (1, 0, {})
     assert result.offsets == {created.shard: created.offset}
 
@@ -201,7 +209,7 @@ async def test_projects_all_eight_event_types(rm, projection):
     batch.append(added)
     reply, (m3,) = s.messages(tid, admin2, "re: hello", reply=m1)
     batch.append(reply)
-    result = await rm.apply(projection, batch)
+    result = await apply(rm, projection, batch)
     assert result.applied == 4
     assert await rm.list_administrator_ids(tid, admin2, 0, 100) == [creator, admin2]
     assert await rm.list_member_ids(tid, member2, 0, 100) == [member1, member2]
@@ -220,7 +228,7 @@ async def test_projects_all_eight_event_types(rm, projection):
         s.emit(AdministratorIdsLeft(tid, creator, s.now(), (admin2,))),
         s.emit(MemberIdsLeft(tid, creator, s.now(), (member1,))),
     ]
-    assert (await rm.apply(projection, batch)).applied == 3
+    assert (await apply(rm, projection, batch)).applied == 3
     assert [m.id for m in await rm.list_messages(tid, creator, 0, 100)] == [m2, m3]
     assert await rm.list_administrator_ids(tid, creator, 0, 100) == [creator]
     assert await rm.list_member_ids(tid, creator, 0, 100) == [member2]
@@ -229,7 +237,7 @@ async def test_projects_all_eight_event_types(rm, projection):
     assert await rm.list_messages(tid, member1, 0, 100) is None
 
     destroyed = s.emit(ThreadDestroyed(tid, creator, s.now()))
-    assert (await rm.apply(projection, [destroyed])).applied == 1
+    assert (await apply(rm, projection, [destroyed])).applied == 1
     assert await rm.get_thread(tid, creator) is None
     assert await rm.list_threads(creator, 0, 100) == []
     assert await rm.list_threads(member2, 0, 100) == []
@@ -269,19 +277,19 @@ async def test_reapplying_a_batch_changes_nothing(rm, projection):
     for i in range(3):
         batch.append(s.messages(tid, creator, f"m{i}", f"n{i}")[0])
     batch.append(s.emit(MemberIdsJoined(tid, creator, s.now(), (new_ulid(),))))
-    first = await rm.apply(projection, batch)
+    first = await apply(rm, projection, batch)
     assert (first.applied, first.skipped) == (5, 0)
     before = await _snapshot(rm, tid, creator)
     offsets = await rm.load_offsets(projection, 0, SHARDS)
 
-    again = await rm.apply(projection, batch)
+    again = await apply(rm, projection, batch)
     assert (again.applied, again.skipped, again.stalled) == (0, 5, {})
     assert await _snapshot(rm, tid, creator) == before
     assert await rm.load_offsets(projection, 0, SHARDS) == offsets
 
     # an overlapping re-read (the backtracking window) applies only what is new
     newer = s.messages(tid, member, "late")[0]
-    overlap = await rm.apply(projection, batch[2:] + [newer])
+    overlap = await apply(rm, projection, batch[2:] + [newer])
     assert (overlap.applied, overlap.skipped) == (1, 3)
     msgs = await rm.list_messages(tid, creator, 0, 1000)
     assert [m.body for m in msgs] == ["m0", "n0", "m1", "n1", "m2", "n2", "late"]
@@ -292,14 +300,40 @@ async def test_a_failing_batch_commits_nothing(rm, projection):
     s = Stream()
     tid, creator = new_ulid(), new_ulid()
     good = s.create(tid, creator)
+    added, (mid,) = s.messages(tid, creator, "once")
+    # the database refuses the rows of the third event (a message id that exists): the rows of
+    # the first two were written in the same transaction
+    bad = s.emit(MessagesAdded(tid, creator, s.now(), (AddedMessage(mid, "twice", None, ()),)))
+    with pytest.raises(sa.exc.IntegrityError):
+        await apply(rm, projection, [good, added, bad])
+    assert await rm.get_thread(tid, creator) is None  # rows rolled back ...
+    assert await rm.load_offsets(projection, 0, SHARDS) == {}  # ... with the offsets
+    assert (await apply(rm, projection, [good])).applied == 1
+
+
+async def test_an_event_that_cannot_be_decoded_is_refused_before_the_read_model(rm, projection):
+    s = Stream()
+    tid, creator = new_ulid(), new_ulid()
+    good = s.create(tid, creator)
     bad = s.emit(ThreadDestroyed(tid, creator, s.now()))
     bad = StoredEvent(
         bad.pid, bad.seq, bad.shard, "NoSuchEvent", bad.payload, bad.ts, bad.offset, bad.writer
     )
-    with pytest.raises(ValueError, match="unknown event type"):
+    with pytest.raises(ValueError, match="NoSuchEvent"):
+        await apply(rm, projection, [good, bad])
+    assert await rm.get_thread(tid, creator) is None
+    assert await rm.load_offsets(projection, 0, SHARDS) == {}
+
+
+async def test_unknown_row_operations_roll_the_batch_back(rm, projection):
+    s = Stream()
+    tid, creator = new_ulid(), new_ulid()
+    (good,) = project([s.create(tid, creator)])
+    bad = ProjectedEvent(tid, 2, good.shard, good.offset + 1, (object(),))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unknown row operation"):
         await rm.apply(projection, [good, bad])
-    assert await rm.get_thread(tid, creator) is None  # rows rolled back ...
-    assert await rm.load_offsets(projection, 0, SHARDS) == {}  # ... with the offsets
+    assert await rm.get_thread(tid, creator) is None
+    assert await rm.load_offsets(projection, 0, SHARDS) == {}
     assert (await rm.apply(projection, [good])).applied == 1
 
 
@@ -335,7 +369,7 @@ async def test_a_gap_stalls_only_its_shard(rm, projection):
     b1 = s.create(b, creator)
     c1 = s.create(c, creator)
     # a2 is not visible yet: a3 follows a gap
-    result = await rm.apply(projection, [a1, a3, b1, c1])
+    result = await apply(rm, projection, [a1, a3, b1, c1])
     assert result.applied == 2  # a1 and c1
     assert result.stalled == {shard: a1.offset}
     assert result.offsets[shard] == a1.offset  # not past the gap
@@ -345,7 +379,7 @@ async def test_a_gap_stalls_only_its_shard(rm, projection):
     assert (await rm.load_offsets(projection, shard, shard + 1)) == {shard: a1.offset}
 
     # the re-read from the stored offset brings the missing event: everything lands, once
-    again = await rm.apply(projection, [a2, a3, b1])
+    again = await apply(rm, projection, [a2, a3, b1])
     assert (again.applied, again.stalled) == (3, {})
     assert [m.body for m in await rm.list_messages(a, creator, 0, 10)] == ["a2", "a3"]
     assert await rm.get_thread(b, creator) is not None
@@ -358,7 +392,7 @@ async def test_a_gap_at_the_first_event_leaves_the_offset_alone(rm, projection):
     creator = new_ulid()
     s.create(a, creator)
     a2 = s.messages(a, creator, "x")[0]
-    result = await rm.apply(projection, [a2])
+    result = await apply(rm, projection, [a2])
     assert result.applied == 0 and a2.shard in result.stalled
     assert await rm.load_offsets(projection, 0, SHARDS) == {}
 
@@ -366,7 +400,7 @@ async def test_a_gap_at_the_first_event_leaves_the_offset_alone(rm, projection):
 async def test_offsets_are_per_projection_and_shard(rm, projection, url):
     s = Stream()
     events = [s.create(new_ulid(), new_ulid()) for _ in range(30)]
-    await rm.apply(projection, events)
+    await apply(rm, projection, events)
     expected: dict[int, int] = {}
     for e in events:
         expected[e.shard] = max(expected.get(e.shard, 0), e.offset)
@@ -377,7 +411,7 @@ async def test_offsets_are_per_projection_and_shard(rm, projection, url):
     assert await rm.load_offsets(projection + "-other", 0, SHARDS) == {}
     # a second projection over the same events keeps its own offsets (and skips the rows'
     # events, which are already applied: sequence numbers are per thread, not per projection)
-    other = await rm.apply(projection + "-other", events[:3])
+    other = await apply(rm, projection + "-other", events[:3])
     assert other.skipped == 3
     assert set(await rm.load_offsets(projection + "-other", 0, SHARDS)) == {
         e.shard for e in events[:3]
@@ -407,7 +441,7 @@ async def test_list_threads_visibility_order_and_pagination(rm, projection):
     events.append(s.emit(MemberIdsJoined(joined_later.payload["threadId"], other, s.now(), (me,))))
     destroyed = as_admin[1]
     events.append(s.emit(ThreadDestroyed(destroyed.payload["threadId"], me, s.now())))
-    await rm.apply(projection, sorted(events, key=lambda e: e.offset))
+    await apply(rm, projection, sorted(events, key=lambda e: e.offset))
 
     expected = [
         e.payload["threadId"] for e in as_admin + as_member + [joined_later] if e is not destroyed
@@ -429,7 +463,7 @@ async def test_member_and_admin_lists_keep_join_order_and_paginate(rm, projectio
     events = [s.create(tid, creator, members=tuple(members[:3]))]
     events.append(s.emit(MemberIdsJoined(tid, creator, s.now(), tuple(members[3:]))))
     events.append(s.emit(AdministratorIdsJoined(tid, creator, s.now(), tuple(admins))))
-    await rm.apply(projection, events)
+    await apply(rm, projection, events)
     assert await rm.list_member_ids(tid, creator, 0, 100) == members
     assert await rm.list_member_ids(tid, members[6], 2, 3) == members[2:5]
     assert await rm.list_member_ids(tid, creator, 6, 10) == members[6:]
@@ -450,20 +484,20 @@ async def test_messages_order_pagination_and_removal(rm, projection):
         events.append(event)
         bodies += texts
         ids += new_ids
-    await rm.apply(projection, events)
+    await apply(rm, projection, events)
     msgs = await rm.list_messages(tid, creator, 0, 100)
     assert [m.body for m in msgs] == bodies
     assert [m.id for m in await rm.list_messages(tid, creator, 5, 4)] == ids[5:9]
     removed = {ids[0], ids[4], ids[11]}
-    await rm.apply(
-        projection, [s.emit(MessagesRemoved(tid, creator, s.now(), tuple(sorted(removed))))]
+    await apply(
+        rm, projection, [s.emit(MessagesRemoved(tid, creator, s.now(), tuple(sorted(removed))))]
     )
     live = [i for i in ids if i not in removed]
     assert [m.id for m in await rm.list_messages(tid, creator, 0, 100)] == live
     assert [m.id for m in await rm.list_messages(tid, creator, 3, 3)] == live[3:6]
     # removing nothing, or an unknown id, is harmless
-    await rm.apply(projection, [s.emit(MessagesRemoved(tid, creator, s.now(), ()))])
-    await rm.apply(projection, [s.emit(MessagesRemoved(tid, creator, s.now(), (new_ulid(),)))])
+    await apply(rm, projection, [s.emit(MessagesRemoved(tid, creator, s.now(), ()))])
+    await apply(rm, projection, [s.emit(MessagesRemoved(tid, creator, s.now(), (new_ulid(),)))])
     assert [m.id for m in await rm.list_messages(tid, creator, 0, 100)] == live
 
 
@@ -477,7 +511,7 @@ async def test_many_threads_in_one_batch(rm, projection):
         tids.append(tid)
         events.append(s.create(tid, owner, title=f"t{i}"))
         events.append(s.messages(tid, owner, f"hello {i}")[0])
-    result = await rm.apply(projection, events)
+    result = await apply(rm, projection, events)
     assert result.applied == 120 and result.stalled == {}
     assert [t.id for t in await rm.list_threads(owner, 0, 1000)] == tids
     assert [m.body for m in await rm.list_messages(tids[42], owner, 0, 10)] == ["hello 42"]

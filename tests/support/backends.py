@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
-from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
+from threadweaver.adapters.journal.dynamodb.tables import create_tables, delete_tables
 
 from .runtime_process import THREADWEAVER
 from .services import ServiceURLs

@@ -3,14 +3,14 @@
 One in-memory entity per active thread. Commands to one entity run strictly one at a time (an
 asyncio.Lock, FIFO); different entities run concurrently, which is what lets the journal batch
 their appends into shared commits. State is rebuilt from the latest snapshot plus the events
-after it. An append is conditional on the sequence number (DESIGN §2): a conflict means another
-writer got there first (e.g. during a handoff), so the entity reloads and decides again.
+after it. An append is conditional on the sequence number: a conflict means another writer got
+there first (e.g. during a handoff), so the entity reloads and decides again.
 Idle entities are passivated, and the number in memory is capped, so memory stays bounded.
 
 Idempotency (application/idempotency.py): a command carrying `idempotency_key` has the key
-recorded in its events' stored payloads (`_meta`); each entity keeps a bounded map of its recent
-keys, rebuilt on replay and kept in snapshots, and answers a retried command with the events it
-appended the first time instead of deciding again.
+recorded on its stored events' envelopes (metadata, application/event_mapper.py); each entity
+keeps a bounded map of its recent keys, rebuilt on replay and kept in snapshots, and answers a
+retried command with the events it appended the first time instead of deciding again.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from ..domain import (
     Event,
     Thread,
     decide,
-    event_from_payload,
-    event_to_payload,
     evolve,
     thread_persistence_id,
 )
-from . import idempotency
+from . import event_mapper, idempotency
+from .event_mapper import RequestMetadata
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
-from .ports import ConcurrencyConflict, Journal, JournalUnavailable, NewEvent, Snapshot
+from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
 from .settings import EntitySettings  # declared with the other settings; importable from here
 
 log = logging.getLogger(__name__)
@@ -160,7 +159,7 @@ class EntityManager:
                 "an idempotent command cannot be read back"
             )
         self.stats.idempotent_replays += 1
-        return [event_from_payload(e.type, e.payload) for e in stored]
+        return [event_mapper.to_domain(e) for e in stored]
 
     def _recent(self, entity: _Entity) -> RecentKeys:
         if entity.recent is None:
@@ -172,24 +171,22 @@ class EntityManager:
     async def _persist(
         self, entity: _Entity, events: list[Event], keyed: tuple[str, str, str] | None = None
     ) -> None:
-        new = [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
+        metadata = None
         if keyed is not None:
             account_id, key, digest = keyed
-            for i, e in enumerate(new):
-                e.payload[idempotency.META] = idempotency.meta(account_id, key, digest, i, len(new))
-        # A caller that gives up (time-out) must not withdraw an append half-way: a journal's
-        # `append_nowait` future goes on when its awaiter is cancelled (no Task, no shield per
-        # command); a plain `append` coroutine runs shielded in a Task of its own.
-        nowait = getattr(self.journal, "append_nowait", None)
-        try:
-            if nowait is not None:
-                stored = await nowait(entity.pid, entity.seq, new, writer=self.writer)
-            else:
-                stored = await asyncio.shield(
-                    asyncio.ensure_future(
-                        self.journal.append(entity.pid, entity.seq, new, writer=self.writer)
-                    )
+            metadata = [
+                RequestMetadata(
+                    idempotency=idempotency.meta(account_id, key, digest, i, len(events))
                 )
+                for i in range(len(events))
+            ]
+        new = event_mapper.to_new_events(events, metadata)
+        # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
+        # `append_nowait` goes on when its awaiter is cancelled.
+        try:
+            stored = await self.journal.append_nowait(
+                entity.pid, entity.seq, new, writer=self.writer
+            )
         except asyncio.CancelledError:
             entity.loaded = False  # the outcome is unknown: reload before the next command
             raise
@@ -247,9 +244,9 @@ class EntityManager:
         for ev in stored:
             if ev.seq != seq + 1:
                 raise JournalUnavailable(f"{entity.pid}: journal gap at seq {seq + 1}")
-            state = evolve(state, event_from_payload(ev.type, ev.payload))
-            if recent is not None and idempotency.META in ev.payload:
-                recent.observe(ev.seq, ev.ts, ev.payload)
+            state = evolve(state, event_mapper.to_domain(ev))
+            if recent is not None and ev.metadata:
+                recent.observe(ev.seq, ev.ts, event_mapper.idempotency_record(ev))
             seq = ev.seq
         if recent is not None:
             recent.prune()

@@ -3,13 +3,14 @@
 A command may carry `idempotency_key` (the HTTP `Idempotency-Key` header). The design needs no
 store besides the journal, and survives crashes, passivation and shard handoffs:
 
-- The EntityManager writes the key into the stored payload of every event the command appends,
-  under the reserved key `_meta` (see `meta`): `{"idempotencyKey": k, "accountId": actor,
-  "requestHash": h}` (plus `part`/`parts` when one command appends several events). The domain
-  (`event_from_payload`) and the read model ignore unknown payload keys.
+- The EntityManager records the key on the envelope of every event the command appends (the
+  stored event's metadata, `idempotency`, see application/event_mapper.py; never in the domain
+  payload): `{"idempotencyKey": k, "accountId": actor, "requestHash": h}` (see `meta`; plus
+  `part`/`parts` when one command appends several events). Journals written before the envelope
+  kept it in the payload under `_meta`; the mapper reads those the same way.
 - Each in-memory entity keeps a `RecentKeys`: (accountId, key) -> where that command's events are
   in the journal (first seq, count), the command's `request_hash` and the journal's write time of
-  the events. It is rebuilt on replay from `_meta` and kept in snapshots (reserved key
+  the events. It is rebuilt on replay from the records and kept in snapshots (reserved key
   `_recent` of the snapshot dict, which `Thread.from_snapshot` ignores, so snapshots stay
   readable by versions without this module). Only references are kept, never the events, so
   memory and snapshots stay small (~100 bytes a key); a retry reads its events back from the
@@ -31,14 +32,13 @@ import dataclasses
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from ..domain import AddMessages, Command, CreateThread, DomainError, ErrorKind, new_ulid
 
-META = "_meta"  # reserved key in a stored event payload
 SNAPSHOT_KEY = "_recent"  # reserved key in a stored snapshot dict
 KEY_REUSED = "Idempotency-Key was used for a different request"
 MAX_KEY_LENGTH = 128
@@ -90,7 +90,7 @@ def request_hash(command: Command) -> str:
 
 
 def meta(account_id: str, key: str, digest: str, part: int = 0, parts: int = 1) -> dict[str, Any]:
-    """The `_meta` value stored in the payload of event `part` of a keyed command's events."""
+    """The idempotency record on the envelope of event `part` of a keyed command's events."""
     data: dict[str, Any] = {"idempotencyKey": key, "accountId": account_id, "requestHash": digest}
     if parts > 1:
         data["part"] = part
@@ -167,11 +167,10 @@ class RecentKeys:
             while entries and next(iter(entries.values())).ts < cutoff:
                 entries.popitem(last=False)
 
-    def observe(self, seq: int, ts: int, payload: dict[str, Any]) -> None:
-        """Replay: note the key carried by a stored event (no-op for events without `_meta`).
+    def observe(self, seq: int, ts: int, data: Mapping[str, Any] | None) -> None:
+        """Replay: note the key of a stored event's idempotency record (no-op for None).
         Call `prune` once the replay is done."""
-        data = payload.get(META)
-        if type(data) is not dict or data.get("part", 0) != 0:
+        if not isinstance(data, Mapping) or data.get("part", 0) != 0:
             return
         try:
             key, account, digest = data["idempotencyKey"], data["accountId"], data["requestHash"]

@@ -4,9 +4,11 @@ implement them; the contract suites in tests/ hold every adapter to the same beh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from .row_operations import ProjectedEvent
 
 # ---------------------------------------------------------------------------------------------
 # Journal
@@ -15,10 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to append: its type name and JSON-able payload."""
+    """An event to append: its type name and JSON-able payload (the domain event), and the
+    envelope's JSON-able metadata (what the request adds, application/event_mapper.py)."""
 
     type: str
     payload: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class StoredEvent:
     `offset` is the journal's position of the event within its shard's stream, increasing with
     commit order as far as the store allows: SQLite's global ordering column; DynamoDB's write
     time in microseconds (`ts`), which may be out of order by up to `Journal.offset_slack`.
+    `payload` is the domain event's, `metadata` the envelope's (empty when the request added
+    nothing); journals read both through `event_mapper.from_storage`.
     """
 
     pid: str
@@ -38,6 +44,7 @@ class StoredEvent:
     ts: int  # write time, epoch microseconds
     offset: int
     writer: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,15 @@ class Journal(Protocol):
     ) -> list[StoredEvent]:
         """Append `events` as seq expected_seq+1.., all or none. Raises ConcurrencyConflict if
         any of those sequence numbers exists. Returns once durable per the journal's mode."""
+        ...
+
+    def append_nowait(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> Awaitable[list[StoredEvent]]:
+        """`append`, started now: the returned awaitable gives its result, and cancelling it
+        (or its awaiter, e.g. a caller's time-out) does not withdraw the append, which goes on
+        to its outcome (the caller must then treat that outcome as unknown). `close` waits for
+        appends in flight."""
         ...
 
     async def read(self, pid: str, from_seq: int = 1) -> list[StoredEvent]:
@@ -169,10 +185,11 @@ class ReadModel(Protocol):
     # Projection side --------------------------------------------------------------------
     async def load_offsets(self, projection: str, start: int, end: int) -> dict[int, int]: ...
 
-    async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
-        """Apply `events` (ordered by offset) exactly once in effect: rows and offsets commit in
-        one transaction; an event whose seq is not above the thread's stored sequence_nr is
-        skipped; an event after a gap in its pid stops its shard (see ApplyResult.stalled)."""
+    async def apply(self, projection: str, events: Sequence[ProjectedEvent]) -> ApplyResult:
+        """Execute the row operations of `events` (ordered by offset) exactly once in effect:
+        rows and offsets commit in one transaction; an event whose seq is not above its thread's
+        stored sequence_nr is skipped; an event after a gap in its thread stops its shard (see
+        ApplyResult.stalled; planned by application/projection.py)."""
         ...
 
     # Query side ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 The read model stores, per thread, the sequence number of the last event it applied. An event
 at or below it was applied before (a re-read after a restart, or the backtracking window of a
 journal whose offsets are only roughly ordered) and is skipped; the next one (seq + 1) is
-applied; a later one means an event of that pid is not visible yet, so its shard stops there and
-is re-read from the last offset before it. Offsets advance per shard. Pure: adapters call it
+applied; a later one means an event of that thread is not visible yet, so its shard stops there
+and is re-read from the last offset before it. Offsets advance per shard. Pure: adapters call it
 inside the transaction that also writes the rows and the offsets.
 """
 
@@ -13,31 +13,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..application.ports import StoredEvent
+from .row_operations import ProjectedEvent
 
 
 @dataclass(slots=True)
 class ProjectionPlan:
-    apply: list[StoredEvent] = field(default_factory=list)
+    apply: list[ProjectedEvent] = field(default_factory=list)
     skipped: int = 0
     offsets: dict[int, int] = field(default_factory=dict)  # shard -> new offset
     stalled: dict[int, int] = field(default_factory=dict)  # shard -> offset to re-read from
-    last_seq: dict[str, int] = field(default_factory=dict)  # pid -> seq after this batch
 
 
-def plan_batch(events: Sequence[StoredEvent], stored_seq: Mapping[str, int]) -> ProjectionPlan:
+def plan_batch(events: Sequence[ProjectedEvent], stored_seq: Mapping[str, int]) -> ProjectionPlan:
+    """`stored_seq`: thread id -> sequence number of the last event applied to its row."""
     plan = ProjectionPlan()
     known = dict(stored_seq)
     for ev in events:
         if ev.shard in plan.stalled:
             continue
-        seen = known.get(ev.pid, 0)
+        seen = known.get(ev.thread_id, 0)
         if ev.seq <= seen:
             plan.skipped += 1
         elif ev.seq == seen + 1:
             plan.apply.append(ev)
-            known[ev.pid] = ev.seq
-            plan.last_seq[ev.pid] = ev.seq
+            known[ev.thread_id] = ev.seq
         else:
             plan.stalled[ev.shard] = plan.offsets.get(ev.shard, -1)
             continue

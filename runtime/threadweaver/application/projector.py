@@ -1,12 +1,13 @@
 """Read-model updaters (RMUs): project the journal's events of a shard range into the read model.
 
 An RMU keeps one offset per shard in the read model (committed with the rows). It reads batches
-of its range after those offsets and applies them. When the local journal reports an append in
-its range (push), it reads only the shards that append touched, which keeps projection lag at
-one small read even where a read costs one query per shard (DynamoDB); a full read of the range
-runs at start and every poll interval as a fallback (appends by other processes, eventually
-consistent indexes). Errors restart the loop with exponential backoff; the state (running,
-offset, lag, restarts, last error) is what a member reports in its Lease.
+of its range after those offsets, decodes and projects them into row operations
+(application/thread_projection.py) and has the read model apply them. When the local journal
+reports an append in its range (push), it reads only the shards that append touched, which keeps
+projection lag at one small read even where a read costs one query per shard (DynamoDB); a full
+read of the range runs at start and every poll interval as a fallback (appends by other
+processes, eventually consistent indexes). Errors restart the loop with exponential backoff; the
+state (running, offset, lag, restarts, last error) is what a member reports in its Lease.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from .ports import Journal, ReadModel, StoredEvent
 from .settings import ProjectorSettings  # declared with the other settings; importable from here
+from .thread_projection import project
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,7 @@ class Projector:
         (DynamoDB), it starts `offset_slack` before each shard's offset, since an event can
         become visible behind an offset already reached; events applied before are skipped by
         their sequence number."""
-        slack = getattr(self.journal, "offset_slack", 0)
+        slack = self.journal.offset_slack
         return _Sweep(self.start_shard, {s: max(0, o - slack) for s, o in self._offsets.items()})
 
     async def _read_and_apply(
@@ -220,7 +222,7 @@ class Projector:
 
     async def _apply(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            result = await self.read_model.apply(self.projection, events)
+            result = await self.read_model.apply(self.projection, project(events))
             self._offsets.update(result.offsets)
             self._record(events, result.applied, result.skipped, result.offsets)
             if self.on_applied:

@@ -34,6 +34,7 @@ from threadweaver.domain import (
     NewMessage,
     RemoveMessages,
     event_from_payload,
+    event_to_payload,
     is_ulid,
     new_ulid,
     thread_persistence_id,
@@ -80,20 +81,24 @@ async def test_retry_returns_the_first_events_and_appends_nothing(journal):
     assert retry == first
     events = await stored(journal, tid)
     assert [e.type for e in events] == ["ThreadCreated", "MessagesAdded"]
-    assert events[1].payload["_meta"] == {
-        "idempotencyKey": "k1",
-        "accountId": ADMIN,
-        "requestHash": request_hash(post(tid, "a", "b", key="k1")),
+    assert events[1].metadata == {
+        "idempotency": {
+            "idempotencyKey": "k1",
+            "accountId": ADMIN,
+            "requestHash": request_hash(post(tid, "a", "b", key="k1")),
+        }
     }
+    assert "_meta" not in events[1].payload
     assert mgr.stats.idempotent_replays == 1
 
 
-async def test_meta_is_ignored_by_the_domain_decoder(journal):
+async def test_the_key_is_on_the_envelope_not_in_the_domain_payload(journal):
     mgr = manager(journal)
     tid = (await mgr.execute(create()))[0].thread_id
     events = await mgr.execute(post(tid, "x", key="k"))
     (ev,) = [e for e in await stored(journal, tid) if e.type == "MessagesAdded"]
-    assert "_meta" in ev.payload
+    assert ev.metadata["idempotency"]["idempotencyKey"] == "k"
+    assert event_to_payload(events[0]) == ev.payload
     assert event_from_payload(ev.type, ev.payload) == events[0]
 
 
@@ -103,7 +108,7 @@ async def test_unkeyed_commands_are_not_changed(journal):
     a = await mgr.execute(post(tid, "same"))
     b = await mgr.execute(post(tid, "same"))
     assert message_ids(a) != message_ids(b)
-    assert all("_meta" not in e.payload for e in await stored(journal, tid))
+    assert all(not e.metadata and "_meta" not in e.payload for e in await stored(journal, tid))
 
 
 async def test_the_recorded_result_is_returned_even_if_the_state_changed(journal):
@@ -295,7 +300,7 @@ async def test_several_events_of_one_command_are_recorded_together(journal):
     async with entity.lock:
         await mgr._persist(entity, events, (ADMIN, "multi", "h"))
     rows = await stored(journal, tid)
-    assert [r.payload["_meta"].get("part") for r in rows[1:]] == [0, 1]
+    assert [r.metadata["idempotency"].get("part") for r in rows[1:]] == [0, 1]
     assert entity.recent.get(ADMIN, "multi").count == 2
     fresh = manager(journal)
     await fresh._load(fresh._entity(pid))
@@ -341,7 +346,7 @@ async def test_zero_keys_disables_the_feature(journal):
     a = await mgr.execute(post(tid, "x", key="k"))
     b = await mgr.execute(post(tid, "x", key="k"))
     assert message_ids(a) != message_ids(b)
-    assert all("_meta" not in e.payload for e in await stored(journal, tid))
+    assert all(not e.metadata and "_meta" not in e.payload for e in await stored(journal, tid))
 
 
 def test_recent_keys_structure():
@@ -358,19 +363,12 @@ def test_recent_keys_structure():
     restored.load_snapshot(orjson.loads(orjson.dumps(recent.to_snapshot())))
     assert restored.to_snapshot() == recent.to_snapshot()
     restored.load_snapshot("not a list")
-    restored.observe(9, now, {"_meta": {"idempotencyKey": "x"}})  # damaged: ignored
+    restored.observe(9, now, {"idempotencyKey": "x"})  # damaged: ignored
+    restored.observe(9, now, None)  # unkeyed: ignored
     restored.observe(
         9,
         now,
-        {
-            "_meta": {
-                "idempotencyKey": "x",
-                "accountId": "A",
-                "requestHash": "h",
-                "part": 1,
-                "parts": 2,
-            }
-        },
+        {"idempotencyKey": "x", "accountId": "A", "requestHash": "h", "part": 1, "parts": 2},
     )
     assert len(restored) == 1
 
@@ -413,10 +411,15 @@ def test_the_forwarding_codec_round_trips_the_key():
         assert command_from_json(wire) == command
 
 
-async def test_journal_append_of_meta_round_trips(journal):
-    """The journal stores `_meta` verbatim (JSON), so replay can read it back."""
+async def test_journal_append_of_metadata_round_trips(journal):
+    """The journal stores the envelope's metadata verbatim (JSON), so replay can read it back;
+    a payload of an old journal (the record inside it, under `_meta`) reads the same."""
     pid = thread_persistence_id(new_ulid())
-    payload = {"x": 1, "_meta": idempotency.meta("A", "k", "h")}
-    await journal.append(pid, 0, [NewEvent("T", payload)])
-    (ev,) = await journal.read(pid)
-    assert ev.payload == payload
+    metadata = {"idempotency": idempotency.meta("A", "k", "h")}
+    await journal.append(pid, 0, [NewEvent("T", {"x": 1}, metadata)])
+    await journal.append(
+        pid, 1, [NewEvent("T", {"x": 2, "_meta": idempotency.meta("A", "k", "h")})]
+    )
+    first, old = await journal.read(pid)
+    assert (first.payload, first.metadata) == ({"x": 1}, metadata)
+    assert (old.payload, old.metadata) == ({"x": 2}, metadata)

@@ -9,9 +9,9 @@ import pytest
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.application.entities import EntityManager
-from threadweaver.application.ports import StoredEvent
 from threadweaver.application.projection import plan_batch
 from threadweaver.application.projector import Projector, ProjectorSettings
+from threadweaver.application.row_operations import ProjectedEvent
 from threadweaver.domain import AddMessages, CreateThread, NewMessage, new_ulid
 
 ADMIN = new_ulid()
@@ -114,8 +114,8 @@ async def test_a_failing_read_model_is_retried_with_backoff(stores):
     assert p.state.restarts == 2 and p.state.applied == 2 and p.state.last_error is None
 
 
-def ev(pid, seq, shard, offset):
-    return StoredEvent(pid, seq, shard, "X", {}, 0, offset)
+def ev(thread_id, seq, shard, offset):
+    return ProjectedEvent(thread_id, seq, shard, offset, ())
 
 
 def test_plan_skips_applied_events_and_stalls_a_shard_at_a_gap():
@@ -127,7 +127,7 @@ def test_plan_skips_applied_events_and_stalls_a_shard_at_a_gap():
         ev("a", 3, 0, 14),
     ]
     plan = plan_batch(events, {"a": 1, "b": 1})
-    assert [(e.pid, e.seq) for e in plan.apply] == [("a", 2), ("a", 3)]
+    assert [(e.thread_id, e.seq) for e in plan.apply] == [("a", 2), ("a", 3)]
     assert plan.skipped == 1
     assert plan.offsets == {0: 14}  # shard 1 stalled at b#3 (b is at 1): not advanced
     assert plan.stalled == {1: -1}

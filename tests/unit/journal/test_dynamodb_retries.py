@@ -1,7 +1,8 @@
-"""DynamoDBJournal's failure handling, without a server: a scripted fake client raises the
-errors botocore raises (ClientError with DynamoDB's codes, connection errors), and one test runs
-a real aiobotocore client against a loopback HTTP server that throttles, to prove botocore's own
-retries are off and the journal's bounded backoff is what runs."""
+"""DynamoDBJournal's failure handling, without a server: a scripted fake SDK client under the
+journal's client (`SdkClient`) raises the errors botocore raises (ClientError with DynamoDB's
+codes, connection errors), and one test runs a real aiobotocore client against a loopback HTTP
+server that throttles, to prove botocore's own retries are off and the journal client's bounded
+backoff is what runs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from threadweaver.adapters.journal.dynamodb import (
-    DynamoDBJournal,
-    DynamoDBSettings,
-    RetryPolicy,
-)
+from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
+from threadweaver.adapters.journal.dynamodb.client import RetryPolicy, SdkClient, connect
 from threadweaver.application.ports import (
     ConcurrencyConflict,
     JournalError,
@@ -137,7 +135,8 @@ def make_journal(
     )
     journal = DynamoDBJournal(settings, shards=8, transactions=transactions, retry=policy)
     fake = FakeClient()
-    journal._client = fake  # what start() would have opened
+    # what start() would have opened, over the scripted SDK client
+    journal._client = SdkClient(fake, settings, policy, journal.client_stats)
     return journal, fake
 
 
@@ -351,6 +350,31 @@ async def test_too_many_events_in_one_append():
         await journal.append("thread-e", 0, [ev(i) for i in range(101)])
 
 
+async def test_an_append_goes_on_when_its_awaiter_is_cancelled():
+    journal, fake = make_journal()
+    gate = asyncio.Event()
+    real_put = fake.put_item
+
+    async def slow_put(**kw: Any) -> Any:
+        await gate.wait()
+        return await real_put(**kw)
+
+    fake.put_item = slow_put
+
+    async def command() -> Any:
+        return await journal.append_nowait("thread-a", 0, [ev(1)], writer="me")
+
+    task = asyncio.ensure_future(command())
+    await asyncio.sleep(0)
+    task.cancel()  # the caller gives up (time-out) while the put is in flight
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not fake.items
+    gate.set()
+    await journal.close()  # waits for the append in flight
+    assert list(fake.items) == [("thread-a", 1)]
+
+
 def test_backoff_is_jittered_and_capped():
     policy = RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)
     for attempt in range(10):
@@ -392,9 +416,7 @@ async def test_real_client_retries_throttling_with_own_policy_only():
         retry=FAST,
     )
     try:
-        from threadweaver.adapters.journal.dynamodb import open_client
-
-        async with open_client(journal.settings) as client:
+        async with connect(journal.settings, retry=FAST, stats=journal.client_stats) as client:
             journal._client = client
             with pytest.raises(JournalUnavailable, match="ProvisionedThroughputExceeded"):
                 await journal.highest_seq("thread-a")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
+from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 from threadweaver.application.ports import JournalError
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

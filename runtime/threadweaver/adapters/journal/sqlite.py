@@ -9,10 +9,14 @@ Durability modes (`synchronous`):
 - ``normal``: WAL not synced on commit; survives a crash of the process, not of the machine.
 - ``off``: nothing synced; for tests and benchmarks only.
 
-The conditional write of DESIGN §2 is the table's UNIQUE(pid, seq): an append whose first seq
+The conditional write is the table's UNIQUE(pid, seq): an append whose first seq
 already exists fails with ConcurrencyConflict. A batch is written with one `executemany`; if one
 of its appends conflicts, the batch is written again append by append, each under a savepoint, so
 one conflict does not undo its neighbours.
+
+A row holds the event's `payload` and its envelope's `metadata` (JSON, NULL when empty); files
+created before that column are given it at start, and their rows (metadata inside the payload)
+are read through `event_mapper.from_storage` like new ones.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from ...application.event_mapper import from_storage
 from ...application.ports import (
     AppendListener,
     ConcurrencyConflict,
@@ -55,6 +60,7 @@ CREATE TABLE IF NOT EXISTS journal (
     type     TEXT    NOT NULL,
     payload  BLOB    NOT NULL,
     writer   TEXT    NOT NULL DEFAULT '',
+    metadata BLOB,
     UNIQUE (pid, seq)
 );
 CREATE INDEX IF NOT EXISTS journal_shard_ordering ON journal (shard, ordering);
@@ -72,8 +78,10 @@ CREATE TABLE IF NOT EXISTS journal_meta (
 
 
 _INSERT = (
-    "INSERT INTO journal (pid, seq, shard, ts, type, payload, writer) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO journal (pid, seq, shard, ts, type, payload, writer, metadata)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_COLUMNS = "pid, seq, shard, type, payload, ts, ordering, writer, metadata"
 
 
 class _Append:
@@ -127,6 +135,13 @@ class SqliteJournal:
     def _init_schema(self) -> None:
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
+        if "metadata" not in columns:  # a file from before the envelope's metadata
+            try:
+                conn.execute("ALTER TABLE journal ADD COLUMN metadata BLOB")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
         row = conn.execute("SELECT value FROM journal_meta WHERE key='shards'").fetchone()
         if row is None:
             conn.execute("INSERT INTO journal_meta VALUES ('shards', ?)", (str(self.shards),))
@@ -239,7 +254,16 @@ class SqliteJournal:
             for event in item.events:
                 seq += 1
                 rows.append(
-                    (item.pid, seq, shard, ts, event.type, orjson.dumps(event.payload), writer)
+                    (
+                        item.pid,
+                        seq,
+                        shard,
+                        ts,
+                        event.type,
+                        orjson.dumps(event.payload),
+                        writer,
+                        _metadata_column(event),
+                    )
                 )
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -266,7 +290,15 @@ class SqliteJournal:
                 ordering += 1
                 stored.append(
                     StoredEvent(
-                        row[0], row[1], row[2], event.type, event.payload, ts, ordering, row[6]
+                        row[0],
+                        row[1],
+                        row[2],
+                        event.type,
+                        event.payload,
+                        ts,
+                        ordering,
+                        row[6],
+                        event.metadata,
                     )
                 )
             out.append(stored)
@@ -296,6 +328,7 @@ class SqliteJournal:
                                 event.type,
                                 orjson.dumps(event.payload),
                                 item.writer,
+                                _metadata_column(event),
                             ),
                         )
                         stored.append(
@@ -308,6 +341,7 @@ class SqliteJournal:
                                 ts,
                                 cur.lastrowid,
                                 item.writer,
+                                event.metadata,
                             )
                         )
                     conn.execute("RELEASE a")
@@ -334,8 +368,7 @@ class SqliteJournal:
         rows = (
             self._conn()
             .execute(
-                "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
-                " WHERE pid = ? AND seq >= ? ORDER BY seq",
+                f"SELECT {_COLUMNS} FROM journal WHERE pid = ? AND seq >= ? ORDER BY seq",
                 (pid, from_seq),
             )
             .fetchall()
@@ -401,7 +434,7 @@ class SqliteJournal:
         for shard, offset in after.items():
             rows.extend(
                 conn.execute(
-                    "SELECT pid, seq, shard, type, payload, ts, ordering, writer FROM journal"
+                    f"SELECT {_COLUMNS} FROM journal"
                     " WHERE shard = ? AND ordering > ? ORDER BY ordering LIMIT ?",
                     (shard, offset, limit),
                 )
@@ -419,14 +452,20 @@ def _ordering(row: tuple) -> int:
     return row[6]
 
 
+def _metadata_column(event: NewEvent) -> bytes | None:
+    return orjson.dumps(event.metadata) if event.metadata else None
+
+
 def _row_to_event(r: tuple) -> StoredEvent:
+    payload, metadata = from_storage(orjson.loads(r[4]), orjson.loads(r[8]) if r[8] else None)
     return StoredEvent(
         pid=r[0],
         seq=r[1],
         shard=r[2],
         type=r[3],
-        payload=orjson.loads(r[4]),
+        payload=payload,
         ts=r[5],
         offset=r[6],
         writer=r[7],
+        metadata=metadata,
     )

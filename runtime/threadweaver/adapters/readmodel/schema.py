@@ -1,4 +1,4 @@
-"""Read-model tables, after upstream thread-weaver's (DESIGN §5), plus projection offsets.
+"""Read-model tables, after upstream thread-weaver's, plus projection offsets.
 
 Deviations from upstream's V1 migration, on purpose: times are BIGINT epoch milliseconds (the
 API's unit, no time-zone ambiguity); membership rows get an auto-increment id (their order is the

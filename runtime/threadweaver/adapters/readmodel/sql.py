@@ -1,11 +1,13 @@
 """SqlReadModel: the ReadModel port over SQLAlchemy asyncio (sqlite+aiosqlite, mysql+aiomysql).
 
-Writes: one transaction per batch holds the rows of every applied event, the threads' new
-`sequence_nr` and the shards' offsets (DESIGN §4: exactly once in effect). The batch is written
-by synchronous code (`_apply_batch`): on MySQL it runs in the async engine's greenlet
-(`run_sync`); on an SQLite file it runs on a synchronous engine in one writer thread, because
-aiosqlite hands every call (execute, fetch, close...) to its thread and back, some forty hand-offs
-per batch, which cost more than the SQL itself. Reads: the queries of the HTTP API, each
+Writes: the projection hands over its events as row operations (application/row_operations.py):
+this adapter executes them and knows no event. One transaction per batch holds the rows of every
+applied event, the threads' new `sequence_nr` and the shards' offsets (exactly once in effect,
+planned by application/projection.py). The batch is written by synchronous code
+(`_apply_batch`): on MySQL it runs in the async engine's greenlet (`run_sync`); on an SQLite file
+it runs on a synchronous engine in one writer thread, because aiosqlite hands every call
+(execute, fetch, close...) to its thread and back, some forty hand-offs per batch, which cost
+more than the SQL itself. Reads: the queries of the HTTP API, each
 enforcing visibility (the caller administers or is a member of the thread; destroyed threads and
 removed messages are not returned).
 """
@@ -26,14 +28,21 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ...application.ports import (
-    ApplyResult,
-    MessageView,
-    ReadModelUnavailable,
-    StoredEvent,
-    ThreadView,
-)
+from ...application.ports import ApplyResult, MessageView, ReadModelUnavailable, ThreadView
 from ...application.projection import plan_batch
+from ...application.row_operations import (
+    AddAdministrators,
+    AddMembers,
+    AddMessages,
+    DestroyThread,
+    InsertThread,
+    ProjectedEvent,
+    RemoveAdministrators,
+    RemoveMembers,
+    RemoveMessages,
+    RowOperation,
+    TouchThread,
+)
 from .schema import (
     projection_offset,
     thread,
@@ -43,7 +52,6 @@ from .schema import (
 )
 
 log = logging.getLogger(__name__)
-MESSAGE_POSITION_STRIDE = 1000  # > limits.MESSAGES_PER_REQUEST_LIMIT - 1
 
 
 def _unavailable_when_disconnected(method):
@@ -166,7 +174,7 @@ class SqlReadModel:
             )
             return {r.shard: r.offset_value for r in rows}
 
-    async def apply(self, projection: str, events: Sequence[StoredEvent]) -> ApplyResult:
+    async def apply(self, projection: str, events: Sequence[ProjectedEvent]) -> ApplyResult:
         if not events:
             return ApplyResult(0, 0, {}, {})
         if self._write_executor is not None:
@@ -177,24 +185,24 @@ class SqlReadModel:
             return await conn.run_sync(self._apply_batch, projection, events)
 
     def _apply_in_writer_thread(
-        self, projection: str, events: Sequence[StoredEvent]
+        self, projection: str, events: Sequence[ProjectedEvent]
     ) -> ApplyResult:
         with self._sync_writer.begin() as conn:
             return self._apply_batch(conn, projection, events)
 
     def _apply_batch(
-        self, conn: sa.Connection, projection: str, events: Sequence[StoredEvent]
+        self, conn: sa.Connection, projection: str, events: Sequence[ProjectedEvent]
     ) -> ApplyResult:
         """The whole batch in the caller's transaction (synchronous: see the module docstring)."""
         sql = _hot_statements(conn.dialect)
-        thread_ids = list({ev.payload["threadId"] for ev in events})
+        thread_ids = list({ev.thread_id for ev in events})
         stored: dict[str, int] = {}
         for i in range(0, len(thread_ids), _IN_CHUNK):
             chunk = thread_ids[i : i + _IN_CHUNK]
             rows = conn.exec_driver_sql(sql.sequence_nrs(len(chunk)), tuple(chunk))
-            stored.update(("thread-" + r[0], r[1]) for r in rows)
+            stored.update((r[0], r[1]) for r in rows)
         plan = plan_batch(events, stored)
-        self._apply_events(conn, sql, plan.apply)
+        _execute(conn, sql, [op for ev in plan.apply for op in ev.operations])
         if plan.offsets:
             now = int(time.time() * 1000)
             conn.exec_driver_sql(
@@ -202,110 +210,6 @@ class SqlReadModel:
                 [(projection, shard, offset, now) for shard, offset in plan.offsets.items()],
             )
         return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled)
-
-    def _apply_events(
-        self, conn: sa.Connection, sql: _HotStatements, events: Sequence[StoredEvent]
-    ) -> None:
-        """Rows of `events`, in few statements: inserts are collected and sent as one
-        executemany per table; a delete or soft-delete first flushes what is pending, so that
-        e.g. leave-then-join of one id keeps its order. Each touched thread gets one update of
-        `updated_at` and `sequence_nr` at the end (not a thread created in this batch and not
-        changed since: its row was inserted with them)."""
-        threads: list[tuple] = []
-        administrators: list[tuple] = []
-        members: list[tuple] = []
-        messages: list[tuple] = []
-        pending = (
-            (sql.insert_thread, threads),
-            (sql.insert_administrator, administrators),
-            (sql.insert_member, members),
-            (sql.insert_message, messages),
-        )
-
-        def flush() -> None:
-            for statement, rows in pending:  # thread first: the others reference it
-                if rows:
-                    conn.exec_driver_sql(statement, rows)
-                    rows.clear()
-
-        touched: dict[str, tuple[int, int, str]] = {}
-        for ev in events:
-            p = ev.payload
-            tid, actor, at = p["threadId"], p["accountId"], p["occurredAt"]
-            kind = ev.type
-            if kind == "ThreadCreated":
-                threads.append(
-                    (
-                        tid,
-                        False,
-                        ev.seq,
-                        actor,
-                        p.get("parentThreadId"),
-                        p["title"],
-                        p.get("remarks"),
-                        at,
-                        at,
-                        None,
-                    )
-                )
-                administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
-                members += [(tid, a, actor, at, at) for a in p.get("memberIds", ())]
-                touched.pop(tid, None)
-                continue
-            if kind == "MessagesAdded":
-                position = ev.seq * MESSAGE_POSITION_STRIDE
-                messages += [
-                    (
-                        m["id"],
-                        False,
-                        tid,
-                        actor,
-                        "text",
-                        m["text"],
-                        m.get("replyMessageId"),
-                        position + i,
-                        at,
-                        at,
-                    )
-                    for i, m in enumerate(p["messages"])
-                ]
-            elif kind == "AdministratorIdsJoined":
-                administrators += [(tid, a, actor, at, at) for a in p["administratorIds"]]
-            elif kind == "MemberIdsJoined":
-                members += [(tid, a, actor, at, at) for a in p["memberIds"]]
-            elif kind in (
-                "AdministratorIdsLeft",
-                "MemberIdsLeft",
-                "MessagesRemoved",
-                "ThreadDestroyed",
-            ):
-                flush()
-                if kind == "AdministratorIdsLeft":
-                    _delete_members(conn, thread_administrator_ids, tid, p["administratorIds"])
-                elif kind == "MemberIdsLeft":
-                    _delete_members(conn, thread_member_ids, tid, p["memberIds"])
-                elif kind == "MessagesRemoved":
-                    if p["messageIds"]:
-                        conn.execute(
-                            thread_message.update()
-                            .where(
-                                thread_message.c.thread_id == tid,
-                                thread_message.c.id.in_(p["messageIds"]),
-                            )
-                            .values(deleted=True, updated_at=at)
-                        )
-                else:
-                    conn.execute(
-                        thread.update()
-                        .where(thread.c.id == tid)
-                        .values(deleted=True, removed_at=at)
-                    )
-            else:
-                raise ValueError(f"unknown event type {kind!r} at {ev.pid}#{ev.seq}")
-            touched[tid] = (ev.seq, at, tid)
-        flush()
-        if touched:
-            conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
 
     # -- query side -------------------------------------------------------------------------
     @staticmethod
@@ -444,7 +348,7 @@ class _HotStatements:
     """The projection's frequent statements, compiled once per dialect to the driver's SQL and
     run with `exec_driver_sql` on tuples: SQLAlchemy's per-row parameter processing cost more
     than SQLite's own work for these plain inserts. Column orders are those of the tuples that
-    `_apply_events` builds (checked here against the compiled statements)."""
+    `_execute` builds (checked here against the compiled statements)."""
 
     THREAD = (
         "id",
@@ -529,6 +433,102 @@ class _HotStatements:
 @functools.lru_cache(maxsize=8)
 def _hot_statements(dialect: sa.Dialect) -> _HotStatements:
     return _HotStatements(dialect)
+
+
+def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowOperation]) -> None:
+    """`operations` in few statements: inserts are collected and sent as one executemany per
+    table; a removal first flushes what is pending, so that e.g. leave-then-join of one id keeps
+    its order. Touches are coalesced into one update per thread at the end (the last one wins;
+    an inserted thread's row has its sequence number and time already)."""
+    threads: list[tuple] = []
+    administrators: list[tuple] = []
+    members: list[tuple] = []
+    messages: list[tuple] = []
+    pending = (
+        (sql.insert_thread, threads),
+        (sql.insert_administrator, administrators),
+        (sql.insert_member, members),
+        (sql.insert_message, messages),
+    )
+
+    def flush() -> None:
+        for statement, rows in pending:  # thread first: the others reference it
+            if rows:
+                conn.exec_driver_sql(statement, rows)
+                rows.clear()
+
+    touched: dict[str, tuple[int, int, str]] = {}
+    for op in operations:
+        match op:
+            case TouchThread():
+                touched[op.thread_id] = (op.sequence_nr, op.at, op.thread_id)
+            case AddMessages():
+                messages += [
+                    (
+                        m.id,
+                        False,
+                        op.thread_id,
+                        op.sender_id,
+                        m.type,
+                        m.body,
+                        m.reply_message_id,
+                        m.position,
+                        op.at,
+                        op.at,
+                    )
+                    for m in op.messages
+                ]
+            case AddAdministrators():
+                administrators += [
+                    (op.thread_id, a, op.adder_id, op.at, op.at) for a in op.account_ids
+                ]
+            case AddMembers():
+                members += [(op.thread_id, a, op.adder_id, op.at, op.at) for a in op.account_ids]
+            case InsertThread():
+                threads.append(
+                    (
+                        op.thread_id,
+                        False,
+                        op.sequence_nr,
+                        op.creator_id,
+                        op.parent_id,
+                        op.title,
+                        op.remarks,
+                        op.created_at,
+                        op.created_at,
+                        None,
+                    )
+                )
+                touched.pop(op.thread_id, None)
+            case RemoveAdministrators():
+                flush()
+                _delete_members(conn, thread_administrator_ids, op.thread_id, op.account_ids)
+            case RemoveMembers():
+                flush()
+                _delete_members(conn, thread_member_ids, op.thread_id, op.account_ids)
+            case RemoveMessages():
+                flush()
+                if op.message_ids:
+                    conn.execute(
+                        thread_message.update()
+                        .where(
+                            thread_message.c.thread_id == op.thread_id,
+                            thread_message.c.id.in_(op.message_ids),
+                        )
+                        .values(deleted=True, updated_at=op.at)
+                    )
+            case DestroyThread():
+                flush()
+                conn.execute(
+                    thread.update()
+                    .where(thread.c.id == op.thread_id)
+                    .values(deleted=True, removed_at=op.at)
+                )
+            case _:
+                raise TypeError(f"unknown row operation {op!r}")
+    flush()
+    if touched:
+        conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
 
 
 def _delete_members(

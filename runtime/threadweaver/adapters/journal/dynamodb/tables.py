@@ -1,4 +1,5 @@
-"""Provisioning of the DynamoDB journal tables (``threadweaver create-tables`` and the operator).
+"""The DynamoDB journal's tables: their layout and provisioning (``threadweaver create-tables``
+and the operator, which imports only this module and :mod:`.settings`).
 
 ``create_tables`` is idempotent: tables that exist already are checked (key schema, attribute
 types, the ``shard_ts`` index) and accepted when they match, and a clear JournalError names what
@@ -14,11 +15,13 @@ import logging
 import time
 from typing import Any
 
-from ...application.ports import JournalError
-from .dynamodb import SHARD_INDEX, DynamoDBSettings, map_client_error, open_client
+from ....application.ports import JournalError
+from .sdk import map_client_error, open_client
+from .settings import DynamoDBSettings
 
 __all__ = [
     "BILLING_MODES",
+    "SHARD_INDEX",
     "create_tables",
     "delete_tables",
     "describe_tables",
@@ -28,6 +31,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The journal table's global secondary index: HASH shard, RANGE ts (a projection's stream).
+SHARD_INDEX = "shard_ts"
 BILLING_MODES = ("PAY_PER_REQUEST", "PROVISIONED")
 DEFAULT_TIMEOUT = 300.0
 

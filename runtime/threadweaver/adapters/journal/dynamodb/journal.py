@@ -1,0 +1,563 @@
+"""The production journal: Amazon DynamoDB (or any server speaking its API, e.g. dynalite).
+
+Tables (:mod:`.tables`; created by ``threadweaver create-tables`` or the operator)
+---------------------------------------------------------------------------------
+``<prefix>-journal``  HASH ``pid`` (S), RANGE ``seq`` (N); one item per event (:mod:`.codec`
+    has the attributes). GSI ``shard_ts``: HASH ``shard`` (N), RANGE ``ts`` (N), projecting
+    ALL, so a projection reads "events of shard s after offset t" with one Query per shard and
+    never a Scan (the slice index of Akka Persistence DynamoDB).
+``<prefix>-snapshot`` HASH ``pid`` (S). A save keeps the snapshot with the highest seq
+    (conditional put), like the SQLite journal.
+
+One more item lives in the journal table: ``pid = "__threadweaver_meta__", seq = 0`` records the
+shard count the table was created for (it has no ``shard``/``ts``, so it is not in the index).
+Starting a journal with another shard count fails, as with SQLite.
+
+Appends and the single-writer guarantee
+---------------------------------------
+All events of one append get one ``ts``: the write time, made strictly increasing within this
+process (so one writer never produces equal offsets) and, when this instance has seen the pid,
+above that pid's last ``ts``. ``StoredEvent.offset`` is ``ts``.
+
+*Transactional mode* (AWS DynamoDB, DynamoDB Local, LocalStack): a one-event append is a
+``PutItem`` with ``attribute_not_exists(pid)``; a multi-event append is one
+``TransactWriteItems`` with one such conditional ``Put`` per event, so the condition is checked
+on every sequence number and nothing partial is ever written. A retried transaction carries the
+same ``ClientRequestToken``, which makes it idempotent.
+
+*Batch-item mode* (servers without transactions, detected once at ``start()``: dynalite answers
+``UnknownOperationException``). Atomicity without transactions needs every append to be ONE
+item write, so a multi-event append is written as one *batch item* keyed by its first sequence
+number (:mod:`.codec`). Readers expand it into its events (all with the item's
+``shard``/``ts``/``writer``). A put only checks its own key, so overlap with other sequence
+numbers is excluded by a protocol, applied to every append in this mode (one event or many):
+
+1. *precheck*: a strongly consistent Query for the pid's newest item gives the highest seq ``h``.
+   ``h > expected_seq`` -> ConcurrencyConflict(pid, expected_seq + 1) (that seq exists);
+   ``h < expected_seq`` -> JournalError (the append would leave a gap, which this mode cannot
+   allow).
+2. conditional put of the (single or batch) item at key ``expected_seq + 1`` with
+   ``attribute_not_exists(pid)``; failure -> ConcurrencyConflict.
+
+Why this is sound: items are never updated or deleted, so the pid's items always partition
+``1..h`` into consecutive ranges, each item keyed by the first seq of its range ("boundaries"
+are permanent). A put at key ``f`` succeeds only if ``f - 1`` was the highest seq (a boundary) at
+its precheck and key ``f`` does not exist at the put. If meanwhile another append extended the
+pid, it started exactly at the boundary ``f - 1`` too, i.e. it owns key ``f`` and this put fails.
+So two successful appends never cover the same seq, and a seq never appears without all seqs
+below it. The cost is one extra (0.5 RCU) query per append, only on such servers.
+
+Both modes read both item shapes, so a table written in batch-item mode stays readable
+everywhere. (Transactional mode writes no batch items and does not precheck; writing into a
+table that holds batch items is still safe for callers that pass the highest seq they read,
+which is what the entity layer does.) An append holds at most :data:`MAX_EVENTS_PER_APPEND`
+events (the TransactWriteItems limit), and an item at most 400 KB.
+
+Offsets and ``read_shards``
+---------------------------
+``read_shards`` implements the port exactly: per shard a Query on the index with
+``shard = :s AND ts > :after`` (``after.get(shard, 0)``), paginated, merged across shards in
+``(offset, pid, seq)`` order (:mod:`.cursor`). Offsets are write times from several writers and
+the index is eventually consistent, so an event can become visible *behind* an offset already
+read: ``offset_slack`` (default 10 s, in microseconds) is how far; the projection re-reads that
+window when idle (``application.projector``) and drops what it applied before by seq.
+
+Errors
+------
+Retries and error messages are the client's (:mod:`.client`). A write whose outcome was unknown
+(connection dropped) and whose retry hits its own condition is recognised as ours (same
+``ts``/``writer``/content) instead of reported as a conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ....application.ports import (
+    AppendListener,
+    ConcurrencyConflict,
+    JournalError,
+    NewEvent,
+    Snapshot,
+    StoredEvent,
+)
+from ....shards.hashing import DEFAULT_SHARDS, shard_of
+from ..listeners import AppendListeners
+from . import codec, cursor
+from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
+from .codec import META_PID
+from .settings import DynamoDBSettings
+from .tables import SHARD_INDEX
+
+__all__ = ["DEFAULT_OFFSET_SLACK_US", "MAX_EVENTS_PER_APPEND", "META_PID", "DynamoDBJournal"]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_APPEND = 100
+DEFAULT_OFFSET_SLACK_US = 10_000_000
+_CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+_TRANSACTION_CANCELED = "TransactionCanceledException"
+
+
+class DynamoDBJournal:
+    """The Journal port on DynamoDB; see the module docstring for the layout and protocols."""
+
+    def __init__(
+        self,
+        settings: DynamoDBSettings,
+        *,
+        shards: int = DEFAULT_SHARDS,
+        offset_slack: int = DEFAULT_OFFSET_SLACK_US,
+        transactions: bool | None = None,
+        retry: RetryPolicy | None = None,
+        query_concurrency: int = 32,
+        max_pool_connections: int = 64,
+        pid_ts_cache: int = 65536,
+        read_page_size: int | None = None,
+    ) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
+        self.settings = settings
+        self.shards = shards
+        self.offset_slack = offset_slack
+        self.retry = retry or RetryPolicy()
+        #: None: detect at start(); True/False: force (tests, servers known to lack them)
+        self.transactions = transactions
+        self._query_concurrency = max(1, query_concurrency)
+        self._max_pool = max_pool_connections
+        self._client: DynamoDBClient | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._listeners = AppendListeners()
+        self._last_ts = 0
+        self._pid_ts: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._pid_ts_cap = pid_ts_cache
+        self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
+        self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
+        self._started = False
+        self._closed = False
+        # counters for metrics and tests
+        self.client_stats = ClientStats()
+        self.appends = 0
+
+    @property
+    def retries(self) -> int:
+        return self.client_stats.retries
+
+    @property
+    def journal_table(self) -> str:
+        return self.settings.journal_table
+
+    @property
+    def snapshot_table(self) -> str:
+        return self.settings.snapshot_table
+
+    def __repr__(self) -> str:
+        return f"DynamoDBJournal({self.settings!r}, shards={self.shards})"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the client, check both tables exist (clear error otherwise), detect whether the
+        server supports transactions, and check the table's shard count."""
+        if self._started:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                connect(
+                    self.settings,
+                    retry=self.retry,
+                    stats=self.client_stats,
+                    max_pool_connections=self._max_pool,
+                )
+            )
+            self._stack = stack
+            await self._check_tables()
+            await self._init_meta()
+        except BaseException:
+            self._client = None
+            self._stack = None
+            await stack.aclose()
+            raise
+        self._started = True
+        log.info(
+            "DynamoDB journal on %s (%s, %d shards)",
+            self.settings.describe(),
+            "transactions" if self.transactions else "batch items",
+            self.shards,
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._in_flight:  # appends whose callers gave up still reach their outcome
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _require_client(self) -> DynamoDBClient:
+        if self._client is None:
+            raise JournalError(
+                "journal is not running (start() it first)"
+                if not self._closed
+                else "journal is closed"
+            )
+        return self._client
+
+    async def _call(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        refusals: Sequence[str] = (),
+        attempt: Attempt | None = None,
+        table: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._require_client().call(
+            operation, params, table=table, refusals=refusals, attempt=attempt
+        )
+
+    async def _check_tables(self, wait_active: float = 60.0) -> None:
+        """Both tables exist (a clear error otherwise), the journal has the shard index, and
+        tables still being created are waited for (bounded)."""
+        deadline = time.monotonic() + wait_active
+        for name in (self.journal_table, self.snapshot_table):
+            while True:
+                desc = (await self._call("DescribeTable", {"TableName": name}))["Table"]
+                if desc.get("TableStatus") != "CREATING" or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            if name == self.journal_table:
+                indexes = {i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])}
+                if SHARD_INDEX not in indexes:
+                    raise JournalError(
+                        f"DynamoDB table {name} has no {SHARD_INDEX} index: it was not created "
+                        "by threadweaver (run `threadweaver create-tables` with a new table "
+                        "prefix)"
+                    )
+
+    async def _init_meta(self) -> None:
+        """Record the shard count (first start) and learn whether transactions work."""
+        put = {
+            "TableName": self.journal_table,
+            "Item": codec.meta_item(self.shards, time.time_ns() // 1000),
+            "ConditionExpression": "attribute_not_exists(pid)",
+        }
+        if self.transactions is not False:
+            try:
+                await self._call(
+                    "TransactWriteItems",
+                    {"TransactItems": [{"Put": put}], "ClientRequestToken": str(uuid.uuid4())},
+                    table=self.journal_table,
+                    refusals=(_TRANSACTION_CANCELED, "UnknownOperationException"),
+                )
+                self.transactions = True
+            except Refused as exc:
+                if exc.code == "UnknownOperationException":
+                    if self.transactions:
+                        raise JournalError(
+                            f"DynamoDB at {self.settings.describe()} does not "
+                            "support TransactWriteItems"
+                        ) from None
+                    log.info(
+                        "DynamoDB at %s has no TransactWriteItems: multi-event appends "
+                        "use batch items",
+                        self.settings.describe(),
+                    )
+                    self.transactions = False
+                else:  # TransactionCanceledException: the meta item exists already
+                    self.transactions = True
+        if self.transactions is False:
+            try:
+                await self._call("PutItem", put, refusals=(_CONDITIONAL_CHECK_FAILED,))
+            except Refused:
+                pass
+        got = await self._call(
+            "GetItem",
+            {"TableName": self.journal_table, "Key": codec.meta_key(), "ConsistentRead": True},
+        )
+        stored = codec.meta_shards(got.get("Item"))
+        if stored is not None and stored != self.shards:
+            raise JournalError(
+                f"DynamoDB table {self.journal_table} was created for {stored} "
+                f"shards, not {self.shards}: the shard count is fixed at creation"
+            )
+
+    # -- time -------------------------------------------------------------------------------
+    def _next_ts(self, pid: str, floor: int = 0) -> int:
+        now = time.time_ns() // 1000
+        ts = max(now, self._last_ts + 1, self._pid_ts.get(pid, 0) + 1, floor + 1)
+        self._last_ts = ts
+        return ts
+
+    def _remember_ts(self, pid: str, ts: int) -> None:
+        cache = self._pid_ts
+        if cache.get(pid, 0) < ts:
+            cache[pid] = ts
+        cache.move_to_end(pid)
+        while len(cache) > self._pid_ts_cap:
+            cache.popitem(last=False)
+
+    # -- appends ----------------------------------------------------------------------------
+    def append_nowait(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> asyncio.Future[list[StoredEvent]]:
+        """`append` in a task of its own; cancelling the returned future leaves it running."""
+        self._require_client()
+        task = asyncio.ensure_future(self.append(pid, expected_seq, events, writer=writer))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return asyncio.shield(task)
+
+    async def append(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> list[StoredEvent]:
+        self._require_client()
+        if not events:
+            return []
+        if expected_seq < 0:
+            raise ValueError(f"expected_seq must be >= 0, got {expected_seq}")
+        if len(events) > MAX_EVENTS_PER_APPEND:
+            raise JournalError(
+                f"an append holds at most {MAX_EVENTS_PER_APPEND} events, got {len(events)}"
+            )
+        if pid == META_PID:
+            raise ValueError(f"{META_PID} is reserved")
+        shard = shard_of(pid, self.shards)
+        floor = 0
+        if not self.transactions:
+            floor = await self._precheck(pid, expected_seq)
+        ts = self._next_ts(pid, floor)
+        first = expected_seq + 1
+        if len(events) == 1 or not self.transactions:
+            item = codec.event_item(pid, first, shard, ts, writer, events)
+            await self._put_conditional(pid, first, item)
+        else:
+            await self._transact_append(pid, first, shard, ts, writer, events)
+        self.appends += 1
+        self._remember_ts(pid, ts)
+        stored = [
+            StoredEvent(
+                pid=pid,
+                seq=first + i,
+                shard=shard,
+                type=e.type,
+                payload=e.payload,
+                ts=ts,
+                offset=ts,
+                writer=writer,
+                metadata=e.metadata,
+            )
+            for i, e in enumerate(events)
+        ]
+        self._listeners.notify(stored)
+        return stored
+
+    async def _precheck(self, pid: str, expected_seq: int) -> int:
+        """Batch-item mode step 1: the pid's highest seq must be exactly expected_seq.
+        Returns the ts of the newest item (the new ts must be above it)."""
+        newest = await self._newest_item(pid)
+        highest = codec.item_last_seq(newest) if newest else 0
+        if highest > expected_seq:
+            raise ConcurrencyConflict(pid, expected_seq + 1)
+        if highest < expected_seq:
+            raise JournalError(
+                f"append to {pid} at seq {expected_seq + 1} would leave a gap: "
+                f"its highest seq is {highest}"
+            )
+        return codec.item_ts(newest) if newest else 0
+
+    async def _newest_item(self, pid: str) -> dict[str, Any] | None:
+        resp = await self._call(
+            "Query",
+            {
+                "TableName": self.journal_table,
+                "KeyConditionExpression": "pid = :p",
+                "ExpressionAttributeValues": {":p": codec.string(pid)},
+                "ProjectionExpression": "seq, last_seq, ts",
+                "ScanIndexForward": False,
+                "Limit": 1,
+                "ConsistentRead": True,
+            },
+        )
+        items = resp.get("Items") or []
+        return items[0] if items else None
+
+    async def _put_conditional(self, pid: str, first: int, item: dict[str, Any]) -> None:
+        attempt = Attempt()
+        try:
+            await self._call(
+                "PutItem",
+                {
+                    "TableName": self.journal_table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pid)",
+                },
+                refusals=(_CONDITIONAL_CHECK_FAILED,),
+                attempt=attempt,
+            )
+        except Refused:
+            if attempt.ambiguous and await self._is_ours(item):
+                return
+            raise ConcurrencyConflict(pid, first) from None
+
+    async def _is_ours(self, item: Mapping[str, Any]) -> bool:
+        """After a lost response: is the item at this key the one we tried to write?"""
+        got = await self._call(
+            "GetItem",
+            {
+                "TableName": self.journal_table,
+                "Key": {"pid": item["pid"], "seq": item["seq"]},
+                "ConsistentRead": True,
+            },
+        )
+        stored = got.get("Item")
+        return stored is not None and codec.same_write(stored, item)
+
+    async def _transact_append(
+        self, pid: str, first: int, shard: int, ts: int, writer: str, events: Sequence[NewEvent]
+    ) -> None:
+        items = [
+            {
+                "Put": {
+                    "TableName": self.journal_table,
+                    "Item": codec.event_item(pid, first + i, shard, ts, writer, [e]),
+                    "ConditionExpression": "attribute_not_exists(pid)",
+                }
+            }
+            for i, e in enumerate(events)
+        ]
+        # The same token on every retry (the client's): DynamoDB applies it at most once.
+        try:
+            await self._call(
+                "TransactWriteItems",
+                {"TransactItems": items, "ClientRequestToken": str(uuid.uuid4())},
+                table=self.journal_table,
+                refusals=(_TRANSACTION_CANCELED,),
+            )
+        except Refused as exc:
+            for i, reason in enumerate(exc.reasons):
+                if reason == "ConditionalCheckFailed":
+                    raise ConcurrencyConflict(pid, first + i) from None
+            raise JournalError(str(exc)) from None
+
+    # -- reads ------------------------------------------------------------------------------
+    async def read(self, pid: str, from_seq: int = 1) -> list[StoredEvent]:
+        self._require_client()
+        from_seq = max(1, from_seq)
+        out: list[StoredEvent] = []
+        if from_seq > 1:
+            # A batch item keyed below from_seq may hold events at and after it.
+            resp = await self._call(
+                "Query",
+                {
+                    "TableName": self.journal_table,
+                    "KeyConditionExpression": "pid = :p AND seq < :s",
+                    "ExpressionAttributeValues": {
+                        ":p": codec.string(pid),
+                        ":s": codec.number(from_seq),
+                    },
+                    "ScanIndexForward": False,
+                    "Limit": 1,
+                    "ConsistentRead": True,
+                },
+            )
+            for item in resp.get("Items") or []:
+                if "batch" in item and codec.item_last_seq(item) >= from_seq:
+                    out.extend(e for e in codec.item_events(item) if e.seq >= from_seq)
+        params: dict[str, Any] = {
+            "TableName": self.journal_table,
+            "KeyConditionExpression": "pid = :p AND seq >= :s",
+            "ExpressionAttributeValues": {":p": codec.string(pid), ":s": codec.number(from_seq)},
+            "ConsistentRead": True,
+        }
+        if self._read_page_size:
+            params["Limit"] = self._read_page_size
+        while True:
+            resp = await self._call("Query", params)
+            for item in resp.get("Items") or []:
+                out.extend(codec.item_events(item))
+            lek = resp.get("LastEvaluatedKey")
+            if not lek:
+                break
+            params["ExclusiveStartKey"] = lek
+        if out:
+            self._remember_ts(pid, max(e.ts for e in out))
+        return out
+
+    async def highest_seq(self, pid: str) -> int:
+        self._require_client()
+        newest = await self._newest_item(pid)
+        if newest is None:
+            return 0
+        self._remember_ts(pid, codec.item_ts(newest))
+        return codec.item_last_seq(newest)
+
+    # -- snapshots --------------------------------------------------------------------------
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep the snapshot with the highest seq: an older one does not replace a newer one."""
+        self._require_client()
+        try:
+            await self._call(
+                "PutItem",
+                {
+                    "TableName": self.snapshot_table,
+                    "Item": codec.snapshot_item(snapshot, snapshot.ts or time.time_ns() // 1000),
+                    "ConditionExpression": "attribute_not_exists(pid) OR seq < :seq",
+                    "ExpressionAttributeValues": {":seq": codec.number(snapshot.seq)},
+                },
+                refusals=(_CONDITIONAL_CHECK_FAILED,),
+            )
+        except Refused:
+            pass  # a snapshot at this seq or newer is stored already
+
+    async def load_snapshot(self, pid: str) -> Snapshot | None:
+        self._require_client()
+        resp = await self._call(
+            "GetItem",
+            {
+                "TableName": self.snapshot_table,
+                "Key": {"pid": codec.string(pid)},
+                "ConsistentRead": True,
+            },
+        )
+        item = resp.get("Item")
+        return codec.item_snapshot(item) if item else None
+
+    # -- projections ------------------------------------------------------------------------
+    async def read_shards(
+        self, start: int, end: int, after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
+        """Up to `limit` events of shards [start, end) with offset > after.get(shard, 0), in
+        (offset, pid, seq) order; events sharing (shard, offset) are never split (see
+        :mod:`.cursor`). One paginated index Query per shard, run concurrently; no scans."""
+        start, end = max(0, start), min(end, self.shards)
+        return await self._read_shard_list(range(start, end), after, limit)
+
+    async def read_shard_set(
+        self, shards: Sequence[int], after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
+        """`read_shards` for a set of shards: one paginated Query per shard, concurrently."""
+        return await self._read_shard_list(
+            sorted({s for s in shards if 0 <= s < self.shards}), after, limit
+        )
+
+    async def _read_shard_list(
+        self, shards: Sequence[int], after: Mapping[int, int], limit: int
+    ) -> list[StoredEvent]:
+        client = self._require_client()
+        return await cursor.read_shards(
+            client, self.journal_table, shards, after, limit, self._query_concurrency
+        )
+
+    # -- notifications ----------------------------------------------------------------------
+    def subscribe(self, listener: AppendListener) -> Callable[[], None]:
+        return self._listeners.subscribe(listener)

@@ -1,0 +1,86 @@
+"""The one mapping between domain events and the journal's stored events.
+
+A stored event is an envelope: the domain event as its type name and JSON payload
+(`domain.events`), plus metadata that the request which caused it adds: the idempotency record of
+a keyed command (application/idempotency.py) and a slot for the request's trace context. The
+metadata is never part of the domain payload.
+
+Every consumer decodes stored events here (the entities when they replay, the projector before
+it projects); every journal backend passes what it reads through `from_storage`, so that an
+event of a journal written before the envelope existed (the idempotency record inside the
+payload, under `_meta`) comes out exactly like a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import Event, event_from_payload, event_to_payload
+from .ports import NewEvent, StoredEvent
+
+# Keys of the stored metadata object.
+IDEMPOTENCY = "idempotency"  # a keyed command's record: idempotency.meta()
+TRACE_CONTEXT = "traceContext"  # W3C trace context of the request (traceparent, tracestate)
+# Where journals written before the envelope kept the idempotency record: in the payload.
+LEGACY_PAYLOAD_META = "_meta"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMetadata:
+    """What a request adds to one of the events it causes, kept on the stored event's envelope."""
+
+    idempotency: Mapping[str, Any] | None = None
+    trace_context: Mapping[str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.idempotency is not None:
+            data[IDEMPOTENCY] = dict(self.idempotency)
+        if self.trace_context is not None:
+            data[TRACE_CONTEXT] = dict(self.trace_context)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestMetadata:
+        idempotency, trace = data.get(IDEMPOTENCY), data.get(TRACE_CONTEXT)
+        return cls(
+            idempotency if isinstance(idempotency, dict) else None,
+            trace if isinstance(trace, dict) else None,
+        )
+
+
+def to_new_events(
+    events: Sequence[Event], metadata: Sequence[RequestMetadata] | None = None
+) -> list[NewEvent]:
+    """Domain events as the journal appends them; `metadata[i]` goes on event i's envelope."""
+    if metadata is None:
+        return [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
+    return [NewEvent(e.TYPE, event_to_payload(e), m.to_json()) for e, m in zip(events, metadata)]
+
+
+def to_domain(stored: StoredEvent) -> Event:
+    """The domain event of a stored one; raises ValueError for unknown types or schemas."""
+    return event_from_payload(stored.type, stored.payload)
+
+
+def idempotency_record(stored: StoredEvent) -> Mapping[str, Any] | None:
+    """The idempotency record on a stored event's envelope (None for unkeyed commands)."""
+    record = stored.metadata.get(IDEMPOTENCY) if stored.metadata else None
+    return record if isinstance(record, dict) else None
+
+
+def from_storage(
+    payload: dict[str, Any], metadata: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(domain payload, envelope metadata) of a record a journal read. An old record keeps its
+    idempotency record in the payload: it is moved to the metadata."""
+    if LEGACY_PAYLOAD_META not in payload:
+        return payload, metadata or {}
+    payload = dict(payload)
+    legacy = payload.pop(LEGACY_PAYLOAD_META)
+    metadata = dict(metadata or {})
+    if isinstance(legacy, dict):
+        metadata.setdefault(IDEMPOTENCY, legacy)
+    return payload, metadata
