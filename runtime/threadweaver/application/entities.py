@@ -78,8 +78,8 @@ class EntityManager:
         self.writer = writer
         self.stats = EntityStats()
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
-        self._sweeper: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._entities)

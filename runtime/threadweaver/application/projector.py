@@ -64,7 +64,7 @@ class Projector:
         self.on_applied = on_applied
         self.state = ProjectorState()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._offsets: dict[int, int] = {}
         self._dirty: set[int] = set()  # shards with pushed appends not read yet

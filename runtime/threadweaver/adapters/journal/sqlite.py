@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -114,7 +114,7 @@ class SqliteJournal:
         self.shards = shards
         self.synchronous = synchronous
         self._pending: list[_Append] = []
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()  # binds to the running loop on first use
         self._writer_task: asyncio.Task | None = None
         self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
         self._read_executor = ThreadPoolExecutor(2, thread_name_prefix="journal-reader")
@@ -129,7 +129,6 @@ class SqliteJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._write_executor, self._init_schema)
-        self._wakeup = asyncio.Event()
         self._writer_task = asyncio.create_task(self._write_loop(), name="journal-group-commit")
 
     def _init_schema(self) -> None:
@@ -194,7 +193,7 @@ class SqliteJournal:
         """Queue an append for the next group commit; the future resolves once it is durable.
         Cancelling the future (or its awaiter) does not withdraw the append: it is written
         with its batch all the same (the entity then reloads to learn the outcome)."""
-        if self._closed or self._wakeup is None:
+        if self._closed or self._writer_task is None:
             raise JournalError("journal is not running")
         future = asyncio.get_running_loop().create_future()
         if not events:
@@ -339,7 +338,7 @@ class SqliteJournal:
                                 event.type,
                                 event.payload,
                                 ts,
-                                cur.lastrowid,
+                                cast(int, cur.lastrowid),  # an INSERT's rowid, never None
                                 item.writer,
                                 event.metadata,
                             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -12,7 +13,7 @@ from alembic.script import ScriptDirectory
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(connection=None) -> Config:
+def alembic_config(connection: sa.Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -20,14 +21,17 @@ def alembic_config(connection=None) -> Config:
     return cfg
 
 
-def upgrade_to_head(connection) -> None:
+def upgrade_to_head(connection: sa.Connection) -> None:
     """Upgrade the schema of a synchronous SQLAlchemy connection to the latest revision."""
     command.upgrade(alembic_config(connection), "head")
 
 
-def current_revision(connection) -> str | None:
+def current_revision(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration found in {MIGRATIONS}")
+    return head

@@ -18,11 +18,11 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -54,12 +54,15 @@ from .schema import (
 log = logging.getLogger(__name__)
 
 
-def _unavailable_when_disconnected(method):
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
+
+
+def _unavailable_when_disconnected(method: _Method) -> _Method:
     """Turn "the database cannot be reached" into ReadModelUnavailable (503 for queries);
     other database errors (bugs, schema problems) propagate as they are."""
 
     @functools.wraps(method)
-    async def wrapper(self, *args, **kwargs):
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, *args, **kwargs)
         except (
@@ -77,7 +80,7 @@ def _unavailable_when_disconnected(method):
                 raise ReadModelUnavailable("the read model connection was lost") from exc
             raise
 
-    return wrapper
+    return cast(_Method, wrapper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ class SqlReadModel:
 
     async def close(self) -> None:
         if self._write_executor is not None:
-            executor, writer = self._write_executor, self._sync_writer
+            executor, writer = self._write_executor, self._writer_engine
             self._write_executor = self._sync_writer = None
             await asyncio.get_running_loop().run_in_executor(executor, writer.dispose)
             executor.shutdown(wait=True)
@@ -150,21 +153,33 @@ class SqlReadModel:
             await self.engine.dispose()
             self.engine = None
 
+    @property
+    def _engine(self) -> AsyncEngine:
+        if self.engine is None:
+            raise RuntimeError("the read model is not started (call start() first)")
+        return self.engine
+
+    @property
+    def _writer_engine(self) -> sa.Engine:
+        if self._sync_writer is None:
+            raise RuntimeError("the read model's writer thread is not started")
+        return self._sync_writer
+
     async def migrate(self) -> None:
         from .migrate import upgrade_to_head
 
         await self.start()
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             await conn.run_sync(upgrade_to_head)
 
     @_unavailable_when_disconnected
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     # -- projection side --------------------------------------------------------------------
     async def load_offsets(self, projection: str, start: int, end: int) -> dict[int, int]:
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(projection_offset.c.shard, projection_offset.c.offset_value).where(
                     projection_offset.c.projection == projection,
@@ -181,13 +196,13 @@ class SqlReadModel:
             return await asyncio.get_running_loop().run_in_executor(
                 self._write_executor, self._apply_in_writer_thread, projection, events
             )
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             return await conn.run_sync(self._apply_batch, projection, events)
 
     def _apply_in_writer_thread(
         self, projection: str, events: Sequence[ProjectedEvent]
     ) -> ApplyResult:
-        with self._sync_writer.begin() as conn:
+        with self._writer_engine.begin() as conn:
             return self._apply_batch(conn, projection, events)
 
     def _apply_batch(
@@ -237,7 +252,7 @@ class SqlReadModel:
 
     @_unavailable_when_disconnected
     async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(thread).where(
@@ -259,7 +274,7 @@ class SqlReadModel:
                 thread_member_ids.c.account_id == account_id
             ),
         ).subquery()
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(thread)
                 .join(mine, mine.c.thread_id == thread.c.id)
@@ -274,7 +289,7 @@ class SqlReadModel:
     async def _list_ids(
         self, table: sa.Table, thread_id: str, account_id: str, offset: int, limit: int
     ) -> list[str] | None:
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             if not await self._is_visible(conn, thread_id, account_id):
                 return None
             rows = await conn.execute(
@@ -300,7 +315,7 @@ class SqlReadModel:
     async def list_messages(
         self, thread_id: str, account_id: str, offset: int, limit: int
     ) -> list[MessageView] | None:
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             if not await self._is_visible(conn, thread_id, account_id):
                 return None
             rows = await conn.execute(
@@ -327,7 +342,7 @@ class SqlReadModel:
     # -- maintenance ------------------------------------------------------------------------
     async def counts(self) -> dict[str, int]:
         """Row counts per table (live rows), for tests, benchmarks and diagnostics."""
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             out = {}
             for name, table, cond in (
                 ("threads", thread, thread.c.deleted.is_(False)),
@@ -392,22 +407,24 @@ class _HotStatements:
             .values(sequence_nr=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated_at")),
             self.TOUCH,
         )
+        upsert: sa.Insert
         if dialect.name == "mysql":
-            from sqlalchemy.dialects.mysql import insert
+            from sqlalchemy.dialects import mysql
 
-            upsert = insert(projection_offset)
-            upsert = upsert.on_duplicate_key_update(
-                offset_value=upsert.inserted.offset_value, updated_at=upsert.inserted.updated_at
+            mysql_upsert = mysql.insert(projection_offset)
+            upsert = mysql_upsert.on_duplicate_key_update(
+                offset_value=mysql_upsert.inserted.offset_value,
+                updated_at=mysql_upsert.inserted.updated_at,
             )
         else:
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects import sqlite
 
-            upsert = insert(projection_offset)
-            upsert = upsert.on_conflict_do_update(
+            sqlite_upsert = sqlite.insert(projection_offset)
+            upsert = sqlite_upsert.on_conflict_do_update(
                 index_elements=["projection", "shard"],
                 set_={
-                    "offset_value": upsert.excluded.offset_value,
-                    "updated_at": upsert.excluded.updated_at,
+                    "offset_value": sqlite_upsert.excluded.offset_value,
+                    "updated_at": sqlite_upsert.excluded.updated_at,
                 },
             )
         self.save_offset = self._compile(upsert, self.OFFSET)
