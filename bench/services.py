@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shlex
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,94 +17,42 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support.services import (
+    ServiceError,
+    ServiceURLs,
+    find_services,
+    parse_exports,
+    run_hack,
+)
+
 from .base import HOST, REPO, THREADWEAVER, BenchError, log
-
-# The URLs of already running services (as tests/support/services.py reads them).
-MYSQL_ENV = "THREADWEAVER_TEST_MYSQL_URL"
-DYNAMODB_ENV = "THREADWEAVER_TEST_DYNAMODB_URL"
-
-
-@dataclass(frozen=True)
-class ServiceURLs:
-    mysql: str  # mysql+aiomysql://threadweaver:threadweaver@127.0.0.1:3306/threadweaver
-    dynamodb: str  # dynamodb://127.0.0.1:8000?region=us-east-1
 
 
 def tests_support_importable() -> None:
     """tests/support (the e2e suite's ClusterDriver, RuntimeProcess) is importable from the
-    repository root (pytest's pythonpath is ".")."""
+    repository root (pytest's pythonpath is "."; `python -m bench` runs from the root too)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
 
 
-def _hack(script: str, command: str, timeout: float, needed: str) -> str:
-    """The stdout of `hack/<script> <command>`; a BenchError naming what needs it if it fails."""
-    try:
-        proc = subprocess.run(
-            [str(REPO / "hack" / script), command],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BenchError(f"hack/{script} {command} could not run: {exc}") from None
-    if proc.returncode != 0:
-        raise BenchError(
-            f"hack/{script} {command} failed ({proc.returncode}): {needed}\n"
-            f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc.stdout
-
-
-def parse_exports(text: str) -> dict[str, str]:
-    """The `export NAME=value` lines of a hack script's `env` output."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, value = words[1].split("=", 1)
-            out[key] = value
-    return out
-
-
 def ensure_services() -> ServiceURLs:
-    """MariaDB and dynalite: the THREADWEAVER_TEST_* URLs when both are set, else those of
-    hack/services.sh (started when down; idempotent); both must accept connections."""
-    needed = "the production services are not available (MariaDB and dynalite)"
-    mysql, dynamodb = os.environ.get(MYSQL_ENV), os.environ.get(DYNAMODB_ENV)
-    if not (mysql and dynamodb):
-        _hack("services.sh", "up", 900, needed)
-        exports = parse_exports(_hack("services.sh", "env", 120, needed))
-        mysql = mysql or exports.get(MYSQL_ENV)
-        dynamodb = dynamodb or exports.get(DYNAMODB_ENV)
-        if not (mysql and dynamodb):
-            raise BenchError(
-                f"{needed}: hack/services.sh env did not print {MYSQL_ENV} and {DYNAMODB_ENV}"
-            )
-    for what, url, port in (
-        ("MySQL/MariaDB", mysql, 3306),
-        ("DynamoDB (dynalite)", dynamodb, 8000),
-    ):
-        u = urlsplit(url)
-        try:
-            with socket.create_connection((u.hostname or HOST, u.port or port), timeout=5):
-                pass
-        except OSError as exc:
-            raise BenchError(
-                f"{needed}: {what} at {u.hostname}:{u.port or port} does not accept connections "
-                f"({exc}); start it with `hack/services.sh up` (or fix {url!r})"
-            ) from None
-    return ServiceURLs(mysql=mysql, dynamodb=dynamodb)
+    """MariaDB and dynalite, found (and started) as the test suites find them; a BenchError
+    if they are not available."""
+    try:
+        return find_services("the production services are not available (MariaDB and dynalite)")
+    except ServiceError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def ensure_kube() -> str:
     """The local Kubernetes control plane (hack/controlplane.sh up, idempotent; as the e2e
     suite's conftest does) and the path of its kubeconfig."""
     needed = "the handoff benchmark needs the local control plane"
-    _hack("controlplane.sh", "up", 3600, needed)
-    out = _hack("controlplane.sh", "env", 120, needed)
+    try:
+        run_hack("controlplane.sh", "up", timeout=3600, needed=needed)
+        out = run_hack("controlplane.sh", "env", timeout=120, needed=needed)
+    except ServiceError as exc:
+        raise BenchError(str(exc)) from None
     kubeconfig = parse_exports(out).get("KUBECONFIG", "")
     if not kubeconfig or not Path(kubeconfig).is_file():
         raise BenchError(f"hack/controlplane.sh env printed no usable KUBECONFIG: {out[-1000:]}")
@@ -116,7 +62,7 @@ def ensure_kube() -> str:
 def mysql_connect(url: str, database: str | None = None) -> Any:
     """A pymysql (sync) connection from a mysql+aiomysql:// URL, autocommit (every SELECT sees
     the latest committed rows)."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
     import pymysql
 
@@ -228,8 +174,8 @@ async def fresh_production_backends(
     """Fresh DynamoDB tables (a unique prefix) at `dynamodb_url` and a fresh, migrated MariaDB
     database on the server of `mysql_url` (as tests/support/backends.py makes them for a test);
     removed afterwards."""
-    from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+    from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables, delete_tables
 
     prefix = f"tw-{uuid.uuid4().hex[:10]}"
     dynamo = replace(DynamoDBSettings.from_url(dynamodb_url, environ={}), table_prefix=prefix)

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from tests.support.services import parse_exports
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLPLANE = ROOT / "hack" / "controlplane.sh"
 USE_KUBECONFIG = "THREADWEAVER_E2E_USE_KUBECONFIG"
@@ -73,17 +75,6 @@ def _run_script(*args: str, timeout: float) -> str:
             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc.stdout
-
-
-def _exports(script_output: str) -> dict[str, str]:
-    """Values of the `export NAME=VALUE` lines printed by `hack/controlplane.sh env`."""
-    values: dict[str, str] = {}
-    for line in script_output.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, value = words[1].split("=", 1)
-            values[name] = value
-    return values
 
 
 def to_yaml(*objects: Any) -> str:
@@ -190,7 +181,7 @@ def _start_kube() -> Kube:
         _run_script("build", timeout=3600)  # kubectl and helm only; no local cluster
     else:
         _run_script("up", timeout=3600)  # idempotent; builds on a cold machine
-    exported = _exports(_run_script("env", timeout=120))
+    exported = parse_exports(_run_script("env", timeout=120))
     bin_dir = exported["THREADWEAVER_CP_BIN"]
     if not external:
         kubeconfig = exported["KUBECONFIG"]
