@@ -61,6 +61,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Namespaces of this test session; the session's operator watches only these.
+NAMESPACE_PREFIX = f"twe2e-{uuid.uuid4().hex[:4]}-"
+
+
 class OperatorProcess:
     """`threadweaver-operator` as a subprocess against the test control plane."""
 
@@ -82,7 +86,10 @@ class OperatorProcess:
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "threadweaver-operator"),
-                "--all-namespaces",
+                # only this test session's namespaces: other checkouts' e2e runs on the same
+                # control plane (developers in parallel) keep their clusters to their operators
+                "--namespace",
+                f"{NAMESPACE_PREFIX}*",
                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 "--log-level=info",
             ],
@@ -141,7 +148,7 @@ def operator(crd, services, tmp_path_factory):
 
 @pytest.fixture
 def ns(controlplane, request):
-    name = f"twe2e-{uuid.uuid4().hex[:6]}"
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
     # clusters first (the operator finalizes them), then the namespace
