@@ -3,75 +3,18 @@ no API), the timing and error counting of passes, and the /metrics endpoint on i
 
 from __future__ import annotations
 
-import base64
 import socket
 import urllib.request
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.support.operator_observations import NS, C, lease, observation
 from threadweaver.shards import MemberStatus, ShardMap
-from threadweaver_operator import builders, names, planning
+from threadweaver_operator import names, planning
 from threadweaver_operator.kube import KubeError
 from threadweaver_operator.metrics import OPERATOR_METRICS, OperatorMetrics, serve_metrics
-from threadweaver_operator.observation import Observation, read_spec
-from threadweaver_operator.status import Condition
-
-NS, C = "team", "chat"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-SPEC = {
-    "image": "img:1",
-    "replicas": 3,
-    "shards": 64,
-    "journal": {"dynamodb": {"endpoint": "http://ddb:8000", "credentialsSecret": {"name": "aws"}}},
-    "readModel": {"mysql": {"host": "db", "passwordSecret": {"name": "mysql"}}},
-}
-TABLES_READY = Condition("Provisioned", "True", "TablesReady", "ready")
-
-
-def secret(data: dict[str, str]) -> dict:
-    return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
-
-
-def lease(member: str, renewed_ago: float, acked: int = 0) -> dict:
-    renew = (NOW - timedelta(seconds=renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {
-        "metadata": {
-            "name": member,
-            "annotations": MemberStatus(member, acked_epoch=acked).to_annotations(),
-        },
-        "spec": {"holderIdentity": member, "leaseDurationSeconds": 15, "renewTime": renew},
-    }
-
-
-def observation(replicas: int = 3, shard_map: ShardMap | None = None, **fields) -> Observation:
-    raw = {**SPEC, "replicas": replicas}
-    body = {"metadata": {"name": C, "namespace": NS, "uid": "u", "generation": 1}}
-    spec, problems = read_spec({**body, "spec": raw})
-    values = {
-        "name": C,
-        "namespace": NS,
-        "generation": 1,
-        "raw_spec": raw,
-        "spec": spec,
-        "spec_problems": problems,
-        "owner": {"uid": "u"},
-        "previous": {},
-        "now": NOW,
-        "monotonic": 100.0,
-        "secrets": {
-            "aws": secret({"access-key-id": "a", "secret-access-key": "b"}),
-            "mysql": secret({"password": "p"}),
-        },
-        "peer_token_exists": True,
-        "tables": TABLES_READY,
-    }
-    if shard_map is not None:
-        values["shardmap_configmap"] = builders.shardmap_configmap(spec, shard_map)
-    values.update(fields)
-    return Observation(**values)
 
 
 @pytest.fixture
