@@ -38,16 +38,18 @@ def lease(member: str, renewed_ago: float, acked: int = 0) -> dict:
     }
 
 
-def observation(replicas: int = 3, shard_map: ShardMap | None = None, **fields) -> Observation:
-    raw = {**SPEC, "replicas": replicas}
+def observation(
+    replicas: int = 3, shard_map: ShardMap | None = None, spec: dict | None = None, **fields
+) -> Observation:
+    raw = {**SPEC, "replicas": replicas, **(spec or {})}
     body = {"metadata": {"name": C, "namespace": NS, "uid": "u", "generation": 1}}
-    spec, problems = read_spec({**body, "spec": raw})
+    parsed, problems = read_spec({**body, "spec": raw})
     values = {
         "name": C,
         "namespace": NS,
         "generation": 1,
         "raw_spec": raw,
-        "spec": spec,
+        "spec": parsed,
         "spec_problems": problems,
         "owner": {"uid": "u"},
         "previous": {},
@@ -61,6 +63,6 @@ def observation(replicas: int = 3, shard_map: ShardMap | None = None, **fields) 
         "tables": TABLES_READY,
     }
     if shard_map is not None:
-        values["shardmap_configmap"] = builders.shardmap_configmap(spec, shard_map)
+        values["shardmap_configmap"] = builders.shardmap_configmap(parsed, shard_map)
     values.update(fields)
     return Observation(**values)
