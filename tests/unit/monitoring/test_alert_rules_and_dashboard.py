@@ -121,3 +121,12 @@ def test_every_metric_the_dashboard_and_the_rules_use_exists():
         "threadweaver_projection_lag_seconds",
         "threadweaver_projection_lag_events",
     } <= used
+
+
+def test_operations_doc_lists_every_metric_and_every_alert():
+    doc = (Path(__file__).parents[3] / "docs" / "operations.md").read_text()
+    monitoring = doc[doc.index("## Monitoring") :]
+    for m in (*RUNTIME_METRICS, *OPERATOR_METRICS):
+        assert f"`{m.name}`" in monitoring, m.name
+    for rule in alert_rules():
+        assert f"`{rule['alert']}`" in monitoring, rule["alert"]
