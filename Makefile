@@ -25,10 +25,11 @@ run: venv
 	$(BIN)/threadweaver serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 ## test: lint, then the whole suite (unit, integration against MariaDB + dynalite, e2e against a
-## local control plane)
+## local control plane; Prometheus and promtool built for the monitoring tests)
 test: lint
 	hack/services.sh up
 	hack/controlplane.sh up
+	hack/prometheus.sh build
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 ## lint: ruff (lint, format check), mypy (pyproject.toml [tool.mypy]) and the import-linter
@@ -47,6 +48,7 @@ unit: venv
 
 integration: venv
 	hack/services.sh up
+	hack/prometheus.sh build
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 e2e: venv

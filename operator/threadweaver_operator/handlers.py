@@ -21,6 +21,7 @@ import kopf
 from . import names
 from .deletion import finalize
 from .kube import Kube, KubeError
+from .metrics import metrics
 from .reconciler import reconcile
 from .state import cluster_state, forget_cluster
 
@@ -85,3 +86,4 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Finalizer: honour ``deletionPolicy``; the children go with the owner (ownerReferences)."""
     await finalize(memo.kube, body, cluster_state(memo))
     forget_cluster(memo)
+    metrics().forget(body.metadata.namespace or "", body.metadata.name or "")

@@ -38,6 +38,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Job": ("/apis/batch/v1", "jobs", True),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
     "ThreadWeaverCluster": (f"/apis/{GROUP}/{VERSION}", PLURAL, True),
+    "PodMonitor": ("/apis/monitoring.coreos.com/v1", "podmonitors", True),
 }
 
 
@@ -129,6 +130,14 @@ class Kube:
         return data
 
     # -- verbs --------------------------------------------------------------------------------
+
+    async def serves(self, group_version: str) -> bool:
+        """Whether the API server serves ``group/version`` (discovery; e.g. a CRD's API)."""
+        try:
+            await self.request("GET", f"/apis/{group_version}")
+        except NotFound:
+            return False
+        return True
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

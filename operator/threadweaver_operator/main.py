@@ -6,6 +6,8 @@
 Standalone by default (one replica, Recreate strategy: no Kopf peering objects needed); pass
 ``--peering NAME`` to coordinate several operator processes through a KopfPeering object.
 Liveness: ``--liveness http://0.0.0.0:8081/healthz`` (the Deployment's probe).
+Metrics: ``--metrics-port 8082`` serves Prometheus ``/metrics`` (0 turns it off; see
+:mod:`.metrics` and docs/operations.md, "Monitoring").
 Every option also reads an environment variable (shown in ``--help``).
 """
 
@@ -50,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="liveness endpoint URL, empty to disable [env THREADWEAVER_OPERATOR_LIVENESS]",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("METRICS_PORT", "8082")),
+        help="port of the Prometheus /metrics endpoint, 0 to disable "
+        "[env THREADWEAVER_OPERATOR_METRICS_PORT]",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=_env("METRICS_HOST", "0.0.0.0"),
+        help="address the /metrics endpoint listens on [env THREADWEAVER_OPERATOR_METRICS_HOST]",
+    )
+    p.add_argument(
         "--peering",
         default=_env("PEERING"),
         help="Kopf peering object name; empty: standalone [env THREADWEAVER_OPERATOR_PEERING]",
@@ -84,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(args.log_level.upper())
+    if args.metrics_port:
+        from .metrics import serve_metrics
+
+        serve_metrics(args.metrics_host, args.metrics_port)
     try:
         asyncio.run(
             kopf.operator(

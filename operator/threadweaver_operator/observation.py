@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import builders, names
+from . import builders, monitoring, names
 from .kube import Kube
 from .migration import job_state
 from .secret_refs import Secrets
@@ -49,6 +49,9 @@ class Observation:
     migration_jobs: tuple[Mapping[str, Any], ...] = ()  # all of them, once this one succeeded
     leases: tuple[Mapping[str, Any], ...] = ()  # every Lease of the namespace
     pods: tuple[Mapping[str, Any], ...] = ()  # the runtime pods
+    # spec.monitoring.podMonitor (looked up only while asked for, or to delete one)
+    pod_monitor_api: bool | None = None  # monitoring.coreos.com/v1 served (None: not looked up)
+    pod_monitor: Mapping[str, Any] | None = None
 
     @property
     def valid_spec(self) -> ClusterSpec | None:
@@ -101,6 +104,7 @@ async def observe(
     if spec is None or spec_problems:
         return base
     job, jobs = await _migration_jobs(kube, spec, previous.get("migratedRevision"))
+    api, pod_monitor = await _pod_monitor(kube, spec, previous)
     peer_token = await kube.get("Secret", namespace, names.peer_token_secret(name))
     return replace(
         base,
@@ -113,7 +117,25 @@ async def observe(
         migration_jobs=jobs,
         leases=tuple(await kube.list("Lease", namespace)),
         pods=tuple(await kube.list("Pod", namespace, label_selector=names.selector_string(name))),
+        pod_monitor_api=api,
+        pod_monitor=pod_monitor,
     )
+
+
+async def _pod_monitor(
+    kube: Kube, spec: ClusterSpec, previous: Mapping[str, Any]
+) -> tuple[bool | None, dict[str, Any] | None]:
+    """Whether the PodMonitor API is served and the cluster's PodMonitor: looked up while
+    spec.monitoring.podMonitor is on, or while the status still has its condition (to delete
+    it once turned off)."""
+    asked = spec.monitoring.pod_monitor or any(
+        c.get("type") == "Monitoring" for c in previous.get("conditions") or []
+    )
+    if not asked:
+        return None, None
+    if not await kube.serves(monitoring.API):
+        return False, None
+    return True, await kube.get("PodMonitor", spec.namespace, names.statefulset(spec.name))
 
 
 async def _migration_jobs(

@@ -25,6 +25,7 @@ from threadweaver.shards import SHARDMAP_KEY, ShardMap, ShardMapError
 from . import builders, names
 from .events import Event, warning_key
 from .migration import migration_condition, superseded_jobs
+from .monitoring import plan_monitoring
 from .observation import Observation
 from .provisioning import external_tables
 from .rebalancing import Decision, decide, rolling_update_in_progress
@@ -167,6 +168,8 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
         p, o, spec, can_roll_out and shard_map.shard_map is not None, shard_map.decision
     )
 
+    monitoring = _monitoring(p, o, spec)
+
     sts_status = (sts or {}).get("status") or {}
     decision, published = shard_map.decision, shard_map.shard_map
     _write_status(
@@ -194,8 +197,21 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             selector=names.selector_string(o.name),
             table_prefix=spec.table_prefix,
             migrated_revision=migrated_revision,
+            monitoring=monitoring,
         ),
     )
+
+
+def _monitoring(p: _Steps, o: Observation, spec: ClusterSpec) -> Condition | None:
+    """spec.monitoring.podMonitor (see :mod:`.monitoring`): the PodMonitor and its condition."""
+    planned = plan_monitoring(spec, o.owner, o.pod_monitor_api, o.pod_monitor)
+    for step in planned.steps:
+        p.add(step)
+    if planned.warning is not None:
+        p.warn(planned.warning.reason, planned.warning.message)
+    else:
+        p.clear_warnings("PodMonitorApiMissing")
+    return planned.condition
 
 
 def _check_secrets(p: _Steps, spec: ClusterSpec, secrets: Secrets) -> dict[str, SecretProblem]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -21,7 +22,15 @@ from threadweaver.shards import DEFAULT_SHARDS
 
 from . import names
 
-__all__ = ["AuthSpec", "ClusterSpec", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "SpecError"]
+__all__ = [
+    "AuthSpec",
+    "ClusterSpec",
+    "DynamoDBSpec",
+    "MonitoringSpec",
+    "MySQLSpec",
+    "SecretKeyRef",
+    "SpecError",
+]
 
 DEFAULT_PORT = 8080
 AUTH_MODES = ("none", "jwt")
@@ -145,6 +154,7 @@ class ClusterSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     auth: AuthSpec = field(default_factory=AuthSpec)
+    monitoring: MonitoringSpec = field(default_factory=lambda: MonitoringSpec())
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -255,6 +265,7 @@ class ClusterSpec:
                     for t in _list(spec.get("tolerations"), "spec.tolerations")
                 ),
                 auth=_auth(spec.get("auth")),
+                monitoring=_monitoring(spec.get("monitoring")),
             )
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
             raise SpecError(f"spec: {exc}") from None
@@ -312,6 +323,7 @@ class ClusterSpec:
         if not d.table_prefix or len(d.table_prefix) > 200:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
         out += self.auth.problems()
+        out += self.monitoring.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------
@@ -351,6 +363,38 @@ class ClusterSpec:
         return [
             s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret, auth) if s
         ]
+
+
+# -- spec.monitoring ---------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """``spec.monitoring``: ``podMonitor: true`` makes the operator create a PodMonitor
+    (monitoring.coreos.com/v1, the Prometheus Operator's) scraping the runtime pods' /metrics
+    every ``interval``, with ``labels`` (to match a Prometheus' podMonitorSelector)."""
+
+    pod_monitor: bool = False
+    interval: str = "30s"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        if not _DURATION.match(self.interval):
+            return [
+                f"spec.monitoring.interval: a duration such as 30s or 1m, got {self.interval!r}"
+            ]
+        return []
+
+
+def _monitoring(value: Any) -> MonitoringSpec:
+    m = _obj(value, "spec.monitoring")
+    return MonitoringSpec(
+        pod_monitor=_bool(m.get("podMonitor", False), "spec.monitoring.podMonitor"),
+        interval=_str(m.get("interval") or "30s", "spec.monitoring.interval"),
+        labels={str(k): str(v) for k, v in _obj(m.get("labels"), "spec.monitoring.labels").items()},
+    )
 
 
 def _auth(value: Any) -> AuthSpec:

@@ -10,6 +10,9 @@ Conditions (``type``: meaning of ``True``):
 * ``ProjectionsHealthy``: every served range has a running read-model updater;
 * ``Ready``: the cluster serves: provisioned, migrated, the shard map published and all
   ``spec.replicas`` pods Ready. Rebalancing does not make it unready.
+* ``Monitoring`` (only with ``spec.monitoring.podMonitor: true``): the PodMonitor is applied;
+  False where the monitoring.coreos.com API is not served (:mod:`.monitoring`). It changes
+  neither Ready nor the phase.
 
 ``phase`` summarizes them for ``kubectl get twc``, first match wins: Deleting, Failed (a spec
 the operator cannot run, a missing Secret, a failed migration), Provisioning, Migrating,
@@ -78,10 +81,11 @@ class Observed:
     selector: str = ""
     table_prefix: str = ""
     migrated_revision: str | None = None
+    monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
 
 
 def conditions(o: Observed) -> list[Condition]:
-    """The five conditions, in :data:`CONDITION_TYPES` order."""
+    """The five conditions, in :data:`CONDITION_TYPES` order (and Monitoring, when asked for)."""
     provisioned = o.provisioned or Condition("Provisioned", "Unknown", "Pending", "not checked yet")
     migrated = o.migrated or Condition("Migrated", "Unknown", "Pending", "not checked yet")
     if o.spec_problems:
@@ -119,7 +123,10 @@ def conditions(o: Observed) -> list[Condition]:
             "ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet"
         )
     ready = _ready(o, provisioned, migrated)
-    return [ready, provisioned, migrated, rebalancing, projections]
+    out = [ready, provisioned, migrated, rebalancing, projections]
+    if o.monitoring is not None:
+        out.append(o.monitoring)
+    return out
 
 
 def _ready(o: Observed, provisioned: Condition, migrated: Condition) -> Condition:

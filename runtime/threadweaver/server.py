@@ -81,6 +81,9 @@ class Runtime:
             holds_lease=lambda: self.lease is None or self.lease.is_held(),
         )
         self._started = False
+        from .observability import install as install_metrics
+
+        self.metrics = install_metrics(self)  # /metrics: docs/operations.md, "Monitoring"
 
     async def _publish_status(self, status: MemberStatus) -> None:
         if self.lease is not None:

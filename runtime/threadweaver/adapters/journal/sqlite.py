@@ -123,6 +123,7 @@ class SqliteJournal:
         self._closed = False
         self.commits = 0  # batches committed (for metrics and benchmarks)
         self.appends = 0
+        self.batch_sizes: dict[int, int] = {}  # appends per commit -> commits (metrics)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,6 +225,7 @@ class SqliteJournal:
                     continue
                 self.commits += 1
                 self.appends += len(batch)
+                self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
                 written: list[StoredEvent] = []
                 for item, result in zip(batch, results):
                     if not isinstance(result, Exception):
