@@ -300,6 +300,8 @@ SPEC_DEFAULTS = {
     "service.port": lambda s: s.port,
     "rebalance.maxRangesPerRound": lambda s: s.max_ranges_per_round,
     "deletionPolicy": lambda s: s.deletion_policy,
+    "monitoring.podMonitor": lambda s: s.monitoring.pod_monitor,
+    "monitoring.interval": lambda s: s.monitoring.interval,
 }
 
 #: CRD path -> the runtime's default of the same setting (the flag the operator sets from it)

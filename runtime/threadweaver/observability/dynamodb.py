@@ -84,6 +84,7 @@ def _elapsed(context: dict[str, Any]) -> float | None:
 def attach_to_journal(journal: Any, hooks: DynamoDBHooks) -> bool:
     """Register the hooks on a started DynamoDB journal's client; False if it has none."""
     client = getattr(journal, "_client", None) or getattr(journal, "client", None)
+    client = getattr(client, "_sdk", client)  # the journal's SdkClient wraps the aiobotocore one
     if client is None or not hasattr(client, "meta"):
         log.warning("DynamoDB journal without a client: its requests are not counted")
         return False
