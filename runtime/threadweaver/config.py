@@ -7,6 +7,7 @@ dataclass, with its default and help text (`setting`, application/settings.py):
 | server     | ServerSettings    | here                      | --host, --port                         |
 | storage    | StorageSettings   | here                      | --journal, --read-model, --shards      |
 | logging    | LoggingSettings   | here                      | --log-level, --log-format              |
+| tracing    | TracingSettings   | here                      | --otel-endpoint, --otel-sample-ratio   |
 | entities   | EntitySettings    | application/settings.py   | --snapshot-every, --idempotency-keys   |
 | projection | ProjectorSettings | application/settings.py   | --projection-batch-size                |
 | http       | HttpSettings      | adapters/http/settings.py | --request-timeout, --max-body-bytes    |
@@ -142,6 +143,33 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing (adapters/otel_tracing.py); off without an endpoint."""
+
+    otel_endpoint: str = setting(
+        "",
+        "OTLP/HTTP collector endpoint, e.g. http://otel-collector:4318 (spans go to "
+        "ENDPOINT/v1/traces); empty: tracing off",
+        name="otel-endpoint",
+    )
+    otel_sample_ratio: float = setting(
+        1.0,
+        "fraction of traces recorded (a forwarded command follows the sender's decision)",
+        name="otel-sample-ratio",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.otel_endpoint)
+
+    def check(self) -> None:
+        if not 0.0 <= self.otel_sample_ratio <= 1.0:
+            raise ConfigError(
+                "--otel-sample-ratio / THREADWEAVER_OTEL_SAMPLE_RATIO: must be between 0 and 1"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSettings:
     """This member, and in cluster mode the cluster it joins. No cluster name: embedded, this
     member owns every shard."""
@@ -268,6 +296,7 @@ class Settings:
         default_factory=StorageSettings, metadata={TITLE: "journal and read model"}
     )
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata={TITLE: "logging"})
+    tracing: TracingSettings = field(default_factory=TracingSettings, metadata={TITLE: "tracing"})
     entities: EntitySettings = field(
         default_factory=EntitySettings, metadata={TITLE: "thread aggregates"}
     )
@@ -323,6 +352,7 @@ class Settings:
 
     def _check(self) -> None:
         self.storage.check()
+        self.tracing.check()
         if not 0 < self.server.port < 65536:
             raise ConfigError("--port / THREADWEAVER_PORT: must be a TCP port")
         if self.entities.idempotency_keys < 0:

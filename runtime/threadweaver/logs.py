@@ -1,4 +1,7 @@
-"""Logging set-up: text for people, JSON lines for log collectors."""
+"""Logging set-up: text for people, JSON lines for log collectors (the image's default).
+
+With tracing on (`--otel-endpoint`), a JSON line written while a span is current carries its
+`trace_id` and `span_id` (application/tracing.py), so that a log line leads to its trace."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import logging
 import sys
 
 import orjson
+
+from .application import tracing
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,6 +21,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ids = tracing.tracer().current_ids()
+        if ids is not None:
+            data["trace_id"], data["span_id"] = ids
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(data).decode()

@@ -12,10 +12,11 @@ from aiohttp import web
 
 from .adapters.readmodel import ReadModelSettings, SqlReadModel
 from .adapters.readmodel.sql import redact_url
+from .application import tracing
 from .application.entities import EntityManager
 from .application.ports import Journal
 from .application.sharding import Member, ShardingSettings
-from .config import Settings, StorageSettings
+from .config import Settings, StorageSettings, TracingSettings
 from .gc_tuning import tune_for_serving
 from .shards import MemberStatus, ShardMap
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .adapters.forwarding import HttpPeerClient
     from .adapters.kube.lease import MemberLease
     from .adapters.kube.shardmap_watch import ShardMapWatch
+    from .adapters.otel_tracing import OtelTracer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,21 @@ def build_read_model(storage: StorageSettings) -> SqlReadModel:
     return SqlReadModel(ReadModelSettings(url=storage.read_model))
 
 
+def install_tracer(settings: TracingSettings, member: str) -> OtelTracer | None:
+    """With an endpoint: the OpenTelemetry tracer, installed as the process's (tracing.py);
+    without one nothing is imported and the no-op tracer stays."""
+    if not settings.enabled:
+        return None
+    from .adapters.otel_tracing import OtelTracer, traces_url
+
+    tracer = OtelTracer(
+        settings.otel_endpoint, member=member, sample_ratio=settings.otel_sample_ratio
+    )
+    tracing.install(tracer)
+    log.info("tracing: OTLP/HTTP to %s", traces_url(settings.otel_endpoint))
+    return tracer
+
+
 class Runtime:
     """Everything one runtime process runs.
 
@@ -56,6 +73,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings.resolved()
         cluster = s.cluster
+        self.tracer = install_tracer(s.tracing, cluster.member_name)
         self.journal = build_journal(s.storage)
         self.read_model = build_read_model(s.storage)
         self.entities = EntityManager(self.journal, s.entities, writer=cluster.member_name)
@@ -140,6 +158,9 @@ class Runtime:
             await self.kube_api.close()
         await self.journal.close()
         await self.read_model.close()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)  # exports the last spans
+            tracing.install(tracing.NOOP)
         self._started = False
 
     async def readiness(self) -> dict[str, bool]:
@@ -159,6 +180,10 @@ class Runtime:
         from .adapters.http import add_internal_api, create_app
 
         middlewares = []
+        if self.tracer is not None:
+            from .adapters.http.tracing import tracing_middleware
+
+            middlewares.append(tracing_middleware(self.tracer))
         if self.settings.auth.enabled:
             from .adapters.http.auth import auth_middleware
 

@@ -18,6 +18,7 @@ import orjson
 from ..application.codec import command_to_json, error_from_json, events_from_json
 from ..application.gateway import ForwardRefused, ShardUnavailable
 from ..application.ports import JournalError
+from ..application.tracing import tracer
 from ..domain import Command, Event
 from .http.routes import INTERNAL_EXECUTE_PATH
 
@@ -48,7 +49,18 @@ class HttpPeerClient:
         return self._session
 
     async def forward(self, address: str, command: Command) -> list[Event]:
-        headers = {FORWARDED_HEADER: self.member}
+        traced = tracer()
+        if not traced.enabled:
+            return await self._forward(address, command, {})
+        attributes = {"server.address": address, "threadweaver.command": type(command).__name__}
+        with traced.span("forward command", kind="client", attributes=attributes):
+            return await self._forward(address, command, traced.trace_context() or {})
+
+    async def _forward(
+        self, address: str, command: Command, trace_headers: dict[str, str]
+    ) -> list[Event]:
+        """`trace_headers`: the W3C trace context of the forwarding span (empty untraced)."""
+        headers = {FORWARDED_HEADER: self.member, **trace_headers}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:

@@ -71,6 +71,17 @@ def idempotency_record(stored: StoredEvent) -> Mapping[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def trace_contexts(events: Sequence[StoredEvent]) -> list[Mapping[str, str]]:
+    """The distinct trace contexts on the envelopes of `events`, in order (the spans of the
+    requests that caused them, which the projection's span links to)."""
+    seen: dict[str, Mapping[str, str]] = {}
+    for e in events:
+        context = e.metadata.get(TRACE_CONTEXT) if e.metadata else None
+        if isinstance(context, dict) and isinstance(context.get("traceparent"), str):
+            seen.setdefault(context["traceparent"], context)
+    return list(seen.values())
+
+
 def from_storage(
     payload: dict[str, Any], metadata: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
