@@ -32,7 +32,7 @@ from ..domain import (
     evolve,
     thread_persistence_id,
 )
-from . import event_mapper, idempotency
+from . import event_mapper, idempotency, tracing
 from .event_mapper import RequestMetadata
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
@@ -172,12 +172,13 @@ class EntityManager:
     async def _persist(
         self, entity: _Entity, events: list[Event], keyed: tuple[str, str, str] | None = None
     ) -> None:
+        traced = tracing.tracer()  # the request's trace context goes on the envelopes
+        trace_context = traced.trace_context() if traced.enabled else None
         metadata = None
-        if keyed is not None:
-            account_id, key, digest = keyed
+        if keyed is not None or trace_context is not None:
             metadata = [
                 RequestMetadata(
-                    idempotency=idempotency.meta(account_id, key, digest, i, len(events))
+                    idempotency.meta(*keyed, i, len(events)) if keyed else None, trace_context
                 )
                 for i in range(len(events))
             ]
@@ -185,9 +186,10 @@ class EntityManager:
         # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
         # `append_nowait` goes on when its awaiter is cancelled.
         try:
-            stored = await self.journal.append_nowait(
-                entity.pid, entity.seq, new, writer=self.writer
-            )
+            with traced.span("journal append", attributes={"threadweaver.pid": entity.pid}):
+                stored = await self.journal.append_nowait(
+                    entity.pid, entity.seq, new, writer=self.writer
+                )
         except asyncio.CancelledError:
             entity.loaded = False  # the outcome is unknown: reload before the next command
             raise
