@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from . import event_mapper, tracing
 from .ports import Journal, ReadModel, StoredEvent
 from .settings import ProjectorSettings  # declared with the other settings; importable from here
 from .thread_projection import project
@@ -222,7 +223,10 @@ class Projector:
 
     async def _apply(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            result = await self.read_model.apply(self.projection, project(events))
+            traced = tracing.tracer()  # a span linked to the commands' spans (tracing.py)
+            links = event_mapper.trace_contexts(events) if traced.enabled else ()
+            with traced.span("project events", links=links):
+                result = await self.read_model.apply(self.projection, project(events))
             self._offsets.update(result.offsets)
             self._record(events, result.applied, result.skipped, result.offsets)
             if self.on_applied:
