@@ -21,7 +21,8 @@ LABEL org.opencontainers.image.title="thread-weaver" \
 ENV PATH=/opt/threadweaver/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    THREADWEAVER_DATA_DIR=/tmp/threadweaver
+    THREADWEAVER_DATA_DIR=/tmp/threadweaver \
+    THREADWEAVER_LOG_FORMAT=json
 RUN groupadd --system --gid 10001 threadweaver \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin threadweaver
 COPY --from=build /opt/threadweaver /opt/threadweaver

@@ -215,7 +215,18 @@ def runtime_env(spec: ClusterSpec) -> list[dict[str, Any]]:
     env += _read_model_env(spec)
     env += _aws_env(spec)
     env += _auth_env(spec)
+    env += _tracing_env(spec)
     return env
+
+
+def _tracing_env(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """spec.tracing as the runtime's --otel-endpoint / --otel-sample-ratio (none: off)."""
+    if not spec.tracing.endpoint:
+        return []
+    return [
+        {"name": "THREADWEAVER_OTEL_ENDPOINT", "value": spec.tracing.endpoint},
+        {"name": "THREADWEAVER_OTEL_SAMPLE_RATIO", "value": repr(spec.tracing.sample_ratio)},
+    ]
 
 
 def _auth_env(spec: ClusterSpec) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ __all__ = [
     "MySQLSpec",
     "SecretKeyRef",
     "SpecError",
+    "TracingSpec",
 ]
 
 DEFAULT_PORT = 8080
@@ -155,6 +156,7 @@ class ClusterSpec:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     auth: AuthSpec = field(default_factory=AuthSpec)
     monitoring: MonitoringSpec = field(default_factory=lambda: MonitoringSpec())
+    tracing: TracingSpec = field(default_factory=lambda: TracingSpec())
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class ClusterSpec:
                 ),
                 auth=_auth(spec.get("auth")),
                 monitoring=_monitoring(spec.get("monitoring")),
+                tracing=_tracing(spec.get("tracing")),
             )
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
             raise SpecError(f"spec: {exc}") from None
@@ -324,6 +327,7 @@ class ClusterSpec:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
         out += self.auth.problems()
         out += self.monitoring.problems()
+        out += self.tracing.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------
@@ -394,6 +398,38 @@ def _monitoring(value: Any) -> MonitoringSpec:
         pod_monitor=_bool(m.get("podMonitor", False), "spec.monitoring.podMonitor"),
         interval=_str(m.get("interval") or "30s", "spec.monitoring.interval"),
         labels={str(k): str(v) for k, v in _obj(m.get("labels"), "spec.monitoring.labels").items()},
+    )
+
+
+# -- spec.tracing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TracingSpec:
+    """``spec.tracing``: the OTLP/HTTP endpoint the runtime pods export their spans to (the
+    runtime's ``--otel-endpoint``; empty: tracing off) and the fraction of traces recorded."""
+
+    endpoint: str = ""
+    sample_ratio: float = 1.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.endpoint:
+            parts = urlsplit(self.endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                out.append(f"spec.tracing.endpoint: {self.endpoint!r} is not an http(s) URL")
+        if not 0.0 <= self.sample_ratio <= 1.0:
+            out.append("spec.tracing.sampleRatio: must be between 0 and 1")
+        return out
+
+
+def _tracing(value: Any) -> TracingSpec:
+    t = _obj(value, "spec.tracing")
+    ratio = t.get("sampleRatio", TracingSpec.sample_ratio)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+        raise SpecError(f"spec.tracing.sampleRatio: expected a number, got {ratio!r}")
+    return TracingSpec(
+        endpoint=_str(t.get("endpoint") or "", "spec.tracing.endpoint"), sample_ratio=float(ratio)
     )
 
 

@@ -81,6 +81,8 @@ SERVE = {
     "--jwt-jwks-file": "",
     "--jwt-issuer": "",
     "--jwt-audience": "",
+    "--otel-endpoint": "",  # tracing off
+    "--otel-sample-ratio": 1.0,
 }
 CREATE_TABLES = {
     **STORAGE,
@@ -302,6 +304,7 @@ SPEC_DEFAULTS = {
     "deletionPolicy": lambda s: s.deletion_policy,
     "monitoring.podMonitor": lambda s: s.monitoring.pod_monitor,
     "monitoring.interval": lambda s: s.monitoring.interval,
+    "tracing.sampleRatio": lambda s: s.tracing.sample_ratio,
 }
 
 #: CRD path -> the runtime's default of the same setting (the flag the operator sets from it)
@@ -310,6 +313,7 @@ RUNTIME_DEFAULTS = {
     "service.port": lambda: flag_defaults("serve")["--port"],
     "passivationTimeoutSeconds": lambda: flag_defaults("serve")["--passivate-after"],
     "auth.mode": lambda: flag_defaults("serve")["--auth"],
+    "tracing.sampleRatio": lambda: flag_defaults("serve")["--otel-sample-ratio"],
     "journal.dynamodb.billingMode": lambda: flag_defaults("create-tables")["--billing-mode"],
     # no flag: the journal URL always names the region, DynamoDBSettings' is for code
     "journal.dynamodb.region": lambda: DynamoDBSettings().region,
