@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -41,14 +41,25 @@ def traces_url(endpoint: str) -> str:
 class OtelTracer:
     enabled = True
 
-    def __init__(self, endpoint: str, *, member: str, sample_ratio: float = 1.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        member: str,
+        sample_ratio: float = 1.0,
+        exporter: SpanExporter | None = None,
+    ) -> None:
+        """Spans go in batches to `endpoint` over OTLP/HTTP; with `exporter` (tests), each
+        to it as it ends instead."""
         resource = Resource.create({"service.name": SERVICE_NAME, "service.instance.id": member})
         # ParentBased: a forwarded command follows the sampling decision of the first member
         self.provider = TracerProvider(
             resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
         )
         self.provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint)))
+            SimpleSpanProcessor(exporter)
+            if exporter is not None
+            else BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint)))
         )
         self._tracer = self.provider.get_tracer("threadweaver")
         self._propagator = TraceContextTextMapPropagator()
