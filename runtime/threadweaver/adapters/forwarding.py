@@ -5,7 +5,9 @@ A member that receives a command for a shard it does not own sends the already-b
 command once to the owner's internal API, `POST /internal/v1/execute` (adapters/http/internal.py,
 which describes the answers), and turns the answer back into events or the owner's refusal. The
 owner runs it only if it serves the shard itself (one hop, no loops). With a peer token
-configured, both sides require it.
+configured, both sides require it. With tracing on (application/tracing.py), the forwarding is a
+client span whose W3C trace context (`traceparent`) the request carries, so that the owner's
+spans continue the same trace.
 """
 
 from __future__ import annotations
