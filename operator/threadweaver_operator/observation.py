@@ -36,6 +36,7 @@ class Observation:
     spec_problems: tuple[str, ...]
     owner: Mapping[str, Any]  # the ownerReference of every child
     previous: Mapping[str, Any]  # the last status (see previous_status)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the cluster object's
     warned: frozenset[str] = frozenset()
     restart_times: Mapping[str, float] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))  # Lease expiry, status
@@ -93,6 +94,7 @@ async def observe(
         spec_problems=spec_problems,
         owner=builders.owner_reference(body),
         previous=previous,
+        annotations=dict(meta.get("annotations") or {}),
         warned=frozenset(state.warned),
         restart_times=dict(state.restart_times),
         now=datetime.now(UTC),

@@ -16,6 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import names
+from .spec_operations import (
+    NetworkSpec,
+    OperationsSpecError,
+    RebalancePolicy,
+    network_spec,
+    rebalance_policy,
+)
 
 __all__ = ["AuthSpec", "ClusterSpec", "DynamoDBSpec", "MySQLSpec", "SecretKeyRef", "SpecError"]
 
@@ -142,6 +149,9 @@ class ClusterSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     auth: AuthSpec = field(default_factory=AuthSpec)
+    # spec.rebalance.mode/autoApproveFailover and spec.network (spec_operations.py)
+    rebalance_policy: RebalancePolicy = field(default_factory=RebalancePolicy)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -242,7 +252,11 @@ class ClusterSpec:
                     for t in _list(spec.get("tolerations"), "spec.tolerations")
                 ),
                 auth=_auth(spec.get("auth")),
+                rebalance_policy=rebalance_policy(rebalance),
+                network=network_spec(spec.get("network")),
             )
+        except OperationsSpecError as exc:
+            raise SpecError(str(exc)) from None
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
             raise SpecError(f"spec: {exc}") from None
 
@@ -299,6 +313,8 @@ class ClusterSpec:
         if not d.table_prefix or len(d.table_prefix) > 200:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
         out += self.auth.problems()
+        out += self.rebalance_policy.problems()
+        out += self.network.problems(self.port)
         return out
 
     # -- derived values -----------------------------------------------------------------------

@@ -62,10 +62,12 @@ def _free_port() -> int:
 
 
 class OperatorProcess:
-    """`threadweaver-operator` as a subprocess against the test control plane."""
+    """`threadweaver-operator` as a subprocess against the test control plane, watching
+    ``namespaces`` only (none: every namespace)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, namespaces: tuple[str, ...] = ()) -> None:
         self.log_dir = log_dir
+        self.namespaces = namespaces
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.port = _free_port()
@@ -82,7 +84,7 @@ class OperatorProcess:
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "threadweaver-operator"),
-                "--all-namespaces",
+                *([f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]),
                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 "--log-level=info",
             ],
@@ -136,6 +138,19 @@ def operator(crd, services, tmp_path_factory):
     op = OperatorProcess(tmp_path_factory.mktemp("operator"))
     op.start()
     yield op
+    op.stop()
+
+
+@pytest.fixture
+def ns_operator(crd, services, ns, tmp_path):
+    """An operator watching only this test's namespace ``ns`` (operators of other test runs on
+    the same control plane keep theirs). It finalizes the test's clusters before it stops."""
+    log_dir = tmp_path / "operator"
+    log_dir.mkdir()
+    op = OperatorProcess(log_dir, namespaces=(ns,))
+    op.start()
+    yield op
+    kubectl("delete", "twc", "--all", "-n", ns, "--wait=true", "--timeout=60s", check=False)
     op.stop()
 
 
