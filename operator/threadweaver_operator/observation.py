@@ -3,7 +3,8 @@
 An :class:`Observation` is a plain value: the cluster object, what the operator remembers of it
 (:mod:`.state`), the referenced user Secrets, the outcome of this pass's table provisioning, the
 objects the operator manages (StatefulSet, shard-map ConfigMap, migration Job, peer-token
-Secret) and the members' Leases and Pods, with the two clocks of the pass.
+Secret, NetworkPolicies), the Kubernetes API's endpoints (for the NetworkPolicy) and the
+members' Leases and Pods, with the two clocks of the pass.
 :func:`.planning.plan` decides from it alone.
 """
 
@@ -16,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import builders, names
-from .kube import Kube
+from .kube import Kube, KubeError
 from .migration import job_state
+from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState
@@ -50,6 +52,9 @@ class Observation:
     migration_jobs: tuple[Mapping[str, Any], ...] = ()  # all of them, once this one succeeded
     leases: tuple[Mapping[str, Any], ...] = ()  # every Lease of the namespace
     pods: tuple[Mapping[str, Any], ...] = ()  # the runtime pods
+    network_policies: tuple[Mapping[str, Any], ...] = ()  # the cluster's (network_policies.py)
+    kubernetes_api: tuple[ApiEndpoint, ...] = ()  # read while spec.network.policy is on
+    kubernetes_api_error: str | None = None  # why kubernetes_api could not be read
 
     @property
     def valid_spec(self) -> ClusterSpec | None:
@@ -115,7 +120,28 @@ async def observe(
         migration_jobs=jobs,
         leases=tuple(await kube.list("Lease", namespace)),
         pods=tuple(await kube.list("Pod", namespace, label_selector=names.selector_string(name))),
+        network_policies=tuple(
+            await kube.list(
+                "NetworkPolicy",
+                namespace,
+                label_selector=names.selector_string(name, COMPONENT),
+            )
+        ),
+        **(await _kubernetes_api(kube) if spec.network.policy else {}),
     )
+
+
+async def _kubernetes_api(kube: Kube) -> dict[str, Any]:
+    """The API server's endpoints for the runtime's egress rule (Service default/kubernetes and
+    its EndpointSlices); an error (say, RBAC without endpointslices) is reported, not raised."""
+    try:
+        service = await kube.get("Service", "default", "kubernetes")
+        slices = await kube.list(
+            "EndpointSlice", "default", label_selector="kubernetes.io/service-name=kubernetes"
+        )
+    except KubeError as exc:
+        return {"kubernetes_api_error": str(exc)}
+    return {"kubernetes_api": kubernetes_api_endpoints(service, slices)}
 
 
 async def _migration_jobs(

@@ -1,8 +1,8 @@
 """Plan: the pure decisions of one reconcile pass, from an :class:`~.observation.Observation` to
 the :mod:`.steps` that carry them out (no I/O: unit-tested without Kubernetes).
 
-Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret -> the
-referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
+Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret,
+NetworkPolicies -> the referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
 complete a handoff, RMU restarts) -> StatefulSet (created or rolled to a new template only once
 the migration of that template succeeded; replicas from the rebalancing decision) -> status.
 Every action is an Event on the ThreadWeaverCluster; a Warning is posted once per distinct
@@ -26,6 +26,7 @@ from . import builders, names
 from .cluster_view import ClusterView, cluster_view, review_cluster
 from .events import Event, warning_key
 from .migration import migration_condition, superseded_jobs
+from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
 from .provisioning import external_tables
 from .rebalancing import Decision
@@ -154,6 +155,7 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             f"created Secret {names.peer_token_secret(o.name)} for member-to-member forwarding"
         )
         p.add(CreatePeerToken(spec, o.owner, (_info("PeerTokenCreated", message),)))
+    _network_policies(p, o, spec)
 
     problems = _check_secrets(p, spec, o.secrets)
     provisioned = _provisioned(p, o, spec, problems)
@@ -197,6 +199,31 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
         ),
         shard_map.status_events,
     )
+
+
+def _network_policies(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
+    """Apply the cluster's NetworkPolicies (spec.network), or delete them when turned off."""
+    existing = {np["metadata"]["name"] for np in o.network_policies}
+    if not spec.network.policy:
+        for name in sorted(existing):
+            message = f"deleted NetworkPolicy {name} (spec.network.policy is false)"
+            p.add(Delete("NetworkPolicy", name, (_info("NetworkPolicyDeleted", message),)))
+        return
+    if o.kubernetes_api_error:
+        ports = " and ".join(map(str, API_FALLBACK_PORTS))
+        p.warn(
+            "KubernetesApiUnknown",
+            f"cannot read the Kubernetes API's endpoints ({o.kubernetes_api_error}): the "
+            f"runtime's NetworkPolicy allows egress to ports {ports} of any address instead",
+        )
+    else:
+        p.clear_warnings("KubernetesApiUnknown")
+    for policy in network_policies(spec, o.kubernetes_api, o.owner):
+        name = policy["metadata"]["name"]
+        events: tuple[Event, ...] = ()
+        if name not in existing:
+            events = (_info("NetworkPolicyCreated", f"created NetworkPolicy {name}"),)
+        p.add(Apply(policy, events))
 
 
 def _check_secrets(p: _Steps, spec: ClusterSpec, secrets: Secrets) -> dict[str, SecretProblem]:

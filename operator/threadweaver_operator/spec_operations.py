@@ -9,6 +9,7 @@ holds one :class:`RebalancePolicy` and one :class:`NetworkSpec`.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,29 @@ class NetworkSpec:
                     out.append(f"{path}[{i}]: needs namespaceSelector, podSelector or ipBlock")
                 elif "ipBlock" in peer and set(peer) != {"ipBlock"}:
                     out.append(f"{path}[{i}]: ipBlock cannot be combined with selectors")
+                elif "ipBlock" in peer:
+                    out += _ip_block_problems(peer["ipBlock"], f"{path}[{i}].ipBlock")
         return out
+
+
+def _ip_block_problems(block: Any, path: str) -> list[str]:
+    """What the API server would refuse in the NetworkPolicy (a pass must not fail on it)."""
+    if not isinstance(block, Mapping):
+        return [f"{path}: expected an object"]
+    try:
+        network = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+    except ValueError:
+        return [f"{path}.cidr: {block.get('cidr')!r} is not a CIDR"]
+    out = []
+    for j, text in enumerate(block.get("except") or []):
+        try:
+            inner = ipaddress.ip_network(str(text), strict=False)
+        except ValueError:
+            out.append(f"{path}.except[{j}]: {text!r} is not a CIDR")
+            continue
+        if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+            out.append(f"{path}.except[{j}]: {text} is not within {network}")
+    return out
 
 
 def rebalance_policy(rebalance: Mapping[str, Any]) -> RebalancePolicy:
