@@ -145,8 +145,9 @@ def role_binding(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
 
 
 def headless_service(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
-    """Pod DNS ``<pod>.<name>-headless.<ns>.svc`` for forwarding between members; lists pods
-    before they are Ready (a member must be reachable while it takes over its shards)."""
+    """Pod DNS ``<pod>.<name>-headless.<ns>.svc`` for forwarding between members (on the
+    ``internal`` port); lists pods before they are Ready (a member must be reachable while it
+    takes over its shards)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -155,7 +156,15 @@ def headless_service(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": names.selector_labels(spec.name),
-            "ports": [{"name": "http", "port": spec.port, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": spec.port, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "internal",
+                    "port": spec.network.internal_port,
+                    "targetPort": "internal",
+                    "protocol": "TCP",
+                },
+            ],
         },
     }
 
@@ -201,10 +210,18 @@ def runtime_env(spec: ClusterSpec) -> list[dict[str, Any]]:
         {"name": "THREADWEAVER_HOST", "value": "0.0.0.0"},
         {"name": "THREADWEAVER_PORT", "value": str(spec.port)},
         {"name": "THREADWEAVER_CLUSTER", "value": spec.name},
+        # member-to-member forwarding on a port of its own (a NetworkPolicy opens it to the
+        # cluster's members only, see network_policies.py)
+        {"name": "THREADWEAVER_INTERNAL_PORT", "value": str(spec.network.internal_port)},
         {
             "name": "THREADWEAVER_PEER_ADDRESS",
             "value": f"$(THREADWEAVER_MEMBER_NAME).{names.headless_service(spec.name)}."
-            f"$(THREADWEAVER_NAMESPACE).svc:{spec.port}",
+            f"$(THREADWEAVER_NAMESPACE).svc:{spec.network.internal_port}",
+        },
+        {
+            "name": "THREADWEAVER_PEER_ADDRESS_TEMPLATE",
+            "value": f"{{member}}.{names.headless_service(spec.name)}."
+            f"$(THREADWEAVER_NAMESPACE).svc:{spec.network.internal_port}",
         },
         {"name": "THREADWEAVER_SHARDS", "value": str(spec.shards)},
         {"name": "THREADWEAVER_PASSIVATE_AFTER", "value": str(spec.passivation_timeout_seconds)},
@@ -382,7 +399,10 @@ def statefulset(spec: ClusterSpec, replicas: int, owner: Owner = None) -> dict[s
     volumes += auth_volumes
     mounts += auth_mounts
     container = _container(spec, "runtime", ["threadweaver", "serve"], runtime_env(spec), mounts)
-    container["ports"] = [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}]
+    container["ports"] = [
+        {"name": "http", "containerPort": spec.port, "protocol": "TCP"},
+        {"name": "internal", "containerPort": spec.network.internal_port, "protocol": "TCP"},
+    ]
     container["livenessProbe"] = {
         "httpGet": {"path": "/live", "port": "http"},
         "periodSeconds": 10,

@@ -12,8 +12,6 @@ from collections.abc import Mapping, MutableSet
 from dataclasses import dataclass
 from typing import Any, cast
 
-import kopf
-
 __all__ = ["Event", "emit", "post", "warn_once", "warning_key"]
 
 log = logging.getLogger("threadweaver_operator")
@@ -32,6 +30,8 @@ def warning_key(reason: str, message: str) -> str:
 
 def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     """Post a Kubernetes Event on the cluster object (through Kopf's posting queue)."""
+    import kopf  # here: the modules that plan (and the kubectl plugin) run without Kopf
+
     try:
         kopf.event(cast(kopf.Body, dict(body)), type=type_, reason=reason, message=message[:1000])
     except LookupError:  # outside an operator context (unit tests): logging is all we can do

@@ -23,6 +23,8 @@ __all__ = ["RESOURCES", "Kube", "KubeError", "NotFound"]
 
 log = logging.getLogger(__name__)
 
+_INCLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
 # kind -> (api prefix, plural, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
@@ -37,6 +39,8 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices", True),
     "ThreadWeaverCluster": (f"/apis/{GROUP}/{VERSION}", PLURAL, True),
     "PodMonitor": ("/apis/monitoring.coreos.com/v1", "podmonitors", True),
 }
@@ -54,10 +58,12 @@ class NotFound(KubeError):
 
 
 class Kube:
-    """One API client per operator process (create with :meth:`connect`)."""
+    """One API client per operator process (create with :meth:`connect`); the kubectl plugin
+    makes its own with :meth:`from_kubeconfig` and its own field manager."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, field_manager: str = FIELD_MANAGER) -> None:
         self.api = api
+        self.field_manager = field_manager
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -72,6 +78,25 @@ class Kube:
                 config_file=paths[0] if paths else None, client_configuration=cfg
             )
         return cls(client.ApiClient(configuration=cfg))
+
+    @classmethod
+    async def from_kubeconfig(
+        cls, path: str | None, context: str | None, field_manager: str
+    ) -> tuple[Kube, str | None]:
+        """A client for ``path`` (else the first of ``$KUBECONFIG``, else ``~/.kube/config``)
+        and ``context`` (else the current one), and that context's namespace, as kubectl
+        resolves them; the in-cluster service account when there is no kubeconfig file."""
+        cfg = client.Configuration()
+        path, incluster = _kubeconfig_file(path)
+        if incluster:
+            config.load_incluster_config(client_configuration=cfg)
+            return cls(client.ApiClient(configuration=cfg), field_manager), _incluster_namespace()
+        loader = await config.load_kube_config(
+            config_file=path, context=context, client_configuration=cfg, persist_config=False
+        )
+        current = loader.current_context or {}
+        namespace = (current.get("context") or {}).get("namespace")
+        return cls(client.ApiClient(configuration=cfg), field_manager), namespace
 
     async def close(self) -> None:
         await self.api.close()
@@ -169,7 +194,7 @@ class Kube:
             path,
             body=dict(obj),
             content_type="application/apply-patch+yaml",
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            query={"fieldManager": self.field_manager, "force": "true"},
         )
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,7 +203,7 @@ class Kube:
             "POST",
             self.path(obj["kind"], meta.get("namespace")),
             body=dict(obj),
-            query={"fieldManager": FIELD_MANAGER},
+            query={"fieldManager": self.field_manager},
         )
 
     async def merge_patch(
@@ -194,7 +219,7 @@ class Kube:
             self.path(kind, namespace, name, subresource),
             body=dict(patch),
             content_type="application/merge-patch+json",
-            query={"fieldManager": FIELD_MANAGER},
+            query={"fieldManager": self.field_manager},
         )
 
     async def delete(
@@ -213,6 +238,22 @@ class Kube:
             return True
         except NotFound:
             return False
+
+
+def _kubeconfig_file(path: str | None) -> tuple[str, bool]:
+    """``path``, else the first file of ``$KUBECONFIG``, else ``~/.kube/config``; and whether
+    to use the in-cluster service account instead (no such file, inside a pod)."""
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    path = path or (paths[0] if paths else os.path.expanduser("~/.kube/config"))
+    return path, not os.path.exists(path) and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _incluster_namespace() -> str | None:
+    try:
+        with open(_INCLUSTER_NAMESPACE) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _message(data: Any) -> str:

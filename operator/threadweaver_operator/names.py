@@ -158,9 +158,9 @@ def labels(name: str, component: str = "runtime", version: str | None = None) ->
     return out
 
 
-def selector_string(name: str) -> str:
+def selector_string(name: str, component: str = "runtime") -> str:
     """``status.selector`` for the scale subresource (label-selector text form)."""
-    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name, component).items())
 
 
 def _label_value(text: str) -> str:

@@ -3,7 +3,8 @@
 An :class:`Observation` is a plain value: the cluster object, what the operator remembers of it
 (:mod:`.state`), the referenced user Secrets, the outcome of this pass's table provisioning, the
 objects the operator manages (StatefulSet, shard-map ConfigMap, migration Job, peer-token
-Secret) and the members' Leases and Pods, with the two clocks of the pass.
+Secret, NetworkPolicies), the Kubernetes API's endpoints (for the NetworkPolicy) and the
+members' Leases and Pods, with the two clocks of the pass.
 :func:`.planning.plan` decides from it alone.
 """
 
@@ -16,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import builders, monitoring, names
-from .kube import Kube
+from .kube import Kube, KubeError
 from .migration import job_state
+from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState
@@ -36,6 +38,7 @@ class Observation:
     spec_problems: tuple[str, ...]
     owner: Mapping[str, Any]  # the ownerReference of every child
     previous: Mapping[str, Any]  # the last status (see previous_status)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the cluster object's
     warned: frozenset[str] = frozenset()
     restart_times: Mapping[str, float] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))  # Lease expiry, status
@@ -52,6 +55,9 @@ class Observation:
     # spec.monitoring.podMonitor (looked up only while asked for, or to delete one)
     pod_monitor_api: bool | None = None  # monitoring.coreos.com/v1 served (None: not looked up)
     pod_monitor: Mapping[str, Any] | None = None
+    network_policies: tuple[Mapping[str, Any], ...] = ()  # the cluster's (network_policies.py)
+    kubernetes_api: tuple[ApiEndpoint, ...] = ()  # read while spec.network.policy is on
+    kubernetes_api_error: str | None = None  # why kubernetes_api could not be read
 
     @property
     def valid_spec(self) -> ClusterSpec | None:
@@ -96,6 +102,7 @@ async def observe(
         spec_problems=spec_problems,
         owner=builders.owner_reference(body),
         previous=previous,
+        annotations=dict(meta.get("annotations") or {}),
         warned=frozenset(state.warned),
         restart_times=dict(state.restart_times),
         now=datetime.now(UTC),
@@ -119,6 +126,14 @@ async def observe(
         pods=tuple(await kube.list("Pod", namespace, label_selector=names.selector_string(name))),
         pod_monitor_api=api,
         pod_monitor=pod_monitor,
+        network_policies=tuple(
+            await kube.list(
+                "NetworkPolicy",
+                namespace,
+                label_selector=names.selector_string(name, COMPONENT),
+            )
+        ),
+        **(await _kubernetes_api(kube) if spec.network.policy else {}),
     )
 
 
@@ -136,6 +151,19 @@ async def _pod_monitor(
     if not await kube.serves(monitoring.API):
         return False, None
     return True, await kube.get("PodMonitor", spec.namespace, names.statefulset(spec.name))
+
+
+async def _kubernetes_api(kube: Kube) -> dict[str, Any]:
+    """The API server's endpoints for the runtime's egress rule (Service default/kubernetes and
+    its EndpointSlices); an error (say, RBAC without endpointslices) is reported, not raised."""
+    try:
+        service = await kube.get("Service", "default", "kubernetes")
+        slices = await kube.list(
+            "EndpointSlice", "default", label_selector="kubernetes.io/service-name=kubernetes"
+        )
+    except KubeError as exc:
+        return {"kubernetes_api_error": str(exc)}
+    return {"kubernetes_api": kubernetes_api_endpoints(service, slices)}
 
 
 async def _migration_jobs(

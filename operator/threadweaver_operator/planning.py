@@ -1,8 +1,8 @@
 """Plan: the pure decisions of one reconcile pass, from an :class:`~.observation.Observation` to
 the :mod:`.steps` that carry them out (no I/O: unit-tested without Kubernetes).
 
-Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret -> the
-referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
+Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret,
+NetworkPolicies -> the referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
 complete a handoff, RMU restarts) -> StatefulSet (created or rolled to a new template only once
 the migration of that template succeeded; replicas from the rebalancing decision) -> status.
 Every action is an Event on the ThreadWeaverCluster; a Warning is posted once per distinct
@@ -20,15 +20,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from threadweaver.shards import SHARDMAP_KEY, ShardMap, ShardMapError
+from threadweaver.shards import ShardMap
 
 from . import builders, names
+from .cluster_view import ClusterView, cluster_view, review_cluster
 from .events import Event, warning_key
 from .migration import migration_condition, superseded_jobs
 from .monitoring import plan_monitoring
+from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
 from .provisioning import external_tables
-from .rebalancing import Decision, decide, rolling_update_in_progress
+from .rebalancing import Decision
+from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
 from .status import Condition, Observed, build_status, status_patch
@@ -45,7 +48,7 @@ from .steps import (
     Step,
     WriteStatus,
 )
-from .supervision import MemberView, dead_members, member_views, supervise
+from .supervision import supervise
 
 __all__ = ["plan", "previous_condition", "tables_needed"]
 
@@ -134,36 +137,33 @@ def _plan_invalid_spec(p: _Steps, o: Observation) -> None:
             selector=names.selector_string(o.name),
             epoch=o.previous.get("epoch"),
             members=o.previous.get("members") or {},
+            proposed_plan=o.previous.get("proposedPlan"),
+            rmu_restart_request=o.previous.get("rmuRestartRequest"),
         ),
     )
 
 
 def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
     p.clear_warnings("InvalidSpec")
-    current, map_error = _published_map(o)
+    view = cluster_view(o, spec)
     sts = o.statefulset
-    sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
-    member_count = max(
-        [spec.replicas, sts_replicas or 0]
-        + [(names.ordinal(o.name, m) or 0) + 1 for m in _members_from_map(current)]
-    )
 
     # runtime RBAC, Services, PDB, peer token: no preconditions
-    for obj in builders.runtime_objects(spec, member_count, o.owner):
+    for obj in builders.runtime_objects(spec, view.member_count, o.owner):
         p.add(Apply(obj))
     if not o.peer_token_exists:
         message = (
             f"created Secret {names.peer_token_secret(o.name)} for member-to-member forwarding"
         )
         p.add(CreatePeerToken(spec, o.owner, (_info("PeerTokenCreated", message),)))
+    _network_policies(p, o, spec)
 
     problems = _check_secrets(p, spec, o.secrets)
     provisioned = _provisioned(p, o, spec, problems)
     migrated, migrated_revision = _migration(p, o, spec, problems, provisioned)
     can_roll_out = provisioned.true and migrated.true and not problems
 
-    views = _member_views(o, current, member_count)
-    shard_map = _shard_map(p, o, spec, current, map_error, views, sts_replicas)
+    shard_map = _shard_map(p, o, spec, view)
     statefulset_exists = _statefulset(
         p, o, spec, can_roll_out and shard_map.shard_map is not None, shard_map.decision
     )
@@ -185,11 +185,11 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             ready_pods=int(sts_status.get("readyReplicas") or 0),
             epoch=published.epoch if published else None,
             members=published.counts() if published else {},
-            rebalancing=bool(decision and decision.rebalancing) or bool(map_error),
+            rebalancing=bool(decision and decision.rebalancing) or bool(view.map_error),
             rebalance_reason=(
-                "ShardMapInvalid" if map_error else decision.reason if decision else "Pending"
+                "ShardMapInvalid" if view.map_error else decision.reason if decision else "Pending"
             ),
-            rebalance_message=(map_error or (decision.message if decision else "")),
+            rebalance_message=(view.map_error or (decision.message if decision else "")),
             dead=shard_map.dead,
             orphaned=shard_map.orphaned,
             rmu_reports=shard_map.reports,
@@ -198,7 +198,10 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             table_prefix=spec.table_prefix,
             migrated_revision=migrated_revision,
             monitoring=monitoring,
+            proposed_plan=shard_map.plan_status,
+            rmu_restart_request=shard_map.rmu_request,
         ),
+        shard_map.status_events,
     )
 
 
@@ -212,6 +215,31 @@ def _monitoring(p: _Steps, o: Observation, spec: ClusterSpec) -> Condition | Non
     else:
         p.clear_warnings("PodMonitorApiMissing")
     return planned.condition
+
+
+def _network_policies(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
+    """Apply the cluster's NetworkPolicies (spec.network), or delete them when turned off."""
+    existing = {np["metadata"]["name"] for np in o.network_policies}
+    if not spec.network.policy:
+        for name in sorted(existing):
+            message = f"deleted NetworkPolicy {name} (spec.network.policy is false)"
+            p.add(Delete("NetworkPolicy", name, (_info("NetworkPolicyDeleted", message),)))
+        return
+    if o.kubernetes_api_error:
+        ports = " and ".join(map(str, API_FALLBACK_PORTS))
+        p.warn(
+            "KubernetesApiUnknown",
+            f"cannot read the Kubernetes API's endpoints ({o.kubernetes_api_error}): the "
+            f"runtime's NetworkPolicy allows egress to ports {ports} of any address instead",
+        )
+    else:
+        p.clear_warnings("KubernetesApiUnknown")
+    for policy in network_policies(spec, o.kubernetes_api, o.owner):
+        name = policy["metadata"]["name"]
+        events: tuple[Event, ...] = ()
+        if name not in existing:
+            events = (_info("NetworkPolicyCreated", f"created NetworkPolicy {name}"),)
+        p.add(Apply(policy, events))
 
 
 def _check_secrets(p: _Steps, spec: ClusterSpec, secrets: Secrets) -> dict[str, SecretProblem]:
@@ -307,43 +335,6 @@ def _migration(
     return migrated, migrated_revision
 
 
-def _published_map(o: Observation) -> tuple[ShardMap | None, str | None]:
-    """The shard map in the ConfigMap (None if absent) or why it is unreadable."""
-    if o.shardmap_configmap is None:
-        return None, None
-    try:
-        data = o.shardmap_configmap.get("data") or {}
-        return ShardMap.from_json(data.get(SHARDMAP_KEY) or ""), None
-    except ShardMapError as exc:
-        configmap = names.shardmap_configmap(o.name)
-        return None, f"ConfigMap {configmap} holds an invalid shard map: {exc}"
-
-
-def _members_from_map(shard_map: ShardMap | None) -> set[str]:
-    if shard_map is None:
-        return set()
-    out = set(shard_map.assignments)
-    if shard_map.in_handoff and shard_map.handoff is not None:
-        out |= {m.source for m in shard_map.handoff.moves if m.source}
-    return out
-
-
-def _member_views(
-    o: Observation, current: ShardMap | None, member_count: int
-) -> dict[str, MemberView]:
-    """Every member the pass must judge: pods, Leases of this cluster, those in the map."""
-    mapped = _members_from_map(current)
-    leases = {
-        lease["metadata"]["name"]: lease
-        for lease in o.leases
-        if names.ordinal(o.name, lease["metadata"]["name"]) is not None
-        or lease["metadata"]["name"] in mapped
-    }
-    pods = {pod["metadata"]["name"]: pod for pod in o.pods}
-    candidates = set(names.members(o.name, member_count)) | mapped | set(leases) | set(pods)
-    return member_views(o.name, candidates, leases, pods, o.now)
-
-
 @dataclass(frozen=True)
 class _MapOutcome:
     shard_map: ShardMap | None  # the map published after this pass
@@ -352,44 +343,50 @@ class _MapOutcome:
     orphaned: int = 0
     reports: int = 0
     restarted_total: int = 0
+    plan_status: Mapping[str, Any] | None = None  # status.proposedPlan
+    status_events: tuple[Event, ...] = ()  # of the plan, posted once the status is written
+    rmu_request: str | None = None  # the last restart-rmu annotation handled
 
 
-def _shard_map(
-    p: _Steps,
-    o: Observation,
-    spec: ClusterSpec,
-    current: ShardMap | None,
-    map_error: str | None,
-    views: Mapping[str, MemberView],
-    sts_replicas: int | None,
-) -> _MapOutcome:
-    """Rebalance or complete a handoff, then supervise the RMUs of the resulting map."""
+def _shard_map(p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView) -> _MapOutcome:
+    """Rebalance (under spec.rebalance) or complete a handoff, then supervise the RMUs of the
+    resulting map and handle a restart-rmu request."""
     restarted_total = int(o.previous.get("restartedRmus") or 0)
-    if map_error:
-        p.warn("ShardMapInvalid", map_error)
-        return _MapOutcome(None, None, restarted_total=restarted_total)
-    dead = dead_members(views, sts_replicas) if current else frozenset()
-    decision = decide(
-        o.name,
-        spec.shards,
-        spec.replicas,
-        current,
-        views,
-        dead,
-        rolling_update_in_progress(o.statefulset),
-        spec.max_ranges_per_round,
+    previous_plan = o.previous.get("proposedPlan")
+    rmu_request = o.previous.get("rmuRestartRequest")
+    if view.map_error:
+        p.warn("ShardMapInvalid", view.map_error)
+        return _MapOutcome(
+            None,
+            None,
+            restarted_total=restarted_total,
+            plan_status=previous_plan,
+            rmu_request=rmu_request,
+        )
+    current = view.current
+    reviewed = review_cluster(o, spec, view)
+    decision = reviewed.decision
+    sup = supervise(
+        decision.shard_map, view.views, view.statefulset_replicas, o.monotonic, o.restart_times
     )
-    sup = supervise(decision.shard_map, views, sts_replicas, o.monotonic, o.restart_times)
     if dict(sup.restart_times) != dict(o.restart_times):
         p.add(RememberRestarts(dict(sup.restart_times)))
     new_map = sup.shard_map
+    restarted = list(sup.restarted)
     for err in sup.errors:
         p.warn("MemberStatusInvalid", err)
+    request = o.annotations.get(RESTART_ANNOTATION)
+    if request and request != rmu_request:
+        outcome = handle_restart_request(new_map, request)
+        new_map, rmu_request = outcome.shard_map, request
+        restarted += outcome.requested
+        if outcome.problem:
+            p.warn("RmuRestartRefused", outcome.problem)
     if current is None or new_map.dumps() != current.dumps():
         events = []
         if decision.action != "steady" and decision.changed:
             events.append(_info(_event_reason(decision.action), decision.message))
-        for member, r in sup.restarted:
+        for member, r in restarted:
             restarted_total += 1
             events.append(
                 _info(
@@ -407,6 +404,9 @@ def _shard_map(
         orphaned=sup.orphaned,
         reports=sup.reports,
         restarted_total=restarted_total,
+        plan_status=reviewed.plan_status,
+        status_events=reviewed.events,
+        rmu_request=rmu_request,
     )
 
 
@@ -486,16 +486,19 @@ def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
     )
 
 
-def _write_status(p: _Steps, o: Observation, observed: Observed) -> None:
-    """Write the status if it changed (a Phase Event when the phase did)."""
+def _write_status(
+    p: _Steps, o: Observation, observed: Observed, announce: tuple[Event, ...] = ()
+) -> None:
+    """Write the status if it changed (a Phase Event when the phase did; ``announce``: Events
+    of what the status publishes)."""
     status = build_status(observed, o.previous, o.now)
     patch = status_patch(status, o.previous)
     if patch is None:
         p.add(WriteStatus(dict(o.previous)))
         return
-    events: tuple[Event, ...] = ()
+    events: tuple[Event, ...] = tuple(announce)
     if o.previous.get("phase") != status["phase"]:
-        events = (
+        events += (
             Event(
                 "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal",
                 "Phase",

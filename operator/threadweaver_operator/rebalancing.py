@@ -38,7 +38,13 @@ from threadweaver.shards import ShardMap, ShardMapError
 from . import names
 from .supervision import MemberView
 
-__all__ = ["Decision", "decide", "rolling_update_in_progress", "statefulset_replicas"]
+__all__ = [
+    "Decision",
+    "decide",
+    "rolling_update_in_progress",
+    "statefulset_replicas",
+    "target_members",
+]
 
 INITIALIZE = "initialize"
 REBALANCE = "rebalance"
@@ -70,7 +76,14 @@ class Decision:
             self.action in (REBALANCE, COMPLETE)
             or self.shard_map.in_handoff
             or self.reason
-            in ("AwaitingAcks", "Draining", "WaitingForMembers", "RollingUpdate", "Unbalanced")
+            in (
+                "AwaitingAcks",
+                "AwaitingApproval",
+                "Draining",
+                "WaitingForMembers",
+                "RollingUpdate",
+                "Unbalanced",
+            )
         )
 
 
@@ -186,15 +199,7 @@ def _decide(
             current, 0, STEADY, "ScaledToZero", "no members: nothing serves", previous=current
         )
 
-    assigned = set(current.assignments)
-    dead_set = set(dead)
-    waiting = tuple(m for m in desired if m not in assigned and not _up(views, m))
-    target = [
-        m
-        for m in desired
-        if (m in assigned and m not in dead_set) or (m not in assigned and _up(views, m))
-    ]
-    leaving = tuple(sorted(m for m in assigned if m not in target))
+    target, leaving, waiting = target_members(cluster, replicas, current, views, dead)
     sts = statefulset_replicas(cluster, replicas, current)
 
     if not target:
@@ -249,6 +254,29 @@ def _decide(
         waiting_for=waiting,
         previous=current,
     )
+
+
+def target_members(
+    cluster: str,
+    replicas: int,
+    current: ShardMap,
+    views: Mapping[str, MemberView],
+    dead: Collection[str] = (),
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """The members a rebalance of ``current`` spreads the shards over, the members that leave
+    (assigned but not in the target: ordinal >= ``replicas``, or dead) and the desired members
+    not up yet (they join a later rebalance)."""
+    desired = names.members(cluster, max(replicas, 0))
+    assigned = set(current.assignments)
+    dead_set = set(dead)
+    waiting = tuple(m for m in desired if m not in assigned and not _up(views, m))
+    target = [
+        m
+        for m in desired
+        if (m in assigned and m not in dead_set) or (m not in assigned and _up(views, m))
+    ]
+    leaving = tuple(sorted(m for m in assigned if m not in target))
+    return target, leaving, waiting
 
 
 def _up(views: Mapping[str, MemberView], member: str) -> bool:

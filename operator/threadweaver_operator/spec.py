@@ -21,6 +21,13 @@ from urllib.parse import urlsplit
 from threadweaver.shards import DEFAULT_SHARDS
 
 from . import names
+from .spec_operations import (
+    NetworkSpec,
+    OperationsSpecError,
+    RebalancePolicy,
+    network_spec,
+    rebalance_policy,
+)
 
 __all__ = [
     "AuthSpec",
@@ -157,6 +164,9 @@ class ClusterSpec:
     auth: AuthSpec = field(default_factory=AuthSpec)
     monitoring: MonitoringSpec = field(default_factory=lambda: MonitoringSpec())
     tracing: TracingSpec = field(default_factory=lambda: TracingSpec())
+    # spec.rebalance.mode/autoApproveFailover and spec.network (spec_operations.py)
+    rebalance_policy: RebalancePolicy = field(default_factory=RebalancePolicy)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -269,7 +279,11 @@ class ClusterSpec:
                 auth=_auth(spec.get("auth")),
                 monitoring=_monitoring(spec.get("monitoring")),
                 tracing=_tracing(spec.get("tracing")),
+                rebalance_policy=rebalance_policy(rebalance),
+                network=network_spec(spec.get("network")),
             )
+        except OperationsSpecError as exc:
+            raise SpecError(str(exc)) from None
         except (KeyError, TypeError, AttributeError) as exc:  # pragma: no cover - defensive
             raise SpecError(f"spec: {exc}") from None
 
@@ -328,6 +342,8 @@ class ClusterSpec:
         out += self.auth.problems()
         out += self.monitoring.problems()
         out += self.tracing.problems()
+        out += self.rebalance_policy.problems()
+        out += self.network.problems(self.port)
         return out
 
     # -- derived values -----------------------------------------------------------------------

@@ -82,6 +82,8 @@ class Observed:
     table_prefix: str = ""
     migrated_revision: str | None = None
     monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
+    proposed_plan: Mapping[str, Any] | None = None  # spec.rebalance.mode manual (review.py)
+    rmu_restart_request: str | None = None  # the last restart-rmu annotation handled
 
 
 def conditions(o: Observed) -> list[Condition]:
@@ -230,6 +232,10 @@ def build_status(
         status["tablePrefix"] = o.table_prefix
     if o.migrated_revision:
         status["migratedRevision"] = o.migrated_revision
+    if o.proposed_plan is not None:
+        status["proposedPlan"] = dict(o.proposed_plan)
+    if o.rmu_restart_request is not None:
+        status["rmuRestartRequest"] = o.rmu_restart_request
     return status
 
 
@@ -237,8 +243,12 @@ def status_patch(status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict
     """The merge patch from ``previous`` to ``status`` (None when nothing changed but the
     conditions' timestamps). Members that left are removed explicitly."""
     comparable = {k: v for k, v in status.items() if k != "conditions"}
-    if comparable == {k: previous.get(k) for k in comparable} and _same_conditions(
-        previous.get("conditions"), status["conditions"]
+    old_plan = previous.get("proposedPlan")
+    plan_removed = isinstance(old_plan, Mapping) and "proposedPlan" not in status
+    if (
+        comparable == {k: previous.get(k) for k in comparable}
+        and not plan_removed
+        and _same_conditions(previous.get("conditions"), status["conditions"])
     ):
         return None
     patch = dict(status)
@@ -247,6 +257,14 @@ def status_patch(status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict
         **{m: None for m in old_members if m not in status["members"]},
         **status["members"],
     }
+    if isinstance(old_plan, Mapping):
+        if plan_removed:
+            patch["proposedPlan"] = None  # the plan ran, was withdrawn or replaced by none
+        else:  # a merge patch keeps the keys it does not name: drop the old plan's extra keys
+            patch["proposedPlan"] = {
+                **{k: None for k in old_plan if k not in status["proposedPlan"]},
+                **status["proposedPlan"],
+            }
     return patch
 
 

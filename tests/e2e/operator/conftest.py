@@ -66,10 +66,12 @@ NAMESPACE_PREFIX = f"twe2e-{uuid.uuid4().hex[:4]}-"
 
 
 class OperatorProcess:
-    """`threadweaver-operator` as a subprocess against the test control plane."""
+    """`threadweaver-operator` as a subprocess against the test control plane, watching
+    ``namespaces`` only (none: every namespace)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, namespaces: tuple[str, ...] = ()) -> None:
         self.log_dir = log_dir
+        self.namespaces = namespaces
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.port = _free_port()
@@ -86,10 +88,12 @@ class OperatorProcess:
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "threadweaver-operator"),
-                # only this test session's namespaces: other checkouts' e2e runs on the same
-                # control plane (developers in parallel) keep their clusters to their operators
-                "--namespace",
-                f"{NAMESPACE_PREFIX}*",
+                # the session's operator: only this session's namespaces, so that other
+                # checkouts' e2e runs on the same control plane keep to their own clusters
+                *(
+                    [f"--namespace={n}" for n in self.namespaces]
+                    or ["--namespace", f"{NAMESPACE_PREFIX}*"]
+                ),
                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 "--log-level=info",
             ],
@@ -147,8 +151,24 @@ def operator(crd, services, tmp_path_factory):
 
 
 @pytest.fixture
+def ns_operator(crd, services, ns, tmp_path):
+    """An operator watching only this test's namespace ``ns`` (operators of other test runs on
+    the same control plane keep theirs). It finalizes the test's clusters before it stops."""
+    log_dir = tmp_path / "operator"
+    log_dir.mkdir()
+    op = OperatorProcess(log_dir, namespaces=(ns,))
+    op.start()
+    yield op
+    kubectl("delete", "twc", "--all", "-n", ns, "--wait=true", "--timeout=60s", check=False)
+    op.stop()
+
+
+@pytest.fixture
 def ns(controlplane, request):
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:6]}"
+    # a test with an operator of its own (ns_operator) gets a namespace the session's does not
+    # watch
+    solo = "ns_operator" in request.fixturenames
+    name = f"{NAMESPACE_PREFIX.rstrip('-')}{'solo-' if solo else '-'}{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
     # clusters first (the operator finalizes them), then the namespace

@@ -84,7 +84,10 @@ def test_statefulset_env_probes_and_security():
     assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True
     assert c["livenessProbe"]["httpGet"] == {"path": "/live", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "internal", "containerPort": 9080, "protocol": "TCP"},
+    ]
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}}
     env = env_dict(c)
     assert env["THREADWEAVER_HOST"] == "0.0.0.0"

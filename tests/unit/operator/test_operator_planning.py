@@ -124,6 +124,8 @@ def test_first_pass_creates_everything_but_the_statefulset():
     reasons = [r for r, _ in posted(p)]
     assert reasons == [
         "PeerTokenCreated",
+        "NetworkPolicyCreated",
+        "NetworkPolicyCreated",
         "Provisioned",
         "MigrationStarted",
         "ShardMapInitialized",
