@@ -197,6 +197,11 @@ class ClusterSettings:
         "names none, with {member} (default: {member}.CLUSTER-headless.NAMESPACE.svc:PORT)",
         derived=True,
     )
+    internal_port: int = setting(
+        0,
+        "TCP port of the members' internal API (forwarded commands), on --host; "
+        "0: served on --port beside the public API",
+    )
     peer_token_file: str = setting(
         "", "file with the shared secret that forwarded commands carry (a mounted Secret)"
     )
@@ -223,6 +228,7 @@ class ClusterSettings:
                 ) from exc
         template = self.peer_address_template
         if self.name and not template and self.namespace:
+            port = self.internal_port or port  # forwarded commands go to the internal API
             template = f"{{member}}.{self.name}-headless.{self.namespace}.svc:{port}"
         return replace(self, peer_token=token, peer_address_template=template)
 
@@ -355,6 +361,12 @@ class Settings:
         self.tracing.check()
         if not 0 < self.server.port < 65536:
             raise ConfigError("--port / THREADWEAVER_PORT: must be a TCP port")
+        internal = self.cluster.internal_port
+        if internal and not (0 < internal < 65536 and internal != self.server.port):
+            raise ConfigError(
+                "--internal-port / THREADWEAVER_INTERNAL_PORT: a TCP port other than --port "
+                "(or 0 to serve the internal API on --port)"
+            )
         if self.entities.idempotency_keys < 0:
             raise ConfigError("--idempotency-keys / THREADWEAVER_IDEMPOTENCY_KEYS: must be >= 0")
         if self.entities.idempotency_window <= 0:

@@ -197,10 +197,26 @@ class Runtime:
             settings=self.settings.http,
             middlewares=middlewares,
         )
-        if not self.settings.cluster.embedded:
-            add_internal_api(app, self.member, self.settings.cluster.peer_token)
+        cluster = self.settings.cluster
+        if not cluster.embedded and not cluster.internal_port:
+            add_internal_api(app, self.member, cluster.peer_token)
         app["runtime"] = self
         return app
+
+    def create_internal_app(self) -> web.Application | None:
+        """The internal API on a listener of its own (`--internal-port` in a cluster), or None
+        when it is served on the public port (or not at all: embedded)."""
+        cluster = self.settings.cluster
+        if cluster.embedded or not cluster.internal_port:
+            return None
+        from .adapters.http import internal_server_app
+
+        middlewares = []
+        if self.tracer is not None:  # the forwarded command's traceparent continues here
+            from .adapters.http.tracing import tracing_middleware
+
+            middlewares.append(tracing_middleware(self.tracer))
+        return internal_server_app(self.member, cluster.peer_token, middlewares)
 
 
 def _incluster_namespace() -> str:
@@ -219,15 +235,23 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     """Run until SIGINT/SIGTERM: then stop taking requests, finish in-flight ones, flush."""
     runtime = Runtime(settings)
     await runtime.start()
-    runner = web.AppRunner(runtime.create_app(), access_log=None, shutdown_timeout=10.0)
-    await runner.setup()
     server = runtime.settings.server
-    site = web.TCPSite(runner, server.host, server.port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runtime.stop()
-        raise SystemExit(f"cannot listen on {server.host}:{server.port}: {exc}") from None
+    listeners = [(runtime.create_app(), server.port)]
+    internal = runtime.create_internal_app()
+    if internal is not None:
+        listeners.append((internal, runtime.settings.cluster.internal_port))
+    runners: list[web.AppRunner] = []
+    for app, port in listeners:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        await runner.setup()
+        runners.append(runner)
+        try:
+            await web.TCPSite(runner, server.host, port, reuse_address=True).start()
+        except OSError as exc:
+            for started in runners:
+                await started.cleanup()
+            await runtime.stop()
+            raise SystemExit(f"cannot listen on {server.host}:{port}: {exc}") from None
     tune_for_serving()  # after startup: what it created is never garbage (gc_tuning.py)
     log.info(
         "thread-weaver serving on http://%s:%d (member %s)",
@@ -235,6 +259,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         server.port,
         runtime.settings.cluster.member_name,
     )
+    if internal is not None:
+        log.info("internal API on %s:%d", server.host, runtime.settings.cluster.internal_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -245,7 +271,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         log.info("shutting down")
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
         await runtime.stop()
 
 

@@ -71,6 +71,7 @@ SERVE = {
     "--kubeconfig": "",
     "--peer-address": "",
     "--peer-address-template": "",
+    "--internal-port": 0,  # the internal API on --port
     "--peer-token-file": "",
     "--lease-duration": 15,
     "--lease-renew-every": 5.0,
@@ -224,6 +225,10 @@ def test_derived_defaults(tmp_path):
         {"journal": "dynamodb://?region=r&table-prefix=p", "projection_poll_interval": 2.0}
     ).resolved()
     assert explicit.projection.poll_interval == 2.0
+    internal = Settings.from_options(
+        {"cluster": "chat", "namespace": "ns", "port": 9000, "internal_port": 9080}
+    ).resolved()
+    assert internal.cluster.peer_address_template == "{member}.chat-headless.ns.svc:9080"
 
 
 def test_invalid_settings_name_their_flag(tmp_path):
@@ -234,6 +239,8 @@ def test_invalid_settings_name_their_flag(tmp_path):
         ({"sync_mode": "fast"}, "--sync-mode"),
         ({"port": 0}, "--port"),
         ({"peer_token_file": str(tmp_path / "missing")}, "--peer-token-file"),
+        ({"internal_port": 8080}, "--internal-port"),  # the same as --port
+        ({"internal_port": 70000}, "--internal-port"),
     ):
         with pytest.raises(ConfigError, match=flag):
             Settings.from_options({"data_dir": tmp_path, **options}).resolved()
@@ -302,6 +309,10 @@ SPEC_DEFAULTS = {
     "service.port": lambda s: s.port,
     "rebalance.maxRangesPerRound": lambda s: s.max_ranges_per_round,
     "deletionPolicy": lambda s: s.deletion_policy,
+    "rebalance.mode": lambda s: s.rebalance_policy.mode,
+    "rebalance.autoApproveFailover": lambda s: s.rebalance_policy.auto_approve_failover,
+    "network.policy": lambda s: s.network.policy,
+    "network.internalPort": lambda s: s.network.internal_port,
     "monitoring.podMonitor": lambda s: s.monitoring.pod_monitor,
     "monitoring.interval": lambda s: s.monitoring.interval,
     "tracing.sampleRatio": lambda s: s.tracing.sample_ratio,

@@ -82,6 +82,7 @@ class Member:
         self.acked_epoch = 0
         self.projectors: dict[ShardRange, Projector] = {}
         self._restart_seen: dict[str, int] = {}
+        self._restarts_primed = False  # the first map's generations are recorded
         self._inflight: collections.Counter[int] = collections.Counter()
         self._drained = asyncio.Condition()
         self._draining = 0
@@ -170,11 +171,16 @@ class Member:
             p.start()
 
     async def _apply_restarts(self, new: ShardMap) -> None:
+        # The first map a member applies only records the generations: its RMUs have just
+        # started, and the requests are older than this process. In later maps a generation
+        # above the one recorded, or the first one of a range, is a new request.
+        first_map = not self._restarts_primed
+        self._restarts_primed = True
         for key, generation in new.restart_generations(self.name).items():
             seen = self._restart_seen.get(key)
             self._restart_seen[key] = generation
-            if seen is None or generation <= seen:
-                continue  # first sight only records the generation
+            if first_map or (seen is not None and generation <= seen):
+                continue
             rng = ShardRange.parse(key)
             for prange, projector in self.projectors.items():
                 if prange.start < rng.end and rng.start < prange.end:

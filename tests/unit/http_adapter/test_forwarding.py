@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from threadweaver.adapters.forwarding import HttpPeerClient
-from threadweaver.adapters.http import add_internal_api
+from threadweaver.adapters.http import add_internal_api, internal_server_app
 from threadweaver.application.gateway import ForwardRefused, ShardUnavailable
 from threadweaver.application.ports import JournalUnavailable
 from threadweaver.domain import CreateThread, new_ulid
@@ -24,9 +24,12 @@ class Owner:
         raise self.outcome
 
 
-async def forward_to(owner):
-    app = web.Application()
-    add_internal_api(app, owner, token="t")
+async def forward_to(owner, *, own_listener=False):
+    if own_listener:  # --internal-port: the internal API alone on a listener of its own
+        app = internal_server_app(owner, token="t")
+    else:
+        app = web.Application()
+        add_internal_api(app, owner, token="t")
     server = TestServer(app)
     await server.start_server()
     client = HttpPeerClient("sender", token="t")
@@ -52,3 +55,11 @@ async def test_a_journal_outage_at_the_owner_is_unavailable_but_not_a_refusal():
     with pytest.raises(ShardUnavailable) as info:
         await forward_to(Owner(JournalUnavailable("throttled")))
     assert not isinstance(info.value, ForwardRefused)
+
+
+@pytest.mark.parametrize("own_listener", [False, True], ids=["on --port", "on --internal-port"])
+async def test_the_internal_api_answers_on_its_own_listener_as_on_the_public_one(own_listener):
+    owner = Owner(ShardUnavailable("shard 3 is not served here (owner a)"))
+    with pytest.raises(ForwardRefused, match="not served here"):
+        await forward_to(owner, own_listener=own_listener)
+    assert owner.calls == [True]

@@ -12,7 +12,7 @@ that the others import; `app.py` builds the app, `internal.py` the internal API'
 
 from .app import HTTP_SETTINGS, OPENAPI_DOCUMENT, create_app
 from .errors import ApiError
-from .internal import add_internal_api
+from .internal import add_internal_api, internal_server_app
 from .routes import INTERNAL_ROUTES, ROUTES, Route
 from .settings import AuthSettings, HttpSettings
 
@@ -27,4 +27,5 @@ __all__ = [
     "Route",
     "add_internal_api",
     "create_app",
+    "internal_server_app",
 ]

@@ -21,6 +21,7 @@ bearer-JWT check of `--auth jwt` (auth.py) leaves these paths to it.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -85,3 +86,15 @@ def internal_app(member: ForwardedCommands, token: str = "") -> web.Application:
 def add_internal_api(app: web.Application, member: ForwardedCommands, token: str = "") -> None:
     """Mount the internal API on the HTTP API's app (create_app), whose middlewares it runs in."""
     app.add_subapp(INTERNAL_PREFIX, internal_app(member, token))
+
+
+def internal_server_app(
+    member: ForwardedCommands,
+    token: str = "",
+    middlewares: Sequence[Any] = (),
+) -> web.Application:
+    """The internal API alone, for a listener of its own (`--internal-port`): the same paths,
+    so that a NetworkPolicy can open it to the cluster's members only."""
+    app = web.Application(middlewares=list(middlewares))
+    app.add_subapp(INTERNAL_PREFIX, internal_app(member, token))
+    return app
