@@ -8,7 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
-from threadweaver.adapters.journal.dynamodb.client import RetryPolicy, SdkClient
+from threadweaver.adapters.journal.dynamodb.client import RetryingClient, RetryPolicy
+from threadweaver.adapters.journal.dynamodb.sdk import SdkTransport
 from threadweaver.application.ports import NewEvent
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -143,7 +144,9 @@ def make_journal(
     journal = DynamoDBJournal(settings, shards=8, transactions=transactions, retry=policy)
     fake = fake or FakeClient()
     # what start() would have opened, over the scripted SDK client
-    journal._client = SdkClient(fake, settings, policy, journal.client_stats)
+    journal._client = RetryingClient(
+        SdkTransport(fake, settings), settings, policy, journal.client_stats
+    )
     return journal, fake
 
 

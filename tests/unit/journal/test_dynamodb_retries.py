@@ -1,5 +1,5 @@
 """DynamoDBJournal's failure handling, without a server: a scripted fake SDK client under the
-journal's client (`SdkClient`) raises the errors botocore raises (ClientError with DynamoDB's
+journal's client (`RetryingClient` over `SdkTransport`) raises the errors botocore raises (ClientError with DynamoDB's
 codes, connection errors), and one test runs a real aiobotocore client against a loopback HTTP
 server that throttles, to prove botocore's own retries are off and the journal client's bounded
 backoff is what runs."""

@@ -73,7 +73,8 @@ window when idle (``application.projector``) and drops what it applied before by
 
 Errors
 ------
-Retries and error messages are the client's (:mod:`.client`). A write whose outcome was unknown
+Retries and error messages are the client's (:mod:`.client`, over the lean HTTP transport of
+:mod:`.http_transport` unless ``transport="sdk"``). A write whose outcome was unknown
 (connection dropped) and whose retry hits its own condition is recognised as ours (same
 ``ts``/``writer``/content) instead of reported as a conflict.
 """
@@ -130,6 +131,7 @@ class DynamoDBJournal:
         max_pool_connections: int = 64,
         known_pids: int = 65536,
         read_page_size: int | None = None,
+        transport: str = "http",
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
@@ -141,6 +143,7 @@ class DynamoDBJournal:
         self.transactions = transactions
         self._query_concurrency = max(1, query_concurrency)
         self._max_pool = max_pool_connections
+        self._transport = transport  # "http" (the lean client) or "sdk" (aiobotocore)
         self._client: DynamoDBClient | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._listeners = AppendListeners()
@@ -184,6 +187,7 @@ class DynamoDBJournal:
                     retry=self.retry,
                     stats=self.client_stats,
                     max_pool_connections=self._max_pool,
+                    transport=self._transport,
                 )
             )
             self._stack = stack
