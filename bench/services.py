@@ -103,8 +103,15 @@ def ensure_services() -> ServiceURLs:
 
 def ensure_kube() -> str:
     """The local Kubernetes control plane (hack/controlplane.sh up, idempotent; as the e2e
-    suite's conftest does) and the path of its kubeconfig."""
+    suite's conftest does) and the path of its kubeconfig. As in tests/e2e/conftest.py,
+    THREADWEAVER_E2E_USE_KUBECONFIG=1 uses the cluster of KUBECONFIG instead (one already
+    running, e.g. another checkout's)."""
     needed = "the handoff benchmark needs the local control plane"
+    if os.environ.get("THREADWEAVER_E2E_USE_KUBECONFIG") == "1":
+        kubeconfig = os.environ.get("KUBECONFIG", "")
+        if not kubeconfig or not Path(kubeconfig).is_file():
+            raise BenchError(f"THREADWEAVER_E2E_USE_KUBECONFIG=1: no kubeconfig at {kubeconfig!r}")
+        return kubeconfig
     _hack("controlplane.sh", "up", 3600, needed)
     out = _hack("controlplane.sh", "env", 120, needed)
     kubeconfig = parse_exports(out).get("KUBECONFIG", "")
@@ -229,7 +236,7 @@ async def fresh_production_backends(
     database on the server of `mysql_url` (as tests/support/backends.py makes them for a test);
     removed afterwards."""
     from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
-    from threadweaver.adapters.journal.dynamodb_tables import create_tables, delete_tables
+    from threadweaver.adapters.journal.dynamodb.tables import create_tables, delete_tables
 
     prefix = f"tw-{uuid.uuid4().hex[:10]}"
     dynamo = replace(DynamoDBSettings.from_url(dynamodb_url, environ={}), table_prefix=prefix)

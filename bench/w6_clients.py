@@ -12,6 +12,11 @@ runtime. Variants, interleaved round by round (medians):
   floor          bare HTTP/1.1 on asyncio streams, one connection per task, the request bytes
                  signed once (dynalite checks no signature): what any client must at least pay
 
+Group commit: the same client writing `clients_group` one-event appends of different pids as
+`clients_group` PutItems or as ONE TransactWriteItems (what a DynamoDB group commit would send),
+against tests/support/transaction_emulator.py in a child process on the server core in front of
+the dynalite (dynalite has no transactions): this process's CPU per event, both ways.
+
 Standalone: ``python -m bench.w6_clients`` (prints the JSON).
 """
 
@@ -172,6 +177,88 @@ def measure(settings: DynamoDBSettings, *, rounds: int, calls: int, tasks: int) 
     return out
 
 
+_EMULATOR = """
+import asyncio, sys
+from tests.support.transaction_emulator import TransactionEmulator
+
+async def main():
+    emulator = TransactionEmulator(sys.argv[1])
+    await emulator.start()
+    print(emulator.url, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def _group(settings: DynamoDBSettings, events: int, group: int, transact: bool) -> float:
+    """CPU seconds of this process per event, `group` appends at a time as PutItems (in
+    parallel) or one TransactWriteItems."""
+    async with connect(settings, retry=RetryPolicy(), stats=ClientStats()) as c:
+        table = settings.journal_table
+
+        async def batch() -> None:
+            puts = [_put(table) for _ in range(group)]
+            if transact:
+                items = [{"Put": put} for put in puts]
+                await c.call("TransactWriteItems", {"TransactItems": items})
+            else:
+                await asyncio.gather(*(c.call("PutItem", put) for put in puts))
+
+        for _ in range(5):
+            await batch()
+        cpu0 = time.process_time()
+        for _ in range(events // group):
+            await batch()
+        cpu = time.process_time() - cpu0
+    return cpu / ((events // group) * group)
+
+
+def measure_group(
+    settings: DynamoDBSettings, work: Path, *, rounds: int, events: int, group: int
+) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    import uvloop
+
+    from .base import REPO, SERVER_CORE
+    from .processes import spawn, stop
+
+    proc = spawn(
+        [sys.executable, "-c", _EMULATOR, settings.endpoint_url or ""],
+        core=SERVER_CORE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])},
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the transaction emulator did not start: {url!r}")
+        emulated = DynamoDBSettings(
+            endpoint_url=url, region=settings.region, table_prefix=settings.table_prefix
+        )
+        per: dict[str, list[float]] = {"puts": [], "transaction": []}
+        for _ in range(rounds):
+            for kind in per:
+                per[kind].append(uvloop.run(_group(emulated, events, group, kind == "transaction")))
+    finally:
+        stop(proc, timeout=10.0)
+    puts, transaction = median(per["puts"]) or 0.0, median(per["transaction"]) or 0.0
+    log(
+        f"w6 clients: {group} appends as PutItems {1e6 * puts:.0f} µs CPU/event, "
+        f"as one TransactWriteItems {1e6 * transaction:.0f} µs CPU/event"
+    )
+    return {
+        "group": group,
+        "events": events,
+        "puts_cpu_us_per_event": round(1e6 * puts, 1),
+        "transaction_cpu_us_per_event": round(1e6 * transaction, 1),
+        "ratio": round(transaction / puts, 3) if puts else None,
+    }
+
+
 def run(p: Profile, work: Path, services: Any = None) -> dict[str, Any]:
     """Part C of workload 6: a fresh dynalite and journal tables, the variants measured."""
     from threadweaver.adapters.journal.dynamodb.tables import create_tables
@@ -187,10 +274,14 @@ def run(p: Profile, work: Path, services: Any = None) -> dict[str, Any]:
         results = measure(
             settings, rounds=p.clients_rounds, calls=p.clients_calls, tasks=p.clients_concurrency
         )
+        group = measure_group(
+            settings, work, rounds=p.clients_rounds, events=p.clients_calls // 2, group=8
+        )
     finally:
         dynalite.stop()
     return {
         "variants": results,
+        "group_commit": group,
         "calls": p.clients_calls,
         "rounds": p.clients_rounds,
         "concurrency": p.clients_concurrency,
