@@ -6,11 +6,14 @@ to the load core); the figure is this process's CPU time per call (``time.proces
 dynalite's own CPU is not in it), `clients_concurrency` calls in flight, on uvloop as in the
 runtime. Variants, interleaved round by round (medians):
 
-  sdk            aioboto3/aiobotocore as the project builds it (RetryingClient over SdkTransport)
-  http+botocore  aiohttp + botocore's SigV4Auth signer + orjson (HttpTransport, another signer)
-  http           what the journal uses: aiohttp + sigv4.py + orjson (RetryingClient included)
-  floor          bare HTTP/1.1 on asyncio streams, one connection per task, the request bytes
-                 signed once (dynalite checks no signature): what any client must at least pay
+  sdk              aioboto3/aiobotocore as the project builds it (RetryingClient over
+                   SdkTransport)
+  aiohttp+botocore aiohttp + botocore's SigV4Auth signer + orjson
+  aiohttp          aiohttp + sigv4.py + orjson
+  http             what the journal uses: http1.py + sigv4.py + orjson (HttpTransport)
+  floor            bare HTTP/1.1 on asyncio streams, one connection per task, the request bytes
+                   signed once (dynalite checks no signature): what any client must at least pay
+(every variant but the floor under the journal's RetryingClient).
 
 Group commit: the same client writing `clients_group` one-event appends of different pids as
 `clients_group` PutItems or as ONE TransactWriteItems (what a DynamoDB group commit would send),
@@ -28,13 +31,20 @@ import itertools
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from threadweaver.adapters.journal.dynamodb import codec
-from threadweaver.adapters.journal.dynamodb.client import ClientStats, RetryPolicy, connect
+from threadweaver.adapters.journal.dynamodb.client import (
+    ClientStats,
+    RetryingClient,
+    RetryPolicy,
+    connect,
+)
+from threadweaver.adapters.journal.dynamodb.credentials import credential_source
+from threadweaver.adapters.journal.dynamodb.http_transport import HttpTransport, error_of
 from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 from threadweaver.adapters.journal.dynamodb.sigv4 import CONTENT_TYPE, TARGET_PREFIX
 from threadweaver.application.ports import NewEvent
@@ -43,7 +53,7 @@ from .base import LOAD_CORE, log
 from .profiles import Profile
 from .stats import median
 
-VARIANTS = ("sdk", "http+botocore", "http", "floor")
+VARIANTS = ("sdk", "aiohttp+botocore", "aiohttp", "http", "floor")
 Call = Callable[[dict[str, Any]], Awaitable[Any]]
 _ids = itertools.count(1)
 
@@ -55,8 +65,36 @@ def _put(table: str) -> dict[str, Any]:
     return {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pid)"}
 
 
+class AiohttpTransport(HttpTransport):
+    """HttpTransport's requests sent by an aiohttp session instead of http1.py."""
+
+    async def start(self) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=4),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            headers={"User-Agent": "threadweaver"},
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        import orjson
+
+        body = orjson.dumps(params)
+        headers = self._signer.headers(operation, body, await self.credentials.get())
+        async with self._session.post(self.url, data=body, headers=headers) as resp:
+            data = await resp.read()
+            if resp.status != 200:
+                raise error_of(resp.status, data)
+        return dict(orjson.loads(data))
+
+
 class BotocoreSigner:
-    """HttpTransport's signer replaced by botocore's SigV4Auth (the brief's middle option)."""
+    """The signer replaced by botocore's SigV4Auth (aiohttp with botocore's signer)."""
 
     def __init__(self, host: str, region: str) -> None:
         from botocore.auth import SigV4Auth
@@ -84,13 +122,20 @@ class BotocoreSigner:
 @contextlib.asynccontextmanager
 async def _client(variant: str, settings: DynamoDBSettings) -> AsyncIterator[Call]:
     retry = RetryPolicy()
-    if variant in ("sdk", "http", "http+botocore"):
-        transport = "sdk" if variant == "sdk" else "http"
-        async with connect(settings, retry=retry, stats=ClientStats(), transport=transport) as c:
-            if variant == "http+botocore":
-                http: Any = c.transport
-                http._signer = BotocoreSigner(http._signer.host, settings.region)
+    if variant in ("sdk", "http"):
+        async with connect(settings, retry=retry, stats=ClientStats(), transport=variant) as c:
             yield lambda params: c.call("PutItem", params)
+        return
+    if variant.startswith("aiohttp"):
+        transport = AiohttpTransport(settings, credential_source(settings))
+        if variant == "aiohttp+botocore":
+            transport._signer = BotocoreSigner(transport._signer.host, settings.region)  # type: ignore[assignment]
+        await transport.start()
+        try:
+            client = RetryingClient(transport, settings, retry, ClientStats())
+            yield lambda params: client.call("PutItem", params)
+        finally:
+            await transport.close()
         return
     async with _Floor(settings) as floor:
         yield floor.put

@@ -3,8 +3,8 @@
 Modules: :mod:`.settings` (where the tables are, credentials), :mod:`.tables` (layout and
 provisioning), :mod:`.sdk` (the AWS SDK provisioning uses), :mod:`.errors` (the JournalErrors
 of DynamoDB failures), :mod:`.client` (the journal's calls, with retries) over
-:mod:`.http_transport` (aiohttp, :mod:`.sigv4` signatures, :mod:`.credentials` and their
-refresh), :mod:`.codec` (items <-> events), :mod:`.heads` (what the journal knows of each pid's
+:mod:`.http_transport` (:mod:`.http1` requests, :mod:`.sigv4` signatures, :mod:`.credentials`
+and their refresh), :mod:`.codec` (items <-> events), :mod:`.heads` (what the journal knows of each pid's
 stream), :mod:`.cursor` (a shard's stream from the index), :mod:`.journal` (the Journal
 port).
 

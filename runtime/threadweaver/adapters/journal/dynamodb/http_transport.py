@@ -1,30 +1,30 @@
-"""The journal's DynamoDB transport: DynamoDB's JSON protocol over one aiohttp session, signed by
-:mod:`.sigv4` with credentials from :mod:`.credentials`, bodies by orjson.
+"""The journal's DynamoDB transport: DynamoDB's JSON protocol over :mod:`.http1` (a small
+HTTP/1.1 client for one origin), signed by :mod:`.sigv4` with credentials from
+:mod:`.credentials`, bodies by orjson.
 
-Chosen by measurement over aiobotocore (docs/benchmarks.md, bench/dynamodb_clients.py): a call
-costs the client a fraction of the SDK's CPU, which builds a request object, runs its event
-hooks and a user-agent string per call. What the SDK gave that matters is kept: TLS with
+Chosen by measurement (docs/benchmarks.md, bench/w6_clients.py): per call it costs the client a
+fraction of aiobotocore's CPU (which builds a request object, runs its event hooks and a
+user-agent string per call) and of aiohttp's. What the SDK gave that matters is kept: TLS with
 certificate verification (the default SSL context) to ``https://dynamodb.<region>.amazonaws.com``
-or the configured endpoint, pooled keep-alive connections, the response's CRC32 checked
+or the configured endpoint, pooled keep-alive connections, time-outs, the answer's CRC32 checked
 (``x-amz-crc32``; a mismatch is treated as a lost answer), and DynamoDB's error answers parsed
 into :class:`.client.ServiceError`. Retries are the client's (:mod:`.client`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import zlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from .client import ConnectionFailure, ServiceError
 from .credentials import CredentialSource
 from .errors import reasons_from_message
+from .http1 import HttpFailure, Origin
 from .settings import DynamoDBSettings
 from .sigv4 import Signer
 
@@ -38,7 +38,7 @@ def endpoint_of(settings: DynamoDBSettings) -> str:
 
 
 class HttpTransport:
-    """See the module docstring. `start()` opens the session (inside the event loop)."""
+    """See the module docstring. `start()` opens the connection pool (inside the event loop)."""
 
     def __init__(
         self,
@@ -57,61 +57,62 @@ class HttpTransport:
         self.url = f"{parts.scheme}://{parts.netloc}/"
         self.credentials = credentials
         self._signer = Signer(parts.netloc.lower(), settings.region)
-        self._tls = parts.scheme == "https"
-        self._ssl = ssl_context
-        self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._tls = (
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._origin: Origin | None = None
+
+    @property
+    def origin(self) -> Origin | None:
+        return self._origin
 
     async def start(self) -> None:
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            ssl=(self._ssl or ssl.create_default_context()) if self._tls else False,
-            ttl_dns_cache=60,
-            keepalive_timeout=30,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            headers={"User-Agent": USER_AGENT},
-            skip_auto_headers=("Accept-Encoding",),
-        )
+        if self._origin is None:
+            self._origin = Origin(
+                self._host,
+                self._port,
+                tls=self._tls,
+                max_connections=self._max_connections,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            )
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        origin, self._origin = self._origin, None
+        if origin is not None:
+            await origin.close()
 
     async def send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        session = self._session
-        if session is None:
+        origin = self._origin
+        if origin is None:
             raise ConnectionFailure("the DynamoDB client is closed")
         body = orjson.dumps(params)
         headers = self._signer.headers(operation, body, await self.credentials.get())
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        request = (
+            f"POST / HTTP/1.1\r\n{head}User-Agent: {USER_AGENT}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         try:
-            async with session.post(self.url, data=body, headers=headers) as resp:
-                data = await resp.read()
-                status = resp.status
-                crc = resp.headers.get("x-amz-crc32")
-        except asyncio.CancelledError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from None
+            response = await origin.post(request)
+        except HttpFailure as exc:
+            raise ConnectionFailure(str(exc)) from None
+        data = response.body
+        crc = response.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and zlib.crc32(data) != int(crc):
             raise ConnectionFailure(f"CRC32 of the answer does not match ({len(data)} bytes)")
-        if status == 200:
+        if response.status == 200:
             try:
                 out = orjson.loads(data) if data else {}
             except orjson.JSONDecodeError:
                 raise ConnectionFailure(f"unreadable answer ({len(data)} bytes)") from None
             return out if isinstance(out, dict) else {}
-        raise error_of(status, data)
+        raise error_of(response.status, data)
 
 
 def error_of(status: int, data: bytes) -> ServiceError:
