@@ -133,7 +133,8 @@ class _Connection(asyncio.Protocol):
 
     def _dechunk(self, start: int) -> bytes | None:
         """The whole chunked body once it has arrived, else None."""
-        buf, pos, parts = self._buf, start, []
+        buf, pos = self._buf, start
+        parts: list[bytes] = []
         while True:
             end = buf.find(b"\r\n", pos)
             if end < 0:
