@@ -74,7 +74,10 @@ class _Connection(asyncio.Protocol):
         self._head = None
         self._length = -1
         self._waiter = waiter = loop.create_future()
-        self.transport.write(data)
+        if self.closed or self.transport.is_closing():  # lost before this request was written
+            waiter.set_exception(HttpFailure("connection closed before the request"))
+        else:
+            self.transport.write(data)
         return waiter
 
     def timed_out(self) -> None:
