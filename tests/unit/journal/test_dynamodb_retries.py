@@ -1,8 +1,8 @@
 """DynamoDBJournal's failure handling, without a server: a scripted fake SDK client under the
-journal's client (`RetryingClient` over `SdkTransport`) raises the errors botocore raises (ClientError with DynamoDB's
-codes, connection errors), and one test runs a real aiobotocore client against a loopback HTTP
-server that throttles, to prove botocore's own retries are off and the journal client's bounded
-backoff is what runs."""
+journal's client (`RetryingClient` over `SdkTransport`) raises the errors botocore raises
+(ClientError with DynamoDB's codes, connection errors), and one test runs both real transports
+(the lean HTTP client and aiobotocore) against a loopback HTTP server that throttles, to prove
+botocore's own retries are off and the journal client's bounded backoff is what runs."""
 
 from __future__ import annotations
 
@@ -262,7 +262,8 @@ def test_backoff_is_jittered_and_capped():
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_real_client_retries_throttling_with_own_policy_only():
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+async def test_real_client_retries_throttling_with_own_policy_only(transport):
     from aiohttp import web
 
     hits: list[str] = []
@@ -291,7 +292,9 @@ async def test_real_client_retries_throttling_with_own_policy_only():
         retry=FAST,
     )
     try:
-        async with connect(journal.settings, retry=FAST, stats=journal.client_stats) as client:
+        async with connect(
+            journal.settings, retry=FAST, stats=journal.client_stats, transport=transport
+        ) as client:
             journal._client = client
             with pytest.raises(JournalUnavailable, match="ProvisionedThroughputExceeded"):
                 await journal.highest_seq("thread-a")
