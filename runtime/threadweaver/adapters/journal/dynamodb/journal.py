@@ -99,12 +99,11 @@ from ....application.ports import (
 )
 from ....shards.hashing import DEFAULT_SHARDS, shard_of
 from ..listeners import AppendListeners
-from . import codec, cursor
+from . import codec, cursor, startup
 from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
 from .codec import META_PID
 from .heads import KnownHeads
 from .settings import DynamoDBSettings
-from .tables import SHARD_INDEX
 
 __all__ = ["DEFAULT_OFFSET_SLACK_US", "MAX_EVENTS_PER_APPEND", "META_PID", "DynamoDBJournal"]
 
@@ -191,8 +190,10 @@ class DynamoDBJournal:
                 )
             )
             self._stack = stack
-            await self._check_tables()
-            await self._init_meta()
+            await startup.check_tables(self._client, self.settings)
+            self.transactions = await startup.init_meta(
+                self._client, self.settings, self.shards, self.transactions
+            )
         except BaseException:
             self._client = None
             self._stack = None
@@ -237,72 +238,6 @@ class DynamoDBJournal:
         return await self._require_client().call(
             operation, params, table=table, refusals=refusals, attempt=attempt
         )
-
-    async def _check_tables(self, wait_active: float = 60.0) -> None:
-        """Both tables exist (a clear error otherwise), the journal has the shard index, and
-        tables still being created are waited for (bounded)."""
-        deadline = time.monotonic() + wait_active
-        for name in (self.journal_table, self.snapshot_table):
-            while True:
-                desc = (await self._call("DescribeTable", {"TableName": name}))["Table"]
-                if desc.get("TableStatus") != "CREATING" or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            if name == self.journal_table:
-                indexes = {i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])}
-                if SHARD_INDEX not in indexes:
-                    raise JournalError(
-                        f"DynamoDB table {name} has no {SHARD_INDEX} index: it was not created "
-                        "by threadweaver (run `threadweaver create-tables` with a new table "
-                        "prefix)"
-                    )
-
-    async def _init_meta(self) -> None:
-        """Record the shard count (first start) and learn whether transactions work."""
-        put = {
-            "TableName": self.journal_table,
-            "Item": codec.meta_item(self.shards, time.time_ns() // 1000),
-            "ConditionExpression": "attribute_not_exists(pid)",
-        }
-        if self.transactions is not False:
-            try:
-                await self._call(
-                    "TransactWriteItems",
-                    {"TransactItems": [{"Put": put}], "ClientRequestToken": str(uuid.uuid4())},
-                    table=self.journal_table,
-                    refusals=(_TRANSACTION_CANCELED, "UnknownOperationException"),
-                )
-                self.transactions = True
-            except Refused as exc:
-                if exc.code == "UnknownOperationException":
-                    if self.transactions:
-                        raise JournalError(
-                            f"DynamoDB at {self.settings.describe()} does not "
-                            "support TransactWriteItems"
-                        ) from None
-                    log.info(
-                        "DynamoDB at %s has no TransactWriteItems: multi-event appends "
-                        "use batch items",
-                        self.settings.describe(),
-                    )
-                    self.transactions = False
-                else:  # TransactionCanceledException: the meta item exists already
-                    self.transactions = True
-        if self.transactions is False:
-            try:
-                await self._call("PutItem", put, refusals=(_CONDITIONAL_CHECK_FAILED,))
-            except Refused:
-                pass
-        got = await self._call(
-            "GetItem",
-            {"TableName": self.journal_table, "Key": codec.meta_key(), "ConsistentRead": True},
-        )
-        stored = codec.meta_shards(got.get("Item"))
-        if stored is not None and stored != self.shards:
-            raise JournalError(
-                f"DynamoDB table {self.journal_table} was created for {stored} "
-                f"shards, not {self.shards}: the shard count is fixed at creation"
-            )
 
     # -- time -------------------------------------------------------------------------------
     def _next_ts(self, pid: str, floor: int = 0) -> int:
