@@ -51,6 +51,10 @@ class Profile:
     handoff_settle: float = 2.0  # B: seconds of load before and after each move
     handoff_warmup: float = 2.0  # B: seconds of load before the first move
     handoff_idle: float = 0.0  # B: seconds the idle members' CPU is measured (0: not)
+    prod_idle_seconds: float = 3.0  # A: idle DynamoDB requests/s measured over (0: not)
+    clients_rounds: int = 2  # C: interleaved rounds of the client micro-benchmark
+    clients_calls: int = 1000  # C: calls per variant and round
+    clients_concurrency: int = 8  # C: calls in flight
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -91,6 +95,9 @@ FULL = Profile(
     prod_shards=(1024, 64),
     prod_cold_threads=3_000,
     prod_profile_duration=10.0,
+    prod_idle_seconds=15.0,
+    clients_rounds=5,
+    clients_calls=4000,
     handoff_shards=1024,
     handoff_moves=6,
     handoff_rate=25.0,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import report_dynamodb
 from . import report_sections as sections
 from .base import REPO, RESULTS
 from .machine import machine_line
@@ -126,6 +127,7 @@ def _target_rows(ws: dict[str, Any]) -> list[str]:
                     ratio=times(ratio(prod.get("rps"), emb.get("rps"))),
                 )
             )
+    rows += report_dynamodb.target_rows(w6)
     w4 = ws.get("recovery", {})
     if "with" in w4 and "without" in w4:
         rows.append(

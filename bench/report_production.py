@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import report_dynamodb
 from .report_text import caption, cell, code, error, fill, ms, num, pct, rows, times, worst_of
 from .stats import ratio
 
@@ -30,6 +31,7 @@ def production(w6: dict[str, Any]) -> str:
             commands_error=commands_error,
             commands=_commands(w6, c) if c.get("summary") else "",
             handoff=_handoff(w6, w6.get("handoff") or {}),
+            clients=report_dynamodb.clients(w6),
         )
     return fill("production", error=error(w6), body=body)
 
@@ -93,6 +95,7 @@ def _commands(w6: dict[str, Any], c: dict[str, Any]) -> str:
         cold=cold,
         rows="\n".join(table),
         backlog_rows=rows("production.backlog_row", backlog),
+        cost=report_dynamodb.cost(c),
         cpu=_where_the_cpu_went(c, servers),
         quick_note=fill("production.quick_note") if c.get("drain_timeout_s") == 0 else "",
         profile=_profile(c.get("profile") or {}),

@@ -46,8 +46,15 @@ def ensure_services() -> ServiceURLs:
 
 def ensure_kube() -> str:
     """The local Kubernetes control plane (hack/controlplane.sh up, idempotent; as the e2e
-    suite's conftest does) and the path of its kubeconfig."""
+    suite's conftest does) and the path of its kubeconfig. As in tests/e2e/conftest.py,
+    THREADWEAVER_E2E_USE_KUBECONFIG=1 uses the cluster of KUBECONFIG instead (one already
+    running, e.g. another checkout's)."""
     needed = "the handoff benchmark needs the local control plane"
+    if os.environ.get("THREADWEAVER_E2E_USE_KUBECONFIG") == "1":
+        kubeconfig = os.environ.get("KUBECONFIG", "")
+        if not kubeconfig or not Path(kubeconfig).is_file():
+            raise BenchError(f"THREADWEAVER_E2E_USE_KUBECONFIG=1: no kubeconfig at {kubeconfig!r}")
+        return kubeconfig
     try:
         run_hack("controlplane.sh", "up", timeout=3600, needed=needed)
         out = run_hack("controlplane.sh", "env", timeout=120, needed=needed)

@@ -16,8 +16,14 @@ Workloads as in workload 1 (bench/lua/commands.lua): create, hot (posts round-ro
 `hot_threads` fresh threads), cold (posts to threads created by a previous process, so a first
 touch loads the thread from the journal; `prod_cold_threads` of them, a disjoint slice per run;
 none in quick runs). Per measurement: wrk's req/s and latencies, non-2xx and socket errors,
-CPU of the runtime, of its dynalite and of MariaDB (% of one core), and, as in workload 1, the
-read model's backlog after the run and the (bounded) wait until it caught up.
+CPU of the runtime, of its dynalite and of MariaDB (% of one core), the runtime's CPU per
+command, and, as in workload 1, the read model's backlog after the run and the (bounded) wait
+until it caught up.
+
+A production runtime reaches its dynalite through a counting proxy (bench/w6_production.py
+CountingProxy, on the load core): DynamoDB requests per acknowledged command, by operation, for
+each measurement, and, after the runs, the requests per second of the idle runtime over
+`prod_idle_seconds` (what its read-model updaters' polling costs).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import secrets
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +43,13 @@ from .base import PYTHON, BenchError, log
 from .client import create_threads
 from .embedded_stores import drain_projection
 from .load import wrk
+from .processes import proc_cpu_seconds
 from .profiles import Profile
 from .servers import Server, start_runtime
 from .services import mysql_connect
 from .stats import median, ratio
 from .w1_http import summarise
-from .w6_production import CpuMeter, Dynalite, production_backends, wait_idle
+from .w6_production import CountingProxy, CpuMeter, Dynalite, production_backends, wait_idle
 
 WORKLOADS = ("create", "hot", "cold")
 
@@ -54,6 +61,7 @@ class Stack:
     name: str
     server: Server | None = None
     dynalite: Dynalite | None = None
+    proxy: CountingProxy | None = None
     read_model_url: str = ""
     shards: int | None = None
     cold_slices: list[Path] = field(default_factory=list)
@@ -136,6 +144,9 @@ def _measure(
 ) -> dict[str, Any]:
     assert stack.server is not None
     meter = CpuMeter(stack.dynalite)
+    rows0 = _rows(stack.read_model_url) if stack.proxy is not None else (0, 0)
+    if stack.proxy is not None:
+        stack.proxy.reset()
     res = wrk(
         stack.server.url,
         "commands.lua",
@@ -150,11 +161,25 @@ def _measure(
         res.pop("dynalite_cpu_pct", None)
     res["rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
     ok = res["requests"] - res["non2xx"]
+    if res.get("server_cpu_pct") and res["rps"]:  # the runtime's own CPU (/proc of its pid)
+        res["cpu_ms_per_command"] = round(10 * res["server_cpu_pct"] / res["rps"], 3)
+
     stack.acked["threads" if workload == "create" else "messages"] += ok
     if stack.production:
         res["projection"] = _drain_mysql(stack, p.http_drain_timeout)
     else:
         res["projection"] = drain_projection(stack.server.data_dir, p.http_drain_timeout)
+    if stack.proxy is not None:
+        # Once the runtime is idle again: every command it ran (those of wrk's last requests,
+        # still in flight when wrk stopped, too: counted by the rows they made, a thread per
+        # create, a message per post) and the reads that projected them.
+        stack.wait_idle(timeout=30.0)
+        rows = _rows(stack.read_model_url)
+        counts = stack.proxy.counts()
+        commands = rows[0] - rows0[0] if workload == "create" else rows[1] - rows0[1]
+        res["dynamodb"] = counts
+        res["commands_run"] = commands
+        res["dynamodb_per_command"] = round(counts["total"] / max(1, commands), 3)
     return res
 
 
@@ -205,7 +230,25 @@ def _start(stack: Stack, work: Path, args: list[str], p: Profile) -> None:
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out = summarise(runs, ("dynalite_cpu_pct", "mysqld_cpu_pct", "core0_busy_pct"))
+    out = summarise(
+        runs,
+        (
+            "dynalite_cpu_pct",
+            "mysqld_cpu_pct",
+            "core0_busy_pct",
+            "cpu_ms_per_command",
+            "dynamodb_per_command",
+        ),
+    )
+    if all("dynamodb" in r for r in runs):  # per operation, over all runs
+        ok = sum(r["commands_run"] for r in runs)
+        ops: dict[str, int] = {}
+        for r in runs:
+            for op, n in r["dynamodb"]["counts"].items():
+                ops[op] = ops.get(op, 0) + n
+        out["dynamodb_per_command_by_operation"] = {
+            op: round(n / max(1, ok), 3) for op, n in sorted(ops.items())
+        }
     # per CPU-second of everything on the server core that the command costs: the runtime and,
     # for production, its dynalite (MariaDB is not on that core; its share is reported apart)
     out["rps_per_stack_cpu_s"] = median(
@@ -216,6 +259,29 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if "first_touch_share" in runs[0]:
         out["first_touch_share"] = median(r["first_touch_share"] for r in runs)
     return out
+
+
+def _idle_requests(stack: Stack, seconds: float) -> dict[str, Any]:
+    """DynamoDB requests per second of the runtime while nobody sends it anything (after it
+    and its dynalite went idle), and its CPU meanwhile."""
+    assert stack.proxy is not None and stack.server is not None
+    stack.resume()
+    try:
+        stack.proxy.reset()
+        cpu0 = proc_cpu_seconds(stack.server.proc.pid)
+        time.sleep(seconds)
+        cpu = proc_cpu_seconds(stack.server.proc.pid) - cpu0
+        counts = stack.proxy.counts()
+    finally:
+        stack.pause()
+    wall = max(1e-6, counts["seconds"])
+    log(f"w6 commands: {stack.name} idle: {counts['total'] / wall:.2f} DynamoDB requests/s")
+    return {
+        "seconds": round(wall, 2),
+        "requests_per_s": round(counts["total"] / wall, 3),
+        "by_operation": counts["counts"],
+        "runtime_cpu_pct": round(100 * cpu / seconds, 2),
+    }
 
 
 def profile_production(p: Profile, work: Path, services: Any) -> dict[str, Any]:
@@ -279,6 +345,7 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
         stacks.append(Stack(name, shards=shards))
     backends_cms = []
     dynalite_rss: dict[str, dict[str, int]] = {}
+    idle: dict[str, dict[str, Any]] = {}
     try:
         for stack in stacks:
             if stack.shards is None:
@@ -287,9 +354,11 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
                 stack.pause()
                 continue
             stack.dynalite = Dynalite(work / f"dynalite-{stack.name}").start()
+            stack.proxy = CountingProxy(work / f"proxy-{stack.name}", stack.dynalite).start()
             cm = production_backends(services, stack.dynalite)
             backends = cm.__enter__()
             backends_cms.append(cm)
+            backends = replace(backends, journal_url=stack.proxy.journal_url(backends.journal_url))
             stack.read_model_url = backends.read_model_url
             log(
                 f"w6 commands: starting {stack.name} (dynalite :{stack.dynalite.port}, "
@@ -320,6 +389,9 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
         for stack in stacks:
             if stack.dynalite is not None:
                 dynalite_rss[stack.name] = stack.dynalite.rss()
+        for stack in stacks:
+            if stack.proxy is not None and p.prod_idle_seconds:
+                idle[stack.name] = _idle_requests(stack, p.prod_idle_seconds)
     finally:
         for stack in stacks:
             try:
@@ -336,6 +408,8 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
         for stack in stacks:
             if stack.dynalite is not None:
                 stack.dynalite.stop()
+            if stack.proxy is not None:
+                stack.proxy.stop()
     summary: dict[str, Any] = {}
     for stack in stacks:
         for w in WORKLOADS:
@@ -378,6 +452,7 @@ def run(p: Profile, work: Path, services: Any) -> dict[str, Any]:
         "servers": [s.name for s in stacks],
         "shards": {s.name: s.shards for s in stacks if s.shards},
         "dynalite_rss_kib": dynalite_rss,
+        "idle": idle,
         "startup_idle_s": {s.name: s.startup_idle_s for s in stacks if s.production},
         "resume_idle_s": {s.name: median(s.idle_waits) for s in stacks},
         "connections": p.http_connections,

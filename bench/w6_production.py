@@ -8,6 +8,8 @@ handoff of a sharded cluster.
      local Kubernetes control plane; under a steady load sent to both, one range moves from one
      member to the other and back, a few times: how long each handoff takes, how long commands
      of the moving range waited, and how many requests failed (target: none).
+  C. clients (bench/w6_clients.py): client CPU per DynamoDB call, the SDK against the journal's
+     lean client, and a group commit's TransactWriteItems against one PutItem per append.
 
 Services. MariaDB is the one of `hack/services.sh` (started when down, found as the test suites
 find it: bench/services.py), shared and not pinned; its CPU share is measured from its pid.
@@ -34,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import HOST, REPO, SERVER_CORE, BenchError, log
+from .base import HOST, LOAD_CORE, PYTHON, REPO, SERVER_CORE, BenchError, log
 from .processes import CLK_TCK, proc_cpu_seconds, proc_memory, spawn, stop, tail
 from .profiles import Profile
 from .servers import free_port
@@ -132,6 +134,64 @@ class Dynalite:
         stop(self.proc, timeout=10.0)
 
 
+class CountingProxy:
+    """tests/support/dynamo_counting_proxy.py as a process of the bench's own, on the load core,
+    between a runtime and its dynalite: the DynamoDB requests the runtime makes, by operation
+    (read over HTTP, so the proxy's own CPU is in neither the runtime's nor dynalite's)."""
+
+    def __init__(self, work: Path, upstream: Dynalite, core: int | None = LOAD_CORE) -> None:
+        self.work = work
+        self.upstream = upstream
+        self.core = core
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log = work / "counting-proxy.log"
+
+    @property
+    def http(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def journal_url(self, journal_url: str) -> str:
+        """`journal_url` (dynamodb://<dynalite>...) through this proxy."""
+        return journal_url.replace(f"{HOST}:{self.upstream.port}", f"{HOST}:{self.port}", 1)
+
+    def start(self, timeout: float = 30.0) -> CountingProxy:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        upstream = f"http://{HOST}:{self.upstream.port}"
+        self.proc = spawn(
+            [PYTHON, "-m", "tests.support.dynamo_counting_proxy", upstream, str(self.port)],
+            core=self.core,
+            log=self.log,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the counting proxy exited:\n{tail(self.log)}")
+            try:
+                self.counts()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BenchError(
+                        f"the counting proxy did not answer:\n{tail(self.log)}"
+                    ) from None
+                time.sleep(0.1)
+
+    def counts(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.http}/__counts", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.http}/__counts/reset", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10.0)
+
+
 def core_busy_seconds(core: int = SERVER_CORE) -> float:
     """Busy (non-idle, non-iowait) CPU time of one core, all processes (/proc/stat)."""
     try:
@@ -212,7 +272,7 @@ def dynalite_version() -> str:
 
 
 def run(p: Profile, work: Path) -> dict[str, Any]:
-    from . import w6_commands, w6_handoff
+    from . import w6_clients, w6_commands, w6_handoff
 
     work.mkdir(parents=True, exist_ok=True)
     log("w6: hack/services.sh up (MariaDB, dynalite package)")
@@ -225,7 +285,8 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
         ).stdout.strip(),
     }
     failures = []
-    for key, module in (("commands", w6_commands), ("handoff", w6_handoff)):
+    parts = (("commands", w6_commands), ("handoff", w6_handoff), ("clients", w6_clients))
+    for key, module in parts:
         try:
             out[key] = module.run(p, work / key, services)
         except BenchError as exc:
@@ -234,9 +295,9 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
             log(f"w6 {key} failed: {exc}")
             out[key] = {"error": f"{type(exc).__name__}: {exc}"[:4000]}
             failures.append(key)
-    if len(failures) == 2:
+    if len(failures) == len(parts):
         raise BenchError(
-            f"w6: both parts failed: {out['commands']['error']} / {out['handoff']['error']}"
+            "w6: every part failed: " + " / ".join(out[key]["error"] for key, _ in parts)
         )
     if failures:
         out["failed_parts"] = failures  # __main__ counts the workload as failed

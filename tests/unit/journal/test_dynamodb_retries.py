@@ -1,8 +1,8 @@
 """DynamoDBJournal's failure handling, without a server: a scripted fake SDK client under the
-journal's client (`SdkClient`) raises the errors botocore raises (ClientError with DynamoDB's
-codes, connection errors), and one test runs a real aiobotocore client against a loopback HTTP
-server that throttles, to prove botocore's own retries are off and the journal client's bounded
-backoff is what runs."""
+journal's client (`RetryingClient` over `SdkTransport`) raises the errors botocore raises
+(ClientError with DynamoDB's codes, connection errors), and one test runs both real transports
+(the lean HTTP client and aiobotocore) against a loopback HTTP server that throttles, to prove
+botocore's own retries are off and the journal client's bounded backoff is what runs."""
 
 from __future__ import annotations
 
@@ -11,138 +11,12 @@ import json
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
+from tests.unit.journal.fake_dynamodb import FAST, SECRET, client_error, ev, make_journal
 from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
-from threadweaver.adapters.journal.dynamodb.client import RetryPolicy, SdkClient, connect
-from threadweaver.application.ports import (
-    ConcurrencyConflict,
-    JournalError,
-    JournalUnavailable,
-    NewEvent,
-)
-
-SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-FAST = RetryPolicy(max_attempts=5, base_delay=0.0001, max_delay=0.001)
-
-
-def client_error(
-    code: str, op: str = "PutItem", status: int = 400, message: str = "boom", **extra: Any
-) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-            **extra,
-        },
-        op,
-    )
-
-
-class FakeClient:
-    """Just enough DynamoDB for appends: a dict of items; `faults[op]` is a list of exceptions
-    raised by the next calls of `op` (an entry ("after", exc) applies the call, then raises:
-    a lost response)."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, int], dict[str, Any]] = {}
-        self.faults: dict[str, list[Any]] = {}
-        self.calls: dict[str, int] = {}
-        self.tokens: list[str] = []  # transactions applied
-        self.seen_tokens: list[str] = []  # every TransactWriteItems call
-
-    async def _fault(self, op: str, apply: Any) -> Any:
-        self.calls[op] = self.calls.get(op, 0) + 1
-        queue = self.faults.get(op) or []
-        if queue:
-            fault = queue.pop(0)
-            if isinstance(fault, tuple) and fault[0] == "after":
-                apply()
-                raise fault[1]
-            raise fault
-        return apply()
-
-    @staticmethod
-    def _key(item: dict[str, Any]) -> tuple[str, int]:
-        return item["pid"]["S"], int(item["seq"]["N"])
-
-    async def put_item(self, **kw: Any) -> dict[str, Any]:
-        def apply() -> dict[str, Any]:
-            key = self._key(kw["Item"])
-            if "ConditionExpression" in kw and key in self.items:
-                raise client_error("ConditionalCheckFailedException")
-            self.items[key] = kw["Item"]
-            return {}
-
-        return await self._fault("put_item", apply)
-
-    async def get_item(self, **kw: Any) -> dict[str, Any]:
-        def apply() -> dict[str, Any]:
-            item = self.items.get(self._key(kw["Key"]))
-            return {"Item": item} if item else {}
-
-        return await self._fault("get_item", apply)
-
-    async def query(self, **kw: Any) -> dict[str, Any]:
-        def apply() -> dict[str, Any]:
-            pid = kw["ExpressionAttributeValues"][":p"]["S"]
-            items = sorted(
-                (v for (p, _), v in self.items.items() if p == pid),
-                key=lambda i: int(i["seq"]["N"]),
-            )
-            if kw.get("ScanIndexForward") is False:
-                items.reverse()
-            if "Limit" in kw:
-                items = items[: kw["Limit"]]
-            return {"Items": items}
-
-        return await self._fault("query", apply)
-
-    async def transact_write_items(self, **kw: Any) -> dict[str, Any]:
-        self.seen_tokens.append(kw["ClientRequestToken"])
-
-        def apply() -> dict[str, Any]:
-            token = kw["ClientRequestToken"]
-            if token in self.tokens:  # DynamoDB: a repeated token is the same transaction
-                return {}
-            self.tokens.append(token)
-            puts = [t["Put"]["Item"] for t in kw["TransactItems"]]
-            reasons = [
-                {"Code": "ConditionalCheckFailed" if self._key(i) in self.items else "None"}
-                for i in puts
-            ]
-            if any(r["Code"] != "None" for r in reasons):
-                raise client_error(
-                    "TransactionCanceledException",
-                    "TransactWriteItems",
-                    CancellationReasons=reasons,
-                )
-            for i in puts:
-                self.items[self._key(i)] = i
-            return {}
-
-        return await self._fault("transact_write_items", apply)
-
-
-def make_journal(
-    transactions: bool = True, policy: RetryPolicy = FAST
-) -> tuple[DynamoDBJournal, FakeClient]:
-    settings = DynamoDBSettings(
-        endpoint_url="http://127.0.0.1:9",
-        table_prefix="unit",
-        access_key_id="AKIDUNIT",
-        secret_access_key=SECRET,
-    )
-    journal = DynamoDBJournal(settings, shards=8, transactions=transactions, retry=policy)
-    fake = FakeClient()
-    # what start() would have opened, over the scripted SDK client
-    journal._client = SdkClient(fake, settings, policy, journal.client_stats)
-    return journal, fake
-
-
-def ev(n: int = 0) -> NewEvent:
-    return NewEvent("MessagesAdded", {"n": n})
-
+from threadweaver.adapters.journal.dynamodb.client import RetryPolicy, connect
+from threadweaver.application.ports import ConcurrencyConflict, JournalError, JournalUnavailable
 
 # ---------------------------------------------------------------------------------------------
 
@@ -272,9 +146,10 @@ async def test_lost_response_and_someone_else_won_is_a_conflict():
 async def test_plain_conflict_is_not_retried():
     journal, fake = make_journal()
     await journal.append("thread-a", 0, [ev()])
+    other, _ = make_journal(fake=fake)  # a writer that has not seen seq 1: it must try the put
     with pytest.raises(ConcurrencyConflict):
-        await journal.append("thread-a", 0, [ev()])
-    assert fake.calls["put_item"] == 2 and journal.retries == 0
+        await other.append("thread-a", 0, [ev()])
+    assert fake.calls["put_item"] == 2 and other.retries == 0
 
 
 async def test_transaction_conflict_names_the_first_existing_seq():
@@ -387,7 +262,8 @@ def test_backoff_is_jittered_and_capped():
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_real_client_retries_throttling_with_own_policy_only():
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+async def test_real_client_retries_throttling_with_own_policy_only(transport):
     from aiohttp import web
 
     hits: list[str] = []
@@ -416,7 +292,9 @@ async def test_real_client_retries_throttling_with_own_policy_only():
         retry=FAST,
     )
     try:
-        async with connect(journal.settings, retry=FAST, stats=journal.client_stats) as client:
+        async with connect(
+            journal.settings, retry=FAST, stats=journal.client_stats, transport=transport
+        ) as client:
             journal._client = client
             with pytest.raises(JournalUnavailable, match="ProvisionedThroughputExceeded"):
                 await journal.highest_seq("thread-a")

@@ -1,8 +1,11 @@
 """The DynamoDB journal (production).
 
 Modules: :mod:`.settings` (where the tables are, credentials), :mod:`.tables` (layout and
-provisioning), :mod:`.sdk` (the AWS SDK both use), :mod:`.client` (the journal's calls, with
-retries), :mod:`.codec` (items <-> events), :mod:`.cursor` (a shard's stream from the index),
+provisioning), :mod:`.sdk` (the AWS SDK provisioning uses), :mod:`.errors` (the JournalErrors
+of DynamoDB failures), :mod:`.client` (the journal's calls, with retries) over
+:mod:`.http_transport` (:mod:`.http1` requests, :mod:`.sigv4` signatures, :mod:`.credentials`
+and their refresh), :mod:`.codec` (items <-> events), :mod:`.heads` (what the journal knows of each pid's
+stream), :mod:`.cursor` (a shard's stream from the index), :mod:`.startup` (the checks at start),
 :mod:`.journal` (the Journal port).
 
 The names below are imported from their modules on first use, so that importing

@@ -1,15 +1,17 @@
 """The journal's DynamoDB client: one operation of DynamoDB's JSON API per call, retried.
 
 The journal sees only :class:`DynamoDBClient` (``call(operation, params)`` with the API's own
-operation names and request shapes) and :class:`Refused`, never the SDK underneath, so the
-client can be replaced without touching the journal. Today's implementation,
-:class:`SdkClient`, runs on aiobotocore (:mod:`.sdk`).
+operation names and request shapes) and :class:`Refused`, never what carries the request.
+:class:`RetryingClient` implements it over a :class:`Transport`: :class:`.http_transport.
+HttpTransport` (aiohttp, SigV4, the journal's default) or :class:`.sdk.SdkTransport`
+(aiobotocore; benchmarks and tests). A transport raises :class:`ServiceError` for an error
+answer and :class:`ConnectionFailure` when no (complete) answer came.
 
 Throttling (ProvisionedThroughputExceeded, Throttling, RequestLimitExceeded), server errors
 (InternalServerError, 5xx), connection errors and transactions cancelled only by contention are
 retried with full-jitter exponential backoff (:class:`RetryPolicy`, bounded), then raise
 JournalUnavailable. A missing table or rejected credentials raise JournalError with what to do;
-secrets are never logged or shown.
+every error names the operation and the table; secrets are never logged or shown.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ....application.ports import JournalError, JournalUnavailable
-from . import sdk
+from .errors import CREDENTIAL_CODES, api_name, service_error
 from .settings import DynamoDBSettings
 
 __all__ = [
     "RETRYABLE_CODES",
     "Attempt",
     "ClientStats",
+    "ConnectionFailure",
     "DynamoDBClient",
     "Refused",
     "RetryPolicy",
-    "SdkClient",
+    "RetryingClient",
+    "ServiceError",
+    "Transport",
     "connect",
 ]
 
@@ -66,7 +71,7 @@ _REJECTED_CODES = frozenset(
     }
 )
 # Cancellation reasons of a transaction that was refused as a whole and may simply be retried.
-_CONTENTION_REASONS = frozenset(
+_CONTENTION = frozenset(
     {"None", "", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 )
 
@@ -86,6 +91,7 @@ class RetryPolicy:
 @dataclass(slots=True)
 class ClientStats:
     retries: int = 0  # tries repeated after a retryable failure (metrics and tests)
+    calls: int = 0  # requests sent, retries included
 
 
 class Attempt:
@@ -108,6 +114,31 @@ class Refused(JournalError):
         self.reasons = list(reasons)
 
 
+class ServiceError(Exception):
+    """DynamoDB answered with an error: its code (``ConditionalCheckFailedException``; empty
+    when the answer had none), message, HTTP status and, for a cancelled transaction, the
+    reason code of each item."""
+
+    def __init__(self, code: str, message: str, status: int, reasons: Sequence[str] = ()) -> None:
+        super().__init__(f"{code or status}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.reasons = list(reasons)
+
+
+class ConnectionFailure(Exception):
+    """No complete answer (refused, reset, timed out, corrupt): the request may or may not have
+    been applied."""
+
+
+class Transport(Protocol):
+    async def send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One request, no retries: the answer, or ServiceError / ConnectionFailure (a
+        JournalError when no credentials can be had)."""
+        ...
+
+
 class DynamoDBClient(Protocol):
     """What the journal needs from DynamoDB."""
 
@@ -128,13 +159,18 @@ class DynamoDBClient(Protocol):
         ...
 
 
-class SdkClient:
-    """DynamoDBClient over an aiobotocore client (or anything with its methods, in tests)."""
+class RetryingClient:
+    """DynamoDBClient over a Transport: the retries, refusals and errors of the module
+    docstring."""
 
     def __init__(
-        self, sdk_client: Any, settings: DynamoDBSettings, retry: RetryPolicy, stats: ClientStats
+        self,
+        transport: Transport,
+        settings: DynamoDBSettings,
+        retry: RetryPolicy,
+        stats: ClientStats,
     ) -> None:
-        self._sdk = sdk_client
+        self.transport = transport
         self.settings = settings
         self.retry = retry
         self.stats = stats
@@ -148,56 +184,65 @@ class SdkClient:
         refusals: Collection[str] = (),
         attempt: Attempt | None = None,
     ) -> dict[str, Any]:
-        from botocore import exceptions as bex
-
-        method = getattr(self._sdk, _method_name(operation))
-        table = table or params.get("TableName")
+        send = self.transport.send
+        stats = self.stats
+        stats.calls += 1
+        try:  # the first try, inline: the common case pays no loop
+            return await send(operation, params)
+        except (ServiceError, ConnectionFailure) as exc:
+            last: Exception = exc
         policy = self.retry
-        last: BaseException | None = None
-        for n in range(policy.max_attempts):
-            if n:
-                self.stats.retries += 1
-                await asyncio.sleep(policy.delay(n - 1))
+        for n in range(1, policy.max_attempts):
+            self._check_retryable(last, operation, params, table, refusals, attempt, n)
+            stats.retries += 1
+            await asyncio.sleep(policy.delay(n - 1))
+            stats.calls += 1
             try:
-                return await method(**params)
-            except bex.ClientError as exc:
-                code = sdk.error_code(exc)
-                if code == "TransactionCanceledException":
-                    reasons = _cancellation_reasons(exc)
-                    if reasons and all(r in _CONTENTION_REASONS for r in reasons):
-                        last = exc  # contention or throttling inside the transaction
-                        log.debug("DynamoDB %s on %s: cancelled %s", operation, table, reasons)
-                        continue
-                if code in refusals:
-                    error = sdk.map_client_error(exc, self.settings, table, operation)
-                    raise Refused(code, str(error), _cancellation_reasons(exc)) from None
-                if code in RETRYABLE_CODES or (
-                    sdk.http_status(exc) >= 500 and code not in sdk.CREDENTIAL_CODES
-                ):
-                    last = exc
-                    if attempt is not None and code not in _REJECTED_CODES:
-                        attempt.ambiguous = True
-                    log.debug("DynamoDB %s on %s: %s (try %d)", operation, table, code, n + 1)
-                    continue
-                raise sdk.map_client_error(exc, self.settings, table, operation) from None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
-                    raise sdk.map_client_error(exc, self.settings, table, operation) from None
-                if not _is_connection_error(exc):
-                    raise
+                return await send(operation, params)
+            except (ServiceError, ConnectionFailure) as exc:
                 last = exc
-                if attempt is not None:
-                    attempt.ambiguous = True
-                log.debug(
-                    "DynamoDB %s on %s: %s (try %d)", operation, table, type(exc).__name__, n + 1
-                )
-        what = sdk.error_code(last) or type(last).__name__ if last is not None else "?"
-        raise JournalUnavailable(
-            f"DynamoDB {sdk.api_name(operation)} on {table} failed after {policy.max_attempts} "
-            f"attempts ({what}) at {self.settings.describe()}"
+        self._check_retryable(
+            last, operation, params, table, refusals, attempt, policy.max_attempts
         )
+        what = last.code if isinstance(last, ServiceError) and last.code else last
+        raise JournalUnavailable(
+            f"DynamoDB {api_name(operation)} on {table or params.get('TableName')} failed "
+            f"after {policy.max_attempts} attempts ({_short(what)}) at "
+            f"{self.settings.describe()}"
+        )
+
+    def _check_retryable(
+        self,
+        exc: Exception,
+        operation: str,
+        params: Mapping[str, Any],
+        table: str | None,
+        refusals: Collection[str],
+        attempt: Attempt | None,
+        tries: int,
+    ) -> None:
+        """Returns if `exc` may be retried; raises what the caller gets otherwise."""
+        table = table or params.get("TableName")
+        if isinstance(exc, ConnectionFailure):
+            if attempt is not None:
+                attempt.ambiguous = True
+            log.debug("DynamoDB %s on %s: %s (try %d)", operation, table, exc, tries)
+            return
+        assert isinstance(exc, ServiceError)
+        code = exc.code
+        reasons = exc.reasons
+        if code == "TransactionCanceledException" and reasons and _CONTENTION.issuperset(reasons):
+            log.debug("DynamoDB %s on %s: cancelled %s", operation, table, reasons)
+            return  # contention or throttling inside the transaction
+        if code in refusals:
+            error = service_error(code, exc.message, self.settings, table, operation)
+            raise Refused(code, str(error), exc.reasons)
+        if code in RETRYABLE_CODES or (exc.status >= 500 and code not in CREDENTIAL_CODES):
+            if attempt is not None and code not in _REJECTED_CODES:
+                attempt.ambiguous = True
+            log.debug("DynamoDB %s on %s: %s (try %d)", operation, table, code, tries)
+            return
+        raise service_error(code, exc.message, self.settings, table, operation)
 
 
 @contextlib.asynccontextmanager
@@ -207,48 +252,31 @@ async def connect(
     retry: RetryPolicy,
     stats: ClientStats,
     max_pool_connections: int = 64,
-) -> AsyncIterator[DynamoDBClient]:
-    """The journal's client for `settings`, open for the block."""
-    async with sdk.open_client(settings, max_pool_connections=max_pool_connections) as client:
-        yield SdkClient(client, settings, retry, stats)
+    transport: str = "http",
+) -> AsyncIterator[RetryingClient]:
+    """The journal's client for `settings`, open for the block. `transport`: ``"http"``
+    (:mod:`.http_transport`) or ``"sdk"`` (aiobotocore, :mod:`.sdk`)."""
+    if transport == "sdk":
+        from . import sdk
 
+        async with sdk.open_client(settings, max_pool_connections=max_pool_connections) as raw:
+            yield RetryingClient(sdk.SdkTransport(raw, settings), settings, retry, stats)
+        return
+    if transport != "http":
+        raise ValueError(f"transport must be 'http' or 'sdk', not {transport!r}")
+    from .credentials import credential_source
+    from .http_transport import HttpTransport
 
-def _method_name(operation: str) -> str:
-    """PutItem -> put_item (the SDK's method); snake_case names pass through."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
-
-
-def _cancellation_reasons(exc: BaseException) -> list[str]:
-    response = getattr(exc, "response", None) or {}
-    reasons = response.get("CancellationReasons")
-    if reasons:
-        return [str(r.get("Code", "")) for r in reasons]
-    # Older botocore versions: only the message carries them: "... [ConditionalCheckFailed, None]"
-    message = sdk.error_message(exc)
-    if "[" in message and message.endswith("]"):
-        return [r.strip() for r in message[message.rindex("[") + 1 : -1].split(",")]
-    return []
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    from botocore import exceptions as bex
-
-    if isinstance(
-        exc,
-        (
-            bex.EndpointConnectionError,
-            bex.ConnectionClosedError,
-            bex.ReadTimeoutError,
-            bex.ConnectTimeoutError,
-            bex.HTTPClientError,
-        ),
-    ):
-        return True
+    http = HttpTransport(
+        settings, credential_source(settings), max_connections=max_pool_connections
+    )
+    await http.start()
     try:
-        import aiohttp
+        yield RetryingClient(http, settings, retry, stats)
+    finally:
+        await http.close()
 
-        if isinstance(exc, aiohttp.ClientError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(exc, (asyncio.TimeoutError, ConnectionError, OSError))
+
+def _short(what: object) -> str:
+    text = str(what)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -9,7 +9,8 @@ Item shapes (see :mod:`.journal` for why there are two):
   ``last_seq`` (N) and ``batch`` (S, a JSON list of ``[type, payload]``) instead of
   ``type``/``payload``, and ``batch_metadata`` (S, a JSON list of the events' metadata, ``{}``
   for none; omitted when all are empty); its events are seq ``seq`` .. ``last_seq``;
-- snapshot: ``pid`` (S), ``seq`` (N), ``ts`` (N), ``state`` (S, JSON);
+- snapshot: ``pid`` (S), ``seq`` (N), ``ts`` (N), ``state`` (S, JSON), ``boundary_ts`` (N,
+  when the writer knew ``seq`` to end a journal item: that item's ``ts``);
 - the meta item ``pid = META_PID, seq = 0``: the table's shard count and format version.
 
 Items written before the envelope's metadata existed kept it inside the payload; they are read
@@ -141,13 +142,23 @@ def meta_shards(item: Mapping[str, Any] | None) -> int | None:
     return int(item["shards"]["N"])
 
 
-def snapshot_item(snapshot: Snapshot, ts: int) -> dict[str, Any]:
-    return {
+def snapshot_item(snapshot: Snapshot, ts: int, boundary_ts: int | None = None) -> dict[str, Any]:
+    """The snapshot's item; `boundary_ts`: the ts of the journal item ending at its seq, when
+    the writer knew its seq to be a boundary (:mod:`.journal`)."""
+    item = {
         "pid": string(snapshot.pid),
         "seq": number(snapshot.seq),
         "ts": number(ts),
         "state": string(orjson.dumps(snapshot.state).decode()),
     }
+    if boundary_ts is not None:
+        item["boundary_ts"] = number(boundary_ts)
+    return item
+
+
+def snapshot_boundary_ts(item: Mapping[str, Any]) -> int | None:
+    value = item.get("boundary_ts")
+    return int(value["N"]) if value else None
 
 
 def item_snapshot(item: Mapping[str, Any]) -> Snapshot:

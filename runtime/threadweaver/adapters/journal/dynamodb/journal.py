@@ -30,28 +30,37 @@ same ``ClientRequestToken``, which makes it idempotent.
 item write, so a multi-event append is written as one *batch item* keyed by its first sequence
 number (:mod:`.codec`). Readers expand it into its events (all with the item's
 ``shard``/``ts``/``writer``). A put only checks its own key, so overlap with other sequence
-numbers is excluded by a protocol, applied to every append in this mode (one event or many):
+numbers is excluded by a protocol.
 
-1. *precheck*: a strongly consistent Query for the pid's newest item gives the highest seq ``h``.
-   ``h > expected_seq`` -> ConcurrencyConflict(pid, expected_seq + 1) (that seq exists);
-   ``h < expected_seq`` -> JournalError (the append would leave a gap, which this mode cannot
-   allow).
-2. conditional put of the (single or batch) item at key ``expected_seq + 1`` with
-   ``attribute_not_exists(pid)``; failure -> ConcurrencyConflict.
+Why a put at key ``e + 1`` is safe when ``e`` is a *boundary*: items are never updated or
+deleted, so the pid's items always partition ``1..h`` into consecutive ranges, each item keyed
+by the first seq of its range. A boundary (0, or the last seq of an item) is permanent. If ``e``
+is a boundary and ``h > e``, the item after it is keyed ``e + 1`` and the put fails
+(ConcurrencyConflict); if ``h = e`` it succeeds and extends the partition. So two successful
+appends never cover the same seq, and a seq never appears without all seqs below it.
 
-Why this is sound: items are never updated or deleted, so the pid's items always partition
-``1..h`` into consecutive ranges, each item keyed by the first seq of its range ("boundaries"
-are permanent). A put at key ``f`` succeeds only if ``f - 1`` was the highest seq (a boundary) at
-its precheck and key ``f`` does not exist at the put. If meanwhile another append extended the
-pid, it started exactly at the boundary ``f - 1`` too, i.e. it owns key ``f`` and this put fails.
-So two successful appends never cover the same seq, and a seq never appears without all seqs
-below it. The cost is one extra (0.5 RCU) query per append, only on such servers.
+The journal remembers per pid the highest boundary it has seen (:class:`_KnownHeads`: its own
+appends, reads, ``highest_seq``, snapshots it wrote at a boundary) with that item's ``ts``. An
+append with ``expected_seq`` equal to it (what an entity that loaded or appended through this
+journal passes) is the conditional put alone: one request, in both modes. ``expected_seq``
+below it is a ConcurrencyConflict without a request (that seq exists). Above it, or for a pid
+this journal has not seen, batch-item mode first *prechecks*: a strongly consistent Query for
+the pid's newest item gives the highest seq ``h``; ``h > expected_seq`` -> ConcurrencyConflict,
+``h < expected_seq`` -> JournalError (the append would leave a gap, which this mode cannot
+allow); ``h = expected_seq`` makes it a boundary. (Transactional mode checks every seq in the
+transaction and never prechecks.)
 
 Both modes read both item shapes, so a table written in batch-item mode stays readable
-everywhere. (Transactional mode writes no batch items and does not precheck; writing into a
-table that holds batch items is still safe for callers that pass the highest seq they read,
-which is what the entity layer does.) An append holds at most :data:`MAX_EVENTS_PER_APPEND`
-events (the TransactWriteItems limit), and an item at most 400 KB.
+everywhere. An append holds at most :data:`MAX_EVENTS_PER_APPEND` events (the TransactWriteItems
+limit), and an item at most 400 KB.
+
+Snapshots
+---------
+Written in the background by the entities (off the command's path). A snapshot saved at the
+pid's known boundary records that item's ``ts`` (``boundary_ts``); loading it makes its seq a
+known boundary again, so the recovering entity's read starts right after it (no Query for a
+batch item reaching across it) and its next append is the put alone: a cold entity costs the
+snapshot GetItem, one Query and the put.
 
 Offsets and ``read_shards``
 ---------------------------
@@ -64,7 +73,8 @@ window when idle (``application.projector``) and drops what it applied before by
 
 Errors
 ------
-Retries and error messages are the client's (:mod:`.client`). A write whose outcome was unknown
+Retries and error messages are the client's (:mod:`.client`, over the lean HTTP transport of
+:mod:`.http_transport` unless ``transport="sdk"``). A write whose outcome was unknown
 (connection dropped) and whose retry hits its own condition is recognised as ours (same
 ``ts``/``writer``/content) instead of reported as a conflict.
 """
@@ -72,7 +82,6 @@ Retries and error messages are the client's (:mod:`.client`). A write whose outc
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -90,11 +99,11 @@ from ....application.ports import (
 )
 from ....shards.hashing import DEFAULT_SHARDS, shard_of
 from ..listeners import AppendListeners
-from . import codec, cursor
+from . import codec, cursor, startup
 from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
 from .codec import META_PID
+from .heads import KnownHeads
 from .settings import DynamoDBSettings
-from .tables import SHARD_INDEX
 
 __all__ = ["DEFAULT_OFFSET_SLACK_US", "MAX_EVENTS_PER_APPEND", "META_PID", "DynamoDBJournal"]
 
@@ -119,8 +128,9 @@ class DynamoDBJournal:
         retry: RetryPolicy | None = None,
         query_concurrency: int = 32,
         max_pool_connections: int = 64,
-        pid_ts_cache: int = 65536,
+        known_pids: int = 65536,
         read_page_size: int | None = None,
+        transport: str = "http",
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
@@ -132,12 +142,12 @@ class DynamoDBJournal:
         self.transactions = transactions
         self._query_concurrency = max(1, query_concurrency)
         self._max_pool = max_pool_connections
+        self._transport = transport  # "http" (the lean client) or "sdk" (aiobotocore)
         self._client: DynamoDBClient | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._listeners = AppendListeners()
         self._last_ts = 0
-        self._pid_ts: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._pid_ts_cap = pid_ts_cache
+        self._heads = KnownHeads(known_pids)
         self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
         self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
         self._started = False
@@ -145,6 +155,7 @@ class DynamoDBJournal:
         # counters for metrics and tests
         self.client_stats = ClientStats()
         self.appends = 0
+        self.prechecks = 0  # appends that had to query the pid's newest item first
 
     @property
     def retries(self) -> int:
@@ -175,11 +186,14 @@ class DynamoDBJournal:
                     retry=self.retry,
                     stats=self.client_stats,
                     max_pool_connections=self._max_pool,
+                    transport=self._transport,
                 )
             )
             self._stack = stack
-            await self._check_tables()
-            await self._init_meta()
+            await startup.check_tables(self._client, self.settings)
+            self.transactions = await startup.init_meta(
+                self._client, self.settings, self.shards, self.transactions
+            )
         except BaseException:
             self._client = None
             self._stack = None
@@ -225,86 +239,12 @@ class DynamoDBJournal:
             operation, params, table=table, refusals=refusals, attempt=attempt
         )
 
-    async def _check_tables(self, wait_active: float = 60.0) -> None:
-        """Both tables exist (a clear error otherwise), the journal has the shard index, and
-        tables still being created are waited for (bounded)."""
-        deadline = time.monotonic() + wait_active
-        for name in (self.journal_table, self.snapshot_table):
-            while True:
-                desc = (await self._call("DescribeTable", {"TableName": name}))["Table"]
-                if desc.get("TableStatus") != "CREATING" or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            if name == self.journal_table:
-                indexes = {i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])}
-                if SHARD_INDEX not in indexes:
-                    raise JournalError(
-                        f"DynamoDB table {name} has no {SHARD_INDEX} index: it was not created "
-                        "by threadweaver (run `threadweaver create-tables` with a new table "
-                        "prefix)"
-                    )
-
-    async def _init_meta(self) -> None:
-        """Record the shard count (first start) and learn whether transactions work."""
-        put = {
-            "TableName": self.journal_table,
-            "Item": codec.meta_item(self.shards, time.time_ns() // 1000),
-            "ConditionExpression": "attribute_not_exists(pid)",
-        }
-        if self.transactions is not False:
-            try:
-                await self._call(
-                    "TransactWriteItems",
-                    {"TransactItems": [{"Put": put}], "ClientRequestToken": str(uuid.uuid4())},
-                    table=self.journal_table,
-                    refusals=(_TRANSACTION_CANCELED, "UnknownOperationException"),
-                )
-                self.transactions = True
-            except Refused as exc:
-                if exc.code == "UnknownOperationException":
-                    if self.transactions:
-                        raise JournalError(
-                            f"DynamoDB at {self.settings.describe()} does not "
-                            "support TransactWriteItems"
-                        ) from None
-                    log.info(
-                        "DynamoDB at %s has no TransactWriteItems: multi-event appends "
-                        "use batch items",
-                        self.settings.describe(),
-                    )
-                    self.transactions = False
-                else:  # TransactionCanceledException: the meta item exists already
-                    self.transactions = True
-        if self.transactions is False:
-            try:
-                await self._call("PutItem", put, refusals=(_CONDITIONAL_CHECK_FAILED,))
-            except Refused:
-                pass
-        got = await self._call(
-            "GetItem",
-            {"TableName": self.journal_table, "Key": codec.meta_key(), "ConsistentRead": True},
-        )
-        stored = codec.meta_shards(got.get("Item"))
-        if stored is not None and stored != self.shards:
-            raise JournalError(
-                f"DynamoDB table {self.journal_table} was created for {stored} "
-                f"shards, not {self.shards}: the shard count is fixed at creation"
-            )
-
     # -- time -------------------------------------------------------------------------------
     def _next_ts(self, pid: str, floor: int = 0) -> int:
         now = time.time_ns() // 1000
-        ts = max(now, self._last_ts + 1, self._pid_ts.get(pid, 0) + 1, floor + 1)
+        ts = max(now, self._last_ts + 1, self._heads.ts(pid) + 1, floor + 1)
         self._last_ts = ts
         return ts
-
-    def _remember_ts(self, pid: str, ts: int) -> None:
-        cache = self._pid_ts
-        if cache.get(pid, 0) < ts:
-            cache[pid] = ts
-        cache.move_to_end(pid)
-        while len(cache) > self._pid_ts_cap:
-            cache.popitem(last=False)
 
     # -- appends ----------------------------------------------------------------------------
     def append_nowait(
@@ -332,8 +272,10 @@ class DynamoDBJournal:
         if pid == META_PID:
             raise ValueError(f"{META_PID} is reserved")
         shard = shard_of(pid, self.shards)
-        floor = 0
-        if not self.transactions:
+        known, floor = self._heads.get(pid)
+        if expected_seq < known:  # that seq exists: no request can succeed
+            raise ConcurrencyConflict(pid, expected_seq + 1)
+        if expected_seq > known and not self.transactions:
             floor = await self._precheck(pid, expected_seq)
         ts = self._next_ts(pid, floor)
         first = expected_seq + 1
@@ -343,7 +285,7 @@ class DynamoDBJournal:
         else:
             await self._transact_append(pid, first, shard, ts, writer, events)
         self.appends += 1
-        self._remember_ts(pid, ts)
+        self._heads.remember(pid, expected_seq + len(events), ts)
         stored = [
             StoredEvent(
                 pid=pid,
@@ -362,10 +304,13 @@ class DynamoDBJournal:
         return stored
 
     async def _precheck(self, pid: str, expected_seq: int) -> int:
-        """Batch-item mode step 1: the pid's highest seq must be exactly expected_seq.
-        Returns the ts of the newest item (the new ts must be above it)."""
+        """Batch-item mode, `expected_seq` not a known boundary: the pid's highest seq must be
+        exactly expected_seq. Returns the ts of the newest item (the new ts must be above it)."""
+        self.prechecks += 1
         newest = await self._newest_item(pid)
         highest = codec.item_last_seq(newest) if newest else 0
+        if newest is not None:
+            self._heads.remember(pid, highest, codec.item_ts(newest))
         if highest > expected_seq:
             raise ConcurrencyConflict(pid, expected_seq + 1)
         if highest < expected_seq:
@@ -454,7 +399,8 @@ class DynamoDBJournal:
         self._require_client()
         from_seq = max(1, from_seq)
         out: list[StoredEvent] = []
-        if from_seq > 1:
+        boundary, boundary_ts = self._heads.get(pid)
+        if from_seq > 1 and boundary != from_seq - 1:
             # A batch item keyed below from_seq may hold events at and after it.
             resp = await self._call(
                 "Query",
@@ -473,6 +419,8 @@ class DynamoDBJournal:
             for item in resp.get("Items") or []:
                 if "batch" in item and codec.item_last_seq(item) >= from_seq:
                     out.extend(e for e in codec.item_events(item) if e.seq >= from_seq)
+                elif codec.item_last_seq(item) == from_seq - 1:
+                    boundary, boundary_ts = from_seq - 1, codec.item_ts(item)
         params: dict[str, Any] = {
             "TableName": self.journal_table,
             "KeyConditionExpression": "pid = :p AND seq >= :s",
@@ -489,8 +437,10 @@ class DynamoDBJournal:
             if not lek:
                 break
             params["ExclusiveStartKey"] = lek
-        if out:
-            self._remember_ts(pid, max(e.ts for e in out))
+        if out:  # the last event read ends an item: a boundary
+            self._heads.remember(pid, out[-1].seq, max(e.ts for e in out))
+        elif boundary == from_seq - 1:
+            self._heads.remember(pid, boundary, boundary_ts)
         return out
 
     async def highest_seq(self, pid: str) -> int:
@@ -498,19 +448,27 @@ class DynamoDBJournal:
         newest = await self._newest_item(pid)
         if newest is None:
             return 0
-        self._remember_ts(pid, codec.item_ts(newest))
-        return codec.item_last_seq(newest)
+        highest = codec.item_last_seq(newest)
+        self._heads.remember(pid, highest, codec.item_ts(newest))
+        return highest
 
     # -- snapshots --------------------------------------------------------------------------
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Keep the snapshot with the highest seq: an older one does not replace a newer one."""
+        """Keep the snapshot with the highest seq: an older one does not replace a newer one.
+        A snapshot at the pid's known boundary records that item's ts (module docstring)."""
         self._require_client()
+        boundary, boundary_ts = self._heads.get(snapshot.pid)
+        item = codec.snapshot_item(
+            snapshot,
+            snapshot.ts or time.time_ns() // 1000,
+            boundary_ts if boundary == snapshot.seq and boundary else None,
+        )
         try:
             await self._call(
                 "PutItem",
                 {
                     "TableName": self.snapshot_table,
-                    "Item": codec.snapshot_item(snapshot, snapshot.ts or time.time_ns() // 1000),
+                    "Item": item,
                     "ConditionExpression": "attribute_not_exists(pid) OR seq < :seq",
                     "ExpressionAttributeValues": {":seq": codec.number(snapshot.seq)},
                 },
@@ -530,7 +488,13 @@ class DynamoDBJournal:
             },
         )
         item = resp.get("Item")
-        return codec.item_snapshot(item) if item else None
+        if not item:
+            return None
+        snapshot = codec.item_snapshot(item)
+        boundary_ts = codec.snapshot_boundary_ts(item)
+        if boundary_ts is not None:
+            self._heads.remember(pid, snapshot.seq, boundary_ts)
+        return snapshot
 
     # -- projections ------------------------------------------------------------------------
     async def read_shards(

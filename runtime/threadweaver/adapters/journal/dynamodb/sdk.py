@@ -1,36 +1,36 @@
 """The AWS SDK (aioboto3/aiobotocore) as this package uses it: one session per process, a
-DynamoDB client with botocore's own retries off, and the JournalError a botocore failure becomes.
+DynamoDB client with botocore's own retries off, and the JournalError a botocore failure becomes
+(:mod:`.errors`).
 
-Shared by provisioning (:mod:`.tables`, which the operator imports) and today's journal client
-(:mod:`.client`); the journal itself never touches botocore.
+Provisioning (:mod:`.tables`, which the operator imports) uses it; the journal's hot path does
+not (:mod:`.http_transport`), except where :class:`SdkTransport` is chosen (benchmarks, tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ....application.ports import JournalError
+from .errors import (
+    CREDENTIAL_CODES,
+    api_name,
+    no_credentials,
+    reasons_from_message,
+    service_error,
+)
 from .settings import DynamoDBSettings
 
-__all__ = ["CREDENTIAL_CODES", "api_name", "error_code", "map_client_error", "open_client"]
-
-CREDENTIAL_CODES = frozenset(
-    {
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "MissingAuthenticationToken",
-        "MissingAuthenticationTokenException",
-        "AccessDeniedException",
-        "ExpiredTokenException",
-        "IncompleteSignature",
-        "IncompleteSignatureException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "AuthFailure",
-    }
-)
+__all__ = [
+    "CREDENTIAL_CODES",
+    "SdkTransport",
+    "api_name",
+    "error_code",
+    "map_client_error",
+    "open_client",
+]
 
 _SESSION: Any = None
 
@@ -91,9 +91,13 @@ def http_status(exc: BaseException) -> int:
     return 0
 
 
-def api_name(op: str) -> str:
-    """put_item -> PutItem (the name IAM and the docs use)."""
-    return "".join(part.capitalize() for part in op.split("_")) if "_" in op else op
+def cancellation_reasons(exc: BaseException) -> list[str]:
+    """A cancelled transaction's reason codes, in item order."""
+    response = getattr(exc, "response", None) or {}
+    reasons = response.get("CancellationReasons")
+    if reasons:
+        return [str(r.get("Code", "")) for r in reasons]
+    return reasons_from_message(error_message(exc))
 
 
 def map_client_error(
@@ -103,28 +107,65 @@ def map_client_error(
     from botocore import exceptions as bex
 
     if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
-        return JournalError(
-            f"no usable AWS credentials for DynamoDB at {settings.describe()}: set "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, mount a credentials Secret "
-            "(credentials-file) or give the pod an IAM role"
-        )
+        return no_credentials(settings)
     code = error_code(exc)
-    if code == "ResourceNotFoundException":
-        name = table or f"{settings.table_prefix}-*"
-        return JournalError(
-            f"DynamoDB table {name} does not exist at {settings.describe()}: run "
-            "`threadweaver create-tables` or let the operator create it"
-        )
-    if code in CREDENTIAL_CODES:
-        return JournalError(
-            f"DynamoDB at {settings.describe()} rejected the request ({code}: "
-            f"{error_message(exc)}): check the credentials (access key id and secret) or the "
-            f"IAM permissions for dynamodb:{api_name(op)}"
-        )
-    op = api_name(op)
-    if code:
-        return JournalError(
-            f"DynamoDB {op} failed on {table or settings.table_prefix}: "
-            f"{code}: {error_message(exc)}"
-        )
-    return JournalError(f"DynamoDB {op} failed: {type(exc).__name__}: {exc}")
+    if not code:
+        return JournalError(f"DynamoDB {api_name(op)} failed: {type(exc).__name__}: {exc}")
+    return service_error(code, error_message(exc), settings, table, op)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    from botocore import exceptions as bex
+
+    if isinstance(
+        exc,
+        (
+            bex.EndpointConnectionError,
+            bex.ConnectionClosedError,
+            bex.ReadTimeoutError,
+            bex.ConnectTimeoutError,
+            bex.HTTPClientError,
+        ),
+    ):
+        return True
+    import aiohttp
+
+    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError))
+
+
+class SdkTransport:
+    """The journal client's transport (:class:`.client.Transport`) over an aiobotocore client
+    (or anything with its methods, in tests): the SDK's errors become the client's."""
+
+    def __init__(self, sdk_client: Any, settings: DynamoDBSettings) -> None:
+        self._sdk = sdk_client
+        self._settings = settings
+        self._methods: dict[str, Any] = {}
+
+    async def send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        from botocore import exceptions as bex
+
+        from .client import ConnectionFailure, ServiceError
+
+        method = self._methods.get(operation)
+        if method is None:
+            method = self._methods[operation] = getattr(self._sdk, _method_name(operation))
+        try:
+            return dict(await method(**params))
+        except bex.ClientError as exc:
+            raise ServiceError(
+                error_code(exc), error_message(exc), http_status(exc), cancellation_reasons(exc)
+            ) from None
+        except asyncio.CancelledError:
+            raise
+        except (bex.NoCredentialsError, bex.PartialCredentialsError):
+            raise no_credentials(self._settings) from None
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+
+def _method_name(operation: str) -> str:
+    """PutItem -> put_item (the SDK's method); snake_case names pass through."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")

@@ -29,8 +29,10 @@ class DynamoDBSettings:
     ``access_key_id``/``secret_access_key``; ``credentials_file`` (a directory such as a mounted
     Kubernetes Secret with files ``access-key-id`` and ``secret-access-key``, or an AWS shared
     credentials file, profile ``AWS_PROFILE`` or ``default``); then botocore's default chain
-    (environment, web identity / IRSA, instance role). A custom endpoint without any credentials
-    gets dummy ones (local servers check none).
+    (environment, shared files and profiles, web identity / IRSA, container credentials,
+    instance role; :mod:`.credentials`). A custom endpoint gets dummy ones (local servers check
+    none) unless a profile or the environment names a source (keys, a web identity token file,
+    container credentials, an instance-metadata endpoint, a config file).
     """
 
     endpoint_url: str | None = None
@@ -142,21 +144,36 @@ class DynamoDBSettings:
         )
 
     def resolve_credentials(self) -> tuple[str, str, str | None] | None:
-        """(key id, secret, session token) to use, or None for botocore's default chain.
-        Files are read on every call, so a rotated Secret is picked up by a new client."""
+        """(key id, secret, session token) to use, or None for botocore's default chain
+        (:mod:`.credentials`, which refreshes temporary credentials). Files are read on every
+        call, so a rotated Secret is picked up by a new client."""
         if self.access_key_id and self.secret_access_key:
             return self.access_key_id, self.secret_access_key, self.session_token
         if self.credentials_file:
             found = _read_credentials_file(Path(self.credentials_file), self.profile)
             if found is not None:
                 return found
-        if self.endpoint_url:
-            return (*_LOCAL_DUMMY_CREDENTIALS, None) if not _env_has_credentials() else None
+        if self.endpoint_url and not self.profile and not _env_names_credentials():
+            return (*_LOCAL_DUMMY_CREDENTIALS, None)
         return None
 
 
-def _env_has_credentials() -> bool:
-    return bool(os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"))
+# What makes the default chain worth asking for a custom endpoint (a local server otherwise gets
+# dummy keys: asking the chain there would end at the instance metadata address).
+_CHAIN_VARIABLES = (
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_CONFIG_FILE",
+)
+
+
+def _env_names_credentials() -> bool:
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    return any(env.get(name) for name in _CHAIN_VARIABLES)
 
 
 _DIR_KEY_FILES = (
