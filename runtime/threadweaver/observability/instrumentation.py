@@ -7,7 +7,7 @@ root built, so that no module of the application or the adapters knows about met
 - the entities' journal (``EntityManager.journal``): append outcomes and latency;
 - shard-map application (``Member.apply_map``): handoffs and their duration;
 - the read model's queries and its apply transaction;
-- the DynamoDB journal's client (botocore event hooks, once ``start()`` opened it);
+- the DynamoDB journal's client (the observer of its ClientStats: every request it sends);
 - projection lag (:class:`~.lag.ProjectionLag`, a listener of the journal's appends).
 
 Each wrapper is an instance attribute shadowing the class's method, set once before the
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ..application.ports import NewEvent, StoredEvent
 from ..domain import Command, Event
 from ..shards import ShardMap
-from .dynamodb import DynamoDBHooks, attach_to_journal
 from .lag import ProjectionLag
 from .recorders import (
     Recorders,
@@ -211,18 +210,11 @@ def _timed_query(
 
 
 def instrument_dynamodb(journal: Any, rec: Recorders) -> None:
-    """Attach the DynamoDB hooks when the journal has started (its client exists then)."""
-    if not type(journal).__name__.startswith("DynamoDB"):
-        return
-    start = journal.start
-    hooks = DynamoDBHooks(rec.dynamodb)
-
-    @functools.wraps(start)
-    async def start_and_attach() -> None:
-        await start()
-        attach_to_journal(journal, hooks)
-
-    _shadow(journal, "start", start_and_attach)
+    """Count the DynamoDB journal's requests: its client reports each one to the observer of
+    its ClientStats (adapters/journal/dynamodb/client.py), whatever transport it uses."""
+    stats = getattr(journal, "client_stats", None)
+    if stats is not None:
+        stats.observer = rec.dynamodb.done
 
 
 def instrument(runtime: Runtime, rec: Recorders) -> ProjectionLag:

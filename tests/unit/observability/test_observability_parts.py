@@ -7,6 +7,17 @@ import asyncio
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import pytest
+
+from threadweaver.adapters.journal.dynamodb.client import (
+    ClientStats,
+    ConnectionFailure,
+    RetryingClient,
+    RetryPolicy,
+    ServiceError,
+    outcome_of,
+)
+from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
 from threadweaver.application.gateway import ForwardRefused, NotOwner, ShardUnavailable
 from threadweaver.application.ports import (
     ConcurrencyConflict,
@@ -16,7 +27,6 @@ from threadweaver.application.ports import (
 )
 from threadweaver.domain import DomainError, ErrorKind
 from threadweaver.observability import lag as lag_module
-from threadweaver.observability.dynamodb import DynamoDBHooks, classify
 from threadweaver.observability.histogram import Histogram, buckets_of_counts
 from threadweaver.observability.lag import ProjectionLag
 from threadweaver.observability.metrics import (
@@ -78,44 +88,50 @@ def test_outcome_labels():
 
 
 def test_dynamodb_answers_are_classified():
-    assert classify(200, {}) == "ok"
-    assert classify(400, {"Error": {"Code": "ProvisionedThroughputExceededException"}}) == (
+    assert outcome_of(ServiceError("ProvisionedThroughputExceededException", "", 400)) == (
         "throttled"
     )
-    assert classify(400, {"Error": {"Code": "ThrottlingException"}}) == "throttled"
-    assert classify(400, {"Error": {"Code": "ConditionalCheckFailedException"}}) == (
+    assert outcome_of(ServiceError("ThrottlingException", "", 400)) == "throttled"
+    assert outcome_of(ServiceError("ConditionalCheckFailedException", "", 400)) == (
         "conditional_check_failed"
     )
-    cancelled = {
-        "Error": {"Code": "TransactionCanceledException"},
-        "CancellationReasons": [{"Code": "None"}, {"Code": "ConditionalCheckFailed"}],
-    }
-    assert classify(400, cancelled) == "conditional_check_failed"
-    throttled = {
-        "Error": {"Code": "TransactionCanceledException"},
-        "CancellationReasons": [{"Code": "ThrottlingError"}],
-    }
-    assert classify(400, throttled) == "throttled"
-    assert classify(500, {"Error": {"Code": "InternalServerError"}}) == "error"
-
-
-def test_dynamodb_hooks_time_each_attempt_by_operation():
-    rec = DynamoDBRecorder()
-    hooks = DynamoDBHooks(rec)
-    model = SimpleNamespace(name="PutItem")
-    ctx: dict = {}
-    hooks.before_call(model=model, context=ctx, params={}, event_name="before-call.dynamodb")
-    hooks.after_call(
-        http_response=SimpleNamespace(status_code=400),
-        parsed={"Error": {"Code": "ThrottlingException"}},
-        model=model,
-        context=ctx,
+    cancelled = ServiceError(
+        "TransactionCanceledException", "", 400, ["None", "ConditionalCheckFailed"]
     )
-    ctx2: dict = {}
-    hooks.before_call(model=SimpleNamespace(name="Query"), context=ctx2)
-    hooks.after_call_error(exception=ConnectionError(), context=ctx2)
-    assert rec.requests == {("PutItem", "throttled"): 1, ("Query", "error"): 1}
-    assert rec.duration["PutItem"].count == 1 and rec.duration["Query"].count == 1
+    assert outcome_of(cancelled) == "conditional_check_failed"
+    throttled = ServiceError("TransactionCanceledException", "", 400, ["ThrottlingError"])
+    assert outcome_of(throttled) == "throttled"
+    assert outcome_of(ServiceError("InternalServerError", "", 500)) == "error"
+    assert outcome_of(ConnectionFailure("reset")) == "error"
+
+
+async def test_the_dynamodb_client_reports_each_try_by_operation_and_outcome():
+    class Transport:  # a throttled PutItem, then an ok one; a Query that loses its connection
+        def __init__(self) -> None:
+            self.answers = [ServiceError("ThrottlingException", "slow down", 400), {}]
+
+        async def send(self, operation: str, params: dict) -> dict:
+            if operation == "Query":
+                raise ConnectionFailure("reset")
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    rec = DynamoDBRecorder()
+    stats = ClientStats(observer=rec.done)
+    client = RetryingClient(
+        Transport(), DynamoDBSettings(), RetryPolicy(max_attempts=2, base_delay=0.0), stats
+    )
+    assert await client.call("PutItem", {"TableName": "t"}) == {}
+    with pytest.raises(JournalUnavailable):
+        await client.call("Query", {"TableName": "t"})
+    assert rec.requests == {
+        ("PutItem", "throttled"): 1,
+        ("PutItem", "ok"): 1,
+        ("Query", "error"): 2,
+    }
+    assert rec.duration["PutItem"].count == 2 and rec.duration["Query"].count == 2
 
 
 def test_a_handoff_is_timed_from_its_first_map_to_its_completion(monkeypatch):

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,6 +93,35 @@ class RetryPolicy:
 class ClientStats:
     retries: int = 0  # tries repeated after a retryable failure (metrics and tests)
     calls: int = 0  # requests sent, retries included
+    # Called once per request sent with (operation, outcome, seconds); outcome is "ok",
+    # "throttled", "conditional_check_failed" or "error" (the metrics set it; None: no timing).
+    observer: Callable[[str, str, float], None] | None = None
+
+
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+    }
+)
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The metrics' ``outcome`` of a request that failed with `exc`."""
+    if not isinstance(exc, ServiceError):
+        return "error"
+    if exc.code in THROTTLING_CODES:
+        return "throttled"
+    if exc.code == "ConditionalCheckFailedException":
+        return "conditional_check_failed"
+    if exc.code == "TransactionCanceledException":
+        if "ConditionalCheckFailed" in exc.reasons:
+            return "conditional_check_failed"
+        if {"ThrottlingError", "ProvisionedThroughputExceeded"} & set(exc.reasons):
+            return "throttled"
+    return "error"
 
 
 class Attempt:
@@ -184,8 +214,8 @@ class RetryingClient:
         refusals: Collection[str] = (),
         attempt: Attempt | None = None,
     ) -> dict[str, Any]:
-        send = self.transport.send
         stats = self.stats
+        send = self.transport.send if stats.observer is None else self._observed_send
         stats.calls += 1
         try:  # the first try, inline: the common case pays no loop
             return await send(operation, params)
@@ -210,6 +240,18 @@ class RetryingClient:
             f"after {policy.max_attempts} attempts ({_short(what)}) at "
             f"{self.settings.describe()}"
         )
+
+    async def _observed_send(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        observer = self.stats.observer
+        assert observer is not None
+        started = time.perf_counter()
+        try:
+            response = await self.transport.send(operation, params)
+        except (ServiceError, ConnectionFailure) as exc:
+            observer(operation, outcome_of(exc), time.perf_counter() - started)
+            raise
+        observer(operation, "ok", time.perf_counter() - started)
+        return response
 
     def _check_retryable(
         self,
