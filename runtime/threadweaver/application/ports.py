@@ -170,6 +170,9 @@ class ApplyResult:
     skipped: int  # already applied before (seq <= the stored one)
     offsets: dict[int, int]  # new offset per shard that advanced
     stalled: dict[int, int]  # shard -> offset it must re-read from (a gap in a pid)
+    #: thread id -> the seq its row has, for the thread whose gap stalled a shard: its events
+    #: from that seq + 1 on are what the projector must find (application/projection.py)
+    gaps: dict[str, int] = field(default_factory=dict)
 
 
 class ReadModel(Protocol):

@@ -98,3 +98,8 @@ class ProjectorSettings:
     coalesce: float = 0.005
     min_backoff: float = 0.2
     max_backoff: float = 5.0  # bounds the catch-up delay after an outage
+    # A thread's event after a gap is held this long for the missing one to arrive by itself
+    # before the RMU reads the thread's missing events from the journal (then backing off).
+    repair_after: float = 0.1
+    repairs_per_round: int = 16  # thread reads at most per round of the loop
+    known_threads: int = 65_536  # threads whose applied seq an RMU remembers (LRU)

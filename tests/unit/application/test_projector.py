@@ -2,17 +2,26 @@
 push wake-ups, and the pure batch planner."""
 
 import asyncio
+import collections
 import time
 
 import pytest
 
+from tests.support.waiting import eventually
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.application.entities import EntityManager
 from threadweaver.application.projection import plan_batch
 from threadweaver.application.projector import Projector, ProjectorSettings
 from threadweaver.application.row_operations import ProjectedEvent
-from threadweaver.domain import AddMessages, CreateThread, NewMessage, new_ulid
+from threadweaver.domain import (
+    AddMessages,
+    CreateThread,
+    NewMessage,
+    new_ulid,
+    thread_persistence_id,
+)
+from threadweaver.shards import shard_of
 
 ADMIN = new_ulid()
 
@@ -131,3 +140,136 @@ def test_plan_skips_applied_events_and_stalls_a_shard_at_a_gap():
     assert plan.skipped == 1
     assert plan.offsets == {0: 14}  # shard 1 stalled at b#3 (b is at 1): not advanced
     assert plan.stalled == {1: -1}
+    assert plan.gaps == {"b": 1}  # the thread to repair, and the seq its row has
+
+
+# ---------------------------------------------------------------------------------------------
+# convergence whatever the visibility order
+# ---------------------------------------------------------------------------------------------
+
+
+class LaggingJournal:
+    """The SQLite journal seen as through an eventually consistent index: the events in
+    `hidden` are not returned by read_shards / read_shard_set (they are by `read`, as by
+    DynamoDB's strongly consistent table), those in `unreadable` by neither, as if they became
+    visible out of offset order. Counts the reads."""
+
+    def __init__(self, inner: SqliteJournal) -> None:
+        self.inner = inner
+        self.hidden: set[tuple[str, int]] = set()
+        self.unreadable: set[tuple[str, int]] = set()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _visible(self, events, *hiding):
+        return [e for e in events if not any((e.pid, e.seq) in h for h in hiding)]
+
+    async def read_shards(self, start, end, after, limit):
+        self.calls["read_shards"] += 1
+        got = await self.inner.read_shards(start, end, after, limit)
+        return self._visible(got, self.hidden, self.unreadable)
+
+    async def read_shard_set(self, shards, after, limit):
+        self.calls["read_shard_set"] += 1
+        got = await self.inner.read_shard_set(shards, after, limit)
+        return self._visible(got, self.hidden, self.unreadable)
+
+    async def read(self, pid, from_seq=1):
+        self.calls["read"] += 1
+        return self._visible(await self.inner.read(pid, from_seq), self.unreadable)
+
+
+def threads_in_one_shard(n, shards=16):
+    tids = [new_ulid()]
+    shard = shard_of(thread_persistence_id(tids[0]), shards)
+    while len(tids) < n:
+        tid = new_ulid()
+        if shard_of(thread_persistence_id(tid), shards) == shard:
+            tids.append(tid)
+    return tids, shard
+
+
+async def wait_for_messages(rm, tid, count):
+    async def projected():
+        return len(await rm.list_messages(tid, ADMIN, 0, 100) or []) >= count
+
+    await eventually(projected, what=f"{count} messages of {tid} in the read model")
+
+
+async def post(mgr, tid, text):
+    await mgr.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), text),), 1))
+
+
+async def test_an_event_visible_late_behind_the_offset_is_repaired_not_read_in_a_loop(stores):
+    """The stall users saw: an event becomes visible after a later one of its shard was read;
+    its thread's next event is then a gap. One read of the thread's missing events repairs it
+    (no poll, no sweep: the poll interval is long)."""
+    j, rm = stores
+    lag = LaggingJournal(j)
+    mgr = EntityManager(j)
+    (tid,), _ = threads_in_one_shard(1)
+    await mgr.execute(CreateThread(tid, ADMIN, "t", (ADMIN,), (), None, None, 1))
+    p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=60, repair_after=0.02))
+    p.start()
+    await p.wait_caught_up(5)
+    lag.hidden.add((thread_persistence_id(tid), 2))  # seq 2 shows up in the index late
+    await post(mgr, tid, "late")
+    await post(mgr, tid, "after it")
+    await wait_for_messages(rm, tid, 2)
+    await p.stop()
+    assert p.state.repairs == 1 and lag.calls["read"] == 1
+    assert lag.calls["read_shard_set"] <= 6, lag.calls  # a few pushed reads, not a loop
+    assert [m.body for m in await rm.list_messages(tid, ADMIN, 0, 10)] == ["late", "after it"]
+
+
+async def test_a_gap_holds_only_its_thread_and_the_checkpoint_stays_below_it(stores):
+    j, rm = stores
+    lag = LaggingJournal(j)
+    mgr = EntityManager(j)
+    (a, b), shard = threads_in_one_shard(2)
+    for tid in (a, b):
+        await mgr.execute(CreateThread(tid, ADMIN, "t", (ADMIN,), (), None, None, 1))
+    settings = ProjectorSettings(poll_interval=60, repair_after=0.02, max_backoff=0.1)
+    p = Projector(lag, rm, 0, 16, settings)
+    p.start()
+    await p.wait_caught_up(5)
+    lag.unreadable.add((thread_persistence_id(a), 2))  # nowhere to be read for now
+    await post(mgr, a, "a2")
+    await post(mgr, a, "a3")
+    await post(mgr, b, "b2")
+    await wait_for_messages(rm, b, 1)  # the other thread of the shard goes on
+    await eventually(lambda: p.state.repairs >= 2, what="a second repair (backing off)")
+    a3 = (await j.read(thread_persistence_id(a), 3))[0]
+    checkpoint = (await rm.load_offsets("threads", shard, shard + 1))[shard]
+    assert checkpoint < a3.offset  # a restart must find the held event again
+    assert await rm.list_messages(a, ADMIN, 0, 10) == []
+    lag.unreadable.clear()
+    await wait_for_messages(rm, a, 2)
+    await p.stop()
+    assert [m.body for m in await rm.list_messages(a, ADMIN, 0, 10)] == ["a2", "a3"]
+    assert lag.calls["read"] == p.state.repairs < 20
+
+
+async def test_a_restart_finds_the_event_held_behind_a_gap(stores):
+    j, rm = stores
+    lag = LaggingJournal(j)
+    mgr = EntityManager(j)
+    (a, b), _ = threads_in_one_shard(2)
+    for tid in (a, b):
+        await mgr.execute(CreateThread(tid, ADMIN, "t", (ADMIN,), (), None, None, 1))
+    p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=60, repair_after=30))
+    p.start()
+    await p.wait_caught_up(5)
+    lag.unreadable.add((thread_persistence_id(a), 2))
+    await post(mgr, a, "a2")
+    await post(mgr, a, "a3")
+    await post(mgr, b, "b2")
+    await wait_for_messages(rm, b, 1)
+    await p.stop()  # a3 held, a2 never seen: gone with the process
+    lag.unreadable.clear()
+    again = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=60, repair_after=0.02))
+    again.start()
+    await wait_for_messages(rm, a, 2)
+    await again.stop()
