@@ -128,7 +128,16 @@ class Journal(Protocol):
 
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         """Call `listener` with the events of each append made through this journal instance,
-        after they are durable. Returns an unsubscribe function."""
+        after they are durable, as stored (offsets included): the in-process feed a projector
+        applies without reading them back. Returns an unsubscribe function."""
+        ...
+
+    def in_flight_floor(self, shard: int) -> int | None:
+        """The lowest offset that an append of this instance to `shard`, started and not yet
+        finished, can be stored at; None when there is none (or when every such append is
+        stored above every offset already visible, SQLite). A projector keeps its checkpoint
+        below it, so that a restart re-reads an append that took effect while its process died
+        before reporting it."""
         ...
 
 

@@ -447,6 +447,10 @@ class SqliteJournal:
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
 
+    def in_flight_floor(self, shard: int) -> int | None:
+        """None: an append not committed yet gets an ordering above every committed one."""
+        return None
+
 
 def _ordering(row: tuple) -> int:
     return row[6]

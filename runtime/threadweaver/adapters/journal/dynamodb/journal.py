@@ -93,6 +93,7 @@ from ..listeners import AppendListeners
 from . import codec, cursor
 from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
 from .codec import META_PID
+from .inflight import InFlightAppends
 from .settings import DynamoDBSettings
 from .tables import SHARD_INDEX
 
@@ -140,6 +141,7 @@ class DynamoDBJournal:
         self._pid_ts_cap = pid_ts_cache
         self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
         self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
+        self._unsettled = InFlightAppends()  # the read side's view of the same (floors)
         self._started = False
         self._closed = False
         # counters for metrics and tests
@@ -318,6 +320,19 @@ class DynamoDBJournal:
         return asyncio.shield(task)
 
     async def append(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> list[StoredEvent]:
+        # Every ts stamped from now on is at least the clock now and above the last one stamped
+        # (_next_ts): the floor a projector keeps its checkpoint under while this append has
+        # not finished (.inflight).
+        floor = max(self._last_ts + 1, time.time_ns() // 1000)
+        started = self._unsettled.begin(shard_of(pid, self.shards), floor)
+        try:
+            return await self._append(pid, expected_seq, events, writer=writer)
+        finally:
+            self._unsettled.end(started)
+
+    async def _append(
         self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
     ) -> list[StoredEvent]:
         self._require_client()
@@ -561,3 +576,6 @@ class DynamoDBJournal:
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
+
+    def in_flight_floor(self, shard: int) -> int | None:
+        return self._unsettled.floor(shard)
