@@ -4,18 +4,26 @@ An RMU keeps one offset per shard in the read model, committed with the rows (it
 It reads batches of its range, decodes and projects them into row operations
 (application/thread_projection.py) and has the read model apply them.
 
-Where events come from: when the local journal reports an append in its range (push), the RMU
-reads the shards that append touched; a full read of the range runs at start and every poll
-interval, starting `Journal.offset_slack` before each checkpoint (an event can become visible
-behind an offset already read where offsets are write times, DynamoDB).
+Where events come from:
+- the appends of this process: the journal hands each durable append's events, as stored
+  (offsets included), to its subscribers; the RMU of their range queues and applies them as they
+  are, without reading them back (the in-process feed);
+- the journal, for everything else (a restart or a takeover, other writers): a full read of the
+  range runs at start and every poll interval, starting `Journal.offset_slack` before each
+  checkpoint (an event can become visible behind an offset already read where offsets are write
+  times, DynamoDB).
 
 Convergence whatever the visibility order: events pass through `Continuity`
 (application/thread_continuity.py), which drops what a thread's row has applied, passes each
 thread's next events, and holds the events behind a gap; a gap open for `repair_after` seconds is
 repaired by reading the thread's missing events by sequence number (`Journal.read`), backing off
 if they are not there yet. A gap therefore costs one bounded read, never a loop, and never stops
-the other threads of its shard. The checkpoint never passes an event held behind a gap, so a
-restart finds it again.
+the other threads of its shard.
+
+The checkpoint a restart reads from never reaches an event the RMU knows of and has not applied
+(held behind a gap, queued, to be passed again, dropped from an overfull queue and not read yet),
+nor an append of this process still in flight (`Journal.in_flight_floor`): whatever the order in
+which appends finish, a restart after a kill finds every one that took effect.
 
 Errors restart the loop with exponential backoff; the state (running, offset, lag, restarts,
 last error) is what a member reports in its Lease.
@@ -24,6 +32,7 @@ last error) is what a member reports in its Lease.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -89,7 +98,9 @@ class Projector:
     def _reset(self) -> None:
         """A clean slate (a new start): everything is read again from the checkpoints."""
         self._offsets: dict[int, int] = {}  # the checkpoints, as the read model stores them
-        self._dirty: set[int] = set()  # shards with pushed appends not read yet
+        self._fed: collections.deque[StoredEvent] = collections.deque()  # this process's appends
+        # shard -> (lowest offset of the fed events dropped, when a read of it can settle that)
+        self._dropped: dict[int, tuple[int, float]] = {}
         self._reads = ShardReads()
         self._again: list[StoredEvent] = []  # events to pass to the read model again
         s = self.settings
@@ -136,13 +147,40 @@ class Projector:
         await asyncio.wait_for(self._caught_up.wait(), timeout)
 
     def _on_append(self, events: Sequence[StoredEvent]) -> None:
+        """The in-process feed: this process's durable appends, queued as they are."""
         start, end = self.start_shard, self.end_shard
-        for ev in events:
-            if start <= ev.shard < end:
-                self._dirty.add(ev.shard)
-        if self._dirty:
-            self._caught_up.clear()
-            self._wake.set()
+        fed = self._fed
+        before = len(fed)
+        fed.extend(ev for ev in events if start <= ev.shard < end)
+        if len(fed) == before:
+            return
+        if len(fed) > self.settings.max_queued:
+            self._drop_queue()
+        self._caught_up.clear()
+        self._wake.set()
+
+    def _drop_queue(self) -> None:
+        """Too many appends queued (the read model has been away): read their shards from the
+        journal instead, after the checkpoints (which stay below every queued event)."""
+        settled_at = time.monotonic() + (self.settings.settle if self.journal.offset_slack else 0)
+        lowest: dict[int, int] = {}
+        for ev in self._fed:
+            if ev.offset < lowest.get(ev.shard, ev.offset + 1):
+                lowest[ev.shard] = ev.offset
+        log.warning(
+            "RMU %d-%d: %d appends queued; reading their %d shards from the journal instead",
+            *self.range,
+            len(self._fed),
+            len(lowest),
+        )
+        self._fed.clear()
+        for shard, offset in lowest.items():
+            old = self._dropped.get(shard)
+            self._dropped[shard] = (min(offset, old[0]) if old else offset, settled_at)
+            after = self._offsets.get(shard, 0)
+            self._reads.owe(shard, after)
+            if settled_at > time.monotonic():  # an eventually consistent index: again later
+                self._reads.owe_later(settled_at, shard, after)
 
     # -- the loop ---------------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -189,10 +227,10 @@ class Projector:
             if worked:
                 continue
             st = self.state
-            st.lag_events = self._continuity.held
+            st.lag_events = self._continuity.held + len(self._fed)
             if not st.lag_events:
                 st.lag_seconds = 0.0
-            if not self._wake.is_set() and not self._continuity.held:
+            if not self._wake.is_set() and not self._continuity.held and not self._dropped:
                 self._caught_up.set()
             waits = [self._next_sweep, self._continuity.next_repair(), self._reads.next_due()]
             timeout = max(0.0, min(w for w in waits if w is not None) - time.monotonic())
@@ -219,12 +257,12 @@ class Projector:
         and apply it in one read-model transaction. Returns False when there was nothing."""
         events = self._again
         self._again = []
+        fed = self._fed
+        for _ in range(min(len(fed), self.settings.batch_size)):
+            events.append(fed.popleft())
         repairs = self._continuity.due_repairs(now, self.settings.repairs_per_round)
         if repairs:
             events += await self._repair(repairs)
-        dirty, self._dirty = self._dirty, set()
-        for shard in dirty:
-            self._reads.owe(shard, self._offsets.get(shard, 0))
         self._reads.promote(now)
         read = bool(self._reads)
         if read:
@@ -232,7 +270,7 @@ class Projector:
         admitted = self._continuity.admit(events, time.monotonic())
         if admitted:
             await self._apply(admitted)
-        return bool(events) or read or bool(self._dirty)
+        return bool(events) or read or bool(self._fed)
 
     async def _repair(self, repairs: Sequence[tuple[str, int]]) -> list[StoredEvent]:
         """Each thread's events from its first missing seq: one read per thread, by sequence
@@ -244,8 +282,12 @@ class Projector:
 
     async def _read_chunk(self) -> list[StoredEvent]:
         chunk = self._reads.chunk(self.settings.sweep_chunk)
+        started = time.monotonic()
         events = await self.journal.read_shard_set(list(chunk), chunk, self.settings.batch_size)
-        self._reads.advance(chunk, events)
+        for shard in self._reads.advance(chunk, events):
+            dropped = self._dropped.get(shard)
+            if dropped is not None and started >= dropped[1]:
+                del self._dropped[shard]  # the dropped events are among what was read
         return events
 
     # -- applying ---------------------------------------------------------------------------
@@ -269,12 +311,20 @@ class Projector:
     ) -> list[ProjectedEvent]:
         """The batch with the offsets its checkpoints may advance to. A checkpoint never goes
         back for events read again (below it) and never reaches an event the RMU knows but has
-        not applied (held behind a gap, or waiting to be passed again): a restart reads from the
+        not applied (held behind a gap, queued, to be passed again, dropped from the queue and
+        not read yet) or an append of this process in flight: a restart reads from the
         checkpoint and must find those."""
         limits = self._continuity.held_floors()
-        for ev in self._again:
-            if ev.offset < limits.get(ev.shard, ev.offset + 1):
-                limits[ev.shard] = ev.offset
+        for pending in (self._again, self._fed):
+            for ev in pending:
+                if ev.offset < limits.get(ev.shard, ev.offset + 1):
+                    limits[ev.shard] = ev.offset
+        for shard, (offset, _) in self._dropped.items():
+            limits[shard] = min(offset, limits.get(shard, offset))
+        for shard in {ev.shard for ev in events}:
+            floor = self.journal.in_flight_floor(shard)
+            if floor is not None:
+                limits[shard] = min(floor, limits.get(shard, floor))
         out = projected
         for i, (p, ev) in enumerate(zip(projected, events)):
             offset = max(p.offset, self._offsets.get(ev.shard, 0))
@@ -306,7 +356,7 @@ class Projector:
         newest = max(e.ts for e in events)
         st.last_applied_ts = max(st.last_applied_ts, newest)
         st.lag_seconds = max(0.0, time.time() - newest / 1e6)
-        st.lag_events = self._continuity.held + len(self._again)
+        st.lag_events = self._continuity.held + len(self._again) + len(self._fed)
         st.last_error = None
 
     @property

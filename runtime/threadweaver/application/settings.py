@@ -103,3 +103,10 @@ class ProjectorSettings:
     repair_after: float = 0.1
     repairs_per_round: int = 16  # thread reads at most per round of the loop
     known_threads: int = 65_536  # threads whose applied seq an RMU remembers (LRU)
+    # Appends of this process an RMU queues at most (a read-model outage): beyond, the queue is
+    # dropped and its shards are read from the journal instead.
+    max_queued: int = 20_000
+    # Where an index is eventually consistent (a journal with offset_slack), what an RMU reads
+    # because it was told of it (a dropped queue, another writer's append) is read again this
+    # much later, once the index shows it.
+    settle: float = 1.0

@@ -49,17 +49,20 @@ class ShardReads:
         """The next `size` shards to read, with their offsets."""
         return dict(itertools.islice(self._after.items(), size))
 
-    def advance(self, chunk: Mapping[int, int], events: Sequence[StoredEvent]) -> None:
+    def advance(self, chunk: Mapping[int, int], events: Sequence[StoredEvent]) -> set[int]:
         """Record what a read of `chunk` returned (`events`, in offset order). An empty result
         settles every shard of the chunk. Otherwise every event up to the result's last offset
         X was returned (the journal's order is (offset, pid, seq) over all shards): a shard with
         events at X continues after X, the others after X - 1 (an event of theirs at X may sort
-        after the cut). A shard owed again meanwhile keeps the lower offset."""
+        after the cut). A shard owed again meanwhile keeps the lower offset. Returns the shards
+        settled."""
         if not events:
+            settled: set[int] = set()
             for shard, after in chunk.items():
                 if self._after.get(shard) == after:
                     del self._after[shard]
-            return
+                    settled.add(shard)
+            return settled
         last = events[-1].offset
         at_last = {ev.shard for ev in events if ev.offset == last}
         for shard, after in chunk.items():
@@ -68,6 +71,7 @@ class ShardReads:
             moved = max(after, last if shard in at_last else last - 1)
             del self._after[shard]  # to the end of the line: other shards are read first
             self._after[shard] = moved
+        return set()
 
     def __bool__(self) -> bool:
         return bool(self._after)
