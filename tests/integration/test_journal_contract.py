@@ -463,22 +463,6 @@ async def test_subscribe_notifies_after_appends(journal):
     unsubscribe()  # twice is harmless
 
 
-async def test_an_append_in_flight_keeps_the_floor_below_where_it_is_stored(journal):
-    p = pid()
-    shard = shard_of(p, SHARDS)
-    assert journal.in_flight_floor(shard) is None
-    task = asyncio.ensure_future(journal.append(p, 0, [ev(n=1), ev(n=2)]))
-    await asyncio.sleep(0)  # the append has started
-    floor = journal.in_flight_floor(shard)
-    stored = await task
-    if journal.offset_slack:  # DynamoDB: a write time; SQLite: none (an ordering at commit)
-        assert floor is not None and all(e.offset >= floor for e in stored)
-    assert journal.in_flight_floor(shard) is None
-    with pytest.raises(ConcurrencyConflict):
-        await journal.append(p, 0, [ev(n=3)])
-    assert journal.in_flight_floor(shard) is None  # a failed append is finished too
-
-
 # ---------------------------------------------------------------------------------------------
 # durability across instances
 # ---------------------------------------------------------------------------------------------

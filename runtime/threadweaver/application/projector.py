@@ -8,10 +8,12 @@ Where events come from:
 - the appends of this process: the journal hands each durable append's events, as stored
   (offsets included), to its subscribers; the RMU of their range queues and applies them as they
   are, without reading them back (the in-process feed);
-- the journal, for everything else (a restart or a takeover, other writers): a full read of the
-  range runs at start and every poll interval, starting `Journal.offset_slack` before each
-  checkpoint (an event can become visible behind an offset already read where offsets are write
-  times, DynamoDB).
+- the journal, for everything else: at start (a restart, a takeover) the whole range after its
+  checkpoints, `Journal.offset_slack` before them (an event can become visible behind an offset
+  already read where offsets are write times, DynamoDB); every poll interval `Journal.changes`
+  says in which shards other writers appended (one cheap call, whatever the number of shards),
+  and only those are read (again `settle` later where the index is eventually consistent); and
+  one shard at a time, each once per `backstop_period`, as a last resort.
 
 Convergence whatever the visibility order: events pass through `Continuity`
 (application/thread_continuity.py), which drops what a thread's row has applied, passes each
@@ -39,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .ports import ApplyResult, Journal, ReadModel, StoredEvent
+from .ports import ApplyResult, Changes, Journal, ReadModel, StoredEvent
 from .row_operations import ProjectedEvent
 from .settings import ProjectorSettings  # declared with the other settings; importable from here
 from .shard_reads import ShardReads
@@ -105,8 +107,10 @@ class Projector:
         self._again: list[StoredEvent] = []  # events to pass to the read model again
         s = self.settings
         self._continuity = Continuity(s.known_threads, s.repair_after, s.max_backoff)
-        self._caught_up_from_start = False
-        self._next_sweep = 0.0
+        self._changes: int | None = None  # Journal.changes cursor; None: not caught up yet
+        self._next_poll = 0.0
+        self._next_backstop = 0.0
+        self._backstop_next = self.start_shard
 
     @property
     def range(self) -> tuple[int, int]:
@@ -216,13 +220,19 @@ class Projector:
             self.projection, self.start_shard, self.end_shard
         )
         self.state.offset = max(self._offsets.values(), default=self.state.offset)
-        if not self._caught_up_from_start:
-            self._sweep(time.monotonic())  # catch up from the checkpoints
-            self._caught_up_from_start = True
+        if self._changes is None:  # the first life: catch up from the checkpoints
+            changes = await self.journal.changes(None)
+            now = time.monotonic()
+            self._catch_up()
+            self._notice(changes, now)
+            self._next_poll = now + self.settings.poll_interval
+            self._next_backstop = now + self._backstop_step()
         while True:
             now = time.monotonic()
-            if now >= self._next_sweep:
-                self._sweep(now)
+            if now >= self._next_poll:
+                await self._poll(now)
+            if now >= self._next_backstop:
+                self._backstop(now)
             worked = await self._round(now)
             if worked:
                 continue
@@ -232,7 +242,12 @@ class Projector:
                 st.lag_seconds = 0.0
             if not self._wake.is_set() and not self._continuity.held and not self._dropped:
                 self._caught_up.set()
-            waits = [self._next_sweep, self._continuity.next_repair(), self._reads.next_due()]
+            waits = [
+                self._next_poll,
+                self._next_backstop,
+                self._continuity.next_repair(),
+                self._reads.next_due(),
+            ]
             timeout = max(0.0, min(w for w in waits if w is not None) - time.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -242,15 +257,48 @@ class Projector:
             if self.settings.coalesce > 0:
                 await asyncio.sleep(self.settings.coalesce)
 
-    def _sweep(self, now: float) -> None:
-        """A full read of the range. Where offsets are write times from several writers
-        (DynamoDB), it starts `offset_slack` before each shard's checkpoint, since an event can
-        become visible behind an offset already reached; events applied before are dropped by
-        their sequence number."""
-        slack = self.journal.offset_slack
+    def _catch_up(self) -> None:
+        """Read the whole range after its checkpoints: what was written while no RMU of it ran
+        (a start, a takeover). Where offsets are write times from several writers (DynamoDB), it
+        starts `offset_slack` before each checkpoint, since an event can become visible behind
+        an offset already reached; events applied before are dropped by sequence number."""
         for shard in range(self.start_shard, self.end_shard):
-            self._reads.owe(shard, max(0, self._offsets.get(shard, 0) - slack))
-        self._next_sweep = now + self.settings.poll_interval
+            self._reads.owe(shard, self._behind_checkpoint(shard))
+
+    def _behind_checkpoint(self, shard: int) -> int:
+        return max(0, self._offsets.get(shard, 0) - self.journal.offset_slack)
+
+    async def _poll(self, now: float) -> None:
+        """Ask the journal where other writers appended (one cheap call, whatever the number
+        of shards: DynamoDB's change notes, SQLite's ordering)."""
+        changes = await self.journal.changes(self._changes)
+        self._notice(changes, now)
+        self._next_poll = now + self.settings.poll_interval
+
+    def _notice(self, changes: Changes, now: float) -> None:
+        self._changes = changes.cursor
+        if not changes.complete:
+            log.info("RMU %d-%d: changes unknown for a while; reading the range", *self.range)
+            self._catch_up()
+        settle = self.settings.settle if self.journal.offset_slack else 0.0
+        for shard, after in changes.shards.items():
+            if self.start_shard <= shard < self.end_shard:
+                self._reads.owe(shard, after)
+                if settle:  # an eventually consistent index may not show it yet
+                    self._reads.owe_later(now + settle, shard, after)
+
+    def _backstop_step(self) -> float:
+        return self.settings.backstop_period / max(1, self.end_shard - self.start_shard)
+
+    def _backstop(self, now: float) -> None:
+        """One shard of the range read after its checkpoint minus the slack, so that each is
+        read once per `backstop_period`: the last resort for a writer that announces nothing
+        (an older version during a rolling upgrade, a process killed between its write and its
+        note). About S / backstop_period queries per second for S shards."""
+        shard = self._backstop_next
+        self._reads.owe(shard, self._behind_checkpoint(shard))
+        self._backstop_next = shard + 1 if shard + 1 < self.end_shard else self.start_shard
+        self._next_backstop = now + self._backstop_step()
 
     async def _round(self, now: float) -> bool:
         """Gather what can be applied now (events to pass again, repairs, one chunk of reads)

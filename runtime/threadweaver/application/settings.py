@@ -84,15 +84,18 @@ class ProjectorSettings:
         500, "events per read-model transaction", name="projection-batch-size"
     )
     # The runtime's configuration chooses the interval from the journal when it is not set
-    # (config.Settings.resolved): a full read costs one index query per shard on DynamoDB.
+    # (config.Settings.resolved). A poll is one query whatever the number of shards (DynamoDB:
+    # of the writers' change notes), plus reads of the shards other writers appended to.
     poll_interval: float = setting(
         1.0,
-        "seconds between full reads of a read-model updater's range when no append is pushed "
-        "(default: 1 on SQLite, 10 on DynamoDB)",
+        "seconds between a read-model updater's polls for other writers' appends (default: 1)",
         name="projection-poll-interval",
         derived=True,
     )
-    sweep_chunk: int = 64  # shards per step of a full read; pushed shards go between
+    sweep_chunk: int = 64  # shards per read of a catch-up; the process's own appends go between
+    # Every shard is read once per period after its checkpoint minus the slack, one at a time:
+    # the last resort for a writer that announces nothing (1024 shards: 1.1 queries a second).
+    backstop_period: float = 900.0
     # After a push wakes the RMU, it waits this long for more appends before reading: under load
     # one read and one transaction then carry many group commits instead of a few events each.
     coalesce: float = 0.005

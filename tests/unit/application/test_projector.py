@@ -12,6 +12,7 @@ from tests.support.waiting import eventually
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.application.entities import EntityManager
+from threadweaver.application.ports import Changes
 from threadweaver.application.projection import plan_batch
 from threadweaver.application.projector import Projector, ProjectorSettings
 from threadweaver.application.row_operations import ProjectedEvent
@@ -162,6 +163,7 @@ class LaggingJournal:
         self.hidden: set[tuple[str, int]] = set()
         self.unreadable: set[tuple[str, int]] = set()
         self.floors: dict[int, int] = {}
+        self.announce = True  # False: `changes` reports nothing (writers that announce nothing)
         self.calls: collections.Counter[str] = collections.Counter()
 
     def __getattr__(self, name):
@@ -181,6 +183,11 @@ class LaggingJournal:
 
     def in_flight_floor(self, shard):
         return self.floors.get(shard)
+
+    async def changes(self, cursor):
+        self.calls["changes"] += 1
+        changes = await self.inner.changes(cursor)
+        return changes if self.announce else Changes(changes.cursor)
 
     async def read_shards(self, start, end, after, limit):
         self.calls["read_shards"] += 1
@@ -387,3 +394,35 @@ async def test_a_queue_too_long_is_read_from_the_journal_instead(stores):
     await p.stop()
     assert (await rm.counts())["messages"] == 6 and p.state.restarts > 0
     assert lag.index_reads() > 0
+
+
+async def test_another_writers_appends_are_found_from_the_changes_it_reports(stores):
+    j, rm = stores
+    other = SqliteJournal(j.path, shards=16, synchronous="off")
+    await other.start()
+    lag = LaggingJournal(j)
+    p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=0.02, backstop_period=3600))
+    p.start()
+    await p.wait_caught_up(5)
+    reads = lag.index_reads()
+    (tid,) = await write_threads(EntityManager(other), 1, messages=1)
+    await wait_for_messages(rm, tid, 1)
+    await p.stop()
+    await other.close()
+    assert lag.index_reads() - reads <= 4  # the shards it wrote, not the range
+    assert lag.calls["changes"] > 1
+
+
+async def test_a_writer_that_announces_nothing_is_found_by_the_backstop(stores):
+    j, rm = stores
+    other = SqliteJournal(j.path, shards=16, synchronous="off")
+    await other.start()
+    lag = LaggingJournal(j)
+    lag.announce = False
+    p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=0.02, backstop_period=0.32))
+    p.start()
+    await p.wait_caught_up(5)
+    (tid,) = await write_threads(EntityManager(other), 1, messages=1)
+    await wait_for_messages(rm, tid, 1)
+    await p.stop()
+    await other.close()

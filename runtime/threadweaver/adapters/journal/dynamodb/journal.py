@@ -53,14 +53,16 @@ table that holds batch items is still safe for callers that pass the highest seq
 which is what the entity layer does.) An append holds at most :data:`MAX_EVENTS_PER_APPEND`
 events (the TransactWriteItems limit), and an item at most 400 KB.
 
-Offsets and ``read_shards``
----------------------------
-``read_shards`` implements the port exactly: per shard a Query on the index with
-``shard = :s AND ts > :after`` (``after.get(shard, 0)``), paginated, merged across shards in
-``(offset, pid, seq)`` order (:mod:`.cursor`). Offsets are write times from several writers and
-the index is eventually consistent, so an event can become visible *behind* an offset already
-read: ``offset_slack`` (default 10 s, in microseconds) is how far; the projection re-reads that
-window when idle (``application.projector``) and drops what it applied before by seq.
+Offsets and reads
+-----------------
+``read_shards``: per shard a Query on the index with ``shard = :s AND ts > :after``, paginated,
+merged across shards in ``(offset, pid, seq)`` order (:mod:`.cursor`). Offsets are write times
+stamped before the write, by several writers, and the index is eventually consistent, so an
+event can become visible *behind* an offset already read (``offset_slack``, default 10 s in
+microseconds: what a projector's catch-up re-reads). So no reader relies on offsets alone: this
+instance's appends reach its projectors in process, its appends in flight hold their checkpoints
+back (:mod:`.inflight`), other instances' appends are announced by change notes (:mod:`.changes`,
+``changes``), and a gap is repaired by a read by seq (``application.thread_continuity``).
 
 Errors
 ------
@@ -82,6 +84,7 @@ from typing import Any
 
 from ....application.ports import (
     AppendListener,
+    Changes,
     ConcurrencyConflict,
     JournalError,
     NewEvent,
@@ -91,6 +94,7 @@ from ....application.ports import (
 from ....shards.hashing import DEFAULT_SHARDS, shard_of
 from ..listeners import AppendListeners
 from . import codec, cursor
+from .changes import CHANGES_PID, ChangeNotes
 from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
 from .codec import META_PID
 from .inflight import InFlightAppends
@@ -122,6 +126,7 @@ class DynamoDBJournal:
         max_pool_connections: int = 64,
         pid_ts_cache: int = 65536,
         read_page_size: int | None = None,
+        change_notes_every: float = 1.0,  # s between notes published, and polls of others'
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
@@ -141,7 +146,10 @@ class DynamoDBJournal:
         self._pid_ts_cap = pid_ts_cache
         self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
         self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
-        self._unsettled = InFlightAppends()  # the read side's view of the same (floors)
+        self.change_notes = ChangeNotes(self._call, self.journal_table, every=change_notes_every)
+        self._listeners.subscribe(self.change_notes.landed)  # before any caller's listener
+        # the read side's view of the appends in flight: floors, and notes of unknown outcomes
+        self._unsettled = InFlightAppends(self.change_notes.uncertain)
         self._started = False
         self._closed = False
         # counters for metrics and tests
@@ -188,6 +196,7 @@ class DynamoDBJournal:
             await stack.aclose()
             raise
         self._started = True
+        self.change_notes.start()
         log.info(
             "DynamoDB journal on %s (%s, %d shards)",
             self.settings.describe(),
@@ -201,6 +210,8 @@ class DynamoDBJournal:
         self._closed = True
         if self._in_flight:  # appends whose callers gave up still reach their outcome
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._client is not None:
+            await self.change_notes.close()  # the last note: what this instance appended since
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
@@ -325,12 +336,11 @@ class DynamoDBJournal:
         # Every ts stamped from now on is at least the clock now and above the last one stamped
         # (_next_ts): the floor a projector keeps its checkpoint under while this append has
         # not finished (.inflight).
+        if pid == CHANGES_PID:
+            raise ValueError(f"{CHANGES_PID} is reserved")
         floor = max(self._last_ts + 1, time.time_ns() // 1000)
-        started = self._unsettled.begin(shard_of(pid, self.shards), floor)
-        try:
+        with self._unsettled.appending(shard_of(pid, self.shards), floor):
             return await self._append(pid, expected_seq, events, writer=writer)
-        finally:
-            self._unsettled.end(started)
 
     async def _append(
         self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
@@ -554,23 +564,16 @@ class DynamoDBJournal:
         """Up to `limit` events of shards [start, end) with offset > after.get(shard, 0), in
         (offset, pid, seq) order; events sharing (shard, offset) are never split (see
         :mod:`.cursor`). One paginated index Query per shard, run concurrently; no scans."""
-        start, end = max(0, start), min(end, self.shards)
-        return await self._read_shard_list(range(start, end), after, limit)
+        return await self.read_shard_set(range(max(0, start), min(end, self.shards)), after, limit)
 
     async def read_shard_set(
         self, shards: Sequence[int], after: Mapping[int, int], limit: int
     ) -> list[StoredEvent]:
         """`read_shards` for a set of shards: one paginated Query per shard, concurrently."""
-        return await self._read_shard_list(
-            sorted({s for s in shards if 0 <= s < self.shards}), after, limit
-        )
-
-    async def _read_shard_list(
-        self, shards: Sequence[int], after: Mapping[int, int], limit: int
-    ) -> list[StoredEvent]:
-        client = self._require_client()
+        wanted = sorted({s for s in shards if 0 <= s < self.shards})
+        client, table = self._require_client(), self.journal_table
         return await cursor.read_shards(
-            client, self.journal_table, shards, after, limit, self._query_concurrency
+            client, table, wanted, after, limit, self._query_concurrency
         )
 
     # -- notifications ----------------------------------------------------------------------
@@ -579,3 +582,9 @@ class DynamoDBJournal:
 
     def in_flight_floor(self, shard: int) -> int | None:
         return self._unsettled.floor(shard)
+
+    async def changes(self, cursor: int | None) -> Changes:
+        """From the writers' change notes (:mod:`.changes`): one Query per `change_notes_every`
+        seconds at most, shared by every caller of this instance."""
+        self._require_client()
+        return await self.change_notes.changes(cursor)
