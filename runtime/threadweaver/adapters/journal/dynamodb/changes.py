@@ -105,7 +105,9 @@ class ChangeNotes:
         self._call = call
         self.table = table
         self.interval = every  # between two notes of this writer, at most one
-        self.refresh = every  # between two polls of the others' notes, at most one
+        # Polls of the others' notes are shared by the callers within this much of one another
+        # (a caller polling every `every` seconds gets a fresh poll each time).
+        self.refresh = every * 0.8
         self.retain = retain
         self.start_window = start_window
         self.stale_after = stale_after
@@ -244,10 +246,11 @@ class ChangeNotes:
         """Poll the notes (one Query), at most once per `refresh` for all callers."""
         stale: list[dict[str, Any]] = []
         async with self._refreshing:
-            if time.monotonic() - self._refreshed < self.refresh:
+            started = time.monotonic()
+            if started - self._refreshed < self.refresh:
                 return
             items = await self._markers()
-            self._refreshed = time.monotonic()
+            self._refreshed = started
             first = self._seen is None
             seen = self._seen if self._seen is not None else {}
             now_us = time.time_ns() // 1000
