@@ -148,8 +148,7 @@ class DynamoDBJournal:
         self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
         self.change_notes = ChangeNotes(self._call, self.journal_table, every=change_notes_every)
         self._listeners.subscribe(self.change_notes.landed)  # before any caller's listener
-        # the read side's view of the appends in flight: floors, and notes of unknown outcomes
-        self._unsettled = InFlightAppends(self.change_notes.uncertain)
+        self._unsettled = InFlightAppends(self.change_notes.uncertain)  # appends in flight
         self._started = False
         self._closed = False
         # counters for metrics and tests
@@ -333,9 +332,7 @@ class DynamoDBJournal:
     async def append(
         self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
     ) -> list[StoredEvent]:
-        # Every ts stamped from now on is at least the clock now and above the last one stamped
-        # (_next_ts): the floor a projector keeps its checkpoint under while this append has
-        # not finished (.inflight).
+        # .inflight: every ts stamped from now on is at least this floor (_next_ts)
         if pid == CHANGES_PID:
             raise ValueError(f"{CHANGES_PID} is reserved")
         floor = max(self._last_ts + 1, time.time_ns() // 1000)
@@ -584,7 +581,6 @@ class DynamoDBJournal:
         return self._unsettled.floor(shard)
 
     async def changes(self, cursor: int | None) -> Changes:
-        """From the writers' change notes (:mod:`.changes`): one Query per `change_notes_every`
-        seconds at most, shared by every caller of this instance."""
+        """From the writers' change notes (:mod:`.changes`), one Query for every caller."""
         self._require_client()
         return await self.change_notes.changes(cursor)
