@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "THREADWEAVER_"
 #: the read-model updaters' poll interval on DynamoDB, where a full read of a range costs one
 #: index query per shard (elsewhere ProjectorSettings' default)
-DYNAMODB_POLL_INTERVAL = 10.0
+DYNAMODB_POLL_INTERVAL = 1.0  # one Query of the change notes per poll
 #: key of a group's title (the section of `--help`) in its `Settings` field's metadata
 TITLE = "threadweaver.settings.title"
 

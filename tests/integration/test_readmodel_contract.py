@@ -372,6 +372,7 @@ async def test_a_gap_stalls_only_its_shard(rm, projection):
     result = await apply(rm, projection, [a1, a3, b1, c1])
     assert result.applied == 2  # a1 and c1
     assert result.stalled == {shard: a1.offset}
+    assert result.gaps == {a: 1}  # the thread whose events from seq 2 on are missing
     assert result.offsets[shard] == a1.offset  # not past the gap
     assert result.offsets[c1.shard] == c1.offset
     assert await rm.get_thread(b, creator) is None  # behind the gap: not yet

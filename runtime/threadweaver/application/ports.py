@@ -75,6 +75,18 @@ class ConcurrencyConflict(JournalError):
 AppendListener = Callable[[Sequence[StoredEvent]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What `Journal.changes` reports: shards in which events may have appeared that this
+    instance did not hand to its subscribers, each with the offset to read it after."""
+
+    cursor: int  # pass it to the next call
+    shards: dict[int, int] = field(default_factory=dict)
+    #: False: some changes since `cursor` are not known any more (the caller was away too long,
+    #: a writer published more than could be kept): read everything after the checkpoints.
+    complete: bool = True
+
+
 @runtime_checkable
 class Journal(Protocol):
     """An append-only, per-persistence-id event log with a per-shard stream for projections."""
@@ -128,7 +140,27 @@ class Journal(Protocol):
 
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         """Call `listener` with the events of each append made through this journal instance,
-        after they are durable. Returns an unsubscribe function."""
+        after they are durable, as stored (offsets included): the in-process feed a projector
+        applies without reading them back. Returns an unsubscribe function."""
+        ...
+
+    async def changes(self, cursor: int | None) -> Changes:
+        """The shards in which events may have appeared since `cursor` (the previous answer's;
+        None the first time: what is known of the recent past) that this instance did not hand
+        to its subscribers: other writers' appends (another process, a previous owner of the
+        shards still finishing its appends), and appends of this instance whose outcome is
+        unknown. Exact or conservative, never missing one: an RMU polls it instead of reading
+        its whole range. Cheap: at most one request to the store per call (DynamoDB: one Query
+        of the writers' change notes, shared by the instance's callers), whatever the number of
+        shards."""
+        ...
+
+    def in_flight_floor(self, shard: int) -> int | None:
+        """The lowest offset that an append of this instance to `shard`, started and not yet
+        finished, can be stored at; None when there is none (or when every such append is
+        stored above every offset already visible, SQLite). A projector keeps its checkpoint
+        below it, so that a restart re-reads an append that took effect while its process died
+        before reporting it."""
         ...
 
 
@@ -170,6 +202,9 @@ class ApplyResult:
     skipped: int  # already applied before (seq <= the stored one)
     offsets: dict[int, int]  # new offset per shard that advanced
     stalled: dict[int, int]  # shard -> offset it must re-read from (a gap in a pid)
+    #: thread id -> the seq its row has, for the thread whose gap stalled a shard: its events
+    #: from that seq + 1 on are what the projector must find (application/projection.py)
+    gaps: dict[str, int] = field(default_factory=dict)
 
 
 class ReadModel(Protocol):

@@ -84,17 +84,32 @@ class ProjectorSettings:
         500, "events per read-model transaction", name="projection-batch-size"
     )
     # The runtime's configuration chooses the interval from the journal when it is not set
-    # (config.Settings.resolved): a full read costs one index query per shard on DynamoDB.
+    # (config.Settings.resolved). A poll is one query whatever the number of shards (DynamoDB:
+    # of the writers' change notes), plus reads of the shards other writers appended to.
     poll_interval: float = setting(
         1.0,
-        "seconds between full reads of a read-model updater's range when no append is pushed "
-        "(default: 1 on SQLite, 10 on DynamoDB)",
+        "seconds between a read-model updater's polls for other writers' appends (default: 1)",
         name="projection-poll-interval",
         derived=True,
     )
-    sweep_chunk: int = 64  # shards per step of a full read; pushed shards go between
+    sweep_chunk: int = 64  # shards per read of a catch-up; the process's own appends go between
+    # Every shard is read once per period after its checkpoint minus the slack, one at a time:
+    # the last resort for a writer that announces nothing (1024 shards: 1.1 queries a second).
+    backstop_period: float = 900.0
     # After a push wakes the RMU, it waits this long for more appends before reading: under load
     # one read and one transaction then carry many group commits instead of a few events each.
     coalesce: float = 0.005
     min_backoff: float = 0.2
     max_backoff: float = 5.0  # bounds the catch-up delay after an outage
+    # A thread's event after a gap is held this long for the missing one to arrive by itself
+    # before the RMU reads the thread's missing events from the journal (then backing off).
+    repair_after: float = 0.1
+    repairs_per_round: int = 16  # thread reads at most per round of the loop
+    known_threads: int = 65_536  # threads whose applied seq an RMU remembers (LRU)
+    # Appends of this process an RMU queues at most (a read-model outage): beyond, the queue is
+    # dropped and its shards are read from the journal instead.
+    max_queued: int = 20_000
+    # Where an index is eventually consistent (a journal with offset_slack), what an RMU reads
+    # because it was told of it (a dropped queue, another writer's append) is read again this
+    # much later, once the index shows it.
+    settle: float = 1.0

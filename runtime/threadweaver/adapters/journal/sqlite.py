@@ -36,6 +36,7 @@ import orjson
 from ...application.event_mapper import from_storage
 from ...application.ports import (
     AppendListener,
+    Changes,
     ConcurrencyConflict,
     JournalError,
     NewEvent,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SYNCHRONOUS_MODES = ("full", "normal", "off")
 MAX_BATCH_APPENDS = 512
+CHANGES_PER_CALL = 10_000  # rows `changes` looks at per call (the next call goes on from there)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -120,6 +122,9 @@ class SqliteJournal:
         self._read_executor = ThreadPoolExecutor(2, thread_name_prefix="journal-reader")
         self._local = threading.local()
         self._listeners = AppendListeners()
+        # Orderings this instance wrote that `changes` has not passed yet (it reports the
+        # others'); None until the first `changes` call, so that nothing is kept for nobody.
+        self._own: set[int] | None = None
         self._closed = False
         self.commits = 0  # batches committed (for metrics and benchmarks)
         self.appends = 0
@@ -237,6 +242,8 @@ class SqliteJournal:
                     else:
                         item.future.set_result(result)
                 if written:
+                    if self._own is not None:
+                        self._own.update(e.offset for e in written)
                     self._listeners.notify(written)
             if self._closed and not self._pending:
                 return
@@ -447,6 +454,44 @@ class SqliteJournal:
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
+
+    def in_flight_floor(self, shard: int) -> int | None:
+        """None: an append not committed yet gets an ordering above every committed one."""
+        return None
+
+    async def changes(self, cursor: int | None) -> Changes:
+        """Exact: the rows after `cursor` (an ordering) that other instances wrote (another
+        process on the same file), from one read of the ordering's primary key; each shard is
+        to be read after the ordering before its first such row. Orderings are assigned in
+        commit order, so a later row is never visible before an earlier one."""
+        if cursor is None:
+            if self._own is None:
+                self._own = set()
+            return Changes(await self._read(self._top_ordering))
+        rows = await self._read(self._orderings_after, cursor, CHANGES_PER_CALL)
+        own = self._own if self._own is not None else set()
+        shards: dict[int, int] = {}
+        for ordering, shard in rows:
+            if ordering not in own and shard not in shards:
+                shards[shard] = ordering - 1
+        last = rows[-1][0] if rows else cursor
+        if own:
+            own.difference_update([o for o in own if o <= last])
+        return Changes(last, shards)
+
+    def _top_ordering(self) -> int:
+        row = self._conn().execute("SELECT MAX(ordering) FROM journal").fetchone()
+        return int(row[0] or 0)
+
+    def _orderings_after(self, cursor: int, limit: int) -> list[tuple[int, int]]:
+        return (
+            self._conn()
+            .execute(
+                "SELECT ordering, shard FROM journal WHERE ordering > ? ORDER BY ordering LIMIT ?",
+                (cursor, limit),
+            )
+            .fetchall()
+        )
 
 
 def _ordering(row: tuple) -> int:

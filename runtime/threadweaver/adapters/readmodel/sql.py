@@ -224,7 +224,7 @@ class SqlReadModel:
                 sql.save_offset,
                 [(projection, shard, offset, now) for shard, offset in plan.offsets.items()],
             )
-        return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled)
+        return ApplyResult(len(plan.apply), plan.skipped, plan.offsets, plan.stalled, plan.gaps)
 
     # -- query side -------------------------------------------------------------------------
     @staticmethod

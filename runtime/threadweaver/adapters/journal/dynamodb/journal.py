@@ -62,14 +62,16 @@ known boundary again, so the recovering entity's read starts right after it (no 
 batch item reaching across it) and its next append is the put alone: a cold entity costs the
 snapshot GetItem, one Query and the put.
 
-Offsets and ``read_shards``
----------------------------
-``read_shards`` implements the port exactly: per shard a Query on the index with
-``shard = :s AND ts > :after`` (``after.get(shard, 0)``), paginated, merged across shards in
-``(offset, pid, seq)`` order (:mod:`.cursor`). Offsets are write times from several writers and
-the index is eventually consistent, so an event can become visible *behind* an offset already
-read: ``offset_slack`` (default 10 s, in microseconds) is how far; the projection re-reads that
-window when idle (``application.projector``) and drops what it applied before by seq.
+Offsets and reads
+-----------------
+``read_shards``: per shard a Query on the index with ``shard = :s AND ts > :after``, paginated,
+merged across shards in ``(offset, pid, seq)`` order (:mod:`.cursor`). Offsets are write times
+stamped before the write, by several writers, and the index is eventually consistent, so an
+event can become visible *behind* an offset already read (``offset_slack``, default 10 s in
+microseconds: what a projector's catch-up re-reads). So no reader relies on offsets alone: this
+instance's appends reach its projectors in process, its appends in flight hold their checkpoints
+back (:mod:`.inflight`), other instances' appends are announced by change notes (:mod:`.changes`,
+``changes``), and a gap is repaired by a read by seq (``application.thread_continuity``).
 
 Errors
 ------
@@ -91,6 +93,7 @@ from typing import Any
 
 from ....application.ports import (
     AppendListener,
+    Changes,
     ConcurrencyConflict,
     JournalError,
     NewEvent,
@@ -100,9 +103,11 @@ from ....application.ports import (
 from ....shards.hashing import DEFAULT_SHARDS, shard_of
 from ..listeners import AppendListeners
 from . import codec, cursor, startup
+from .changes import CHANGES_PID, ChangeNotes
 from .client import Attempt, ClientStats, DynamoDBClient, Refused, RetryPolicy, connect
 from .codec import META_PID
 from .heads import KnownHeads
+from .inflight import InFlightAppends
 from .settings import DynamoDBSettings
 
 __all__ = ["DEFAULT_OFFSET_SLACK_US", "MAX_EVENTS_PER_APPEND", "META_PID", "DynamoDBJournal"]
@@ -131,6 +136,7 @@ class DynamoDBJournal:
         known_pids: int = 65536,
         read_page_size: int | None = None,
         transport: str = "http",
+        change_notes_every: float = 1.0,  # s between notes published, and polls of others'
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
@@ -150,6 +156,9 @@ class DynamoDBJournal:
         self._heads = KnownHeads(known_pids)
         self._read_page_size = read_page_size  # Query Limit of read(); None: 1 MB pages
         self._in_flight: set[asyncio.Task] = set()  # appends started by append_nowait
+        self.change_notes = ChangeNotes(self._call, self.journal_table, every=change_notes_every)
+        self._listeners.subscribe(self.change_notes.landed)  # before any caller's listener
+        self._unsettled = InFlightAppends(self.change_notes.uncertain)  # appends in flight
         self._started = False
         self._closed = False
         # counters for metrics and tests
@@ -200,6 +209,7 @@ class DynamoDBJournal:
             await stack.aclose()
             raise
         self._started = True
+        self.change_notes.start()
         log.info(
             "DynamoDB journal on %s (%s, %d shards)",
             self.settings.describe(),
@@ -213,6 +223,8 @@ class DynamoDBJournal:
         self._closed = True
         if self._in_flight:  # appends whose callers gave up still reach their outcome
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._client is not None:
+            await self.change_notes.close()  # the last note: what this instance appended since
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
@@ -258,6 +270,16 @@ class DynamoDBJournal:
         return asyncio.shield(task)
 
     async def append(
+        self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
+    ) -> list[StoredEvent]:
+        # .inflight: every ts stamped from now on is at least this floor (_next_ts)
+        if pid == CHANGES_PID:
+            raise ValueError(f"{CHANGES_PID} is reserved")
+        floor = max(self._last_ts + 1, time.time_ns() // 1000)
+        with self._unsettled.appending(shard_of(pid, self.shards), floor):
+            return await self._append(pid, expected_seq, events, writer=writer)
+
+    async def _append(
         self, pid: str, expected_seq: int, events: Sequence[NewEvent], *, writer: str = ""
     ) -> list[StoredEvent]:
         self._require_client()
@@ -503,25 +525,26 @@ class DynamoDBJournal:
         """Up to `limit` events of shards [start, end) with offset > after.get(shard, 0), in
         (offset, pid, seq) order; events sharing (shard, offset) are never split (see
         :mod:`.cursor`). One paginated index Query per shard, run concurrently; no scans."""
-        start, end = max(0, start), min(end, self.shards)
-        return await self._read_shard_list(range(start, end), after, limit)
+        return await self.read_shard_set(range(max(0, start), min(end, self.shards)), after, limit)
 
     async def read_shard_set(
         self, shards: Sequence[int], after: Mapping[int, int], limit: int
     ) -> list[StoredEvent]:
         """`read_shards` for a set of shards: one paginated Query per shard, concurrently."""
-        return await self._read_shard_list(
-            sorted({s for s in shards if 0 <= s < self.shards}), after, limit
-        )
-
-    async def _read_shard_list(
-        self, shards: Sequence[int], after: Mapping[int, int], limit: int
-    ) -> list[StoredEvent]:
-        client = self._require_client()
+        wanted = sorted({s for s in shards if 0 <= s < self.shards})
+        client, table = self._require_client(), self.journal_table
         return await cursor.read_shards(
-            client, self.journal_table, shards, after, limit, self._query_concurrency
+            client, table, wanted, after, limit, self._query_concurrency
         )
 
     # -- notifications ----------------------------------------------------------------------
     def subscribe(self, listener: AppendListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
+
+    def in_flight_floor(self, shard: int) -> int | None:
+        return self._unsettled.floor(shard)
+
+    async def changes(self, cursor: int | None) -> Changes:
+        """From the writers' change notes (:mod:`.changes`), one Query for every caller."""
+        self._require_client()
+        return await self.change_notes.changes(cursor)
