@@ -59,7 +59,10 @@ __all__ = ["PROJECTION", "Projector", "ProjectorSettings", "ProjectorState"]
 @dataclass(slots=True)
 class ProjectorState:
     running: bool = False
-    offset: int = 0  # highest offset applied in the range
+    offset: int = 0  # highest checkpoint offset in the range (a restart reads from there)
+    # highest offset of an event applied: the checkpoint can stay below it while an append of
+    # this process is in flight (observability/lag.py measures the lag from this one)
+    applied_offset: int = 0
     applied: int = 0
     skipped: int = 0
     lag_events: int = 0  # events known but not applied yet (read, pushed or held behind a gap)
@@ -405,6 +408,10 @@ class Projector:
         st.skipped += result.skipped
         if result.offsets:
             st.offset = max(st.offset, max(result.offsets.values()))
+        if events and not result.stalled and not result.gaps:  # the whole batch is applied
+            st.applied_offset = max(st.applied_offset, max(e.offset for e in events), st.offset)
+        else:
+            st.applied_offset = max(st.applied_offset, st.offset)
         newest = max(e.ts for e in events)
         st.last_applied_ts = max(st.last_applied_ts, newest)
         st.lag_seconds = max(0.0, time.time() - newest / 1e6)

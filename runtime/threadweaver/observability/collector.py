@@ -154,7 +154,7 @@ class RuntimeCollector:
             f["threadweaver_rmu_restarts_total"].add_metric(label, state.restarts)
             f["threadweaver_rmu_events_applied_total"].add_metric(label, state.applied)
             f["threadweaver_rmu_events_skipped_total"].add_metric(label, state.skipped)
-            seconds, events = self.lag.lag(rng, state.offset, now)
+            seconds, events = self.lag.lag(rng, state.applied_offset, now)
             f["threadweaver_projection_lag_seconds"].add_metric(
                 label, max(seconds, state.lag_seconds)
             )

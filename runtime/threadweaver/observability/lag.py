@@ -4,7 +4,7 @@ A read-model updater's own state (``ProjectorState.lag_seconds``) is the age of 
 event it applied, taken when it applied it: while the read model is down nothing is applied, so
 that figure stands still. This tracker listens to the journal's appends (``Journal.subscribe``)
 and remembers, per served range and per notification, the highest offset written and the oldest
-write time; entries whose offset the range's updater has reached (``ProjectorState.offset``) are
+write time; entries whose offset the range's updater has reached (``ProjectorState.applied_offset``) are
 applied. The lag is then the age of the oldest entry not applied yet, which keeps growing while
 the read model is stalled, and 0 once the updater caught up.
 
@@ -106,7 +106,7 @@ class ProjectionLag:
                 pending = self._pending[rng] = _Pending()
             projector = projectors.get(rng)
             if projector is not None:
-                pending.drop_applied(projector.state.offset)
+                pending.drop_applied(projector.state.applied_offset)
             pending.add(offset, ts, count)
 
     def _reindex(self, serving: RangeSet) -> None:

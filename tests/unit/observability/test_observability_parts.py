@@ -148,7 +148,7 @@ def test_a_handoff_is_timed_from_its_first_map_to_its_completion(monkeypatch):
 
 @dataclass
 class FakeProjector:
-    state: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(offset=0))
+    state: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(offset=0, applied_offset=0))
 
 
 def event(shard: int, offset: int, ts_s: float) -> StoredEvent:
@@ -172,7 +172,7 @@ def test_lag_is_the_age_of_the_oldest_unapplied_append_per_range():
     assert lag.lag(low, 1, now=110.0) == (9.0, 1)  # offset 1 applied
     assert lag.lag(low, 3, now=110.0) == (0.0, 0)
     # applied entries are also dropped on the next append (no scrape needed)
-    member.projectors[high].state.offset = 2
+    member.projectors[high].state.applied_offset = 2
     lag.on_append([event(10, 4, 120.0)])
     assert len(lag._pending[high].entries) == 1
 

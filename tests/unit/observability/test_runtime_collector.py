@@ -235,7 +235,7 @@ async def test_a_stalled_read_model_makes_the_lag_grow(make_runtime):
         await rt.member.execute(create(new_ulid()))
     (rng,) = smap.serving_ranges("local")
     projector = rt.member.projectors[rng]
-    seconds, events = rt.collector.lag.lag(rng, projector.state.offset, time.time() + 60)
+    seconds, events = rt.collector.lag.lag(rng, projector.state.applied_offset, time.time() + 60)
     assert events == 3 and seconds >= 60
     assert rt.value("threadweaver_projection_lag_events", range=str(rng)) == 3
     gate.set()
