@@ -148,7 +148,9 @@ def test_a_handoff_is_timed_from_its_first_map_to_its_completion(monkeypatch):
 
 @dataclass
 class FakeProjector:
-    state: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(offset=0, applied_offset=0))
+    state: SimpleNamespace = field(
+        default_factory=lambda: SimpleNamespace(offset=0, applied_offset=0)
+    )
 
 
 def event(shard: int, offset: int, ts_s: float) -> StoredEvent:
