@@ -16,6 +16,7 @@ import secrets as _secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from . import builders, names
 from .kube import Kube, KubeError
@@ -82,6 +83,18 @@ async def check_secrets(kube: Kube, spec: ClusterSpec) -> dict[str, SecretProble
     return out
 
 
+def in_cluster_namespace(url: str, namespace: str) -> str:
+    """``url`` with a one-label host (``http://dynalite:8000``, a Service of the cluster's own
+    namespace, as the pods resolve it) qualified as ``<host>.<namespace>.svc``: the operator's
+    pod resolves short names in its own namespace."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or "." in host or ":" in host or host == "localhost":
+        return url
+    netloc = parts.netloc.replace(host, f"{host}.{namespace}.svc", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def dynamodb_settings(kube: Kube, spec: ClusterSpec) -> Any:
     """The runtime's ``DynamoDBSettings`` for this cluster, credentials from the Secret."""
     from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
@@ -89,7 +102,7 @@ async def dynamodb_settings(kube: Kube, spec: ClusterSpec) -> Any:
     d = spec.dynamodb
     kwargs: dict[str, Any] = {"region": d.region, "table_prefix": spec.table_prefix}
     if d.endpoint:
-        kwargs["endpoint_url"] = d.endpoint
+        kwargs["endpoint_url"] = in_cluster_namespace(d.endpoint, spec.namespace)
     if d.credentials_secret:
         kwargs["access_key_id"] = await read_secret_key(
             kube, spec.namespace, d.credentials_secret, d.access_key_id_key
