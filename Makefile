@@ -23,11 +23,15 @@ $(STAMP): pyproject.toml hack/bootstrap.sh
 run: venv
 	$(BIN)/threadweaver serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-## test: the whole suite (unit, integration against MariaDB + dynalite, e2e against a local control plane)
+## test: the whole suite (unit, integration against MariaDB + dynalite, e2e against a local control
+## plane: KWOK suites, then the real-pod suite on the plane's kubelet node in a session of its own)
 test: venv
 	hack/services.sh up
 	hack/controlplane.sh up
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	hack/images.sh build
+	hack/controlplane.sh import-images
+	$(BIN)/python -m pytest tests --ignore=tests/e2e/realpods $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/e2e/realpods $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
