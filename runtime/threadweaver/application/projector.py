@@ -136,8 +136,14 @@ class Projector:
             self._unsubscribe()
             self._unsubscribe = None
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            task = self._task
+            # Cancel until it ends: on Python 3.11 asyncio.wait_for can swallow a cancellation
+            # that arrives as its wait completes (a wake-up during a handoff), and the loop
+            # would go on while stop() waited for it for good.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            await asyncio.gather(task, return_exceptions=True)
             self._task = None
         self.state.running = False
 
@@ -254,7 +260,8 @@ class Projector:
             ]
             timeout = max(0.0, min(w for w in waits if w is not None) - time.monotonic())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see stop()
+                    await self._wake.wait()
             except TimeoutError:
                 continue
             self._wake.clear()
