@@ -10,24 +10,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-#: seconds: request, command, journal and query latencies
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    20.0,
-)
+from ..adapters.http.metrics import BUCKETS as HTTP_LATENCY_BUCKETS
+
+#: seconds: request, command, journal and query latencies (the HTTP API's buckets, so that its
+#: request latency and the runtime's latencies compare bucket for bucket)
+LATENCY_BUCKETS = HTTP_LATENCY_BUCKETS
 #: seconds: handoffs (drains are bounded by 10 s, a handoff waits for every losing member)
 HANDOFF_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: appends per group commit (the SQLite journal writes at most 512 per transaction)
