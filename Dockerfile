@@ -4,8 +4,12 @@
 #
 #   docker build -t thread-weaver:dev .
 #   docker run --rm -p 8080:8080 thread-weaver:dev threadweaver serve --host 0.0.0.0 --data-dir /tmp/data
+#
+# BASE_IMAGE: any image with Python >= 3.11, its venv module and `python` on PATH. `make image`
+# (hack/images.sh, podman, no registry) passes a base it makes from Debian's packages.
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/threadweaver
@@ -14,7 +18,7 @@ COPY runtime ./runtime
 COPY operator ./operator
 RUN /opt/threadweaver/bin/pip install ".[operator]"
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="thread-weaver" \
       org.opencontainers.image.description="Event-sourced, sharded chat runtime and its Kubernetes operator" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -104,7 +104,9 @@ versions() {
   KWOK_VERSION=$(gomod_version "$SRC/kwok/go.mod" sigs.k8s.io/kwok)
   HELM_VERSION=$(gomod_version "$SRC/helm/go.mod" helm.sh/helm/v3)
   STAGING_VERSION=$(gomod_version "$SRC/go.mod" "k8s.io/api => k8s.io/api")
-  [[ -n $K8S_VERSION && -n $ETCD_VERSION && -n $KWOK_VERSION && -n $HELM_VERSION ]] ||
+  CONTAINERD_VERSION=$(gomod_version "$SRC/containerd/go.mod" github.com/containerd/containerd/v2)
+  COREDNS_VERSION=$(gomod_version "$SRC/coredns/go.mod" github.com/coredns/coredns)
+  [[ -n $K8S_VERSION && -n $ETCD_VERSION && -n $KWOK_VERSION && -n $HELM_VERSION && -n $CONTAINERD_VERSION && -n $COREDNS_VERSION ]] ||
     die "cannot read the pinned versions from $SRC/*/go.mod"
 }
 
@@ -114,19 +116,20 @@ version_key() {
   goversion=$(go env GOVERSION)
   sum=$(
     cd "$SRC" &&
-      { cat go.mod go.sum main.go etcd/go.mod etcd/go.sum etcd/main.go kwok/go.mod kwok/go.sum helm/go.mod helm/go.sum
+      { cat go.mod go.sum main.go cri_reset.go etcd/go.mod etcd/go.sum etcd/main.go kwok/go.mod kwok/go.sum \
+          helm/go.mod helm/go.sum containerd/go.mod containerd/go.sum coredns/go.mod coredns/go.sum coredns/main.go
         echo "recipe=$BUILD_RECIPE go=$goversion"; } | sha256sum | cut -c1-12
   )
   KEY="k8s-${K8S_VERSION}_${sum}"
   BIN="$BINROOT/$KEY"
 }
 
-go_build() { # go_build <module dir> <output> <ldflags> <package>
-  local dir=$1 out=$2 ldflags=$3 pkg=$4 logf
+go_build() { # go_build <module dir> <output> <ldflags> <package> [<build tags>]
+  local dir=$1 out=$2 ldflags=$3 pkg=$4 tags=${5:-} logf
   logf="$BINROOT/build-$(basename "$out").log"
   log "building $(basename "$out") (log: $logf)"
   local start=$SECONDS
-  if ! (cd "$dir" && go build -p "${TW_CP_BUILD_JOBS:-2}" -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg") >"$logf" 2>&1; then
+  if ! (cd "$dir" && go build -p "${TW_CP_BUILD_JOBS:-2}" -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp" "$pkg") >"$logf" 2>&1; then
     tail -n 40 "$logf" >&2
     die "building $(basename "$out") failed (full log: $logf)"
   fi
@@ -152,7 +155,7 @@ build() {
     go_build "$SRC" "$BIN/controlplane" "-s -w$kf" .
   fi
   local c
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl cri-reset; do
     [[ -L "$BIN/$c" ]] || ln -sfn controlplane "$BIN/$c" # never recreated: kubectl may be in use
   done
 
@@ -191,11 +194,27 @@ build() {
       helm.sh/helm/v3/cmd/helm
   fi
 
+  # The real node's runtime: containerd, its runc shim and ctr (no btrfs/devmapper/zfs
+  # snapshotters: overlayfs only), and CoreDNS with only the plugins the cluster uses.
+  local ctrd="github.com/containerd/containerd/v2"
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    [[ -x "$BIN/$c" ]] && continue
+    go_build "$SRC/containerd" "$BIN/$c" \
+      "-s -w -X $ctrd/version.Version=$CONTAINERD_VERSION -X $ctrd/version.Revision=module-proxy" \
+      "$ctrd/cmd/$c" "no_btrfs no_devmapper no_zfs"
+  done
+  if [[ ! -x "$BIN/coredns" ]]; then
+    go_build "$SRC/coredns" "$BIN/coredns" \
+      "-s -w -X github.com/coredns/coredns/coremain.GitCommit=module-proxy" .
+  fi
+
   [[ -s "$BIN/VERSIONS" ]] || cat >"$BIN/VERSIONS" <<EOF
 kubernetes=$K8S_VERSION (k8s.io/kubernetes, staging modules $STAGING_VERSION)
 etcd=$ETCD_VERSION (go.etcd.io/etcd/server/v3)
 kwok=$KWOK_VERSION (sigs.k8s.io/kwok)
 helm=$HELM_VERSION (helm.sh/helm/v3)
+containerd=$CONTAINERD_VERSION (github.com/containerd/containerd/v2)
+coredns=$COREDNS_VERSION (github.com/coredns/coredns)
 go=$(go env GOVERSION)
 EOF
   [[ $(readlink "$BINROOT/current" 2>/dev/null) == "$KEY" ]] || ln -sfn "$KEY" "$BINROOT/current"

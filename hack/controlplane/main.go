@@ -1,12 +1,13 @@
 // Command controlplane is a hyperkube-style multicall binary holding
-// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of one
-// Kubernetes release, built from the Go module proxy (see go.mod and
+// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy
+// and kubectl of one Kubernetes release (plus cri-reset, see cri_reset.go), built from the Go module proxy (see go.mod and
 // docs/controlplane.md). It dispatches on the basename of argv[0]; symlinks
 // named after the components point at it. `controlplane <component> args...`
 // works too.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,14 +21,16 @@ import (
 
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // kubectl auth plugins
 	kubectl "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 )
 
-var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"}
+var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "cri-reset"}
 
 func main() {
 	name := filepath.Base(os.Args[0])
@@ -44,6 +47,12 @@ func main() {
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
 	case "kube-scheduler":
 		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Exit(cli.Run(proxy.NewProxyCommand()))
+	case "cri-reset":
+		os.Exit(criReset(os.Args[1:]))
 	case "kubectl":
 		logs.GlogSetter(kubectl.GetLogVerbosity(os.Args)) // nolint:errcheck
 		command := kubectl.NewDefaultKubectlCommand()
