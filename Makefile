@@ -11,8 +11,8 @@ DATA_DIR ?= .data
 PYTEST_ARGS ?=
 LINT_PATHS := runtime operator tests bench
 
-.PHONY: run test unit integration e2e venv services-up services-down controlplane-up controlplane-down \
-        bench bench-quick soak lint clean
+.PHONY: run test unit integration e2e e2e-realpods venv services-up services-down controlplane-up \
+        controlplane-down image images demo demo-down bench bench-quick soak lint clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,24 @@ e2e: venv
 	hack/services.sh up
 	hack/controlplane.sh up
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## image: the runtime/operator image from the Dockerfile with podman (no registry), smoke-run
+image:
+	hack/images.sh build runtime
+	hack/images.sh smoke
+
+## images: every image the local cluster's real node runs (runtime, pause, mariadb, dynalite)
+images:
+	hack/images.sh build
+	hack/images.sh smoke
+
+## demo: images, local cluster with a real node, the operator via Helm, the local samples
+demo: images
+	hack/demo.sh up
+
+## demo-down: remove what `make demo` made (the control plane too)
+demo-down:
+	hack/demo.sh down
 
 services-up:
 	hack/services.sh up

@@ -8,6 +8,7 @@
 #   hack/controlplane.sh down    stop exactly the processes `up` started, remove the run dir
 #   hack/controlplane.sh status  show each component; exit 0 only if everything is healthy
 #   hack/controlplane.sh env     print `export KUBECONFIG=...` and PATH (kubectl, helm); eval it
+#   hack/controlplane.sh import-images   import the images of `make images` into the real node
 #
 # Everything listens on 127.0.0.1. Ports (override with the environment variables):
 #   TW_CP_ETCD_PORT=22379  TW_CP_ETCD_PEER_PORT=22380  TW_CP_APISERVER_PORT=26443
@@ -34,6 +35,9 @@ UP_TIMEOUT=${TW_CP_UP_TIMEOUT:-120}
 log() { printf 'controlplane: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# shellcheck source=hack/lib/realnode.sh
+source "$ROOT/hack/lib/realnode.sh"
+
 # ---------------------------------------------------------------- ports ------
 
 load_ports() {
@@ -49,7 +53,12 @@ load_ports() {
     KCM_PORT=${TW_CP_KCM_PORT:-20257}
     SCHEDULER_PORT=${TW_CP_SCHEDULER_PORT:-20259}
     KWOK_PORT=${TW_CP_KWOK_PORT:-20247}
+    node_ports_defaults
   fi
+  node_addresses
+  COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+  real_node_enabled && COMPONENTS+=("${REAL_COMPONENTS[@]}")
+  return 0
 }
 
 save_ports() {
@@ -61,13 +70,14 @@ KCM_PORT=$KCM_PORT
 SCHEDULER_PORT=$SCHEDULER_PORT
 KWOK_PORT=$KWOK_PORT
 EOF
+  node_ports_save >>"$RUN/ports.env"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 check_ports_free() {
   local name port
-  for name in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT SCHEDULER_PORT KWOK_PORT; do
+  for name in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT SCHEDULER_PORT KWOK_PORT $(node_port_names); do
     port=${!name}
     if port_busy "$port"; then
       die "port $HOST:$port ($name) is already in use by another process; pick another with TW_CP_$name=<port>"
@@ -254,7 +264,7 @@ gen_pki() {
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:$BRIDGE_IP,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EOF
     issue apiserver "/CN=kube-apiserver" apiserver.ext
     # Client certificates: CN = user, O = group.
@@ -263,6 +273,7 @@ EOF
     issue kube-controller-manager "/CN=system:kube-controller-manager" client.ext
     issue kube-scheduler "/CN=system:kube-scheduler" client.ext
     issue kwok "/O=system:masters/CN=kwok" client.ext
+    if real_node_enabled; then node_pki; fi
     # Front proxy (aggregation layer): its own CA and the client certificate the apiserver
     # presents to aggregated API servers; it also gives KCM/scheduler a requestheader CA.
     openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout front-proxy-ca.key -out front-proxy-ca.crt \
@@ -295,7 +306,7 @@ kind: Config
 clusters:
 - name: threadweaver
   cluster:
-    server: https://$HOST:$APISERVER_PORT
+    server: https://$API_HOST:$APISERVER_PORT
     certificate-authority-data: $(b64 "$pki/ca.crt")
 users:
 - name: $2
@@ -380,7 +391,8 @@ node_ready() {
   local out
   out=$(kc get node "$NODE_NAME" --request-timeout=5s \
     -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status}{end} {.spec.taints}') || return 1
-  [[ $out == "True " ]] # Ready and no taints (node.kubernetes.io/not-ready is gone)
+  # Ready, and no taints (node.kubernetes.io/not-ready is gone) but ours when a real node runs.
+  [[ $out == "True " || $out == "True [{\"effect\":\"NoSchedule\",\"key\":\"kwok.x-k8s.io/node\",\"value\":\"fake\"}]" ]]
 }
 
 default_sa() { kc get serviceaccount default -n default --request-timeout=5s; }
@@ -389,7 +401,7 @@ healthy() {
   [[ -f "$RUN/key" && $(cat "$RUN/key") == "$KEY" && -f $KUBECONFIG_OUT ]] || return 1
   local c
   for c in "${COMPONENTS[@]}"; do alive_pid "$c" >/dev/null || return 1; done
-  readyz >/dev/null 2>&1 && node_ready
+  readyz >/dev/null 2>&1 && node_ready && node_healthy
 }
 
 stop_all() {
@@ -397,6 +409,7 @@ stop_all() {
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c=${COMPONENTS[i]}
     pid=$(alive_pid "$c") || continue
+    [[ $c == containerd ]] && node_down # pods first, while containerd still runs them
     log "stopping $c (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
@@ -408,6 +421,7 @@ stop_all() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
+  node_cleanup
   if [[ -d $RUN ]]; then
     # Keep the logs of the last run for post-mortems.
     if [[ -d "$RUN/logs" ]]; then
@@ -435,7 +449,8 @@ metadata:
     kubernetes.io/role: agent
     node-role.kubernetes.io/agent: ""
     type: kwok
-spec: {}
+spec:
+  taints: $(real_node_enabled && echo '[{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]' || echo '[]')
 status:
   allocatable: {cpu: "64", memory: 256Gi, pods: "500", ephemeral-storage: 1Ti}
   capacity: {cpu: "64", memory: 256Gi, pods: "500", ephemeral-storage: 1Ti}
@@ -483,6 +498,7 @@ cmd_up() {
   mkdir -p "$RUN"
   save_ports
   echo "$KEY" >"$RUN/key"
+  node_prepare_network
   gen_pki
   local pki="$RUN/pki"
   write_kubeconfig "$RUN/admin.kubeconfig" admin
@@ -499,12 +515,16 @@ cmd_up() {
     --quota-backend-bytes=8589934592 --log-level=warn
   wait_for etcd "etcd /health" curl -fsS --max-time 2 "http://$HOST:$ETCD_PORT/health"
 
-  log "starting kube-apiserver on https://$HOST:$APISERVER_PORT"
+  log "starting kube-apiserver on https://$API_HOST:$APISERVER_PORT"
+  local reconciler=none # a loopback address cannot be an Endpoints address
+  real_node_enabled && reconciler=lease
+  local node_args
+  mapfile -t node_args < <(node_apiserver_args)
   start kube-apiserver "$BIN/kube-apiserver" \
-    --advertise-address="$HOST" --bind-address="$HOST" --secure-port="$APISERVER_PORT" \
+    --advertise-address="$API_HOST" --bind-address="$API_HOST" --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://$HOST:$ETCD_PORT" --etcd-prefix=/registry \
     --cert-dir="$pki" --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" --authorization-mode=RBAC \
+    --client-ca-file="$pki/ca.crt" "${node_args[@]}" \
     --service-account-issuer="https://$HOST:$APISERVER_PORT" \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -512,7 +532,7 @@ cmd_up() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
     --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
-    --endpoint-reconciler-type=none --profiling=false
+    --endpoint-reconciler-type="$reconciler" --profiling=false
   wait_for kube-apiserver "kube-apiserver /readyz" readyz
   cp -f "$RUN/admin.kubeconfig" "$KUBECONFIG_OUT"
 
@@ -540,14 +560,17 @@ cmd_up() {
   fake_node | kc apply -f - >/dev/null || fail_with_log kwok "creating the fake node failed"
   wait_for kwok "node $NODE_NAME to be Ready and untainted" node_ready
   wait_for kube-controller-manager "the default ServiceAccount (made by kube-controller-manager)" default_sa
+  node_start
 
-  log "up in $((SECONDS - start))s: kube-apiserver https://$HOST:$APISERVER_PORT, kubeconfig:"
+  log "up in $((SECONDS - start))s: kube-apiserver https://$API_HOST:$APISERVER_PORT, kubeconfig:"
   echo "$KUBECONFIG_OUT"
 }
 
 cmd_down() {
   lock
   [[ -d $RUN ]] || { log "not running"; rm -f "$KUBECONFIG_OUT"; return 0; }
+  load_ports
+  current_bin
   stop_all
   log "down"
 }
@@ -568,7 +591,7 @@ cmd_status() {
       rc=1
     fi
   done
-  printf '%-24s https://%s:%s, etcd http://%s:%s\n' "endpoints" "$HOST" "$APISERVER_PORT" "$HOST" "$ETCD_PORT"
+  printf '%-24s https://%s:%s, etcd http://%s:%s\n' "endpoints" "$API_HOST" "$APISERVER_PORT" "$HOST" "$ETCD_PORT"
   if [[ -x "$BIN/kubectl" ]] && readyz >/dev/null 2>&1; then
     printf '%-24s ok\n' "/readyz"
   else
@@ -581,11 +604,28 @@ cmd_status() {
     printf '%-24s not Ready\n' "node $NODE_NAME"
     rc=1
   fi
+  if real_node_enabled; then
+    if [[ -x "$BIN/kubectl" ]] && real_node_ready 2>/dev/null; then
+      printf '%-24s Ready (kubelet https://%s:%s, pods %s on %s)\n' "node $REAL_NODE_NAME" "$BRIDGE_IP" "$KUBELET_PORT" "$POD_CIDR" "$BRIDGE"
+    else
+      printf '%-24s not Ready\n' "node $REAL_NODE_NAME"
+      rc=1
+    fi
+  fi
   if [[ -f "$RUN/key" && $(cat "$RUN/key") != "$KEY" ]]; then
     printf '%-24s running binaries %s, built ones are %s (run up to restart)\n' "version" "$(cat "$RUN/key")" "$KEY"
   fi
   printf '%-24s %s\n' "kubeconfig" "$KUBECONFIG_OUT"
   return $rc
+}
+
+cmd_import_images() {
+  lock
+  load_ports
+  current_bin
+  real_node_enabled && alive_pid containerd >/dev/null || die "no real node runs (hack/controlplane.sh up)"
+  CONTAINERD_SOCK="$NODE_DIR/containerd/containerd.sock"
+  node_import_images
 }
 
 cmd_env() {
@@ -604,6 +644,7 @@ main() {
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  import-images) cmd_import_images ;;
   *)
     sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2

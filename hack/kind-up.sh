@@ -37,6 +37,14 @@ up() {
   log "building $IMAGE"
   docker build -t "$IMAGE" "$ROOT"
   kind load docker-image "$IMAGE" --name "$KIND_CLUSTER"
+  if [ "$EXTERNAL_SERVICES" != 1 ]; then
+    local svc
+    for svc in mariadb dynalite; do
+      log "building thread-weaver-$svc:dev (hack/images/$svc)"
+      docker build -t "thread-weaver-$svc:dev" "$ROOT/hack/images/$svc"
+      kind load docker-image "thread-weaver-$svc:dev" --name "$KIND_CLUSTER"
+    done
+  fi
 
   log "installing the operator (helm release threadweaver-operator in $OPERATOR_NAMESPACE)"
   helm upgrade --install threadweaver-operator "$ROOT/charts/thread-weaver-operator" \

@@ -15,6 +15,11 @@ Fixtures:
                   in-process clients (kubernetes_asyncio, kopf) reach the same cluster.
   kube_namespace  function: a fresh namespace (name), deleted after the test.
 
+On the local plane, pods of every namespace without the label ``threadweaver.io/real-pods`` are
+sent to the KWOK node (a MutatingAdmissionPolicy adds its toleration and ``type: kwok``): the
+suites written for KWOK keep their fake pods, while tests/e2e/realpods labels its namespaces to
+run real containers on the plane's kubelet node.
+
 Nothing here skips: a missing tool or a broken cluster fails the session fixture with the output.
 """
 
@@ -200,7 +205,48 @@ def _start_kube() -> Kube:
         if not os.access(tool, os.X_OK):
             raise RuntimeError(f"{tool} is missing after hack/controlplane.sh build")
     kube.kubectl("get", "--raw", "/readyz", timeout=30)
+    if not external:
+        kube.kubectl("apply", "-f", "-", input=PODS_ON_KWOK_POLICY)
     return kube
+
+
+# The KWOK node is tainted so that ordinary users' pods run on the real node; the suites
+# written for KWOK get the toleration and a nodeSelector for it in every namespace that does
+# not ask for real pods.
+PODS_ON_KWOK_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: threadweaver-e2e-pods-on-kwok}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  mutations:
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: >
+        [
+          has(object.spec.tolerations)
+          ? JSONPatch{op: "add", path: "/spec/tolerations/-", value: Object.spec.tolerations{
+              key: "kwok.x-k8s.io/node", operator: "Exists", effect: "NoSchedule"}}
+          : JSONPatch{op: "add", path: "/spec/tolerations", value: [Object.spec.tolerations{
+              key: "kwok.x-k8s.io/node", operator: "Exists", effect: "NoSchedule"}]},
+          has(object.spec.nodeSelector)
+          ? JSONPatch{op: "add", path: "/spec/nodeSelector/type", value: "kwok"}
+          : JSONPatch{op: "add", path: "/spec/nodeSelector", value: {"type": "kwok"}}
+        ]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {name: threadweaver-e2e-pods-on-kwok}
+spec:
+  policyName: threadweaver-e2e-pods-on-kwok
+  matchResources:
+    namespaceSelector:
+      matchExpressions: [{key: threadweaver.io/real-pods, operator: DoesNotExist}]
+"""
 
 
 _started: Kube | BaseException | None = None
