@@ -72,6 +72,7 @@ up() {
   log "installing the operator (Helm release $RELEASE in $OPERATOR_NAMESPACE, image localhost/thread-weaver:dev)"
   helm upgrade --install "$RELEASE" "$ROOT/charts/thread-weaver-operator" \
     --namespace "$OPERATOR_NAMESPACE" \
+    --set fullnameOverride="$RELEASE" \
     --set image.repository=localhost/thread-weaver --set image.tag=dev --set image.pullPolicy=Never \
     --wait --timeout 300s >/dev/null || { show_state; die "helm install of the operator failed"; }
   # Helm never upgrades CRDs: keep the cluster's CRD current on re-runs.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .secret_refs import SecretProblem, Secrets, secret_value
 from .spec import ClusterSpec
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 PROVISION_TIMEOUT_SECONDS = 120.0
 
 
+def in_cluster_namespace(url: str, namespace: str) -> str:
+    """``url`` with a one-label host (``http://dynalite:8000``, a Service of the cluster's own
+    namespace, as the pods resolve it) qualified as ``<host>.<namespace>.svc``: the operator's
+    pod resolves short names in its own namespace."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or "." in host or ":" in host or host == "localhost":
+        return url
+    netloc = parts.netloc.replace(host, f"{host}.{namespace}.svc", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def dynamodb_settings(spec: ClusterSpec, secrets: Secrets) -> Any:
     """The runtime's ``DynamoDBSettings`` for this cluster, credentials from the Secret."""
     from threadweaver.adapters.journal.dynamodb.settings import DynamoDBSettings
@@ -40,7 +53,7 @@ def dynamodb_settings(spec: ClusterSpec, secrets: Secrets) -> Any:
     d = spec.dynamodb
     kwargs: dict[str, Any] = {"region": d.region, "table_prefix": spec.table_prefix}
     if d.endpoint:
-        kwargs["endpoint_url"] = d.endpoint
+        kwargs["endpoint_url"] = in_cluster_namespace(d.endpoint, spec.namespace)
     if d.credentials_secret:
         kwargs["access_key_id"] = secret_value(
             secrets, spec.namespace, d.credentials_secret, d.access_key_id_key
