@@ -54,7 +54,15 @@ integration: venv
 e2e: venv
 	hack/services.sh up
 	hack/controlplane.sh up
-	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/e2e --ignore=tests/e2e/realpods $(PYTEST_ARGS)
+
+## e2e-realpods: the operator and the runtime on running containers (the plane's real node);
+## a pytest session of its own (the KWOK suites run a host operator watching every namespace)
+e2e-realpods: venv
+	hack/controlplane.sh up
+	hack/images.sh build
+	hack/controlplane.sh import-images
+	$(BIN)/python -m pytest tests/e2e/realpods $(PYTEST_ARGS)
 
 ## image: the runtime/operator image from the Dockerfile with podman (no registry), smoke-run
 image:
