@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.convergence import journaled_messages, read_model_converges
+from tests.support.convergence import journaled_messages
 from threadweaver.adapters.journal.dynamodb import DynamoDBJournal, DynamoDBSettings
 from threadweaver.domain import new_ulid, thread_persistence_id
 
@@ -153,8 +155,41 @@ async def check_consistency(
     acked_msgs = sum(map(len, load.messages.values()))
     journaled_msgs = sum(map(len, journaled.values()))
     assert journaled_msgs == acked_msgs, (journaled_msgs, acked_msgs)
-    await read_model_converges(read_model_url, journaled, timeout=90)
+    await read_model_equals(read_model_url, journaled, timeout=90)
     return f"{load.summary()}; journaled messages {journaled_msgs}, lost 0, doubled 0"
+
+
+async def read_model_equals(url: str, journaled: dict[str, list[str]], timeout: float) -> None:
+    """The read model's live messages of these threads (the cluster's read model also holds
+    the threads of earlier loads) become exactly the journal's."""
+    engine = create_async_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT thread_id, id FROM thread_message "
+                            "WHERE deleted = 0 AND thread_id IN :tids"
+                        ).bindparams(sa.bindparam("tids", expanding=True)),
+                        {"tids": list(journaled)},
+                    )
+                ).all()
+            projected: dict[str, list[str]] = collections.defaultdict(list)
+            for tid, mid in rows:
+                projected[tid].append(mid)
+            differing = [t for t, ids in journaled.items() if sorted(projected[t]) != sorted(ids)]
+            if not differing:
+                return
+            assert time.monotonic() < deadline, (
+                f"read model differs from the journal for {len(differing)} threads, "
+                f"e.g. {differing[0]}: {len(projected[differing[0]])} rows, "
+                f"{len(journaled[differing[0]])} journaled"
+            )
+            await asyncio.sleep(0.3)
+    finally:
+        await engine.dispose()
 
 
 async def wait(check, timeout: float, what: str, interval: float = 1.0, on_fail=lambda: ""):
