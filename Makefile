@@ -25,12 +25,16 @@ run: venv
 	$(BIN)/threadweaver serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 ## test: lint, then the whole suite (unit, integration against MariaDB + dynalite, e2e against a
-## local control plane; Prometheus and promtool built for the monitoring tests)
+## local control plane: KWOK suites, then the real-pod suite on the plane's kubelet node in a
+## session of its own; Prometheus and promtool built for the monitoring tests)
 test: lint
 	hack/services.sh up
 	hack/controlplane.sh up
 	hack/prometheus.sh build
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	hack/images.sh build
+	hack/controlplane.sh import-images
+	$(BIN)/python -m pytest tests --ignore=tests/e2e/realpods $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/e2e/realpods $(PYTEST_ARGS)
 
 ## lint: ruff (lint, format check), mypy (pyproject.toml [tool.mypy]) and the import-linter
 ## contracts ([tool.importlinter]); all four run, and lint fails if any of them does.

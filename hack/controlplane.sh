@@ -4,15 +4,19 @@
 #
 #   hack/controlplane.sh build   build whatever binary is missing (cached, version-keyed)
 #   hack/controlplane.sh up      build if needed, start etcd, kube-apiserver, kube-controller-manager,
-#                                kube-scheduler, kwok and one fake Node; wait until ready (idempotent)
+#                                kube-scheduler, kwok and one fake Node, and the real node (containerd,
+#                                kubelet, kube-proxy, CoreDNS; hack/lib/realnode.sh); wait until ready
 #   hack/controlplane.sh down    stop exactly the processes `up` started, remove the run dir
 #   hack/controlplane.sh status  show each component; exit 0 only if everything is healthy
 #   hack/controlplane.sh env     print `export KUBECONFIG=...` and PATH (kubectl, helm); eval it
 #   hack/controlplane.sh import-images   import the images of `make images` into the real node
 #
-# Everything listens on 127.0.0.1. Ports (override with the environment variables):
+# Everything listens on 127.0.0.1, but kube-apiserver, the kubelet and DNS on the real node's
+# address 10.245.0.1 (TW_CP_REAL_NODE=0: no real node, all on 127.0.0.1). Ports:
 #   TW_CP_ETCD_PORT=22379  TW_CP_ETCD_PEER_PORT=22380  TW_CP_APISERVER_PORT=26443
 #   TW_CP_KCM_PORT=20257   TW_CP_SCHEDULER_PORT=20259  TW_CP_KWOK_PORT=20247
+#   TW_CP_KUBELET_PORT=20250 TW_CP_KUBELET_HEALTHZ_PORT=20248 TW_CP_PROXY_HEALTHZ_PORT=20256
+#   TW_CP_PROXY_METRICS_PORT=20249 TW_CP_DNS_HEALTH_PORT=20280 TW_CP_DNS_READY_PORT=20281
 # Binaries:      .cache/controlplane/bin/<version-key>/  (bin/current -> the newest)
 # Runtime state: .cache/controlplane/run/  (pki, etcd data, pids, logs)
 # Kubeconfig:    .cache/controlplane/kubeconfig
@@ -646,7 +650,7 @@ main() {
   env) cmd_env ;;
   import-images) cmd_import_images ;;
   *)
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
   esac

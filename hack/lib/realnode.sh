@@ -402,7 +402,7 @@ node_import_images() {
     # The samples and the chart name the images without a registry (as kind loads them):
     # also tag them docker.io/library/NAME:TAG, what an unqualified reference means.
     local short=${ref#localhost/}
-    ctr_k8s images tag --force "$ref" "docker.io/library/$short" >/dev/null
+    ctr_k8s images tag --force "$ref" "docker.io/library/$short" >/dev/null 2>&1
     echo "$want" >"$NODE_CACHE/imported-$n"
     log "imported $ref (also as $short) into the node"
   done
