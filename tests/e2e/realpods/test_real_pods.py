@@ -107,7 +107,21 @@ def cluster(kube, backing, ns):
     return f"http://{svc['spec']['clusterIP']}:{port}"
 
 
-def test_operator_runs_in_the_cluster_from_its_image(kube, in_cluster_operator):
+@pytest.fixture(scope="module")
+def bad_migration(kube, watched, in_cluster_operator) -> str:
+    """A second cluster whose migration cannot log in to MariaDB (wrong password), applied at
+    the start so that the Job's retries (backoff 10 s, 20 s, 40 s) run beside the other tests."""
+    ns = watched[1]
+    start_backing(kube, ns)
+    docs = sample_cluster("badmig", shards=SHARDS)
+    for d in docs:
+        if d["kind"] == "Secret" and d["metadata"]["name"] == "badmig-mysql":
+            d["stringData"]["password"] = "not-the-password"
+    kube.apply(*docs, namespace=ns)
+    return ns
+
+
+def test_operator_runs_in_the_cluster_from_its_image(kube, in_cluster_operator, bad_migration):
     pods = kj(kube, "get", "pods", "-n", in_cluster_operator)["items"]
     assert len(pods) == 1
     pod = pods[0]
@@ -391,16 +405,10 @@ def test_drain_through_the_eviction_api_honours_the_pdb(kube, ns, backing, clust
     print("\n" + asyncio.run(scenario()))
 
 
-def test_failing_migration_blocks_the_rollout(kube, watched, in_cluster_operator):
-    """A read model the migration cannot reach (wrong password): the Job fails, the cluster
-    says so in a condition and an Event, and no runtime pod starts."""
-    ns = watched[1]
-    start_backing(kube, ns)
-    docs = sample_cluster("badmig", shards=SHARDS)
-    for d in docs:
-        if d["kind"] == "Secret" and d["metadata"]["name"] == "badmig-mysql":
-            d["stringData"]["password"] = "not-the-password"
-    kube.apply(*docs, namespace=ns)
+def test_failing_migration_blocks_the_rollout(kube, bad_migration):
+    """A read model the migration cannot log in to: the Job fails, the cluster says so in a
+    condition and an Event, and no runtime pod starts."""
+    ns = bad_migration
 
     def failed():
         conds = {
