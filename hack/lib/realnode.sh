@@ -104,10 +104,13 @@ node_save_host_state() {
   done
 }
 
-node_chains() { # "table chain" for every iptables chain (IPv4)
-  local t
-  for t in filter nat mangle raw; do
-    iptables-save -t "$t" 2>/dev/null | sed -n "s/^:\\([^ ]*\\) .*/$t \\1/p"
+node_chains() { # "family table chain" for every iptables chain (IPv4 and IPv6)
+  local f t
+  for f in iptables ip6tables; do
+    command -v "$f-save" >/dev/null 2>&1 || continue
+    for t in filter nat mangle raw; do
+      "$f-save" -t "$t" 2>/dev/null | sed -n "s/^:\\([^ ]*\\) .*/$f $t \\1/p"
+    done
   done
 }
 
@@ -121,19 +124,18 @@ node_restore_host_state() {
   fi
   # iptables: every chain that did not exist before up (rules jumping to it first).
   if [[ -f "$NODE_DIR/iptables.before" ]]; then
-    local t c new=()
-    while read -r t c; do
-      grep -qxF "$t $c" "$NODE_DIR/iptables.before" || new+=("$t $c")
+    local f t c new=() ftc
+    while read -r f t c; do
+      grep -qxF "$f $t $c" "$NODE_DIR/iptables.before" || new+=("$f $t $c")
     done < <(node_chains)
-    local tc
-    for tc in "${new[@]}"; do
-      t=${tc%% *} c=${tc#* }
-      iptables-save -t "$t" | grep -E -- "^-A .* -j $c( |\$)" | sed 's/^-A //' | while IFS= read -r rule; do
-        eval "iptables -w -t $t -D $rule" 2>/dev/null || true
+    for ftc in "${new[@]}"; do
+      read -r f t c <<<"$ftc"
+      "$f-save" -t "$t" | grep -E -- "^-A .* -j $c( |\$)" | sed 's/^-A //' | while IFS= read -r rule; do
+        eval "$f -w -t $t -D $rule" 2>/dev/null || true
       done
     done
-    for tc in "${new[@]}"; do iptables -w -t "${tc%% *}" -F "${tc#* }" 2>/dev/null || true; done
-    for tc in "${new[@]}"; do iptables -w -t "${tc%% *}" -X "${tc#* }" 2>/dev/null || true; done
+    for ftc in "${new[@]}"; do read -r f t c <<<"$ftc" && "$f" -w -t "$t" -F "$c" 2>/dev/null || true; done
+    for ftc in "${new[@]}"; do read -r f t c <<<"$ftc" && "$f" -w -t "$t" -X "$c" 2>/dev/null || true; done
   fi
   # The pods' log links, CNI's state of our network, what we created in /run and /var.
   local l
