@@ -498,6 +498,7 @@ cmd_up() {
     stop_all
   fi
   load_ports # the environment again, now that the old ports.env is gone
+  node_claim
   check_ports_free
   mkdir -p "$RUN"
   save_ports

@@ -72,17 +72,43 @@ node_ensure_tools() {
   [[ $(id -u) -eq 0 ]] || die "the real node needs root (bridge, iptables, mounts); or set TW_CP_REAL_NODE=0"
 }
 
-node_check_owner() {
-  if [[ -f $OWNER_FILE ]]; then
-    local owner
-    owner=$(cat "$OWNER_FILE")
-    if [[ $owner != "$RUN" && -d $owner ]]; then
-      die "another control plane ($owner) runs the machine's real node; stop it, or set TW_CP_REAL_NODE=0"
+# The machine's real node belongs to one plane at a time. Another checkout's plane that still
+# runs it keeps it: this plane then runs without one (KWOK only), saying so. One whose processes
+# are gone (a stopped session, a reboot) is cleaned up with its own `down` first.
+node_claim() {
+  real_node_enabled || return 0
+  local owner owner_root
+  if [[ -f $OWNER_FILE ]] && owner=$(cat "$OWNER_FILE") && [[ $owner != "$RUN" ]]; then
+    owner_root=${owner%/.cache/controlplane/run}
+    if owner_alive "$owner"; then
+      log "WARNING: the real node of this machine belongs to the plane of $owner_root (running);"
+      log "WARNING: starting without a real node (KWOK only). Stop that plane for real pods here."
+      REAL_NODE=0
+      node_addresses
+      COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+      return 0
     fi
+    if [[ -x $owner_root/hack/controlplane.sh ]]; then
+      log "cleaning up the stopped real node of $owner_root (its hack/controlplane.sh down)"
+      "$owner_root/hack/controlplane.sh" down >&2 || true
+    fi
+    [[ -f $OWNER_FILE && $(cat "$OWNER_FILE") == "$owner" ]] && rm -f "$OWNER_FILE"
   fi
   if ip link show "$BRIDGE" >/dev/null 2>&1 && [[ ! -f $OWNER_FILE ]]; then
     die "bridge $BRIDGE exists but no control plane owns it (left over?): ip link del $BRIDGE, or set TW_CP_REAL_NODE=0"
   fi
+  return 0
+}
+
+owner_alive() { # owner_alive <run dir>: its containerd or kubelet still runs
+  local c f pid exe argv0
+  for c in containerd kubelet; do
+    f="$1/pids/$c.pid"
+    [[ -f $f ]] && read -r pid exe <"$f" && [[ -n $pid ]] && pid_running "$pid" || continue
+    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)
+    [[ $argv0 == "$exe" ]] && return 0
+  done
+  return 1
 }
 
 # ------------------------------------------------------------------ host state ---
@@ -364,7 +390,6 @@ EOF
 node_prepare_network() { # before the API server, which listens on the bridge's address
   real_node_enabled || return 0
   node_ensure_tools
-  node_check_owner
   echo "$RUN" >"$OWNER_FILE"
   node_save_host_state
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
