@@ -133,7 +133,7 @@ class SchemaRegistry:
 
     def snapshot_readable(self, state: Mapping[str, Any]) -> bool:
         """Whether a stored snapshot is of the current snapshot version."""
-        return state.get(VERSION_KEY, DEFAULT_VERSION) == self.snapshot_version
+        return bool(state.get(VERSION_KEY, DEFAULT_VERSION) == self.snapshot_version)
 
     def thread_from_snapshot(self, state: Mapping[str, Any]) -> Thread | None:
         """The Thread of a stored snapshot; None for one of another version (too old, or
