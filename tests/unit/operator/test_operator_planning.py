@@ -126,6 +126,7 @@ def test_first_pass_creates_everything_but_the_statefulset():
         "PeerTokenCreated",
         "NetworkPolicyCreated",
         "NetworkPolicyCreated",
+        "NetworkPolicyCreated",
         "Provisioned",
         "MigrationStarted",
         "ShardMapInitialized",

@@ -26,6 +26,7 @@ from test_operator_reconcile import (  # noqa: F401  (env is a fixture)
 )
 
 from threadweaver_operator import builders, events, replay_gate
+from threadweaver_operator.network_policies import replay_check_policy
 from threadweaver_operator.replay_gate import (
     check_needed,
     failure_summary,
@@ -140,6 +141,19 @@ def test_the_job_runs_the_new_images_replay_check() -> None:
     assert job_name(spec("img:2")) != job_name(spec("img:2", replayCheck="all"))
     everything = replay_check_job(spec(replayCheck="all"))["spec"]["template"]["spec"]
     assert everything["containers"][0]["command"][-1] == "--all"
+
+
+def test_the_jobs_pods_reach_only_dns_and_dynamodb() -> None:
+    policy = replay_check_policy(spec())
+    assert policy["metadata"]["name"] == "chat-replay-check"
+    pod_labels = replay_check_job(spec())["spec"]["template"]["metadata"]["labels"]
+    assert set(policy["spec"]["podSelector"]["matchLabels"].items()) <= set(pod_labels.items())
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == []
+    assert [r["ports"] for r in policy["spec"]["egress"]] == [
+        [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        [{"protocol": "TCP", "port": 8000}],
+    ]
 
 
 def test_a_failure_names_the_first_unreadable_event() -> None:
