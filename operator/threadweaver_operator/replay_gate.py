@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import builders, names
+
+# the builders' own pieces, so that the Job's pods look like the migration Job's
 from .builders import Owner, _aws_env, _container, _meta, _pod_common
 from .migration import job_state
 from .spec import ClusterSpec
