@@ -105,6 +105,11 @@ def migration_job(name: str, revision: str) -> str:
     return f"{name}-migrate-{revision}"
 
 
+def replay_check_job(name: str, image_hash: str) -> str:
+    """The replay check of one image before it rolls out (replay_gate.py)."""
+    return f"{name}-replay-{image_hash}"
+
+
 def peer_token_secret(name: str) -> str:
     """Secret with the shared token of the members' internal forwarding endpoint."""
     return f"{name}-peer-token"

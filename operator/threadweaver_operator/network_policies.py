@@ -1,7 +1,7 @@
 """NetworkPolicies that deny by default: pure builders from a :class:`ClusterSpec` and the
 Kubernetes API's endpoints (``spec.network``; ``policy: false`` turns them off).
 
-Two policies per cluster, both with policy types Ingress and Egress, so that whatever they do
+Three policies per cluster, each with policy types Ingress and Egress, so that whatever they do
 not allow is denied:
 
 ``<name>-runtime`` (the runtime pods)
@@ -15,6 +15,9 @@ not allow is denied:
 
 ``<name>-migration`` (the migration Job's pods)
   no ingress; egress: DNS and the MySQL host.
+
+``<name>-replay-check`` (the pods of the replay-check Jobs of new images, replay_gate.py)
+  no ingress; egress: DNS and the DynamoDB endpoint.
 
 A destination host becomes a peer as precisely as a NetworkPolicy can name it: an IP address
 is an ``ipBlock`` of that address; a one-label name (``mariadb``) is the pods of the cluster's
@@ -45,6 +48,7 @@ __all__ = [
     "migration_policy",
     "network_policies",
     "policy_names",
+    "replay_check_policy",
     "runtime_policy",
 ]
 
@@ -62,8 +66,8 @@ class ApiEndpoint:
     port: int
 
 
-def policy_names(cluster: str) -> tuple[str, str]:
-    return (f"{cluster}-runtime", f"{cluster}-migration")
+def policy_names(cluster: str) -> tuple[str, str, str]:
+    return (f"{cluster}-runtime", f"{cluster}-migration", f"{cluster}-replay-check")
 
 
 def kubernetes_api_endpoints(
@@ -99,7 +103,11 @@ def kubernetes_api_endpoints(
 def network_policies(
     spec: ClusterSpec, api: Sequence[ApiEndpoint], owner: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    return [runtime_policy(spec, api, owner), migration_policy(spec, owner)]
+    return [
+        runtime_policy(spec, api, owner),
+        migration_policy(spec, owner),
+        replay_check_policy(spec, owner),
+    ]
 
 
 def _policy(
@@ -161,6 +169,13 @@ def runtime_policy(
 def migration_policy(spec: ClusterSpec, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     egress = [_dns(), _rule(*_mysql(spec))]
     return _policy(spec, policy_names(spec.name)[1], "migration", [], egress, owner)
+
+
+def replay_check_policy(
+    spec: ClusterSpec, owner: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    egress = [_dns(), _rule(*_dynamodb(spec))]
+    return _policy(spec, policy_names(spec.name)[2], "replay-check", [], egress, owner)
 
 
 def _dns() -> dict[str, Any]:

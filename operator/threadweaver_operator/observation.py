@@ -2,8 +2,8 @@
 
 An :class:`Observation` is a plain value: the cluster object, what the operator remembers of it
 (:mod:`.state`), the referenced user Secrets, the outcome of this pass's table provisioning, the
-objects the operator manages (StatefulSet, shard-map ConfigMap, migration Job, peer-token
-Secret, NetworkPolicies), the Kubernetes API's endpoints (for the NetworkPolicy) and the
+objects the operator manages (StatefulSet, shard-map ConfigMap, migration Job, the replay-check
+Job of a new image and its pods, peer-token Secret, NetworkPolicies), the Kubernetes API's endpoints (for the NetworkPolicy) and the
 members' Leases and Pods, with the two clocks of the pass.
 :func:`.planning.plan` decides from it alone.
 """
@@ -20,6 +20,8 @@ from . import builders, monitoring, names
 from .kube import Kube, KubeError
 from .migration import job_state
 from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
+from .replay_gate import check_needed
+from .replay_gate import job_name as replay_check_job_name
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState
@@ -50,6 +52,10 @@ class Observation:
     shardmap_configmap: Mapping[str, Any] | None = None
     migration_job: Mapping[str, Any] | None = None  # of this revision, read while not migrated
     migration_jobs: tuple[Mapping[str, Any], ...] = ()  # all of them, once this one succeeded
+    # the replay check of spec.image (replay_gate.py), read while it gates a rollout; its pods
+    # only once it failed (their termination message names the first unreadable event)
+    replay_check_job: Mapping[str, Any] | None = None
+    replay_check_pods: tuple[Mapping[str, Any], ...] = ()
     leases: tuple[Mapping[str, Any], ...] = ()  # every Lease of the namespace
     pods: tuple[Mapping[str, Any], ...] = ()  # the runtime pods
     # spec.monitoring.podMonitor (looked up only while asked for, or to delete one)
@@ -113,15 +119,21 @@ async def observe(
     job, jobs = await _migration_jobs(kube, spec, previous.get("migratedRevision"))
     api, pod_monitor = await _pod_monitor(kube, spec, previous)
     peer_token = await kube.get("Secret", namespace, names.peer_token_secret(name))
+    statefulset = await kube.get("StatefulSet", namespace, names.statefulset(name))
+    replay_job, replay_pods = await _replay_check(
+        kube, spec, statefulset, previous.get("replayCheckedImage")
+    )
     return replace(
         base,
         secrets=secrets,
         tables=tables,
         peer_token_exists=peer_token is not None,
-        statefulset=await kube.get("StatefulSet", namespace, names.statefulset(name)),
+        statefulset=statefulset,
         shardmap_configmap=await kube.get("ConfigMap", namespace, names.shardmap_configmap(name)),
         migration_job=job,
         migration_jobs=jobs,
+        replay_check_job=replay_job,
+        replay_check_pods=replay_pods,
         leases=tuple(await kube.list("Lease", namespace)),
         pods=tuple(await kube.list("Pod", namespace, label_selector=names.selector_string(name))),
         pod_monitor_api=api,
@@ -164,6 +176,24 @@ async def _kubernetes_api(kube: Kube) -> dict[str, Any]:
     except KubeError as exc:
         return {"kubernetes_api_error": str(exc)}
     return {"kubernetes_api": kubernetes_api_endpoints(service, slices)}
+
+
+async def _replay_check(
+    kube: Kube,
+    spec: ClusterSpec,
+    statefulset: Mapping[str, Any] | None,
+    checked_image: str | None,
+) -> tuple[dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    """The replay-check Job of spec.image while it gates the rollout, and its pods once it
+    failed."""
+    if not check_needed(spec, statefulset, checked_image):
+        return None, ()
+    name = replay_check_job_name(spec)
+    job = await kube.get("Job", spec.namespace, name)
+    if job is None or job_state(job)[0] != "Failed":
+        return job, ()
+    pods = await kube.list("Pod", spec.namespace, label_selector=f"job-name={name}")
+    return job, tuple(pods)
 
 
 async def _migration_jobs(

@@ -2,9 +2,11 @@
 the :mod:`.steps` that carry them out (no I/O: unit-tested without Kubernetes).
 
 Order of a pass: check the spec -> runtime RBAC, Services, PDB, peer-token Secret,
-NetworkPolicies -> the referenced Secrets -> DynamoDB tables -> migration Job -> shard map (initialize / rebalance /
-complete a handoff, RMU restarts) -> StatefulSet (created or rolled to a new template only once
-the migration of that template succeeded; replicas from the rebalancing decision) -> status.
+NetworkPolicies -> the referenced Secrets -> DynamoDB tables -> migration Job -> replay-check Job
+of a new image (:mod:`.replay_gate`) -> shard map (initialize / rebalance / complete a handoff,
+RMU restarts) -> StatefulSet (created or rolled to a new template only once the migration of
+that template succeeded and, for a new image, its replay check passed; replicas from the
+rebalancing decision) -> status.
 Every action is an Event on the ThreadWeaverCluster; a Warning is posted once per distinct
 message until its problem goes away.
 
@@ -31,6 +33,7 @@ from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
 from .provisioning import external_tables
 from .rebalancing import Decision
+from .replay_gate import plan_gate
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
@@ -161,7 +164,8 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
     problems = _check_secrets(p, spec, o.secrets)
     provisioned = _provisioned(p, o, spec, problems)
     migrated, migrated_revision = _migration(p, o, spec, problems, provisioned)
-    can_roll_out = provisioned.true and migrated.true and not problems
+    upgraded, checked_image = _replay_check(p, o, spec, provisioned.true and not problems)
+    can_roll_out = provisioned.true and migrated.true and upgraded.true and not problems
 
     shard_map = _shard_map(p, o, spec, view)
     statefulset_exists = _statefulset(
@@ -197,6 +201,8 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             selector=names.selector_string(o.name),
             table_prefix=spec.table_prefix,
             migrated_revision=migrated_revision,
+            upgraded=upgraded,
+            replay_checked_image=checked_image,
             monitoring=monitoring,
             proposed_plan=shard_map.plan_status,
             rmu_restart_request=shard_map.rmu_request,
@@ -333,6 +339,32 @@ def _migration(
     if not spec.mysql.migrate:
         migrated_revision = None
     return migrated, migrated_revision
+
+
+def _replay_check(
+    p: _Steps, o: Observation, spec: ClusterSpec, journal_ready: bool
+) -> tuple[Condition, str | None]:
+    """The Upgraded condition (the replay-check gate of a new image) and
+    ``status.replayCheckedImage``; the Job it needs, and its outcome as an Event."""
+    gate = plan_gate(
+        spec,
+        o.statefulset,
+        o.previous.get("replayCheckedImage"),
+        o.replay_check_job,
+        o.replay_check_pods,
+        journal_ready,
+        o.owner,
+    )
+    if gate.create_job is not None:
+        job = gate.create_job["metadata"]["name"]
+        message = f"created Job {job} to replay-check image {spec.image}"
+        p.add(Create(gate.create_job, (_info("ReplayCheckStarted", message),)))
+    if gate.passed:
+        p.clear_warnings("ReplayCheckFailed")
+        p.info("ReplayCheckPassed", gate.condition.message)
+    elif gate.failed:
+        p.warn("ReplayCheckFailed", gate.condition.message)
+    return gate.condition, gate.checked_image
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from .spec_operations import (
     NetworkSpec,
     OperationsSpecError,
     RebalancePolicy,
+    UpgradeSpec,
     network_spec,
     rebalance_policy,
+    upgrade_spec,
 )
 
 __all__ = [
@@ -167,6 +169,7 @@ class ClusterSpec:
     # spec.rebalance.mode/autoApproveFailover and spec.network (spec_operations.py)
     rebalance_policy: RebalancePolicy = field(default_factory=RebalancePolicy)
     network: NetworkSpec = field(default_factory=NetworkSpec)
+    upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)  # spec.upgrade (replay_gate.py)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class ClusterSpec:
                 tracing=_tracing(spec.get("tracing")),
                 rebalance_policy=rebalance_policy(rebalance),
                 network=network_spec(spec.get("network")),
+                upgrade=upgrade_spec(spec.get("upgrade")),
             )
         except OperationsSpecError as exc:
             raise SpecError(str(exc)) from None
@@ -344,6 +348,7 @@ class ClusterSpec:
         out += self.tracing.problems()
         out += self.rebalance_policy.problems()
         out += self.network.problems(self.port)
+        out += self.upgrade.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The operations blocks of the ThreadWeaverCluster spec, parsed and checked like
 :mod:`.spec`: how rebalances are approved (``spec.rebalance.mode``,
 ``spec.rebalance.autoApproveFailover``) and the cluster's network (``spec.network``: the
-members' internal forwarding port and the NetworkPolicies that deny by default).
+members' internal forwarding port and the NetworkPolicies that deny by default), and the gate
+of an image upgrade (``spec.upgrade``: the replay check, :mod:`.replay_gate`).
 
 Kept apart from :mod:`.spec` so that these features stay one block each; :class:`.spec.ClusterSpec`
-holds one :class:`RebalancePolicy` and one :class:`NetworkSpec`.
+holds one :class:`RebalancePolicy`, one :class:`NetworkSpec` and one :class:`UpgradeSpec`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ __all__ = [
     "ALL_NAMESPACES",
     "DEFAULT_INTERNAL_PORT",
     "REBALANCE_MODES",
+    "REPLAY_CHECK_MODES",
     "NetworkSpec",
     "OperationsSpecError",
     "RebalancePolicy",
+    "UpgradeSpec",
     "network_spec",
     "rebalance_policy",
+    "upgrade_spec",
 ]
 
 REBALANCE_MODES = ("auto", "manual")
+REPLAY_CHECK_MODES = ("sample", "all", "off")
+DEFAULT_REPLAY_SAMPLE = 100  # the runtime's `threadweaver replay-check --sample` default
 DEFAULT_INTERNAL_PORT = 9080
 ALL_NAMESPACES: tuple[Mapping[str, Any], ...] = ({"namespaceSelector": {}},)
 """The default of ``spec.network.allowFrom``: every pod of every namespace."""
@@ -94,6 +100,37 @@ class NetworkSpec:
                 elif "ipBlock" in peer:
                     out += _ip_block_problems(peer["ipBlock"], f"{path}[{i}].ipBlock")
         return out
+
+
+@dataclass(frozen=True)
+class UpgradeSpec:
+    """``spec.upgrade``: ``replayCheck`` (sample, all or off) runs ``threadweaver replay-check``
+    with a new image before it rolls out, on ``sampleSize`` entities or all of them."""
+
+    replay_check: str = "sample"
+    sample_size: int = DEFAULT_REPLAY_SAMPLE
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.replay_check not in REPLAY_CHECK_MODES:
+            out.append(
+                f"spec.upgrade.replayCheck: one of {', '.join(REPLAY_CHECK_MODES)}, "
+                f"got {self.replay_check!r}"
+            )
+        if self.sample_size < 1:
+            out.append("spec.upgrade.sampleSize: must be >= 1")
+        return out
+
+
+def upgrade_spec(value: Any) -> UpgradeSpec:
+    """``spec.upgrade`` (absent: the defaults)."""
+    upgrade = _obj(value, "spec.upgrade")
+    return UpgradeSpec(
+        replay_check=_str(upgrade.get("replayCheck", "sample"), "spec.upgrade.replayCheck"),
+        sample_size=_int(
+            upgrade.get("sampleSize", DEFAULT_REPLAY_SAMPLE), "spec.upgrade.sampleSize"
+        ),
+    )
 
 
 def _ip_block_problems(block: Any, path: str) -> list[str]:

@@ -10,6 +10,10 @@ Conditions (``type``: meaning of ``True``):
 * ``ProjectionsHealthy``: every served range has a running read-model updater;
 * ``Ready``: the cluster serves: provisioned, migrated, the shard map published and all
   ``spec.replicas`` pods Ready. Rebalancing does not make it unready.
+* ``Upgraded``: the image of ``spec.image`` may roll out: it passed the replay check of the
+  journal, or needs none (the cluster's first image, ``spec.upgrade.replayCheck: off``); False
+  while the check runs or after it failed (``ReplayCheckFailed``), the old pods serving
+  (:mod:`.replay_gate`). It changes neither Ready nor the phase.
 * ``Monitoring`` (only with ``spec.monitoring.podMonitor: true``): the PodMonitor is applied;
   False where the monitoring.coreos.com API is not served (:mod:`.monitoring`). It changes
   neither Ready nor the phase.
@@ -38,7 +42,14 @@ __all__ = [
     "status_patch",
 ]
 
-CONDITION_TYPES = ("Ready", "Provisioned", "Migrated", "Rebalancing", "ProjectionsHealthy")
+CONDITION_TYPES = (
+    "Ready",
+    "Provisioned",
+    "Migrated",
+    "Rebalancing",
+    "ProjectionsHealthy",
+    "Upgraded",
+)
 FAILED_REASONS = frozenset(
     {"InvalidSpec", "SecretNotFound", "SecretKeyMissing", "JobFailed", "ShardsMismatch"}
 )
@@ -82,12 +93,15 @@ class Observed:
     table_prefix: str = ""
     migrated_revision: str | None = None
     monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
+    upgraded: Condition | None = None  # the replay-check gate (absent: an invalid spec)
+    replay_checked_image: str | None = None  # the last image that passed the replay check
     proposed_plan: Mapping[str, Any] | None = None  # spec.rebalance.mode manual (review.py)
     rmu_restart_request: str | None = None  # the last restart-rmu annotation handled
 
 
 def conditions(o: Observed) -> list[Condition]:
-    """The five conditions, in :data:`CONDITION_TYPES` order (and Monitoring, when asked for)."""
+    """The five conditions, in :data:`CONDITION_TYPES` order (then Upgraded, and Monitoring when
+    asked for)."""
     provisioned = o.provisioned or Condition("Provisioned", "Unknown", "Pending", "not checked yet")
     migrated = o.migrated or Condition("Migrated", "Unknown", "Pending", "not checked yet")
     if o.spec_problems:
@@ -126,6 +140,8 @@ def conditions(o: Observed) -> list[Condition]:
         )
     ready = _ready(o, provisioned, migrated)
     out = [ready, provisioned, migrated, rebalancing, projections]
+    if o.upgraded is not None:
+        out.append(o.upgraded)
     if o.monitoring is not None:
         out.append(o.monitoring)
     return out
@@ -232,6 +248,8 @@ def build_status(
         status["tablePrefix"] = o.table_prefix
     if o.migrated_revision:
         status["migratedRevision"] = o.migrated_revision
+    if o.replay_checked_image:
+        status["replayCheckedImage"] = o.replay_checked_image
     if o.proposed_plan is not None:
         status["proposedPlan"] = dict(o.proposed_plan)
     if o.rmu_restart_request is not None:

@@ -1,4 +1,4 @@
-"""The `threadweaver` command: serve, migrate, create-tables.
+"""The `threadweaver` command: serve, migrate, create-tables, replay-check.
 
 The flags are derived from the settings dataclasses (config.py): one flag per configurable field,
 with the help text and default declared there, grouped by subsystem in `--help`. Every flag also
@@ -16,13 +16,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, replay_command
 from .config import ConfigError, Option, Settings, TableSettings, options_of
 
 SERVE, MIGRATE, TABLES = "serve", "migrate", "create-tables"
+REPLAY_CHECK = "replay-check"
 #: the groups of `Settings` each command takes flags for (serve: all of them); create-tables
-#: also takes TableSettings
-COMMAND_GROUPS = {MIGRATE: ("storage", "logging"), TABLES: ("storage", "logging")}
+#: also takes TableSettings, replay-check its own (replay_command.py)
+COMMAND_GROUPS = {
+    MIGRATE: ("storage", "logging"),
+    TABLES: ("storage", "logging"),
+    REPLAY_CHECK: ("storage", "logging"),
+}
 
 
 def _bool(text: str) -> bool:
@@ -112,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_options(tables, TABLES, _settings_options(TABLES))
     _add_options(tables, TABLES, options_of(TableSettings(), title="DynamoDB tables"))
+
+    replay = sub.add_parser(
+        REPLAY_CHECK,
+        help="check that this image can read (decode and replay) the journal's events",
+        description="Decode and replay the events (and check the snapshots) of a sample of "
+        "the journal's entities, or all of them, with this image's code; exit 1 naming the "
+        "first event it cannot read, 3 if the journal cannot be read (replay_command.py).",
+    )
+    _add_options(replay, REPLAY_CHECK, _settings_options(REPLAY_CHECK))
+    replay_command.add_arguments(replay)
     return parser
 
 
@@ -150,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == TABLES:
         run(_create_tables(settings, table_settings_from(args)))
         return 0
+    if args.command == REPLAY_CHECK:
+        return replay_command.run(settings, args)
     parser.error(f"unknown command {args.command}")
     return 2
 

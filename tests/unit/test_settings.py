@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from threadweaver import replay_command
 from threadweaver.adapters.journal.dynamodb import DynamoDBSettings
 from threadweaver.application.settings import EntitySettings, ProjectorSettings
 from threadweaver.cli import build_parser, settings_from
@@ -316,6 +317,8 @@ SPEC_DEFAULTS = {
     "monitoring.podMonitor": lambda s: s.monitoring.pod_monitor,
     "monitoring.interval": lambda s: s.monitoring.interval,
     "tracing.sampleRatio": lambda s: s.tracing.sample_ratio,
+    "upgrade.replayCheck": lambda s: s.upgrade.replay_check,
+    "upgrade.sampleSize": lambda s: s.upgrade.sample_size,
 }
 
 #: CRD path -> the runtime's default of the same setting (the flag the operator sets from it)
@@ -326,6 +329,8 @@ RUNTIME_DEFAULTS = {
     "auth.mode": lambda: flag_defaults("serve")["--auth"],
     "tracing.sampleRatio": lambda: flag_defaults("serve")["--otel-sample-ratio"],
     "journal.dynamodb.billingMode": lambda: flag_defaults("create-tables")["--billing-mode"],
+    # the sample `threadweaver replay-check` checks without --sample
+    "upgrade.sampleSize": lambda: replay_command.DEFAULT_SAMPLE,
     # no flag: the journal URL always names the region, DynamoDBSettings' is for code
     "journal.dynamodb.region": lambda: DynamoDBSettings().region,
 }

@@ -1,7 +1,10 @@
 """Commands, events and refusals as JSON, for forwarding a command to the member owning its shard.
 
 The forwarding member has already generated every id (thread id, message ids), so the owner runs
-exactly the command the client's request became: no id is generated twice.
+exactly the command the client's request became: no id is generated twice. Events travel at
+their types' current schema versions and are read through the event mapper's upcasters
+(application/event_schema.py), as stored events are: during a rolling upgrade an owner of the
+previous image answers in the versions it writes.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from ..domain import (
     ErrorKind,
     FieldError,
     ValidationError,
-    event_from_payload,
-    event_to_payload,
 )
 from ..domain import commands as c
 from ..domain.events import Event
+from .event_mapper import MAPPER
 
 _COMMANDS = {
     cls.__name__: cls
@@ -64,11 +66,11 @@ def command_from_json(data: dict[str, Any]) -> c.Command:
 
 
 def events_to_json(events: list[Event]) -> list[dict[str, Any]]:
-    return [{"type": e.TYPE, "payload": event_to_payload(e)} for e in events]
+    return [{"type": e.TYPE, "payload": MAPPER.schemas.to_payload(e)} for e in events]
 
 
 def events_from_json(data: list[dict[str, Any]]) -> list[Event]:
-    return [event_from_payload(e["type"], e["payload"]) for e in data]
+    return [MAPPER.schemas.to_domain(e["type"], e["payload"]) for e in data]
 
 
 def error_to_json(exc: Exception) -> dict[str, Any] | None:

@@ -11,6 +11,10 @@ Idempotency (application/idempotency.py): a command carrying `idempotency_key` h
 recorded on its stored events' envelopes (metadata, application/event_mapper.py); each entity
 keeps a bounded map of its recent keys, rebuilt on replay and kept in snapshots, and answers a
 retried command with the events it appended the first time instead of deciding again.
+
+Events and snapshots are read and written through the event mapper (application/event_mapper.py):
+older schema versions are upcast, and a snapshot of another version than the current one is
+ignored, the entity replaying its events from the start instead (`EntityStats.snapshots_ignored`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..domain import (
     thread_persistence_id,
 )
 from . import event_mapper, idempotency, tracing
-from .event_mapper import RequestMetadata
+from .event_mapper import EventMapper, RequestMetadata
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
 from .settings import EntitySettings  # declared with the other settings; importable from here
@@ -49,6 +53,7 @@ class EntityStats:
     loads: int = 0
     events_replayed: int = 0
     snapshots_saved: int = 0
+    snapshots_ignored: int = 0  # of another schema version: replayed from the events instead
     passivated: int = 0
     idempotent_replays: int = 0  # retried keyed commands answered from the journal
     load_seconds: float = 0.0  # time spent in loads (metrics: their mean)
@@ -72,9 +77,15 @@ class EntityManager:
     """The local CommandGateway: runs commands on the entities of this process."""
 
     def __init__(
-        self, journal: Journal, settings: EntitySettings = EntitySettings(), *, writer: str = ""
+        self,
+        journal: Journal,
+        settings: EntitySettings = EntitySettings(),
+        *,
+        writer: str = "",
+        mapper: EventMapper = event_mapper.MAPPER,
     ) -> None:
         self.journal = journal
+        self.mapper = mapper
         self.settings = settings
         self.writer = writer
         self.stats = EntityStats()
@@ -160,7 +171,7 @@ class EntityManager:
                 "an idempotent command cannot be read back"
             )
         self.stats.idempotent_replays += 1
-        return [event_mapper.to_domain(e) for e in stored]
+        return [self.mapper.to_domain(e) for e in stored]
 
     def _recent(self, entity: _Entity) -> RecentKeys:
         if entity.recent is None:
@@ -182,7 +193,7 @@ class EntityManager:
                 )
                 for i in range(len(events))
             ]
-        new = event_mapper.to_new_events(events, metadata)
+        new = self.mapper.to_new_events(events, metadata)
         # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
         # `append_nowait` goes on when its awaiter is cancelled.
         try:
@@ -215,7 +226,7 @@ class EntityManager:
             entity.seq - entity.snapshot_seq, entity.state.size
         ):
             return
-        state = entity.state.to_snapshot()
+        state = self.mapper.snapshot_state(entity.state)
         if entity.recent:
             state[idempotency.SNAPSHOT_KEY] = entity.recent.to_snapshot()
         snapshot = Snapshot(entity.pid, entity.seq, state)
@@ -241,14 +252,25 @@ class EntityManager:
         )
         if snapshot is not None:
             # the Thread's dict, with our reserved key (ignored by Thread.from_snapshot) or not
-            state, seq = Thread.from_snapshot(snapshot.state), snapshot.seq
+            state = self.mapper.thread_from_snapshot(snapshot.state)
+            if state is None:  # another schema version: replay from the first event
+                log.info(
+                    "snapshot of %s at %d is of schema %r: replaying its events instead",
+                    entity.pid,
+                    snapshot.seq,
+                    snapshot.state.get("schema"),
+                )
+                self.stats.snapshots_ignored += 1
+                snapshot = None
+        if snapshot is not None:
+            seq = snapshot.seq
             if recent is not None:
                 recent.load_snapshot(snapshot.state.get(idempotency.SNAPSHOT_KEY))
         stored = await self.journal.read(entity.pid, seq + 1)
         for ev in stored:
             if ev.seq != seq + 1:
                 raise JournalUnavailable(f"{entity.pid}: journal gap at seq {seq + 1}")
-            state = evolve(state, event_mapper.to_domain(ev))
+            state = evolve(state, self.mapper.to_domain(ev))
             if recent is not None and ev.metadata:
                 recent.observe(ev.seq, ev.ts, event_mapper.idempotency_record(ev))
             seq = ev.seq

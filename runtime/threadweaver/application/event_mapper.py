@@ -9,6 +9,11 @@ Every consumer decodes stored events here (the entities when they replay, the pr
 it projects); every journal backend passes what it reads through `from_storage`, so that an
 event of a journal written before the envelope existed (the idempotency record inside the
 payload, under `_meta`) comes out exactly like a new one.
+
+Schema versions: a payload is written at its type's current version and read at any version
+this image can upcast (application/event_schema.py); snapshots likewise carry their version and
+one of another version is ignored (the entity replays its events). `EventMapper` is the mapping
+of one `SchemaRegistry`; the module's functions are those of this image's (`MAPPER`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain import Event, event_from_payload, event_to_payload
+from ..domain import Event, Thread
+from .event_schema import SchemaRegistry, default_registry
 from .ports import NewEvent, StoredEvent
 
 # Keys of the stored metadata object.
@@ -51,18 +57,52 @@ class RequestMetadata:
         )
 
 
+class EventMapper:
+    """Domain <-> stored events and snapshots under one schema registry."""
+
+    __slots__ = ("schemas",)
+
+    def __init__(self, schemas: SchemaRegistry | None = None) -> None:
+        self.schemas = schemas if schemas is not None else default_registry()
+
+    def to_new_events(
+        self, events: Sequence[Event], metadata: Sequence[RequestMetadata] | None = None
+    ) -> list[NewEvent]:
+        """Domain events as the journal appends them; `metadata[i]` goes on event i's
+        envelope."""
+        payload = self.schemas.to_payload
+        if metadata is None:
+            return [NewEvent(e.TYPE, payload(e)) for e in events]
+        return [NewEvent(e.TYPE, payload(e), m.to_json()) for e, m in zip(events, metadata)]
+
+    def to_domain(self, stored: StoredEvent) -> Event:
+        """The domain event of a stored one, upcast to the current version; raises ValueError
+        (event_schema.SchemaError for versions) for unknown types or schemas."""
+        return self.schemas.to_domain(stored.type, stored.payload)
+
+    def snapshot_state(self, thread: Thread) -> dict[str, Any]:
+        """The snapshot dict of a Thread, at the current snapshot version."""
+        return self.schemas.snapshot_state(thread)
+
+    def thread_from_snapshot(self, state: dict[str, Any]) -> Thread | None:
+        """The Thread of a snapshot dict; None for a snapshot of another version (replay)."""
+        return self.schemas.thread_from_snapshot(state)
+
+
+#: the mapping of this image's schema registry
+MAPPER = EventMapper()
+
+
 def to_new_events(
     events: Sequence[Event], metadata: Sequence[RequestMetadata] | None = None
 ) -> list[NewEvent]:
     """Domain events as the journal appends them; `metadata[i]` goes on event i's envelope."""
-    if metadata is None:
-        return [NewEvent(e.TYPE, event_to_payload(e)) for e in events]
-    return [NewEvent(e.TYPE, event_to_payload(e), m.to_json()) for e, m in zip(events, metadata)]
+    return MAPPER.to_new_events(events, metadata)
 
 
 def to_domain(stored: StoredEvent) -> Event:
     """The domain event of a stored one; raises ValueError for unknown types or schemas."""
-    return event_from_payload(stored.type, stored.payload)
+    return MAPPER.to_domain(stored)
 
 
 def idempotency_record(stored: StoredEvent) -> Mapping[str, Any] | None:

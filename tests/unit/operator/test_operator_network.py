@@ -226,14 +226,15 @@ def observation(network=None, **fields) -> Observation:
     )
 
 
-def test_planning_applies_both_policies_and_announces_new_ones():
+def test_planning_applies_the_policies_and_announces_new_ones():
     p = planning.plan(observation(kubernetes_api=API))
     policies = [s for s in p.of(Apply) if s.obj["kind"] == "NetworkPolicy"]
     assert [s.obj for s in policies] == network_policies(spec(), API, {"uid": "u"})
-    assert [e.reason for s in policies for e in s.events] == ["NetworkPolicyCreated"] * 2
-    existing = tuple({"metadata": {"name": n}} for n in ("chat-runtime", "chat-migration"))
+    assert [e.reason for s in policies for e in s.events] == ["NetworkPolicyCreated"] * 3
+    names = ("chat-runtime", "chat-migration", "chat-replay-check")
+    existing = tuple({"metadata": {"name": n}} for n in names)
     again = planning.plan(observation(kubernetes_api=API, network_policies=existing))
-    assert [s.events for s in again.of(Apply) if s.obj["kind"] == "NetworkPolicy"] == [(), ()]
+    assert [s.events for s in again.of(Apply) if s.obj["kind"] == "NetworkPolicy"] == [(), (), ()]
 
 
 def test_planning_deletes_the_policies_when_turned_off():

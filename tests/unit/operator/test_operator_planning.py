@@ -126,6 +126,7 @@ def test_first_pass_creates_everything_but_the_statefulset():
         "PeerTokenCreated",
         "NetworkPolicyCreated",
         "NetworkPolicyCreated",
+        "NetworkPolicyCreated",
         "Provisioned",
         "MigrationStarted",
         "ShardMapInitialized",
@@ -243,7 +244,10 @@ def test_scaling_does_not_wait_for_a_new_templates_migration():
     o = _migrated_observation()
     sts = builders.statefulset(o.spec, 3)
     sts["status"] = {"replicas": 3, "readyReplicas": 3}
-    upgraded = observation({"image": "img:2", "replicas": 4}, tables=TABLES_READY)
+    # the replay check of the new image is test_operator_replay_gate.py's: off here
+    upgraded = observation(
+        {"image": "img:2", "replicas": 4, "upgrade": {"replayCheck": "off"}}, tables=TABLES_READY
+    )
     o = replace(
         upgraded,
         statefulset=sts,

@@ -347,6 +347,7 @@ async def test_image_upgrade_waits_for_its_migration(env):
     await reconcile(kube, body(kube))
     obj = kube.objects[("ThreadWeaverCluster", NS, "chat")]
     obj["spec"]["image"] = "img:2"
+    obj["spec"]["upgrade"] = {"replayCheck": "off"}  # the gate: test_operator_replay_gate.py
     obj["metadata"]["generation"] += 1
     await reconcile(kube, body(kube))
     sts = kube.objects[("StatefulSet", NS, "chat")]
