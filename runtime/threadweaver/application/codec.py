@@ -31,6 +31,8 @@ _COMMANDS = {
         c.LeaveMemberIds,
         c.AddMessages,
         c.RemoveMessages,
+        c.EditMessage,
+        c.MoveReadMarker,
     )
 }
 
