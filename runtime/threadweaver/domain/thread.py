@@ -270,9 +270,9 @@ def _markers_after_removal(thread: Thread, removed: Iterable[str]) -> None:
             previous[message_id] = last_live
         else:
             last_live = message_id
-    for account, message_id in thread.read_markers.items():
-        if message_id in previous:
-            thread.read_markers[account] = previous[message_id]
+    for account, marked in thread.read_markers.items():
+        if marked in previous:
+            thread.read_markers[account] = previous[marked]
 
 
 def decide(thread: Thread | None, command: Command) -> list[Event]:
