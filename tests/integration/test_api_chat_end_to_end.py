@@ -78,10 +78,11 @@ class Client:
         counts = [t["unreadCount"] for t in listed["results"] if t["id"] == tid]
         return one["unreadCount"] if one is not None and counts == [one["unreadCount"]] else None
 
-    async def messages(self, tid: str, account: str, **params) -> list[dict]:
-        status, data = await self.get(f"/v1/threads/{tid}/messages", account_id=account, **params)
-        assert status == 200, data
-        return data["result"]
+    async def messages(self, tid: str, account: str) -> list[dict] | None:
+        """The messages, or None while the read model does not show the thread yet."""
+        status, data = await self.get(f"/v1/threads/{tid}/messages", account_id=account)
+        assert status in (200, 404), data
+        return data["result"] if status == 200 else None
 
     async def until_unread(self, tid: str, account: str, count: int) -> None:
         async def probe() -> bool:
@@ -92,7 +93,7 @@ class Client:
     async def until_bodies(self, tid: str, account: str, bodies: list[str]) -> list[dict]:
         async def probe() -> list[dict] | None:
             found = await self.messages(tid, account)
-            return found if [m["body"] for m in found] == bodies else None
+            return found if found is not None and [m["body"] for m in found] == bodies else None
 
         return await eventually(probe, what=f"the bodies {bodies}", timeout=15)
 
