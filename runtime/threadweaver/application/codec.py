@@ -33,6 +33,8 @@ _COMMANDS = {
         c.LeaveMemberIds,
         c.AddMessages,
         c.RemoveMessages,
+        c.EditMessage,
+        c.MoveReadMarker,
     )
 }
 

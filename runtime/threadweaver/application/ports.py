@@ -182,6 +182,8 @@ class ThreadView:
     remarks: str | None
     created_at: int
     updated_at: int
+    #: live messages after the querying account's read marker that others sent
+    unread_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,15 @@ class MessageView:
     reply_message_id: str | None
     created_at: int
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a thread's live messages in posting order; `last_position` is the position
+    of its last message when more may follow (the next page starts after it), else None."""
+
+    messages: list[MessageView]
+    last_position: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +258,14 @@ class ReadModel(Protocol):
     async def list_messages(
         self, thread_id: str, account_id: str, offset: int, limit: int
     ) -> list[MessageView] | None: ...
+
+    async def list_messages_page(
+        self, thread_id: str, account_id: str, after: int | None, offset: int, limit: int
+    ) -> MessagePage | None:
+        """Up to `limit` live messages whose position is above `after` (None: from the start),
+        skipping `offset` of them; keyset pages, stable while messages are posted and removed.
+        None when the thread is not visible to `account_id`."""
+        ...
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached (readiness)."""

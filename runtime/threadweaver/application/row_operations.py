@@ -2,9 +2,9 @@
 
 The projection (application/thread_projection.py) turns domain events into these; the read
 model adapter executes them and knows neither event types nor persistence ids. Times are epoch
-milliseconds. Membership and message rows are inserted, removed or soft-deleted; the thread row
-is inserted with its first sequence number and touched (sequence number, update time) by every
-later event. Values, never changed once made (not frozen: a frozen dataclass costs four times as
+milliseconds. Membership and message rows are inserted, removed or soft-deleted, message bodies
+edited, read markers set; the thread row is inserted with its first sequence number and touched
+(sequence number, update time) by every later event. Values, never changed once made (not frozen: a frozen dataclass costs four times as
 much to create, and the projection makes several per event).
 """
 
@@ -28,11 +28,12 @@ class InsertThread:
 
 @dataclass(slots=True)
 class TouchThread:
-    """The thread row after one of its events: that event's seq and time."""
+    """The thread row after one of its events: that event's seq and time (None: the event does
+    not change the thread's update time, e.g. a read marker)."""
 
     thread_id: str
     sequence_nr: int
-    at: int
+    at: int | None
 
 
 @dataclass(slots=True)
@@ -97,6 +98,26 @@ class RemoveMessages:
     at: int
 
 
+@dataclass(slots=True)
+class EditMessage:
+    """A message's new body; its update time becomes `at`."""
+
+    thread_id: str
+    message_id: str
+    body: str
+    at: int
+
+
+@dataclass(slots=True)
+class MoveReadMarker:
+    """The account's read marker now names `message_id` (and takes that message's position)."""
+
+    thread_id: str
+    account_id: str
+    message_id: str
+    at: int
+
+
 RowOperation = (
     InsertThread
     | TouchThread
@@ -107,6 +128,8 @@ RowOperation = (
     | RemoveMembers
     | AddMessages
     | RemoveMessages
+    | EditMessage
+    | MoveReadMarker
 )
 
 

@@ -15,8 +15,10 @@ from ..domain import (
     Event,
     MemberIdsJoined,
     MemberIdsLeft,
+    MessageEdited,
     MessagesAdded,
     MessagesRemoved,
+    ReadMarkerMoved,
     ThreadCreated,
     ThreadDestroyed,
 )
@@ -28,8 +30,10 @@ from .row_operations import (
     AddMembers,
     AddMessages,
     DestroyThread,
+    EditMessage,
     InsertThread,
     MessageRow,
+    MoveReadMarker,
     ProjectedEvent,
     RemoveAdministrators,
     RemoveMembers,
@@ -97,6 +101,10 @@ def thread_rows(event: Event, seq: int) -> tuple[RowOperation, ...]:
             change = RemoveMessages(tid, event.message_ids, at)
         case ThreadDestroyed():
             change = DestroyThread(tid, at)
+        case MessageEdited():
+            change = EditMessage(tid, event.message_id, event.text, at)
+        case ReadMarkerMoved():  # reading does not change the thread's update time
+            return MoveReadMarker(tid, actor, event.message_id, at), TouchThread(tid, seq, None)
         case _:  # pragma: no cover - the mapper decodes only the types above
             raise ValueError(f"no projection for {type(event).__name__}")
     return change, TouchThread(tid, seq, at)

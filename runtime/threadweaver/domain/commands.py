@@ -89,6 +89,29 @@ class RemoveMessages:
     idempotency_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EditMessage:
+    """Replace the text of one of the sender's own live messages."""
+
+    thread_id: str
+    account_id: str  # must be the message's sender
+    message_id: str
+    text: str
+    at: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MoveReadMarker:
+    """The account has read the thread up to and including `message_id` (forward only)."""
+
+    thread_id: str
+    account_id: str
+    message_id: str
+    at: int = 0
+    idempotency_key: str | None = None
+
+
 Command = (
     CreateThread
     | DestroyThread
@@ -98,4 +121,6 @@ Command = (
     | LeaveMemberIds
     | AddMessages
     | RemoveMessages
+    | EditMessage
+    | MoveReadMarker
 )

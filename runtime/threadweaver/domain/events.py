@@ -1,4 +1,4 @@
-"""The eight domain events and their JSON payloads.
+"""The domain events and their JSON payloads.
 
 Payloads are plain dicts with camelCase keys and a `schema` version. Every event carries
 `threadId`, the acting `accountId` and `occurredAt` (epoch milliseconds, the command's time).
@@ -95,6 +95,25 @@ class MessagesRemoved:
     message_ids: tuple[str, ...]  # only the ids actually removed
 
 
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    TYPE: ClassVar[str] = "MessageEdited"
+    thread_id: str
+    account_id: str  # the sender, the only account that may edit
+    occurred_at: int
+    message_id: str
+    text: str  # the new text
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarkerMoved:
+    TYPE: ClassVar[str] = "ReadMarkerMoved"
+    thread_id: str
+    account_id: str  # the reader, whose marker moved
+    occurred_at: int
+    message_id: str  # read up to and including this message
+
+
 Event = (
     ThreadCreated
     | ThreadDestroyed
@@ -104,6 +123,8 @@ Event = (
     | MemberIdsLeft
     | MessagesAdded
     | MessagesRemoved
+    | MessageEdited
+    | ReadMarkerMoved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -117,6 +138,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MemberIdsLeft,
         MessagesAdded,
         MessagesRemoved,
+        MessageEdited,
+        ReadMarkerMoved,
     )
 }
 
@@ -153,6 +176,10 @@ def event_to_payload(event: Event) -> dict[str, Any]:
             }
             for m in event.messages
         ]
+    elif isinstance(event, MessageEdited):
+        payload.update(messageId=event.message_id, text=event.text)
+    elif isinstance(event, ReadMarkerMoved):
+        payload["messageId"] = event.message_id
     else:
         for field, key in _LIST_FIELDS.items():
             if hasattr(event, field):
@@ -197,6 +224,10 @@ def event_from_payload(event_type: str, payload: dict[str, Any]) -> Event:
         )
     if cls is ThreadDestroyed:
         return ThreadDestroyed(**common)
+    if cls is MessageEdited:
+        return MessageEdited(**common, message_id=payload["messageId"], text=payload["text"])
+    if cls is ReadMarkerMoved:
+        return ReadMarkerMoved(**common, message_id=payload["messageId"])
     field = next(f for f in _LIST_FIELDS if f in cls.__dataclass_fields__)
     ids: dict[str, Any] = {field: tuple(payload[_LIST_FIELDS[field]])}
     return cls(**common, **ids)

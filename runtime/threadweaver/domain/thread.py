@@ -8,12 +8,18 @@ list when it changes nothing, e.g. joining ids that are already there); it never
 Rules follow upstream thread-weaver with its bugs fixed: leave-members removes ids (upstream
 added them), `parentThreadId` is kept, joins do not duplicate ids, and the last administrator
 cannot leave.
+
+Additions over upstream: a sender edits the text of a live message of theirs; a member's read
+marker names the last message it has read and only moves forward (a marker on an earlier message,
+or on the one it names, changes nothing). Only the order of live messages matters to a marker, so
+when its message is removed it moves back to the nearest earlier live message (None: before all
+of them), which keeps every forward comparison and every unread count the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import limits
@@ -22,10 +28,12 @@ from .commands import (
     Command,
     CreateThread,
     DestroyThread,
+    EditMessage,
     JoinAdministratorIds,
     JoinMemberIds,
     LeaveAdministratorIds,
     LeaveMemberIds,
+    MoveReadMarker,
     RemoveMessages,
 )
 from .errors import DomainError, ErrorKind, FieldError, ValidationError
@@ -36,8 +44,10 @@ from .events import (
     Event,
     MemberIdsJoined,
     MemberIdsLeft,
+    MessageEdited,
     MessagesAdded,
     MessagesRemoved,
+    ReadMarkerMoved,
     ThreadCreated,
     ThreadDestroyed,
 )
@@ -51,6 +61,10 @@ REMOVER_NOT_MEMBER = "The removerId is not the member"
 REMOVER_NOT_SENDER = "The removerId is not the senderId"
 ADMINISTRATORS_EMPTY = "Administrators can not be empty."
 MESSAGES_LIMIT_OVER = "The limit of messages size is over"
+MESSAGE_NOT_FOUND = "message is not found"  # unknown, or removed
+EDITOR_NOT_MEMBER = "The editorId is not the member"
+EDITOR_NOT_SENDER = "The editorId is not the senderId"
+READER_NOT_MEMBER = "The readerId is not the member"
 
 
 @dataclass(slots=True)
@@ -76,11 +90,19 @@ class Thread:
     created_at: int
     updated_at: int
     removed_at: int | None = None
+    #: account -> the last live message it has read (None: its messages were all removed);
+    #: kept when the account leaves, so that a rejoining account resumes from it
+    read_markers: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         """How many items the state holds (what a snapshot's cost grows with)."""
-        return len(self.messages) + len(self.administrator_ids) + len(self.member_ids)
+        return (
+            len(self.messages)
+            + len(self.administrator_ids)
+            + len(self.member_ids)
+            + len(self.read_markers)
+        )
 
     @property
     def is_removed(self) -> bool:
@@ -112,9 +134,11 @@ class Thread:
         if not self.is_member(account_id):
             raise DomainError(ErrorKind.FORBIDDEN, NOT_MEMBER)
 
-    # Snapshots: a plain JSON-able dict.
+    # Snapshots: a plain JSON-able dict. Schema 2 is schema 1 plus `readMarkers`, written only
+    # when the thread has markers, so that an image that predates them refuses the snapshot
+    # instead of dropping them.
     def to_snapshot(self) -> dict[str, Any]:
-        return {
+        snapshot: dict[str, Any] = {
             "schema": 1,
             "id": self.id,
             "creatorId": self.creator_id,
@@ -138,11 +162,18 @@ class Thread:
             "updatedAt": self.updated_at,
             "removedAt": self.removed_at,
         }
+        if self.read_markers:
+            snapshot["schema"] = 2
+            snapshot["readMarkers"] = [[a, m] for a, m in self.read_markers.items()]
+        return snapshot
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> Thread:
-        if data.get("schema") != 1:
-            raise ValueError(f"unsupported snapshot schema {data.get('schema')!r}")
+        schema = data.get("schema")
+        if schema not in (1, 2) or type(schema) is not int:
+            raise ValueError(f"unsupported snapshot schema {schema!r}")
+        if schema == 2 and not isinstance(data.get("readMarkers"), list):
+            raise ValueError("a schema 2 snapshot must hold readMarkers")
         return cls(
             id=data["id"],
             creator_id=data["creatorId"],
@@ -157,6 +188,7 @@ class Thread:
             created_at=data["createdAt"],
             updated_at=data["updatedAt"],
             removed_at=data["removedAt"],
+            read_markers={a: m for a, m in data.get("readMarkers", ())},
         )
 
 
@@ -194,6 +226,53 @@ def _administered(thread: Thread | None, account_id: str) -> Thread:
     if not thread.is_administrator(account_id):
         raise DomainError(ErrorKind.FORBIDDEN, NOT_ADMINISTRATOR)
     return thread
+
+
+def _own_live_message(thread: Thread | None, command: EditMessage) -> Message:
+    t = _live(thread)
+    if not t.is_member(command.account_id):
+        raise DomainError(ErrorKind.FORBIDDEN, EDITOR_NOT_MEMBER)
+    message = t.messages.get(command.message_id)
+    if message is None:
+        raise DomainError(ErrorKind.NOT_FOUND, MESSAGE_NOT_FOUND)
+    if message.sender_id != command.account_id:
+        raise DomainError(ErrorKind.FORBIDDEN, EDITOR_NOT_SENDER)
+    if len(command.text) > limits.TEXT_MAX_LENGTH:
+        raise ValidationError([FieldError("text", "too long text")])
+    return message
+
+
+def _marker_moves_forward(thread: Thread | None, command: MoveReadMarker) -> bool:
+    """Whether the marker moves (to a later message than it names); refusals raise."""
+    t = _live(thread)
+    if not t.is_member(command.account_id):
+        raise DomainError(ErrorKind.FORBIDDEN, READER_NOT_MEMBER)
+    if command.message_id not in t.messages:
+        raise DomainError(ErrorKind.NOT_FOUND, MESSAGE_NOT_FOUND)
+    if command.account_id not in t.read_markers:
+        return True
+    current = t.read_markers[command.account_id]
+    if current is None:  # before every live message
+        return True
+    order = list(t.messages)  # posting order; the named message is live (see evolve)
+    return order.index(command.message_id) > order.index(current)
+
+
+def _markers_after_removal(thread: Thread, removed: Iterable[str]) -> None:
+    """Markers on removed messages move back to the nearest earlier live message."""
+    gone = set(removed)
+    if not any(m in gone for m in thread.read_markers.values()):
+        return
+    previous: dict[str, str | None] = {}
+    last_live: str | None = None
+    for message_id in thread.messages:
+        if message_id in gone:
+            previous[message_id] = last_live
+        else:
+            last_live = message_id
+    for account, marked in thread.read_markers.items():
+        if marked in previous:
+            thread.read_markers[account] = previous[marked]
 
 
 def decide(thread: Thread | None, command: Command) -> list[Event]:
@@ -282,6 +361,15 @@ def decide(thread: Thread | None, command: Command) -> list[Event]:
             if any(m.sender_id != actor for m in found):
                 raise DomainError(ErrorKind.FORBIDDEN, REMOVER_NOT_SENDER)
             return [MessagesRemoved(tid, actor, at, tuple(m.id for m in found))] if found else []
+        case EditMessage():
+            message = _own_live_message(thread, command)
+            if message.text == command.text:
+                return []  # nothing changes
+            return [MessageEdited(tid, actor, at, message.id, command.text)]
+        case MoveReadMarker():
+            if not _marker_moves_forward(thread, command):
+                return []  # a marker never moves back
+            return [ReadMarkerMoved(tid, actor, at, command.message_id)]
     raise TypeError(f"not a thread command: {command!r}")
 
 
@@ -302,6 +390,9 @@ def evolve(thread: Thread | None, event: Event) -> Thread:
         )
     if thread is None:
         raise ValueError(f"{type(event).__name__} before ThreadCreated for {event.thread_id}")
+    if isinstance(event, ReadMarkerMoved):  # reading changes the reader's marker, not the thread
+        thread.read_markers[event.account_id] = event.message_id
+        return thread
     thread.updated_at = event.occurred_at
     match event:
         case ThreadDestroyed():
@@ -327,8 +418,13 @@ def evolve(thread: Thread | None, event: Event) -> Thread:
                     event.occurred_at,
                 )
         case MessagesRemoved():
+            _markers_after_removal(thread, event.message_ids)
             for i in event.message_ids:
                 thread.messages.pop(i, None)
+        case MessageEdited():
+            message = thread.messages.get(event.message_id)
+            if message is not None:  # replaced, not mutated: callers may hold the old value
+                thread.messages[event.message_id] = replace(message, text=event.text)
     return thread
 
 

@@ -13,8 +13,10 @@ from threadweaver.application.row_operations import (
     AddMembers,
     AddMessages,
     DestroyThread,
+    EditMessage,
     InsertThread,
     MessageRow,
+    MoveReadMarker,
     ProjectedEvent,
     RemoveAdministrators,
     RemoveMembers,
@@ -29,8 +31,10 @@ from threadweaver.domain.events import (
     AdministratorIdsLeft,
     MemberIdsJoined,
     MemberIdsLeft,
+    MessageEdited,
     MessagesAdded,
     MessagesRemoved,
+    ReadMarkerMoved,
     ThreadCreated,
     ThreadDestroyed,
     event_to_payload,
@@ -80,10 +84,16 @@ def test_thread_created():
         (MemberIdsLeft(T, A, 20, (C,)), RemoveMembers(T, (C,))),
         (MessagesRemoved(T, A, 20, ("M1", "M2")), RemoveMessages(T, ("M1", "M2"), 20)),
         (ThreadDestroyed(T, A, 20), DestroyThread(T, 20)),
+        (MessageEdited(T, B, 20, "M1", "edited"), EditMessage(T, "M1", "edited", 20)),
     ],
 )
 def test_changes_touch_the_thread(event, change):
     assert rows(7, event) == (change, TouchThread(T, 7, 20))
+
+
+def test_a_read_marker_keeps_the_thread_update_time():
+    event = ReadMarkerMoved(T, B, 40, "M1")
+    assert rows(8, event) == (MoveReadMarker(T, B, "M1", 40), TouchThread(T, 8, None))
 
 
 def test_messages_get_positions_in_event_order():

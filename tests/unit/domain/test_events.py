@@ -17,8 +17,10 @@ from threadweaver.domain.events import (
     AdministratorIdsLeft,
     MemberIdsJoined,
     MemberIdsLeft,
+    MessageEdited,
     MessagesAdded,
     MessagesRemoved,
+    ReadMarkerMoved,
     ThreadCreated,
     ThreadDestroyed,
     event_from_payload,
@@ -46,6 +48,8 @@ SAMPLES = {
         ),
     ),
     "MessagesRemoved": MessagesRemoved(TID, ACTOR, AT, ("x1", "x2")),
+    "MessageEdited": MessageEdited(TID, ACTOR, AT, "x1", "hello, edited"),
+    "ReadMarkerMoved": ReadMarkerMoved(TID, ACTOR, AT, "x2"),
 }
 
 EXPECTED_PAYLOADS = {
@@ -68,12 +72,14 @@ EXPECTED_PAYLOADS = {
         ]
     },
     "MessagesRemoved": {"messageIds": ["x1", "x2"]},
+    "MessageEdited": {"messageId": "x1", "text": "hello, edited"},
+    "ReadMarkerMoved": {"messageId": "x2"},
 }
 
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 
-def test_the_eight_event_types() -> None:
+def test_the_ten_event_types() -> None:
     assert (
         set(EVENT_TYPES)
         == set(SAMPLES)
@@ -86,6 +92,8 @@ def test_the_eight_event_types() -> None:
             "MemberIdsLeft",
             "MessagesAdded",
             "MessagesRemoved",
+            "MessageEdited",
+            "ReadMarkerMoved",
         }
     )
     for name, cls in EVENT_TYPES.items():
@@ -193,6 +201,8 @@ events = st.one_of(
         ).map(tuple),
     ),
     st.builds(MessagesRemoved, **common, message_ids=id_tuples),
+    st.builds(MessageEdited, **common, message_id=ids, text=texts),
+    st.builds(ReadMarkerMoved, **common, message_id=ids),
 )
 
 

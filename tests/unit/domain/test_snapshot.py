@@ -14,10 +14,12 @@ from threadweaver.domain.commands import (
     AddMessages,
     CreateThread,
     DestroyThread,
+    EditMessage,
     JoinAdministratorIds,
     JoinMemberIds,
     LeaveAdministratorIds,
     LeaveMemberIds,
+    MoveReadMarker,
     NewMessage,
     RemoveMessages,
 )
@@ -41,6 +43,8 @@ specs = st.one_of(
     st.tuples(st.just("leave_admins"), actor, accounts),
     st.tuples(st.just("add"), actor, st.just(0), st.none(), st.just(())),
     st.tuples(st.just("destroy"), actor, st.integers(0, 5)),
+    st.tuples(st.just("edit"), actor, st.integers(0, 50)),
+    st.tuples(st.just("mark"), actor, st.integers(0, 50)),
     st.tuples(
         st.just("create"),
         actor,
@@ -84,6 +88,13 @@ def command_for(spec, thread: Thread | None, step: int, issued: list[str]):
             new.append(NewMessage(f"msg-{step}-{i}", f"text {step}/{i}", reply, spec[4]))
             issued.append(new[-1].id)
         return AddMessages(TID, who, tuple(new), at)
+    if kind in ("edit", "mark"):  # any message ever issued: removed ones are refused
+        if not issued:
+            return None
+        message_id = issued[spec[2] % len(issued)]
+        if kind == "edit":
+            return EditMessage(TID, who, message_id, f"edited {step}", at)
+        return MoveReadMarker(TID, who, message_id, at)
     if kind == "remove":
         pool = issued
         if spec[3] and thread is not None:  # own live messages only
@@ -212,7 +223,7 @@ def test_snapshot_and_thread_share_nothing() -> None:
     assert Thread.from_snapshot(kept) == thread
 
 
-@pytest.mark.parametrize("schema", [None, 0, 2, "1"])
+@pytest.mark.parametrize("schema", [None, 0, 2, 3, "1", True])
 def test_unknown_snapshot_schema_is_refused(schema) -> None:
     snap = _sample_thread().to_snapshot()
     if schema is None:

@@ -10,10 +10,10 @@ import asyncio
 import itertools
 from typing import Any
 
-from threadweaver.application.ports import MessageView, ThreadView
+from threadweaver.application.ports import MessagePage, MessageView, ThreadView
 from threadweaver.domain import Thread, decide, evolve, new_ulid
 from threadweaver.domain.commands import Command
-from threadweaver.domain.events import Event
+from threadweaver.domain.events import Event, MessagesAdded
 
 
 def ulid() -> str:
@@ -34,6 +34,7 @@ class FakeGateway:
         self.commands: list[Command] = []
         self.fail: BaseException | None = None
         self.delay: float = 0.0
+        self.positions: dict[str, int] = {}  # message id -> its place in posting order
 
     async def execute(self, command: Command) -> list[Event]:
         self.commands.append(command)
@@ -45,6 +46,9 @@ class FakeGateway:
         events = decide(thread, command)
         for event in events:
             thread = evolve(thread, event)
+            if isinstance(event, MessagesAdded):
+                for m in event.messages:
+                    self.positions[m.id] = len(self.positions)
         if thread is not None:
             self.states[command.thread_id] = thread
         return events
@@ -74,7 +78,16 @@ class FakeQueries:
         return t
 
     @staticmethod
-    def _view(t: Thread) -> ThreadView:
+    def _unread(t: Thread, account_id: str) -> int:
+        """As the read model counts: others' live messages after the account's marker."""
+        live = list(t.messages.values())
+        if account_id in t.read_markers:
+            marked = t.read_markers[account_id]  # None: before every live message
+            live = live[list(t.messages).index(marked) + 1 :] if marked is not None else live
+        return sum(1 for m in live if m.sender_id != account_id)
+
+    @classmethod
+    def _view(cls, t: Thread, account_id: str) -> ThreadView:
         return ThreadView(
             id=t.id,
             creator_id=t.creator_id,
@@ -83,12 +96,13 @@ class FakeQueries:
             remarks=t.remarks,
             created_at=t.created_at,
             updated_at=t.updated_at,
+            unread_count=cls._unread(t, account_id),
         )
 
     async def get_thread(self, thread_id: str, account_id: str) -> ThreadView | None:
         await self._enter("get_thread", thread_id, account_id)
         t = self._visible(thread_id, account_id)
-        return None if t is None else self._view(t)
+        return None if t is None else self._view(t, account_id)
 
     async def list_threads(self, account_id: str, offset: int, limit: int) -> list[ThreadView]:
         await self._enter("list_threads", account_id, offset, limit)
@@ -100,7 +114,7 @@ class FakeQueries:
             ),
             key=lambda t: (t.created_at, t.id),
         )
-        return [self._view(t) for t in threads[offset : offset + limit]]
+        return [self._view(t, account_id) for t in threads[offset : offset + limit]]
 
     async def list_administrator_ids(
         self, thread_id: str, account_id: str, offset: int, limit: int
@@ -136,6 +150,23 @@ class FakeQueries:
             )
             for m in list(t.messages.values())[offset : offset + limit]
         ]
+
+    async def list_messages_page(
+        self, thread_id: str, account_id: str, after: int | None, offset: int, limit: int
+    ) -> MessagePage | None:
+        await self._enter("list_messages_page", thread_id, account_id, after, offset, limit)
+        t = self._visible(thread_id, account_id)
+        if t is None:
+            return None
+        positions = self.gateway.positions
+        rest = [m for m in t.messages.values() if after is None or positions[m.id] > after]
+        page = rest[offset : offset + limit]
+        views = [
+            MessageView(m.id, t.id, m.sender_id, "text", m.text, m.reply_message_id, 0, 0)
+            for m in page
+        ]
+        more = len(rest) > offset + limit
+        return MessagePage(views, positions[page[-1].id] if more and page else None)
 
     async def ping(self) -> None:
         self.calls.append(("ping", ()))

@@ -7,7 +7,16 @@ import pytest
 from threadweaver.adapters.http import HttpSettings
 from threadweaver.domain.ids import ulid_error
 
-THREAD_KEYS = {"id", "creatorId", "parentThreadId", "title", "remarks", "createdAt", "updatedAt"}
+THREAD_KEYS = {
+    "id",
+    "creatorId",
+    "parentThreadId",
+    "title",
+    "remarks",
+    "createdAt",
+    "updatedAt",
+    "unreadCount",
+}
 MESSAGE_KEYS = {
     "id",
     "threadId",
@@ -35,6 +44,7 @@ async def test_get_thread(api, fakes):
             "remarks": "R",
             "createdAt": 1000,
             "updatedAt": 1000,
+            "unreadCount": 0,
         },
         "error_messages": [],
     }

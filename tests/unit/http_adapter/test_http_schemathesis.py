@@ -83,7 +83,7 @@ def server():
 def test_served_document_is_the_tested_one(server):
     loaded = schemathesis.openapi.from_url(f"{server.url}/v1/openapi.json")
     assert loaded.raw_schema == schema.raw_schema
-    assert len(list(schema.get_all_operations())) == 18
+    assert len(list(schema.get_all_operations())) == 20
 
 
 @schema.parametrize()

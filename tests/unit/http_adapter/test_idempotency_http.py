@@ -225,7 +225,7 @@ async def test_the_key_travels_in_the_command(client, gateway):
 async def test_openapi_documents_the_header_and_the_422(client):
     doc = await (await client.get("/v1/openapi.json")).json()
     posts = [(path, item["post"]) for path, item in doc["paths"].items() if "post" in item]
-    assert len(posts) == 8
+    assert len(posts) == 10
     for path, op in posts:
         (param,) = [p for p in op["parameters"] if p["name"] == KEY]
         assert param["in"] == "header" and param["required"] is False, path

@@ -21,6 +21,7 @@ from aiohttp import web
 from ...application.gateway import CommandGateway
 from ...application.ports import ReadModel
 from .edge import edge_middleware
+from .handlers_chat import ChatCommandHandlers
 from .handlers_commands import CommandHandlers
 from .handlers_queries import QueryHandlers
 from .metrics import HttpMetrics
@@ -79,6 +80,7 @@ def create_app(
         "probes": Probes(readiness or ping_readiness(queries)),
         "metrics": metrics,
         "system": _System(document),
+        "chat": ChatCommandHandlers(commands, settings),
     }
     add_routes(app.router, ROUTES, groups)
     app[HTTP_SETTINGS] = settings

@@ -2,6 +2,8 @@
 
 A thread the ReadModel does not show to `account_id` (missing, destroyed, or the account is
 neither administrator nor member) is a 404 `thread is not found`, as upstream's get-thread.
+Threads add `unreadCount` for the querying account; messages given `cursor` are keyset pages
+that add `next_cursor` (message_cursors.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import message_cursors
 from .deadlines import Deadlines
 from .errors import ApiError
 from .handlers_commands import timed_out
@@ -33,6 +36,7 @@ def thread_json(v: ThreadView) -> dict[str, Any]:
         "remarks": v.remarks,
         "createdAt": v.created_at,
         "updatedAt": v.updated_at,
+        "unreadCount": v.unread_count,
     }
 
 
@@ -106,7 +110,28 @@ class QueryHandlers:
 
     async def list_messages(self, request: web.Request) -> web.Response:
         thread_id, account_id, offset, limit = self._params(request)
+        if message_cursors.CURSOR in request.query:
+            return await self._message_page(request, thread_id, account_id, offset, limit)
         views = await self._run(self._q.list_messages(thread_id, account_id, offset, limit))
         if views is None:
             raise ApiError(404, [THREAD_NOT_FOUND])
         return json_response({"result": [message_json(v) for v in views], "error_messages": []})
+
+    async def _message_page(
+        self, request: web.Request, thread_id: str, account_id: str, offset: int, limit: int
+    ) -> web.Response:
+        """A keyset page: `offset` (if given) skips that many messages after the cursor."""
+        after = message_cursors.decode(request.query[message_cursors.CURSOR])
+        page = await self._run(
+            self._q.list_messages_page(thread_id, account_id, after, offset, limit)
+        )
+        if page is None:
+            raise ApiError(404, [THREAD_NOT_FOUND])
+        last = page.last_position
+        return json_response(
+            {
+                "result": [message_json(v) for v in page.messages],
+                "next_cursor": None if last is None else message_cursors.encode(last),
+                "error_messages": [],
+            }
+        )

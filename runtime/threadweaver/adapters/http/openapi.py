@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...application.settings import EntitySettings
 from ...domain import limits
+from .message_cursors import CURSOR, CURSOR_INVALID, CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from .validation import (
     CREATE_AT_MAX,
     IDEMPOTENCY_KEY,
@@ -75,7 +76,16 @@ def _ids_request(description: str, non_empty: bool, alias: bool = False) -> dict
 
 def _schemas(settings: HttpSettings) -> dict[str, Any]:
     thread = _obj(
-        ["id", "creatorId", "parentThreadId", "title", "remarks", "createdAt", "updatedAt"],
+        [
+            "id",
+            "creatorId",
+            "parentThreadId",
+            "title",
+            "remarks",
+            "createdAt",
+            "updatedAt",
+            "unreadCount",
+        ],
         {
             "id": REF_ULID,
             "creatorId": REF_ULID,
@@ -84,8 +94,14 @@ def _schemas(settings: HttpSettings) -> dict[str, Any]:
             "remarks": {"type": ["string", "null"]},
             "createdAt": {"type": "integer"},
             "updatedAt": {"type": "integer"},
+            "unreadCount": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Addition: live messages after the account's read marker that "
+                "other accounts sent (all of them without a marker).",
+            },
         },
-        description="Upstream's ThreadJson.",
+        description="Upstream's ThreadJson plus unreadCount.",
     )
     message = _obj(
         ["id", "threadId", "senderId", "type", "body", "createdAt", "updatedAt"],
@@ -151,6 +167,19 @@ def _schemas(settings: HttpSettings) -> dict[str, Any]:
                 "createAt": EPOCH_MS,
             },
         ),
+        "EditMessageRequest": _obj(
+            ["accountId", "messageId", "text", "createAt"],
+            {
+                "accountId": REF_ULID,
+                "messageId": REF_ULID,
+                "text": {"type": "string", "maxLength": limits.TEXT_MAX_LENGTH},
+                "createAt": EPOCH_MS,
+            },
+        ),
+        "ReadMarkerRequest": _obj(
+            ["accountId", "messageId", "createAt"],
+            {"accountId": REF_ULID, "messageId": REF_ULID, "createAt": EPOCH_MS},
+        ),
         "RemoveMessagesRequest": _obj(
             ["accountId", "messageIds", "createAt"],
             {"accountId": REF_ULID, "messageIds": _ids(), "createAt": EPOCH_MS},
@@ -196,6 +225,11 @@ def _schemas(settings: HttpSettings) -> dict[str, Any]:
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/ThreadMessageJson"},
                     "maxItems": settings.max_limit,
+                },
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "Only with `cursor`: the cursor of the next page; null at "
+                    "the end.",
                 },
                 "error_messages": no_errors,
             },
@@ -313,6 +347,17 @@ SECURITY_SCHEMES: dict[str, Any] = {
 }
 
 
+CURSOR_PARAMETER: dict[str, Any] = {
+    "name": CURSOR,
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "maxLength": CURSOR_MAX_LENGTH, "pattern": CURSOR_PATTERN},
+    "description": "Keyset pages, stable while messages are posted and removed: empty for the "
+    "first page, then the `next_cursor` of the previous answer (opaque); `offset` then skips "
+    f"messages after it. A cursor {CURSOR_INVALID} (400 otherwise).",
+}
+
+
 def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {
@@ -367,6 +412,8 @@ def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
             )
         else:
             raise ValueError(f"undocumented query parameter {name!r} in {route.path}")
+    if route.response == "MessagesResponse":  # message pages take a cursor (keyset pages)
+        params.append(CURSOR_PARAMETER)
     return params
 
 

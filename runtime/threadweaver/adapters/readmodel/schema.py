@@ -4,7 +4,9 @@ Deviations from upstream's V1 migration, on purpose: times are BIGINT epoch mill
 API's unit, no time-zone ambiguity); membership rows get an auto-increment id (their order is the
 join order); messages carry `position` (event seq * 1000 + index) for a stable order and keep
 `reply_message_id`; `parent_id` has no foreign key (a parent may be projected by another shard
-later); `projection_offset` holds one offset per (projection, shard).
+later); `projection_offset` holds one offset per (projection, shard). Additions (revision 0002):
+`thread_read_marker`, one row per (thread, account) naming the last message read and its
+`position`, from which unread counts are computed.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ thread_message = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("thread_message_thread_position_idx", "thread_id", "position"),
+)
+
+thread_read_marker = sa.Table(
+    "thread_read_marker",
+    metadata,
+    sa.Column("thread_id", ID, sa.ForeignKey("thread.id"), primary_key=True),
+    sa.Column("account_id", ID, primary_key=True),
+    sa.Column("message_id", ID, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),  # the message's: kept if it is removed
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
 projection_offset = sa.Table(

@@ -9,7 +9,8 @@ it runs on a synchronous engine in one writer thread, because aiosqlite hands ev
 (execute, fetch, close...) to its thread and back, some forty hand-offs per batch, which cost
 more than the SQL itself. Reads: the queries of the HTTP API, each
 enforcing visibility (the caller administers or is a member of the thread; destroyed threads and
-removed messages are not returned).
+removed messages are not returned). Edits, read markers, unread counts and keyset pages of
+messages are in chat.py.
 """
 
 from __future__ import annotations
@@ -28,14 +29,22 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ...application.ports import ApplyResult, MessageView, ReadModelUnavailable, ThreadView
+from ...application.ports import (
+    ApplyResult,
+    MessagePage,
+    MessageView,
+    ReadModelUnavailable,
+    ThreadView,
+)
 from ...application.projection import plan_batch
 from ...application.row_operations import (
     AddAdministrators,
     AddMembers,
     AddMessages,
     DestroyThread,
+    EditMessage,
     InsertThread,
+    MoveReadMarker,
     ProjectedEvent,
     RemoveAdministrators,
     RemoveMembers,
@@ -43,6 +52,7 @@ from ...application.row_operations import (
     RowOperation,
     TouchThread,
 )
+from . import chat
 from .schema import (
     projection_offset,
     thread,
@@ -255,7 +265,7 @@ class SqlReadModel:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(thread).where(
+                    sa.select(thread, chat.unread_count(thread.c.id, account_id)).where(
                         thread.c.id == thread_id,
                         thread.c.deleted.is_(False),
                         self._visible(thread.c.id, account_id),
@@ -276,7 +286,7 @@ class SqlReadModel:
         ).subquery()
         async with self._engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(thread)
+                sa.select(thread, chat.unread_count(thread.c.id, account_id))
                 .join(mine, mine.c.thread_id == thread.c.id)
                 .where(thread.c.deleted.is_(False))
                 .order_by(thread.c.created_at, thread.c.id)
@@ -311,33 +321,20 @@ class SqlReadModel:
     ) -> list[str] | None:
         return await self._list_ids(thread_member_ids, thread_id, account_id, offset, limit)
 
-    @_unavailable_when_disconnected
     async def list_messages(
         self, thread_id: str, account_id: str, offset: int, limit: int
     ) -> list[MessageView] | None:
+        page = await self.list_messages_page(thread_id, account_id, None, offset, limit)
+        return None if page is None else page.messages
+
+    @_unavailable_when_disconnected
+    async def list_messages_page(
+        self, thread_id: str, account_id: str, after: int | None, offset: int, limit: int
+    ) -> MessagePage | None:
         async with self._engine.connect() as conn:
             if not await self._is_visible(conn, thread_id, account_id):
                 return None
-            rows = await conn.execute(
-                sa.select(thread_message)
-                .where(thread_message.c.thread_id == thread_id, thread_message.c.deleted.is_(False))
-                .order_by(thread_message.c.position)
-                .offset(offset)
-                .limit(limit)
-            )
-            return [
-                MessageView(
-                    r.id,
-                    r.thread_id,
-                    r.sender_id,
-                    r.type,
-                    r.body,
-                    r.reply_message_id,
-                    r.created_at,
-                    r.updated_at,
-                )
-                for r in rows
-            ]
+            return await chat.message_page(conn, thread_id, after, offset, limit)
 
     # -- maintenance ------------------------------------------------------------------------
     async def counts(self) -> dict[str, int]:
@@ -404,7 +401,11 @@ class _HotStatements:
         self.touch_thread = self._compile(
             thread.update()
             .where(thread.c.id == sa.bindparam("b_id"))
-            .values(sequence_nr=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated_at")),
+            .values(
+                sequence_nr=sa.bindparam("b_seq"),
+                # NULL: an event that leaves the thread's update time (a read marker)
+                updated_at=sa.func.coalesce(sa.bindparam("b_updated_at"), thread.c.updated_at),
+            ),
             self.TOUCH,
         )
         upsert: sa.Insert
@@ -474,11 +475,14 @@ def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowO
                 conn.exec_driver_sql(statement, rows)
                 rows.clear()
 
-    touched: dict[str, tuple[int, int, str]] = {}
+    touched: dict[str, tuple[int, int | None, str]] = {}
     for op in operations:
         match op:
             case TouchThread():
-                touched[op.thread_id] = (op.sequence_nr, op.at, op.thread_id)
+                at = op.at
+                if at is None and op.thread_id in touched:  # keep the batch's last time
+                    at = touched[op.thread_id][1]
+                touched[op.thread_id] = (op.sequence_nr, at, op.thread_id)
             case AddMessages():
                 messages += [
                     (
@@ -534,6 +538,12 @@ def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowO
                         )
                         .values(deleted=True, updated_at=op.at)
                     )
+            case EditMessage():
+                flush()
+                chat.edit_message(conn, op)
+            case MoveReadMarker():
+                flush()  # the marker takes its message's position: that row must be there
+                chat.move_read_marker(conn, op)
             case DestroyThread():
                 flush()
                 conn.execute(
@@ -561,7 +571,14 @@ def _delete_members(
 
 def _thread_view(r: Any) -> ThreadView:
     return ThreadView(
-        r.id, r.creator_id, r.parent_id, r.title, r.remarks, r.created_at, r.updated_at
+        r.id,
+        r.creator_id,
+        r.parent_id,
+        r.title,
+        r.remarks,
+        r.created_at,
+        r.updated_at,
+        r.unread_count,
     )
 
 
