@@ -15,7 +15,7 @@ import pytest
 from tests.support.evolved_schema import DEFAULT_PRIORITY, MessagesAddedV2, evolved_mapper
 from threadweaver.application.entities import EntityManager, EntitySettings
 from threadweaver.application.event_mapper import MAPPER
-from threadweaver.application.event_schema import SchemaError
+from threadweaver.application.event_schema import SNAPSHOT_VERSION, SchemaError
 from threadweaver.domain import (
     AddMessages,
     CreateThread,
@@ -55,7 +55,9 @@ async def test_v1_events_and_snapshot_are_read_by_v2_code(open_journal) -> None:
     stored = await journal.read(pid)
     assert {e.payload["schema"] for e in stored} == {1}
     snapshot = await journal.load_snapshot(pid)
-    assert snapshot is not None and snapshot.seq == 20 and snapshot.state["schema"] == 1
+    assert (
+        snapshot is not None and snapshot.seq == 20 and snapshot.state["schema"] == SNAPSHOT_VERSION
+    )
 
     # every v1 event decodes as v2, the new field at its default
     mapper = evolved_mapper()
@@ -90,7 +92,9 @@ async def test_a_v1_snapshot_is_ignored_by_v2_code_that_changed_the_snapshot(ope
     pid = thread_persistence_id(tid)
     reopened = await open_journal()
     v2 = EntityManager(
-        reopened, EntitySettings(snapshot_every=SNAPSHOT_EVERY), mapper=evolved_mapper(2)
+        reopened,
+        EntitySettings(snapshot_every=SNAPSHOT_EVERY),
+        mapper=evolved_mapper(SNAPSHOT_VERSION + 1),
     )
     removed = await v2.execute(RemoveMessages(tid, ADMIN, tuple(ids), 100))
     assert removed[0].message_ids == tuple(ids)  # replayed from seq 1: every message is there
@@ -98,12 +102,16 @@ async def test_a_v1_snapshot_is_ignored_by_v2_code_that_changed_the_snapshot(ope
     assert v2.stats.events_replayed == POSTS + 1
     await v2.close()  # the replacement snapshot, at the new version, is saved in the background
     snapshot = await reopened.load_snapshot(pid)
-    assert snapshot is not None and snapshot.seq == POSTS + 2 and snapshot.state["schema"] == 2
+    assert (
+        snapshot is not None
+        and snapshot.seq == POSTS + 2
+        and snapshot.state["schema"] == SNAPSHOT_VERSION + 1
+    )
     # and the next v2 load starts from it
     again = EntityManager(
         await open_journal(),
         EntitySettings(snapshot_every=SNAPSHOT_EVERY),
-        mapper=evolved_mapper(2),
+        mapper=evolved_mapper(SNAPSHOT_VERSION + 1),
     )
     await again.execute(AddMessages(tid, ADMIN, (NewMessage(new_ulid(), "x"),), 102))
     assert (again.stats.snapshots_ignored, again.stats.events_replayed) == (0, 0)

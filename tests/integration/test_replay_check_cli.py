@@ -118,15 +118,15 @@ async def test_an_unknown_event_type_fails_naming_it(open_journal, journal_url) 
     journal = await open_journal(SHARDS)
     (tid,) = await write_threads(journal, 1)
     pid = thread_persistence_id(tid)
-    await journal.append(pid, 12, [NewEvent("MessageEdited", {"schema": 1, "threadId": tid})])
+    await journal.append(pid, 12, [NewEvent("MessagePinned", {"schema": 1, "threadId": tid})])
     await journal.close()
     code, result = await replay_check(journal_url, "--sample", "1")
     assert code == 1
     assert result["failure"] == {
         "pid": pid,
         "seq": 13,
-        "type": "MessageEdited",
-        "error": "ValueError: unknown event type 'MessageEdited'",
+        "type": "MessagePinned",
+        "error": "ValueError: unknown event type 'MessagePinned'",
     }
 
 

@@ -4,7 +4,7 @@ v2 adds `priority` (default "normal") to `MessagesAdded`; the production event s
 `evolved_registry()` is the schema registry of an image that made that change: `MessagesAdded`
 at v2, the upcaster from v1 (which fills in the default), and the domain codec extended for the
 new field. Its events are `MessagesAddedV2`, a subclass of the production `MessagesAdded`, so
-the production `evolve` folds them. `snapshot_version=2` models an evolution that also changed
+the production `evolve` folds them. `snapshot_version=SNAPSHOT_VERSION + 1` models an evolution that also changed
 the aggregate's snapshot (its v1 snapshots are then ignored and the events replayed).
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from threadweaver.application.event_mapper import EventMapper
-from threadweaver.application.event_schema import SchemaRegistry
+from threadweaver.application.event_schema import SNAPSHOT_VERSION, SchemaRegistry
 from threadweaver.domain import Event, event_from_payload, event_to_payload
 from threadweaver.domain.events import MessagesAdded
 
@@ -47,7 +47,7 @@ def encode_v2(event: Event) -> dict[str, Any]:
     return payload
 
 
-def evolved_registry(snapshot_version: int = 1) -> SchemaRegistry:
+def evolved_registry(snapshot_version: int = SNAPSHOT_VERSION) -> SchemaRegistry:
     return SchemaRegistry(
         versions={MessagesAdded.TYPE: 2},
         upcasters={(MessagesAdded.TYPE, 1): upcast_messages_added_v1},
@@ -57,5 +57,5 @@ def evolved_registry(snapshot_version: int = 1) -> SchemaRegistry:
     )
 
 
-def evolved_mapper(snapshot_version: int = 1) -> EventMapper:
+def evolved_mapper(snapshot_version: int = SNAPSHOT_VERSION) -> EventMapper:
     return EventMapper(evolved_registry(snapshot_version))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import Event, Thread, event_from_payload, event_to_payload
+from ..domain.thread import SNAPSHOT_SCHEMA
 
 #: the key of a payload's (and a snapshot's) schema version
 VERSION_KEY = "schema"
@@ -41,8 +42,8 @@ Upcaster = Callable[[Payload], Payload]
 CURRENT_VERSIONS: dict[str, int] = {}
 #: (event type, from version) -> the upcaster to from version + 1
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-#: the version of `Thread.to_snapshot`'s dict
-SNAPSHOT_VERSION = 1
+#: the version of `Thread.to_snapshot`'s dict: the domain's own layout version
+SNAPSHOT_VERSION = SNAPSHOT_SCHEMA
 
 
 class SchemaError(ValueError):

@@ -66,6 +66,9 @@ EDITOR_NOT_MEMBER = "The editorId is not the member"
 EDITOR_NOT_SENDER = "The editorId is not the senderId"
 READER_NOT_MEMBER = "The readerId is not the member"
 
+#: the layout version `Thread.to_snapshot` writes (`from_snapshot` reads 1 and 2)
+SNAPSHOT_SCHEMA = 2
+
 
 @dataclass(slots=True)
 class Message:
@@ -134,12 +137,12 @@ class Thread:
         if not self.is_member(account_id):
             raise DomainError(ErrorKind.FORBIDDEN, NOT_MEMBER)
 
-    # Snapshots: a plain JSON-able dict. Schema 2 is schema 1 plus `readMarkers`, written only
-    # when the thread has markers, so that an image that predates them refuses the snapshot
-    # instead of dropping them.
+    # Snapshots: a plain JSON-able dict. Schema 2 is schema 1 plus `readMarkers` (always
+    # written, so that an image that predates markers refuses the snapshot and replays the
+    # events instead of dropping the markers); schema 1 snapshots read as "no markers".
     def to_snapshot(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = {
-            "schema": 1,
+            "schema": SNAPSHOT_SCHEMA,
             "id": self.id,
             "creatorId": self.creator_id,
             "title": self.title,
@@ -162,9 +165,7 @@ class Thread:
             "updatedAt": self.updated_at,
             "removedAt": self.removed_at,
         }
-        if self.read_markers:
-            snapshot["schema"] = 2
-            snapshot["readMarkers"] = [[a, m] for a, m in self.read_markers.items()]
+        snapshot["readMarkers"] = [[a, m] for a, m in self.read_markers.items()]
         return snapshot
 
     @classmethod

@@ -17,6 +17,7 @@ from tests.support.evolved_schema import (
 from threadweaver.application import codec, event_mapper
 from threadweaver.application.event_mapper import MAPPER, EventMapper
 from threadweaver.application.event_schema import (
+    SNAPSHOT_VERSION,
     SchemaError,
     SchemaRegistry,
     default_registry,
@@ -138,19 +139,19 @@ def test_events_folded_by_evolve_whatever_their_version() -> None:
 def test_snapshots_carry_their_version_and_another_one_is_ignored() -> None:
     thread = evolve(evolve(None, CREATED), ADDED)
     state = MAPPER.snapshot_state(thread)
-    assert state["schema"] == 1
+    assert state["schema"] == SNAPSHOT_VERSION == 2  # the layout with read markers
     assert MAPPER.thread_from_snapshot(state) == thread
     unversioned = {k: v for k, v in state.items() if k != "schema"}
-    assert MAPPER.thread_from_snapshot(unversioned) == thread  # no version: v1
-    # an evolution that changed the snapshot ignores v1 snapshots (replay), writes v2 ones
-    changed = evolved_mapper(snapshot_version=2)
+    assert MAPPER.thread_from_snapshot(unversioned) is None  # no version: v1, older: replay
+    # an evolution that changed the snapshot ignores current snapshots (replay), writes new ones
+    changed = evolved_mapper(snapshot_version=SNAPSHOT_VERSION + 1)
     assert changed.thread_from_snapshot(state) is None
-    v2 = changed.snapshot_state(thread)
-    assert v2["schema"] == 2
-    assert changed.thread_from_snapshot(v2) == thread
-    assert MAPPER.thread_from_snapshot(v2) is None  # the previous image: replay too
-    # one that did not change it keeps reading v1 snapshots
-    assert evolved_mapper(snapshot_version=1).thread_from_snapshot(state) == thread
+    newer = changed.snapshot_state(thread)
+    assert newer["schema"] == SNAPSHOT_VERSION + 1
+    assert changed.thread_from_snapshot(newer) == thread
+    assert MAPPER.thread_from_snapshot(newer) is None  # the previous image: replay too
+    # one that did not change it keeps reading the current snapshots
+    assert evolved_mapper(snapshot_version=SNAPSHOT_VERSION).thread_from_snapshot(state) == thread
 
 
 def test_forwarded_events_travel_through_the_registry() -> None:

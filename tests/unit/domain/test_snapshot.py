@@ -193,7 +193,7 @@ def _sample_thread() -> Thread:
 
 def test_snapshot_layout() -> None:
     assert _sample_thread().to_snapshot() == {
-        "schema": 1,
+        "schema": 2,
         "id": TID,
         "creatorId": "c",
         "title": "title",
@@ -205,6 +205,7 @@ def test_snapshot_layout() -> None:
         "createdAt": 1,
         "updatedAt": 3,
         "removedAt": 3,
+        "readMarkers": [],
     }
 
 
@@ -223,7 +224,7 @@ def test_snapshot_and_thread_share_nothing() -> None:
     assert Thread.from_snapshot(kept) == thread
 
 
-@pytest.mark.parametrize("schema", [None, 0, 2, 3, "1", True])
+@pytest.mark.parametrize("schema", [None, 0, -1, 3, "1", True])
 def test_unknown_snapshot_schema_is_refused(schema) -> None:
     snap = _sample_thread().to_snapshot()
     if schema is None:

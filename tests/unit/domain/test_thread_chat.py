@@ -195,7 +195,7 @@ def test_a_marker_outlives_leaving() -> None:
 def test_snapshots_carry_markers_and_edited_texts() -> None:
     thread = thread_with_messages((MEMBER, "a"), (ADMIN, "b"))
     thread = apply(thread, EditMessage(TID, MEMBER, "m0", "a, edited", at=40))
-    assert thread.to_snapshot()["schema"] == 1  # no marker: the layout of schema 1
+    assert thread.to_snapshot()["readMarkers"] == []  # schema 2 even without a marker
     thread = apply(thread, MoveReadMarker(TID, MEMBER, "m1", at=50))
     thread = apply(thread, RemoveMessages(TID, ADMIN, ("m1",), at=51))  # MEMBER's -> m0
     thread = apply(thread, RemoveMessages(TID, MEMBER, ("m0",), at=52))  # MEMBER's -> None
@@ -214,5 +214,6 @@ def test_snapshots_carry_markers_and_edited_texts() -> None:
 
 def test_a_schema_1_snapshot_is_read_without_markers() -> None:
     snapshot = thread_with_messages((MEMBER, "a")).to_snapshot()
-    assert snapshot["schema"] == 1 and "readMarkers" not in snapshot
+    assert snapshot.pop("readMarkers") == [] and snapshot["schema"] == 2
+    snapshot["schema"] = 1  # the layout before markers
     assert Thread.from_snapshot(snapshot).read_markers == {}

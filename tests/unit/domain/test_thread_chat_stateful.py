@@ -46,7 +46,7 @@ class ChatModel(Model):
         for account, ordinal in self.markers.items():
             at_or_before = [i for o, i in live if o <= ordinal]
             derived.append([account, at_or_before[-1] if at_or_before else None])
-        return {**snapshot, "schema": 2, "readMarkers": derived}
+        return {**snapshot, "readMarkers": derived}
 
     def expect(self, c) -> tuple[Outcome, object]:
         nothing = lambda: None  # noqa: E731

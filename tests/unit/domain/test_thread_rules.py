@@ -117,7 +117,7 @@ def row(
 
 def created_snapshot(**overrides: Any) -> dict:
     snap = {
-        "schema": 1,
+        "schema": 2,
         "id": TID,
         "creatorId": CREATOR,
         "title": "title",
@@ -129,6 +129,7 @@ def created_snapshot(**overrides: Any) -> dict:
         "createdAt": T,
         "updatedAt": T,
         "removedAt": None,
+        "readMarkers": [],
     }
     snap.update(overrides)
     return snap

@@ -90,11 +90,12 @@ class Model:
         if not self.exists:
             return None
         return {
-            "schema": 1,
+            "schema": 2,
             **self.fields,
             "administratorIds": list(self.admins),
             "memberIds": list(self.members),
             "messages": list(self.messages.values()),
+            "readMarkers": [],
         }
 
     # -- each returns (expected outcome, how the model changes if the command succeeds)
