@@ -29,12 +29,13 @@ from .migration import migration_condition, superseded_jobs
 from .monitoring import plan_monitoring
 from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
+from .projection_lag import cluster_lag
 from .provisioning import external_tables
 from .rebalancing import Decision
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
-from .status import Condition, Observed, build_status, status_patch
+from .status import Condition, Observed, build_status, projections_condition, status_patch
 from .steps import (
     Apply,
     Create,
@@ -172,37 +173,49 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
 
     sts_status = (sts or {}).get("status") or {}
     decision, published = shard_map.decision, shard_map.shard_map
-    _write_status(
-        p,
-        o,
-        Observed(
-            generation=o.generation,
-            replicas=spec.replicas,
-            provisioned=provisioned,
-            migrated=migrated,
-            statefulset_exists=statefulset_exists,
-            pods=int(sts_status.get("replicas") or 0),
-            ready_pods=int(sts_status.get("readyReplicas") or 0),
-            epoch=published.epoch if published else None,
-            members=published.counts() if published else {},
-            rebalancing=bool(decision and decision.rebalancing) or bool(view.map_error),
-            rebalance_reason=(
-                "ShardMapInvalid" if view.map_error else decision.reason if decision else "Pending"
-            ),
-            rebalance_message=(view.map_error or (decision.message if decision else "")),
-            dead=shard_map.dead,
-            orphaned=shard_map.orphaned,
-            rmu_reports=shard_map.reports,
-            restarted_total=shard_map.restarted_total,
-            selector=names.selector_string(o.name),
-            table_prefix=spec.table_prefix,
-            migrated_revision=migrated_revision,
-            monitoring=monitoring,
-            proposed_plan=shard_map.plan_status,
-            rmu_restart_request=shard_map.rmu_request,
+    observed = Observed(
+        generation=o.generation,
+        replicas=spec.replicas,
+        provisioned=provisioned,
+        migrated=migrated,
+        statefulset_exists=statefulset_exists,
+        pods=int(sts_status.get("replicas") or 0),
+        ready_pods=int(sts_status.get("readyReplicas") or 0),
+        epoch=published.epoch if published else None,
+        members=published.counts() if published else {},
+        rebalancing=bool(decision and decision.rebalancing) or bool(view.map_error),
+        rebalance_reason=(
+            "ShardMapInvalid" if view.map_error else decision.reason if decision else "Pending"
         ),
-        shard_map.status_events,
+        rebalance_message=(view.map_error or (decision.message if decision else "")),
+        dead=shard_map.dead,
+        orphaned=shard_map.orphaned,
+        rmu_reports=shard_map.reports,
+        restarted_total=shard_map.restarted_total,
+        selector=names.selector_string(o.name),
+        table_prefix=spec.table_prefix,
+        migrated_revision=migrated_revision,
+        monitoring=monitoring,
+        proposed_plan=shard_map.plan_status,
+        rmu_restart_request=shard_map.rmu_request,
+        lag=cluster_lag(published, view.views),
+        max_lag_seconds=spec.projections.max_lag_seconds,
     )
+    _write_status(p, o, observed, shard_map.status_events + _lag_events(o, observed))
+
+
+def _lag_events(o: Observation, observed: Observed) -> tuple[Event, ...]:
+    """A Warning when ProjectionsHealthy turns Lagging, a Normal Event when that ends."""
+    now = projections_condition(observed)
+    before = previous_condition(o.previous, "ProjectionsHealthy", None)
+    was_lagging = before is not None and before.reason == "Lagging"
+    if now.reason == "Lagging" and not was_lagging:
+        return (Event("Warning", "ProjectionsLagging", now.message),)
+    if was_lagging and now.reason != "Lagging":
+        return (
+            _info("ProjectionsCaughtUp", f"projection lag back within the limit: {now.message}"),
+        )
+    return ()
 
 
 def _monitoring(p: _Steps, o: Observation, spec: ClusterSpec) -> Condition | None:

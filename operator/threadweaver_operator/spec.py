@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from threadweaver.shards import DEFAULT_SHARDS
 
 from . import names
+from .projection_lag import ProjectionsSpec, projections_spec
 from .spec_operations import (
     NetworkSpec,
     OperationsSpecError,
@@ -167,6 +168,8 @@ class ClusterSpec:
     # spec.rebalance.mode/autoApproveFailover and spec.network (spec_operations.py)
     rebalance_policy: RebalancePolicy = field(default_factory=RebalancePolicy)
     network: NetworkSpec = field(default_factory=NetworkSpec)
+    # spec.projections (projection_lag.py)
+    projections: ProjectionsSpec = field(default_factory=ProjectionsSpec)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class ClusterSpec:
                 tracing=_tracing(spec.get("tracing")),
                 rebalance_policy=rebalance_policy(rebalance),
                 network=network_spec(spec.get("network")),
+                projections=projections_spec(spec.get("projections")),
             )
         except OperationsSpecError as exc:
             raise SpecError(str(exc)) from None
@@ -344,6 +348,7 @@ class ClusterSpec:
         out += self.tracing.problems()
         out += self.rebalance_policy.problems()
         out += self.network.problems(self.port)
+        out += self.projections.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------

@@ -316,6 +316,7 @@ SPEC_DEFAULTS = {
     "monitoring.podMonitor": lambda s: s.monitoring.pod_monitor,
     "monitoring.interval": lambda s: s.monitoring.interval,
     "tracing.sampleRatio": lambda s: s.tracing.sample_ratio,
+    "projections.maxLagSeconds": lambda s: s.projections.max_lag_seconds,
 }
 
 #: CRD path -> the runtime's default of the same setting (the flag the operator sets from it)
