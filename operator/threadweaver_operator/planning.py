@@ -173,39 +173,46 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
 
     sts_status = (sts or {}).get("status") or {}
     decision, published = shard_map.decision, shard_map.shard_map
-    observed = Observed(
-        generation=o.generation,
-        replicas=spec.replicas,
-        provisioned=provisioned,
-        migrated=migrated,
-        statefulset_exists=statefulset_exists,
-        pods=int(sts_status.get("replicas") or 0),
-        ready_pods=int(sts_status.get("readyReplicas") or 0),
-        epoch=published.epoch if published else None,
-        members=published.counts() if published else {},
-        rebalancing=bool(decision and decision.rebalancing) or bool(view.map_error),
-        rebalance_reason=(
-            "ShardMapInvalid" if view.map_error else decision.reason if decision else "Pending"
+    _write_status(
+        p,
+        o,
+        Observed(
+            generation=o.generation,
+            replicas=spec.replicas,
+            provisioned=provisioned,
+            migrated=migrated,
+            statefulset_exists=statefulset_exists,
+            pods=int(sts_status.get("replicas") or 0),
+            ready_pods=int(sts_status.get("readyReplicas") or 0),
+            epoch=published.epoch if published else None,
+            members=published.counts() if published else {},
+            rebalancing=bool(decision and decision.rebalancing) or bool(view.map_error),
+            rebalance_reason=(
+                "ShardMapInvalid" if view.map_error else decision.reason if decision else "Pending"
+            ),
+            rebalance_message=(view.map_error or (decision.message if decision else "")),
+            dead=shard_map.dead,
+            orphaned=shard_map.orphaned,
+            rmu_reports=shard_map.reports,
+            restarted_total=shard_map.restarted_total,
+            selector=names.selector_string(o.name),
+            table_prefix=spec.table_prefix,
+            migrated_revision=migrated_revision,
+            monitoring=monitoring,
+            proposed_plan=shard_map.plan_status,
+            rmu_restart_request=shard_map.rmu_request,
+            lag=cluster_lag(published, view.views),
+            max_lag_seconds=spec.projections.max_lag_seconds,
         ),
-        rebalance_message=(view.map_error or (decision.message if decision else "")),
-        dead=shard_map.dead,
-        orphaned=shard_map.orphaned,
-        rmu_reports=shard_map.reports,
-        restarted_total=shard_map.restarted_total,
-        selector=names.selector_string(o.name),
-        table_prefix=spec.table_prefix,
-        migrated_revision=migrated_revision,
-        monitoring=monitoring,
-        proposed_plan=shard_map.plan_status,
-        rmu_restart_request=shard_map.rmu_request,
-        lag=cluster_lag(published, view.views),
-        max_lag_seconds=spec.projections.max_lag_seconds,
+        shard_map.status_events,
     )
-    _write_status(p, o, observed, shard_map.status_events + _lag_events(o, observed))
 
 
 def _lag_events(o: Observation, observed: Observed) -> tuple[Event, ...]:
-    """A Warning when ProjectionsHealthy turns Lagging, a Normal Event when that ends."""
+    """A Warning when ProjectionsHealthy turns Lagging, a Normal Event when that ends (only
+    where the lag was observed)."""
+    if observed.lag is None:
+        return ()
     now = projections_condition(observed)
     before = previous_condition(o.previous, "ProjectionsHealthy", None)
     was_lagging = before is not None and before.reason == "Lagging"
@@ -505,6 +512,7 @@ def _write_status(
     """Write the status if it changed (a Phase Event when the phase did; ``announce``: Events
     of what the status publishes)."""
     status = build_status(observed, o.previous, o.now)
+    announce = tuple(announce) + _lag_events(o, observed)
     patch = status_patch(status, o.previous)
     if patch is None:
         p.add(WriteStatus(dict(o.previous)))
