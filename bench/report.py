@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import report_dynamodb
+from . import report_dynamodb, report_rebuild
 from . import report_sections as sections
 from .base import REPO, RESULTS
 from .machine import machine_line
@@ -48,6 +48,7 @@ def render(results: dict[str, Any]) -> str:
             recovery=sections.recovery(ws.get("recovery", {})),
             memory=sections.memory(ws.get("memory", {})),
             production=production(ws.get("production", {})),
+            rebuild=report_rebuild.section(ws.get("rebuild", {})),
             profile=sections.profile(ws.get("profile", {})),
             notes=NOTES.read_text().strip() if NOTES.exists() else "",
         )
@@ -128,6 +129,7 @@ def _target_rows(ws: dict[str, Any]) -> list[str]:
                 )
             )
     rows += report_dynamodb.target_rows(w6)
+    rows += report_rebuild.target_rows(ws.get("rebuild", {}))
     w4 = ws.get("recovery", {})
     if "with" in w4 and "without" in w4:
         rows.append(

@@ -31,13 +31,14 @@ from .migration import migration_condition, superseded_jobs
 from .monitoring import plan_monitoring
 from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
+from .projection_lag import cluster_lag
 from .provisioning import external_tables
 from .rebalancing import Decision
 from .replay_gate import plan_gate
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
-from .status import Condition, Observed, build_status, status_patch
+from .status import Condition, Observed, build_status, projections_condition, status_patch
 from .steps import (
     Apply,
     Create,
@@ -206,9 +207,28 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             monitoring=monitoring,
             proposed_plan=shard_map.plan_status,
             rmu_restart_request=shard_map.rmu_request,
+            lag=cluster_lag(published, view.views),
+            max_lag_seconds=spec.projections.max_lag_seconds,
         ),
         shard_map.status_events,
     )
+
+
+def _lag_events(o: Observation, observed: Observed) -> tuple[Event, ...]:
+    """A Warning when ProjectionsHealthy turns Lagging, a Normal Event when that ends (only
+    where the lag was observed)."""
+    if observed.lag is None:
+        return ()
+    now = projections_condition(observed)
+    before = previous_condition(o.previous, "ProjectionsHealthy", None)
+    was_lagging = before is not None and before.reason == "Lagging"
+    if now.reason == "Lagging" and not was_lagging:
+        return (Event("Warning", "ProjectionsLagging", now.message),)
+    if was_lagging and now.reason != "Lagging":
+        return (
+            _info("ProjectionsCaughtUp", f"projection lag back within the limit: {now.message}"),
+        )
+    return ()
 
 
 def _monitoring(p: _Steps, o: Observation, spec: ClusterSpec) -> Condition | None:
@@ -524,6 +544,7 @@ def _write_status(
     """Write the status if it changed (a Phase Event when the phase did; ``announce``: Events
     of what the status publishes)."""
     status = build_status(observed, o.previous, o.now)
+    announce = tuple(announce) + _lag_events(o, observed)
     patch = status_patch(status, o.previous)
     if patch is None:
         p.add(WriteStatus(dict(o.previous)))

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from threadweaver.shards import DEFAULT_SHARDS
 
 from . import names
+from .projection_lag import ProjectionsSpec, projections_spec
 from .spec_operations import (
     NetworkSpec,
     OperationsSpecError,
@@ -170,6 +171,8 @@ class ClusterSpec:
     rebalance_policy: RebalancePolicy = field(default_factory=RebalancePolicy)
     network: NetworkSpec = field(default_factory=NetworkSpec)
     upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)  # spec.upgrade (replay_gate.py)
+    # spec.projections (projection_lag.py)
+    projections: ProjectionsSpec = field(default_factory=ProjectionsSpec)
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -285,6 +288,7 @@ class ClusterSpec:
                 rebalance_policy=rebalance_policy(rebalance),
                 network=network_spec(spec.get("network")),
                 upgrade=upgrade_spec(spec.get("upgrade")),
+                projections=projections_spec(spec.get("projections")),
             )
         except OperationsSpecError as exc:
             raise SpecError(str(exc)) from None
@@ -349,6 +353,7 @@ class ClusterSpec:
         out += self.rebalance_policy.problems()
         out += self.network.problems(self.port)
         out += self.upgrade.problems()
+        out += self.projections.problems()
         return out
 
     # -- derived values -----------------------------------------------------------------------

@@ -7,7 +7,9 @@ Conditions (``type``: meaning of ``True``):
   or ``migrate: false``);
 * ``Rebalancing``: shards are moving or waiting to move (a handoff is incomplete, members are
   being drained or awaited);
-* ``ProjectionsHealthy``: every served range has a running read-model updater;
+* ``ProjectionsHealthy``: every served range has a running read-model updater (else reason
+  ``OrphanedRmus``) whose lag is at most ``spec.projections.maxLagSeconds`` (else ``Lagging``;
+  :mod:`.projection_lag`);
 * ``Ready``: the cluster serves: provisioned, migrated, the shard map published and all
   ``spec.replicas`` pods Ready. Rebalancing does not make it unready.
 * ``Upgraded``: the image of ``spec.image`` may roll out: it passed the replay check of the
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .projection_lag import DEFAULT_MAX_LAG_SECONDS, ClusterLag
+
 __all__ = [
     "CONDITION_TYPES",
     "Condition",
@@ -39,6 +43,7 @@ __all__ = [
     "conditions",
     "merge_conditions",
     "phase",
+    "projections_condition",
     "status_patch",
 ]
 
@@ -97,6 +102,8 @@ class Observed:
     replay_checked_image: str | None = None  # the last image that passed the replay check
     proposed_plan: Mapping[str, Any] | None = None  # spec.rebalance.mode manual (review.py)
     rmu_restart_request: str | None = None  # the last restart-rmu annotation handled
+    lag: ClusterLag | None = None  # the members' largest projection lag (None: not observed)
+    max_lag_seconds: int = DEFAULT_MAX_LAG_SECONDS  # spec.projections.maxLagSeconds
 
 
 def conditions(o: Observed) -> list[Condition]:
@@ -122,22 +129,7 @@ def conditions(o: Observed) -> list[Condition]:
         rebalancing = Condition(
             "Rebalancing", "False", o.rebalance_reason or "Balanced", o.rebalance_message
         )
-    if o.orphaned:
-        projections = Condition(
-            "ProjectionsHealthy",
-            "False",
-            "OrphanedRmus",
-            f"{o.orphaned} read-model updater(s) not running"
-            + (f"; dead members: {', '.join(o.dead)}" if o.dead else ""),
-        )
-    elif o.rmu_reports or o.replicas == 0:
-        projections = Condition(
-            "ProjectionsHealthy", "True", "AllRunning", "every served range has a running RMU"
-        )
-    else:
-        projections = Condition(
-            "ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet"
-        )
+    projections = projections_condition(o)
     ready = _ready(o, provisioned, migrated)
     out = [ready, provisioned, migrated, rebalancing, projections]
     if o.upgraded is not None:
@@ -145,6 +137,33 @@ def conditions(o: Observed) -> list[Condition]:
     if o.monitoring is not None:
         out.append(o.monitoring)
     return out
+
+
+def projections_condition(o: Observed) -> Condition:
+    """ProjectionsHealthy: orphaned RMUs first, then a lag above the threshold."""
+    if o.orphaned:
+        return Condition(
+            "ProjectionsHealthy",
+            "False",
+            "OrphanedRmus",
+            f"{o.orphaned} read-model updater(s) not running"
+            + (f"; dead members: {', '.join(o.dead)}" if o.dead else ""),
+        )
+    if o.lag is not None and o.lag.seconds > o.max_lag_seconds:
+        return Condition(
+            "ProjectionsHealthy",
+            "False",
+            "Lagging",
+            f"projection lag {o.lag.status_seconds} s is above spec.projections.maxLagSeconds "
+            f"({o.max_lag_seconds} s): the largest is of {o.lag.where()}",
+        )
+    if o.rmu_reports or o.replicas == 0:
+        return Condition(
+            "ProjectionsHealthy", "True", "AllRunning", "every served range has a running RMU"
+        )
+    return Condition(
+        "ProjectionsHealthy", "Unknown", "NoReports", "no member reported its RMUs yet"
+    )
 
 
 def _ready(o: Observed, provisioned: Condition, migrated: Condition) -> Condition:
@@ -254,6 +273,8 @@ def build_status(
         status["proposedPlan"] = dict(o.proposed_plan)
     if o.rmu_restart_request is not None:
         status["rmuRestartRequest"] = o.rmu_restart_request
+    if o.lag is not None:
+        status["projectionLagSeconds"] = o.lag.status_seconds
     return status
 
 

@@ -319,6 +319,7 @@ SPEC_DEFAULTS = {
     "tracing.sampleRatio": lambda s: s.tracing.sample_ratio,
     "upgrade.replayCheck": lambda s: s.upgrade.replay_check,
     "upgrade.sampleSize": lambda s: s.upgrade.sample_size,
+    "projections.maxLagSeconds": lambda s: s.projections.max_lag_seconds,
 }
 
 #: CRD path -> the runtime's default of the same setting (the flag the operator sets from it)

@@ -27,7 +27,7 @@ from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, sha
 from .entities import EntityManager
 from .gateway import ForwardRefused, NotOwner, ShardUnavailable
 from .ports import Journal, ReadModel
-from .projector import Projector
+from .projector import Projector, ProjectorState
 from .settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ class PeerClient(Protocol):
 
 StatusSink = Callable[[MemberStatus], Awaitable[None]]
 """Publishes this member's status (Kubernetes: its Lease annotations)."""
+
+
+def _own_lag(rng: ShardRange, state: ProjectorState) -> tuple[float, int]:
+    """A range's projection lag as its updater measures it."""
+    return state.lag_seconds, state.lag_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,10 @@ class Member:
         self.forwarded = 0
         self.refused = 0
         self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
+        # (seconds, events) of a range's projection lag, as the status reports it: the
+        # updater's own figures, unless the composition root sets a better measure (the one
+        # /metrics shows, observability/lag.py)
+        self.lag_of: Callable[[ShardRange, ProjectorState], tuple[float, int]] = _own_lag
 
     @property
     def name(self) -> str:
@@ -196,23 +205,25 @@ class Member:
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> MemberStatus:
-        rmus = tuple(
-            RmuState(
-                range=rng,
-                running=p.is_alive and p.state.running,
-                offset=p.state.offset,
-                lag_events=p.state.lag_events,
-                lag_seconds=round(p.state.lag_seconds, 3),
-                restarts=p.state.restarts,
-                last_error=p.state.last_error,
+        rmus = []
+        for rng, p in sorted(self.projectors.items()):
+            lag_seconds, lag_events = self.lag_of(rng, p.state)
+            rmus.append(
+                RmuState(
+                    range=rng,
+                    running=p.is_alive and p.state.running,
+                    offset=p.state.offset,
+                    lag_events=lag_events,
+                    lag_seconds=round(lag_seconds, 3),
+                    restarts=p.state.restarts,
+                    last_error=p.state.last_error,
+                )
             )
-            for rng, p in sorted(self.projectors.items())
-        )
         return MemberStatus(
             member=self.name,
             acked_epoch=self.acked_epoch,
             owned=self.serving,
-            rmus=rmus,
+            rmus=tuple(rmus),
             address=self.address,
         )
 

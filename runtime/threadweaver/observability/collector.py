@@ -154,11 +154,9 @@ class RuntimeCollector:
             f["threadweaver_rmu_restarts_total"].add_metric(label, state.restarts)
             f["threadweaver_rmu_events_applied_total"].add_metric(label, state.applied)
             f["threadweaver_rmu_events_skipped_total"].add_metric(label, state.skipped)
-            seconds, events = self.lag.lag(rng, state.applied_offset, now)
-            f["threadweaver_projection_lag_seconds"].add_metric(
-                label, max(seconds, state.lag_seconds)
-            )
-            f["threadweaver_projection_lag_events"].add_metric(label, max(events, state.lag_events))
+            seconds, events = self.lag.of(rng, state, now)
+            f["threadweaver_projection_lag_seconds"].add_metric(label, seconds)
+            f["threadweaver_projection_lag_events"].add_metric(label, events)
 
     def _read_model(self, f: dict[str, Any]) -> None:
         rec = self.recorders.queries

@@ -8,7 +8,8 @@ root built, so that no module of the application or the adapters knows about met
 - shard-map application (``Member.apply_map``): handoffs and their duration;
 - the read model's queries and its apply transaction;
 - the DynamoDB journal's client (the observer of its ClientStats: every request it sends);
-- projection lag (:class:`~.lag.ProjectionLag`, a listener of the journal's appends).
+- projection lag (:class:`~.lag.ProjectionLag`, a listener of the journal's appends), which
+  the member's status (its Lease) reports too (``Member.lag_of``).
 
 Each wrapper is an instance attribute shadowing the class's method, set once before the
 runtime starts; the cost per call is two ``perf_counter`` calls and a few dict updates.
@@ -229,4 +230,5 @@ def instrument(runtime: Runtime, rec: Recorders) -> ProjectionLag:
     instrument_dynamodb(runtime.journal, rec)
     lag = ProjectionLag(member)
     runtime.journal.subscribe(lag.on_append)
+    member.lag_of = lag.of  # the Lease reports the lag /metrics shows
     return lag

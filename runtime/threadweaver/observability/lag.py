@@ -14,8 +14,9 @@ applies them; behind a stalled read model at most :data:`MAX_ENTRIES` are kept p
 merging neighbours (a merged entry keeps the older write time: the lag is never under-stated).
 
 Only this member's appends are seen: events another writer appended to a range this member
-serves (around a handoff) are covered by the updater's own figures, which the collector takes
-when they are larger.
+serves (around a handoff) are covered by the updater's own figures, which :meth:`ProjectionLag.of`
+takes when they are larger. The collector (``/metrics``) and the member's Lease (through
+``Member.lag_of``) both report :meth:`ProjectionLag.of`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..application.ports import StoredEvent
+from ..application.projector import ProjectorState
 from ..application.sharding import Member
 from ..shards import RangeSet, ShardRange
 
@@ -115,6 +117,15 @@ class ProjectionLag:
         self._starts = [r.start for r in self._ranges]
         for rng in [r for r in self._pending if r not in set(self._ranges)]:
             del self._pending[rng]
+
+    def of(
+        self, rng: ShardRange, state: ProjectorState, now: float | None = None
+    ) -> tuple[float, int]:
+        """(seconds, events) of the range: this member's appends its updater has not applied,
+        or the updater's own figures when larger (other writers' events it read, held or queued):
+        what /metrics and the member's Lease report."""
+        seconds, events = self.lag(rng, state.applied_offset, now)
+        return max(seconds, state.lag_seconds), max(events, state.lag_events)
 
     def lag(
         self, rng: ShardRange, applied_offset: int, now: float | None = None

@@ -244,6 +244,35 @@ async def test_a_stalled_read_model_makes_the_lag_grow(make_runtime):
     assert rt.value("threadweaver_projection_lag_seconds", range=str(rng)) == 0
 
 
+async def test_the_member_status_reports_the_lag_the_metrics_show(make_runtime):
+    """The Lease's `rmus` annotation carries the lag of /metrics: it grows while the read model
+    is stalled (the updater's own figure stands still then) and is 0 once caught up."""
+    rt = make_runtime()
+    gate = asyncio.Event()
+    apply = rt.read_model.apply
+
+    async def stalled_apply(*args, **kwargs):
+        await gate.wait()
+        return await apply(*args, **kwargs)
+
+    rt.read_model.apply = stalled_apply
+    smap = ShardMap.initial(SHARDS, ["local"])
+    await rt.member.apply_map(smap)
+    for _ in range(4):
+        await rt.member.execute(create(new_ulid()))
+    (rng,) = smap.serving_ranges("local")
+    projector = rt.member.projectors[rng]
+    projector.state.lag_seconds = 0.0  # what the updater last measured: nothing applied yet
+    await asyncio.sleep(0.01)  # the appends are at least this old
+    (rmu,) = rt.member.status().rmus
+    assert rmu.lag_events == 4 == rt.value("threadweaver_projection_lag_events", range=str(rng))
+    assert rmu.lag_seconds >= 0.01
+    gate.set()
+    await projector.wait_caught_up(5)
+    (rmu,) = rt.member.status().rmus
+    assert (rmu.lag_events, rmu.lag_seconds) == (0, 0.0)
+
+
 async def test_read_model_queries_are_counted_and_timed(make_runtime):
     rt = make_runtime()
     assert await rt.read_model.get_thread(new_ulid(), ADMIN) is None
