@@ -3,6 +3,8 @@
     python -m bench            # full   (= make bench)
     python -m bench --quick    # quick  (= make bench-quick; under two minutes)
     python -m bench --only w2,w4          # some workloads (merged into latest.json)
+    python -m bench --only w6 --set prod_parts=commands,lag   # a size of bench/profiles.py
+    python -m bench --only w1 --set http_modes=full,normal,full-nometrics   # + metrics' cost
 
 Writes bench/results/latest.json (+ a timestamped copy) and regenerates docs/benchmarks.md.
 An --only run is merged into latest.json when that holds the same profile (full or quick);
