@@ -3,6 +3,8 @@
     python -m bench            # full   (= make bench)
     python -m bench --quick    # quick  (= make bench-quick; under two minutes)
     python -m bench --only w2,w4          # some workloads (merged into latest.json)
+    python -m bench --only w6 --set prod_parts=commands,lag   # a size of bench/profiles.py
+    python -m bench --only w1 --set http_modes=full,normal,full-nometrics   # + metrics' cost
 
 Writes bench/results/latest.json (+ a timestamped copy) and regenerates docs/benchmarks.md.
 An --only run is merged into latest.json when that holds the same profile (full or quick);
@@ -42,7 +44,7 @@ from .base import LOAD_CORE, RESULTS, BenchError, log
 from .load import ensure_wrk
 from .machine import git_commit, machine
 from .processes import cleanup, taskset_check
-from .profiles import PROFILES, Profile
+from .profiles import PROFILES, Profile, override
 
 WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
     "w1": ("http", lambda: __import__("bench.w1_http", fromlist=["run"]).run),
@@ -87,8 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a size of the profile (bench/profiles.py), e.g. --set prod_parts=commands",
+    )
     args = parser.parse_args(argv)
     profile: Profile = PROFILES["quick" if args.quick else "full"]
+    try:
+        profile = override(profile, args.set)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -157,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["invocation"] = invocation
                 result["git_commit"] = commit
                 result["machine"] = results["meta"]["machine"]
+                _carry_parts(result, results["workloads"].get(name))
                 results["workloads"][name] = result
                 if result.get("failed_parts"):  # kept, but the run reports a failure
                     failures += 1
@@ -197,6 +211,29 @@ def main(argv: list[str] | None = None) -> int:
         path = write_docs(results)
         log(f"docs: {path}")
     return 1 if failures else 0
+
+
+_PART_META = ("command", "invocation", "git_commit", "measured_at", "machine")
+
+
+def _carry_parts(result: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """A workload made of parts (`parts`, workload 6) that ran only some of them keeps the
+    previous results of the others; each part carries the command, commit and time it was
+    measured with (`meta`), so the report's captions stay true for every table."""
+    parts = result.get("parts")
+    if not parts:
+        return
+    meta = {k: result[k] for k in _PART_META if k in result}
+    for part in parts:
+        if isinstance(result.get(part), dict):
+            result[part].setdefault("meta", meta)
+    for part in result.get("all_parts", ()):
+        value = (previous or {}).get(part)
+        if part in parts or not isinstance(value, dict):
+            continue
+        assert previous is not None
+        value.setdefault("meta", {k: previous[k] for k in _PART_META if k in previous})
+        result[part] = value
 
 
 def _bounded(

@@ -39,6 +39,9 @@ class Profile:
     memory_max_fill_s: float  # bound on creating the threads (fewer are reported if hit)
     # profile of workload 1's hot path
     profile_duration: float
+    # 1. the runtimes measured: sync modes, and full-nometrics (sync full without the metrics,
+    # bench/nometrics_server.py: what they cost)
+    http_modes: tuple[str, ...] = ("full", "normal")
     # 6. production backends (DynamoDB API: dynalite, MySQL: MariaDB) and range handoff
     prod_runs: int = 1  # A: interleaved runs (embedded, production, ...)
     prod_duration: float = 2.0  # A: seconds per wrk run
@@ -55,12 +58,17 @@ class Profile:
     clients_rounds: int = 2  # C: interleaved rounds of the client micro-benchmark
     clients_calls: int = 1000  # C: calls per variant and round
     clients_concurrency: int = 8  # C: calls in flight
+    # the parts of workload 6 to run (`--set prod_parts=commands,lag`): A commands, D lag (the
+    # projection lag on the production backends), B handoff, C clients
+    prod_parts: tuple[str, ...] = ("commands", "lag", "handoff", "clients")
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["journal_concurrency"] = list(self.journal_concurrency)
         d["lag_levels"] = list(self.lag_levels)
         d["prod_shards"] = list(self.prod_shards)
+        d["prod_parts"] = list(self.prod_parts)
+        d["http_modes"] = list(self.http_modes)
         return d
 
 
@@ -147,3 +155,21 @@ QUICK = Profile(
 )
 
 PROFILES = {"full": FULL, "quick": QUICK}
+
+
+def override(profile: Profile, assignments: list[str]) -> Profile:
+    """`profile` with `NAME=VALUE` assignments (`python -m bench --set prod_runs=2`), each
+    value parsed as the field's type (a tuple from comma-separated items)."""
+    changes: dict[str, object] = {}
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or name not in profile.__dataclass_fields__ or name == "name":
+            raise ValueError(f"--set {text!r}: not NAME=VALUE of a profile field")
+        current = getattr(profile, name)
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else str
+            changes[name] = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        else:
+            changes[name] = type(current)(value)
+    return Profile(**{**profile.__dict__, **changes})

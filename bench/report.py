@@ -70,6 +70,16 @@ def _target_rows(ws: dict[str, Any]) -> list[str]:
                 status=verdict(pair["ratio"], 0.5),
             )
         )
+    for cost in ws.get("http", {}).get("metrics_cost", []):
+        rows.append(
+            fill(
+                "target.metrics_cost",
+                workload=cost["workload"],
+                per_cpu_s=num(cost.get("rps_per_cpu_s")),
+                per_cpu_s_off=num(cost.get("rps_per_cpu_s_off")),
+                ratio=times(cost.get("rps_per_cpu_s_ratio")),
+            )
+        )
     for row in ws.get("journal", {}).get("rows", []):
         rows.append(
             fill(

@@ -1,13 +1,13 @@
 """What workload 6 measured of the DynamoDB journal's cost, for docs/benchmarks.md: requests and
-runtime CPU per command (6A), idle requests per second, the client micro-benchmark (6C) and the
-target rows of these figures (bench/report_template.md fragments ``dynamodb.*`` and
+runtime CPU per command (6A), idle requests per second, the client micro-benchmark (6C), the
+projection lag on the production backends (6D) and the target rows of these figures (bench/report_template.md fragments ``dynamodb.*`` and
 ``target.dynamodb_*``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .report_text import caption, fill, num, rows, times, verdict
+from .report_text import fill, num, part_caption, pct, rows, times, verdict
 from .stats import ratio
 
 _WORKLOADS = ("create", "hot", "cold")
@@ -101,18 +101,47 @@ def clients(w6: dict[str, Any]) -> str:
         )
         if g
         else "",
-        caption=caption(w6),
+        caption=part_caption(w6, "clients"),
+    )
+
+
+def lag(w6: dict[str, Any]) -> str:
+    """6D: projection lag on the production backends at steady load (bench/w6_lag.py)."""
+    d = w6.get("lag") or {}
+    if not d:
+        return ""
+    if "error" in d:
+        return fill("dynamodb.lag_failed", error=d["error"][:1500])
+    return fill(
+        "dynamodb.lag",
+        shards=num(d.get("shards"), "{}"),
+        probe_rate=num(d.get("probe_rate"), "{:g}"),
+        duration_s=num(d.get("duration_s"), "{:g}"),
+        connections=d.get("steady_connections", "?"),
+        delay_ms=d.get("steady_delay_ms", "?"),
+        runs=d.get("lag_runs", "?"),
+        background_rps=num(d.get("background_rps")),
+        probes=num(d.get("probes")),
+        p50=num(d.get("p50_ms"), "{:,.1f}"),
+        p99=num(d.get("p99_ms"), "{:,.1f}"),
+        p999=num(d.get("p999_ms"), "{:,.1f}"),
+        worst_p99=num(d.get("worst_p99_ms"), "{:,.1f}"),
+        not_visible=num(d.get("not_visible")),
+        server_cpu=pct(d.get("server_cpu_pct")),
+        dynalite_cpu=pct(d.get("dynalite_cpu_pct")),
+        mysqld_cpu=pct(d.get("mysqld_cpu_pct")),
+        caption=part_caption(w6, "lag"),
     )
 
 
 def target_rows(w6: dict[str, Any]) -> list[str]:
+    out = _lag_target_rows(w6)
     c = w6.get("commands") or {}
     s = c.get("summary") or {}
     servers = _production_servers(c)
     if not servers:
-        return []
+        return out
     server = servers[0]
-    out = []
     hot = s.get(f"{server}.hot") or {}
     if hot:
         out.append(
@@ -151,3 +180,23 @@ def target_rows(w6: dict[str, Any]) -> list[str]:
             )
         )
     return out
+
+
+def _lag_target_rows(w6: dict[str, Any]) -> list[str]:
+    d = w6.get("lag") or {}
+    if not d or "error" in d:
+        return []
+    p99 = d.get("p99_ms")
+    status = verdict(p99, d.get("target_p99_ms", 250), higher=False)
+    if p99 is None and d.get("not_visible"):
+        status = fill("status.probes_not_visible")
+    return [
+        fill(
+            "target.dynamodb_lag",
+            target=num(d.get("target_p99_ms", 250)),
+            shards=num(d.get("shards")),
+            p99=num(p99, "{:,.0f}"),
+            p50=num(d.get("p50_ms"), "{:,.0f}"),
+            status=status,
+        )
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import report_dynamodb
-from .report_text import caption, cell, code, error, fill, ms, num, pct, rows, times, worst_of
+from .report_text import cell, code, error, fill, ms, num, part_caption, pct, rows, times, worst_of
 from .stats import ratio
 
 _WORKLOADS = ("create", "hot", "cold")
@@ -32,6 +32,7 @@ def production(w6: dict[str, Any]) -> str:
             commands=_commands(w6, c) if c.get("summary") else "",
             handoff=_handoff(w6, w6.get("handoff") or {}),
             clients=report_dynamodb.clients(w6),
+            lag=report_dynamodb.lag(w6),
         )
     return fill("production", error=error(w6), body=body)
 
@@ -99,7 +100,7 @@ def _commands(w6: dict[str, Any], c: dict[str, Any]) -> str:
         cpu=_where_the_cpu_went(c, servers),
         quick_note=fill("production.quick_note") if c.get("drain_timeout_s") == 0 else "",
         profile=_profile(c.get("profile") or {}),
-        caption=caption(w6),
+        caption=part_caption(w6, "commands"),
     )
 
 
@@ -229,7 +230,7 @@ def _handoff(w6: dict[str, Any], h: dict[str, Any]) -> str:
         others_slow=_others_slow(moves, so),
         failures=_failures(h.get("failures") or []),
         log_problems=_log_problems(h.get("member_log_problems") or {}),
-        caption=caption(w6),
+        caption=part_caption(w6, "handoff"),
     )
 
 

@@ -18,7 +18,11 @@ _HTTP_ROWS = (
     "normal.create",
     "normal.hot",
     "normal.cold",
+    "full-nometrics.create",
+    "full-nometrics.hot",
+    "full-nometrics.cold",
 )
+_HTTP_SERVERS = {"full-nometrics": "full, without metrics"}  # the rows' names, where not a mode
 
 
 # -- 1 ---------------------------------------------------------------------------------------
@@ -46,7 +50,7 @@ def _http_results(w1: dict[str, Any]) -> str:
         server, workload = key.split(".")
         base = s.get("bare.create" if workload == "create" else "bare.post", {})
         figures = {
-            "server": server,
+            "server": _HTTP_SERVERS.get(server, server),
             "workload": workload,
             "rps": num(row["rps"]),
             "p50": ms(row["p50_us"]),
@@ -64,7 +68,7 @@ def _http_results(w1: dict[str, Any]) -> str:
         if server != "bare" and row.get("backlog_events") is not None:
             backlog.append(
                 {
-                    "server": server,
+                    "server": _HTTP_SERVERS.get(server, server),
                     "workload": workload,
                     "rps": num(row["rps"]),
                     "backlog": num(row["backlog_events"]),
@@ -79,6 +83,37 @@ def _http_results(w1: dict[str, Any]) -> str:
         rows="\n".join(table),
         backlog_rows=rows("http.backlog_row", backlog),
         quick_note=fill("http.quick_note") if w1.get("drain_timeout_s") == 0 else "",
+        metrics_cost=_metrics_cost(w1.get("metrics_cost") or []),
+    )
+
+
+def _metrics_cost(cost: list[dict[str, Any]]) -> str:
+    """What the runtime's metrics cost: `full` against `full-nometrics` (bench/w1_http.py)."""
+    if not cost:
+        return ""
+    table = [
+        {
+            "workload": c["workload"],
+            "rps": num(c.get("rps")),
+            "rps_off": num(c.get("rps_off")),
+            "rps_ratio": times(c.get("rps_ratio")),
+            "per_cpu_s": num(c.get("rps_per_cpu_s")),
+            "per_cpu_s_off": num(c.get("rps_per_cpu_s_off")),
+            "per_cpu_s_ratio": times(c.get("rps_per_cpu_s_ratio")),
+            "per_cpu_s_ratios": ", ".join(
+                f"{x:.2f}" for x in c.get("rps_per_cpu_s_ratios") or [] if x is not None
+            ),
+            "p50": ms(c.get("p50_us")),
+            "p50_off": ms(c.get("p50_us_off")),
+            "p99": ms(c.get("p99_us")),
+            "p99_off": ms(c.get("p99_us_off")),
+        }
+        for c in cost
+    ]
+    return fill(
+        "http.metrics_cost",
+        rounds=cost[0].get("rounds", "?"),
+        rows=rows("http.metrics_cost_row", table),
     )
 
 

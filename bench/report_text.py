@@ -113,6 +113,14 @@ def caption(w: dict[str, Any]) -> str:
     )
 
 
+def part_caption(w: dict[str, Any], part: str) -> str:
+    """`caption` of one part of a workload made of parts (workload 6): the command, commit and
+    time it was measured with, which may be an earlier run's (bench/__main__.py keeps the parts
+    a run did not measure)."""
+    meta = (w.get(part) or {}).get("meta") or {}
+    return caption({**w, **meta})
+
+
 def error(w: dict[str, Any]) -> str:
     """The workload's failure, if it failed (else nothing)."""
     return fill("error", error=w["error"][:500]) if "error" in w else ""

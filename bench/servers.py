@@ -18,11 +18,29 @@ from typing import Any
 from .base import HOST, PYTHON, SERVER_CORE, THREADWEAVER, BenchError
 from .processes import proc_cpu_seconds, proc_memory, spawn, stop, tail
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A free port of 127.0.0.1: any (the kernel's choice), or one of BENCH_PORTS
+    (`27600-27699`) when set, for a machine whose users keep to port ranges of their own."""
+    span = os.environ.get("BENCH_PORTS", "").strip()
+    if not span:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            return s.getsockname()[1]
+    first, _, last = span.partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise BenchError(f"no free port left in BENCH_PORTS={span}")
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:

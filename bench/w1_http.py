@@ -11,6 +11,9 @@ every configuration alike. Per runtime:
            thread from the journal; each run gets its own disjoint slice of the seeded threads
            (`first_touch_share` says how many posts were first touches)
 Every figure is the median over runs. Failed (non-2xx) answers are counted and reported.
+
+`--set http_modes=full,normal,full-nometrics` adds the runtime without its metrics
+(bench/nometrics_server.py) to every round, beside `full`: what the metrics cost (`metrics_cost`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .base import BenchError, log
+from .base import PYTHON, BenchError, log
 from .client import create_threads
 from .embedded_stores import drain_projection, journal_counter, journal_thread_ids
 from .load import wrk, wrk_until
@@ -28,8 +31,21 @@ from .profiles import Profile
 from .servers import Server, start_bare, start_runtime
 from .stats import median, ratio
 
+# The runtimes measured (`http_modes` of the profile): a sync mode, or `full-nometrics`, the
+# runtime with `--sync-mode full` and without its metrics (bench/nometrics_server.py), beside
+# `full` to measure what the metrics cost.
 MODES = ("full", "normal")
+NO_METRICS = "full-nometrics"
 WORKLOADS = ("create", "hot", "cold")
+
+
+def _runtime_command(mode: str) -> tuple[list[str], list[str] | None]:
+    """The serve arguments and the command (None: `threadweaver serve`) of a runtime mode."""
+    if mode == NO_METRICS:
+        return ["--sync-mode", "full"], [PYTHON, "-m", "bench.nometrics_server", "serve"]
+    if mode not in MODES:
+        raise BenchError(f"w1: unknown http mode {mode!r}: {[*MODES, NO_METRICS]}")
+    return ["--sync-mode", mode], None
 
 
 def _wrk(
@@ -75,17 +91,18 @@ def seed_cold(work: Path, count: int) -> tuple[Path, Path]:
     return seed, ids_file
 
 
-def _start_all(work: Path, seed: Path) -> dict[str, Server]:
-    """The bare app and one runtime per sync mode, all on the server core (idle while another
+def _start_all(work: Path, seed: Path, modes: tuple[str, ...]) -> dict[str, Server]:
+    """The bare app and one runtime per mode, all on the server core (idle while another
     is measured), each runtime on its own copy of the seeded files."""
     servers: dict[str, Server] = {}
     try:
         servers["bare"] = start_bare(work / "bare")
-        for mode in MODES:
+        for mode in modes:
             data = work / f"data-{mode}"
             shutil.rmtree(data, ignore_errors=True)
             shutil.copytree(seed, data)
-            servers[mode] = start_runtime(data, ["--sync-mode", mode])
+            args, cmd = _runtime_command(mode)
+            servers[mode] = start_runtime(data, args, cmd=cmd)
     except BaseException:
         for server in servers.values():
             server.stop()
@@ -154,8 +171,47 @@ def summarise(runs: list[dict[str, Any]], extra_keys: tuple[str, ...] = ()) -> d
     return out
 
 
+def _metrics_cost(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The runtime with its metrics against the one without (`full` vs `full-nometrics`), per
+    workload: medians of each, and the median of the run-by-run ratios (the two ran back to
+    back in each round, so a ratio compares measurements the machine's drift hit alike)."""
+    out = []
+    for w in WORKLOADS:
+        on, off = raw.get(f"full.{w}") or [], raw.get(f"{NO_METRICS}.{w}") or []
+        pairs = list(zip(on, off))
+        if not pairs:
+            continue
+
+        def per_cpu_s(r: dict[str, Any]) -> float | None:
+            cpu = r.get("server_cpu_pct")
+            return r["rps"] / (cpu / 100) if cpu else None
+
+        out.append(
+            {
+                "workload": w,
+                "rounds": len(pairs),
+                "rps": median(a["rps"] for a, _ in pairs),
+                "rps_off": median(b["rps"] for _, b in pairs),
+                "rps_ratio": median(ratio(a["rps"], b["rps"]) for a, b in pairs),
+                "rps_per_cpu_s": median(per_cpu_s(a) for a, _ in pairs),
+                "rps_per_cpu_s_off": median(per_cpu_s(b) for _, b in pairs),
+                "rps_per_cpu_s_ratio": median(ratio(per_cpu_s(a), per_cpu_s(b)) for a, b in pairs),
+                "rps_per_cpu_s_ratios": [
+                    None if (x := ratio(per_cpu_s(a), per_cpu_s(b))) is None else round(x, 3)
+                    for a, b in pairs
+                ],
+                "p50_us": median(a["p50_us"] for a, _ in pairs),
+                "p50_us_off": median(b["p50_us"] for _, b in pairs),
+                "p99_us": median(a["p99_us"] for a, _ in pairs),
+                "p99_us_off": median(b["p99_us"] for _, b in pairs),
+            }
+        )
+    return out
+
+
 def run(p: Profile, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
+    modes = p.http_modes
     log(f"w1: seeding {p.cold_threads} cold threads")
     seed, cold_ids = seed_cold(work, p.cold_threads)
     ids = [line for line in cold_ids.read_text().splitlines() if line]
@@ -170,11 +226,11 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
         "\n".join("01H8XGJWBWBAQ4Z4G2V6K8M3P" + c for c in "ABCDEFGHJKMNPQRS") + "\n"
     )
     raw: dict[str, list[dict[str, Any]]] = {"bare.create": [], "bare.post": []}
-    for mode in MODES:
+    for mode in modes:
         for w in WORKLOADS:
             raw[f"{mode}.{w}"] = []
-    log("w1: starting the bare app and the runtimes (sync full, normal)")
-    servers = _start_all(work, seed)
+    log(f"w1: starting the bare app and the runtimes ({', '.join(modes)})")
+    servers = _start_all(work, seed, modes)
     try:
         if p.http_warmup:
             for name, server in servers.items():
@@ -182,11 +238,11 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
                 if name != "bare":
                     drain_projection(server.data_dir, p.http_drain_timeout)
         for r in range(p.http_runs):
-            log(f"w1: run {r + 1}/{p.http_runs}: bare, sync full, sync normal")
+            log(f"w1: run {r + 1}/{p.http_runs}: bare, {', '.join(modes)}")
             b = _bare_run(servers["bare"], fake_hot, p)
             raw["bare.create"].append(b["create"])
             raw["bare.post"].append(b["post"])
-            for mode in MODES:
+            for mode in modes:
                 res = _runtime_run(servers[mode], slices[r], p, r)
                 for w in WORKLOADS:
                     raw[f"{mode}.{w}"].append(res[w])
@@ -194,11 +250,11 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
         for server in servers.values():
             server.stop()
     shutil.rmtree(seed, ignore_errors=True)
-    for mode in MODES:
+    for mode in modes:
         shutil.rmtree(work / f"data-{mode}", ignore_errors=True)
     summary = {k: summarise(v) for k, v in raw.items()}
     pairs = []
-    for mode in MODES:
+    for mode in (m for m in MODES if m in modes):
         for w in WORKLOADS:
             base = "bare.create" if w == "create" else "bare.post"
             ours = summary[f"{mode}.{w}"]
@@ -215,6 +271,8 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     return {
         "summary": summary,
         "pairs": pairs,
+        "modes": list(modes),
+        "metrics_cost": _metrics_cost(raw),
         "target_ratio": 0.5,
         "connections": p.http_connections,
         "duration_s": p.http_duration,

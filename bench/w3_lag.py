@@ -162,7 +162,7 @@ async def _probes(url: str, probe: Probe, rate: float, duration: float) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
 
 
-def _measure(
+def measure(
     server: Server,
     poller: SqlitePoller | MysqlPoller,
     hot_file: Path,
@@ -170,6 +170,7 @@ def _measure(
     saturated: bool,
     grace: float,
 ) -> dict[str, Any]:
+    """One measurement of `server` (also workload 6's, bench/w6_lag.py)."""
     server_url = server.url
     probe = Probe(poller)
     mysqld = mysqld_pid() if isinstance(poller, MysqlPoller) else None
@@ -269,20 +270,20 @@ def one_run(
     if mysql_url is None:
         server = start_runtime(data, ["--sync-mode", "full"])
         try:
-            hot_file = _hot_threads(server, data)
-            return _measure(server, SqlitePoller(data), hot_file, p, saturated, grace)
+            hot_file = hot_threads(server, data)
+            return measure(server, SqlitePoller(data), hot_file, p, saturated, grace)
         finally:
             server.stop()
     with MysqlDatabase(mysql_url, "lag") as db:
         server = start_runtime(data, ["--sync-mode", "full", "--read-model", db.url])
         try:
-            hot_file = _hot_threads(server, data)
-            return _measure(server, MysqlPoller(db), hot_file, p, saturated, grace)
+            hot_file = hot_threads(server, data)
+            return measure(server, MysqlPoller(db), hot_file, p, saturated, grace)
         finally:
             server.stop()
 
 
-def _hot_threads(server: Server, data: Path) -> Path:
+def hot_threads(server: Server, data: Path) -> Path:
     hot = create_threads(server.url, 16, concurrency=4, tag="lag")
     hot_file = data / "hot_ids.txt"
     hot_file.write_text("\n".join(hot) + "\n")

@@ -10,6 +10,9 @@ handoff of a sharded cluster.
      of the moving range waited, and how many requests failed (target: none).
   C. clients (bench/w6_clients.py): client CPU per DynamoDB call, the SDK against the journal's
      lean client, and a group commit's TransactWriteItems against one PutItem per append.
+  D. lag (bench/w6_lag.py): projection lag (acknowledged -> row visible in MariaDB) of a
+     production runtime under workload 3's steady load.
+`--set prod_parts=commands,lag` runs some of them (the others keep their previous results).
 
 Services. MariaDB is the one of `hack/services.sh` (started when down, found as the test suites
 find it: bench/services.py), shared and not pinned; its CPU share is measured from its pid.
@@ -271,8 +274,15 @@ def dynalite_version() -> str:
         return "?"
 
 
+PARTS = ("commands", "lag", "handoff", "clients")
+
+
 def run(p: Profile, work: Path) -> dict[str, Any]:
-    from . import w6_clients, w6_commands, w6_handoff
+    from . import w6_clients, w6_commands, w6_handoff, w6_lag
+
+    unknown = [part for part in p.prod_parts if part not in PARTS]
+    if unknown or not p.prod_parts:
+        raise BenchError(f"w6: prod_parts {list(p.prod_parts)}: choose from {list(PARTS)}")
 
     work.mkdir(parents=True, exist_ok=True)
     log("w6: hack/services.sh up (MariaDB, dynalite package)")
@@ -285,7 +295,15 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
         ).stdout.strip(),
     }
     failures = []
-    parts = (("commands", w6_commands), ("handoff", w6_handoff), ("clients", w6_clients))
+    modules = {
+        "commands": w6_commands,
+        "lag": w6_lag,
+        "handoff": w6_handoff,
+        "clients": w6_clients,
+    }
+    # the parts not run keep their previous results (bench/__main__.py, _carry_parts)
+    out["parts"], out["all_parts"] = list(p.prod_parts), list(PARTS)
+    parts = [(key, modules[key]) for key in PARTS if key in p.prod_parts]
     for key, module in parts:
         try:
             out[key] = module.run(p, work / key, services)

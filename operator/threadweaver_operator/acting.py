@@ -10,57 +10,44 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from . import builders, events
+from . import builders, events, steps
 from .kube import Kube, KubeError
 from .state import ClusterState
-from .steps import (
-    Apply,
-    Create,
-    CreatePeerToken,
-    Delete,
-    ForgetWarnings,
-    Plan,
-    Post,
-    RememberRestarts,
-    ScaleStatefulSet,
-    Step,
-    WriteStatus,
-)
 
 __all__ = ["act"]
 
 
-async def act(kube: Kube, body: Mapping[str, Any], state: ClusterState, plan: Plan) -> None:
+async def act(kube: Kube, body: Mapping[str, Any], state: ClusterState, plan: steps.Plan) -> None:
     for step in plan.steps:
         await _act(kube, body, state, step)
 
 
-async def _act(kube: Kube, body: Mapping[str, Any], state: ClusterState, step: Step) -> None:
+async def _act(kube: Kube, body: Mapping[str, Any], state: ClusterState, step: steps.Step) -> None:
     meta = body["metadata"]
     namespace = meta["namespace"]
     done = True
     match step:
-        case Apply(obj=obj):
+        case steps.Apply(obj=obj):
             await kube.apply(obj)
-        case Create(obj=obj):
+        case steps.Create(obj=obj):
             done = await _create(kube, obj)
-        case CreatePeerToken(spec=spec, owner=owner):
+        case steps.CreatePeerToken(spec=spec, owner=owner):
             done = await _create(
                 kube, builders.peer_token_secret(spec, secrets.token_urlsafe(32), owner)
             )
-        case Delete(kind=kind, name=name):
+        case steps.Delete(kind=kind, name=name):
             done = await kube.delete(kind, namespace, name)
-        case ScaleStatefulSet(name=name, replicas=replicas):
+        case steps.ScaleStatefulSet(name=name, replicas=replicas):
             await kube.merge_patch("StatefulSet", namespace, name, {"spec": {"replicas": replicas}})
-        case Post(event=event, warning_key=key):
+        case steps.Post(event=event, warning_key=key):
             if key is not None:
                 state.warned.add(key)
             events.emit(body, event)
-        case ForgetWarnings(reason=reason):
+        case steps.ForgetWarnings(reason=reason):
             state.warned = {w for w in state.warned if not w.startswith(reason + ":")}
-        case RememberRestarts(times=times):
+        case steps.RememberRestarts(times=times):
             state.restart_times = dict(times)
-        case WriteStatus(status=status, patch=patch):
+        case steps.WriteStatus(status=status, patch=patch):
             if patch is not None:
                 await kube.merge_patch(
                     "ThreadWeaverCluster", namespace, meta["name"], {"status": patch}, "status"

@@ -265,16 +265,14 @@ def target_members(
 ) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
     """The members a rebalance of ``current`` spreads the shards over, the members that leave
     (assigned but not in the target: ordinal >= ``replicas``, or dead) and the desired members
-    not up yet (they join a later rebalance)."""
+    not up yet (they join a later rebalance). A dead member is never a target, even once it
+    holds nothing and its Pod still reports Ready (a hung process, or a fake node's Pod): its
+    ranges moved off it, and they move back only once its Lease is valid again."""
     desired = names.members(cluster, max(replicas, 0))
     assigned = set(current.assignments)
     dead_set = set(dead)
     waiting = tuple(m for m in desired if m not in assigned and not _up(views, m))
-    target = [
-        m
-        for m in desired
-        if (m in assigned and m not in dead_set) or (m not in assigned and _up(views, m))
-    ]
+    target = [m for m in desired if m not in dead_set and (m in assigned or _up(views, m))]
     leaving = tuple(sorted(m for m in assigned if m not in target))
     return target, leaving, waiting
 

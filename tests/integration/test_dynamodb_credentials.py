@@ -18,13 +18,14 @@ credentials were issued with, and records which key signed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,17 +249,57 @@ def pid() -> str:
     return f"thread-cred-{time.monotonic_ns()}"
 
 
-async def open_journal(settings: DynamoDBSettings, proxy: CountingProxy) -> DynamoDBJournal:
-    journal = DynamoDBJournal(replace(settings, endpoint_url=proxy.url), shards=8)
-    await journal.start()
-    return journal
+@dataclass
+class Signed:
+    """A started journal whose requests go through a signature-checking counting proxy."""
+
+    proxy: CountingProxy
+    journal: DynamoDBJournal
+
+    @property
+    def credentials(self) -> ChainCredentials:
+        return self.journal._client.transport.credentials  # type: ignore[union-attr]
+
+
+OpenSigned = Callable[..., contextlib.AbstractAsyncContextManager[Signed]]
+
+
+@pytest.fixture
+def signed_journal(dynamodb_settings: DynamoDBSettings) -> OpenSigned:
+    """The set-up the credential tests share: `async with signed_journal(checker) as signed`
+    starts a counting proxy in front of dynalite that hands every request to `checker`, and a
+    journal writing through it (closed on exit). With `query` (``"&profile=..."``, or ``""``)
+    the journal's settings are parsed from a ``dynamodb://<proxy>?table-prefix=...`` URL with it
+    appended, as a runtime's would be, instead of the test settings' own."""
+
+    @contextlib.asynccontextmanager
+    async def open_signed(
+        checker: SignatureChecker, query: str | None = None
+    ) -> AsyncIterator[Signed]:
+        upstream = dynamodb_settings.endpoint_url or ""
+        async with running_proxy(upstream, inspect=checker) as proxy:
+            if query is None:
+                settings = replace(dynamodb_settings, endpoint_url=proxy.url)
+            else:
+                url = proxy.url.replace("http://", "dynamodb://")
+                settings = DynamoDBSettings.from_url(
+                    f"{url}?table-prefix={dynamodb_settings.table_prefix}{query}"
+                )
+            journal = DynamoDBJournal(settings, shards=8)
+            await journal.start()
+            try:
+                yield Signed(proxy, journal)
+            finally:
+                await journal.close()
+
+    return open_signed
 
 
 # ---------------------------------------------------------------------------------------------
 
 
 async def test_web_identity_token_is_exchanged_and_refreshed_before_expiry(
-    dynamodb_settings, sts, clean_env, tmp_path
+    signed_journal, sts, clean_env, tmp_path
 ):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -267,18 +308,15 @@ async def test_web_identity_token_is_exchanged_and_refreshed_before_expiry(
     clean_env.setenv("AWS_ROLE_SESSION_NAME", "threadweaver-test")
     clean_env.setenv("AWS_ENDPOINT_URL_STS", sts.url)
     checker = SignatureChecker(sts.issued, "us-east-1", min_remaining=MANDATORY_S)
-    async with running_proxy(dynamodb_settings.endpoint_url, inspect=checker) as proxy:
-        journal = await open_journal(dynamodb_settings, proxy)
-        try:
-            p, seq = pid(), 0
-            deadline = time.monotonic() + 30
-            while sts.issued.calls < 3 and time.monotonic() < deadline:
-                await journal.append(p, seq, [NewEvent("T", {"n": seq})])
-                seq += 1
-                await asyncio.sleep(0.05)
-            credentials = journal._client.transport.credentials  # type: ignore[union-attr]
-        finally:
-            await journal.close()
+    async with signed_journal(checker) as signed:
+        p, seq = pid(), 0
+        deadline = time.monotonic() + 30
+        while sts.issued.calls < 3 and time.monotonic() < deadline:
+            await signed.journal.append(p, seq, [NewEvent("T", {"n": seq})])
+            seq += 1
+            await asyncio.sleep(0.05)
+        credentials = signed.credentials
+    proxy = signed.proxy
     assert isinstance(credentials, ChainCredentials)
     assert credentials.method == "assume-role-with-web-identity"
     assert sts.issued.calls >= 3, "the credentials were not refreshed within 30 s"
@@ -380,80 +418,59 @@ async def local_endpoint() -> AsyncIterator[LocalCredentialEndpoint]:
     await endpoint.close()
 
 
-async def _write_until_refreshed(
-    settings: DynamoDBSettings, issued: Issued, checker: SignatureChecker
-) -> tuple[CountingProxy, ChainCredentials]:
-    async with running_proxy(settings.endpoint_url or "", inspect=checker) as proxy:
-        journal = await open_journal(settings, proxy)
-        try:
-            p, seq = pid(), 0
-            deadline = time.monotonic() + 30
-            while issued.calls < 2 and time.monotonic() < deadline:
-                await journal.append(p, seq, [NewEvent("T", {"n": seq})])
-                seq += 1
-                await asyncio.sleep(0.05)
-            await journal.append(p, seq, [NewEvent("T", {"n": seq})])
-            credentials = journal._client.transport.credentials  # type: ignore[union-attr]
-        finally:
-            await journal.close()
-    return proxy, credentials
-
-
 async def test_container_credentials_with_their_token_and_refresh(
-    dynamodb_settings, local_endpoint, clean_env
+    signed_journal, local_endpoint, clean_env
 ):
     clean_env.setenv(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{local_endpoint.url}/container-credentials"
     )
     clean_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", LocalCredentialEndpoint.AUTH)
     checker = SignatureChecker(local_endpoint.issued, "us-east-1", min_remaining=MANDATORY_S)
-    proxy, credentials = await _write_until_refreshed(
-        dynamodb_settings, local_endpoint.issued, checker
-    )
+    async with signed_journal(checker) as signed:
+        p, seq = pid(), 0
+        deadline = time.monotonic() + 30
+        while local_endpoint.issued.calls < 2 and time.monotonic() < deadline:
+            await signed.journal.append(p, seq, [NewEvent("T", {"n": seq})])
+            seq += 1
+            await asyncio.sleep(0.05)
+        await signed.journal.append(p, seq, [NewEvent("T", {"n": seq})])
+        credentials = signed.credentials
+    proxy = signed.proxy
     assert credentials.method == "container-role"
     assert local_endpoint.issued.calls >= 2 and local_endpoint.refused == 0
     assert checker.problems == [] and checker.checked == proxy.snapshot()["total"]
     assert len(set(proxy.keys)) >= 2
 
 
-async def test_instance_metadata_credentials(dynamodb_settings, local_endpoint, clean_env):
+async def test_instance_metadata_credentials(signed_journal, local_endpoint, clean_env):
     """(botocore stretches the expiry of instance-metadata credentials on its own, "static
     stability", so their refresh is not what this test times.)"""
     clean_env.delenv("AWS_EC2_METADATA_DISABLED")
     clean_env.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", local_endpoint.url + "/")
     checker = SignatureChecker(local_endpoint.issued, "us-east-1")
-    async with running_proxy(dynamodb_settings.endpoint_url, inspect=checker) as proxy:
-        journal = await open_journal(dynamodb_settings, proxy)
-        try:
-            await appends(journal, pid(), 3)
-            credentials = journal._client.transport.credentials  # type: ignore[union-attr]
-        finally:
-            await journal.close()
+    async with signed_journal(checker) as signed:
+        await appends(signed.journal, pid(), 3)
+        credentials = signed.credentials
+    proxy = signed.proxy
     assert credentials.method == "iam-role"
     assert checker.problems == [] and checker.checked == proxy.snapshot()["total"]
     assert proxy.keys and set(proxy.keys) <= set(local_endpoint.issued.keys)
 
 
-async def test_keys_from_the_environment(dynamodb_settings, clean_env, services):
+async def test_keys_from_the_environment(signed_journal, clean_env, services):
     issued = Issued()
     issued.add("AKIAENVIRONMENT00001", "environment-secret", "environment-token", 2**40)
     clean_env.setenv("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
     clean_env.setenv("AWS_SECRET_ACCESS_KEY", "environment-secret")
     clean_env.setenv("AWS_SESSION_TOKEN", "environment-token")
     checker = SignatureChecker(issued, "us-east-1")
-    async with running_proxy(dynamodb_settings.endpoint_url, inspect=checker) as proxy:
-        url = proxy.url.replace("http://", "dynamodb://")
-        settings = DynamoDBSettings.from_url(f"{url}?table-prefix={dynamodb_settings.table_prefix}")
-        journal = DynamoDBJournal(settings, shards=8)
-        await journal.start()
-        try:
-            await appends(journal, pid(), 3)
-        finally:
-            await journal.close()
+    async with signed_journal(checker, query="") as signed:
+        await appends(signed.journal, pid(), 3)
+    proxy = signed.proxy
     assert checker.problems == [] and proxy.keys == {"AKIAENVIRONMENT00001": checker.checked}
 
 
-async def test_a_shared_credentials_file_and_profile(dynamodb_settings, clean_env, tmp_path):
+async def test_a_shared_credentials_file_and_profile(signed_journal, clean_env, tmp_path):
     issued = Issued()
     issued.add("AKIAPROFILEKEY000001", "profile-secret", None, 2**40)
     path = tmp_path / "credentials"
@@ -463,16 +480,7 @@ async def test_a_shared_credentials_file_and_profile(dynamodb_settings, clean_en
         "aws_secret_access_key = profile-secret\n"
     )
     checker = SignatureChecker(issued, "us-east-1")
-    async with running_proxy(dynamodb_settings.endpoint_url, inspect=checker) as proxy:
-        url = proxy.url.replace("http://", "dynamodb://")
-        settings = DynamoDBSettings.from_url(
-            f"{url}?table-prefix={dynamodb_settings.table_prefix}"
-            f"&credentials-file={path}&profile=threadweaver"
-        )
-        journal = DynamoDBJournal(settings, shards=8)
-        await journal.start()
-        try:
-            await appends(journal, pid(), 3)
-        finally:
-            await journal.close()
-    assert checker.problems == [] and set(proxy.keys) == {"AKIAPROFILEKEY000001"}
+    query = f"&credentials-file={path}&profile=threadweaver"
+    async with signed_journal(checker, query=query) as signed:
+        await appends(signed.journal, pid(), 3)
+    assert checker.problems == [] and set(signed.proxy.keys) == {"AKIAPROFILEKEY000001"}

@@ -295,6 +295,43 @@ def test_failover_with_a_pending_scale_up_proposes_the_rest():
     assert [e.reason for e in r.events] == ["RebalanceProposed"]
 
 
+def _dead_but_ready(member: str) -> MemberView:
+    """A member whose Lease expired long ago while its Pod still reports Ready (a hung process;
+    on a fake node, a killed one)."""
+    return MemberView(
+        name=member,
+        ordinal=names.ordinal(C, member),
+        has_lease=True,
+        lease_valid=False,
+        status=MemberStatus(member, 1),
+        pod_exists=True,
+        pod_ready=True,
+    )
+
+
+@pytest.mark.parametrize("policy", [MANUAL, AUTO], ids=["manual", "auto"])
+def test_a_dead_member_whose_pod_stays_ready_gets_no_ranges_back(policy):
+    cur = ShardMap.initial(64, [m(0), m(1), m(2), m(3)])
+    views = {**live(m(0), m(1), m(2), acked=1), m(3): _dead_but_ready(m(3))}
+    r = run(cur, 4, views, policy=policy, dead={m(3)})
+    assert r.decision.action == "rebalance"
+    assert {mv.source for mv in r.decision.shard_map.handoff.moves} == {m(3)}
+    assert m(3) not in r.decision.shard_map.assignments
+    # the failover done, the dead member (pod still Ready) is no target of any plan
+    after = r.decision.shard_map.complete_handoff()
+    again = run(after, 4, views, policy=policy, dead={m(3)}, previous=r.plan_status)
+    assert again.decision.action != "rebalance", again.decision
+    assert again.decision.shard_map.assignments == after.assignments
+    assert again.plan is None and again.plan_status is None
+    # its Lease valid again: it is a target once more (in manual mode, of a plan to approve)
+    back = {**views, **live(m(3), acked=after.epoch)}
+    rejoin = run(after, 4, back, policy=policy)
+    if policy is MANUAL:
+        assert rejoin.plan_status["reason"] == "ScaleUp" and m(3) in rejoin.plan_status["members"]
+    else:
+        assert m(3) in rejoin.decision.shard_map.assignments
+
+
 def test_failover_waits_for_approval_when_not_auto_approved():
     cur = ShardMap.initial(64, [m(0), m(1), m(2)])
     policy = RebalancePolicy(mode="manual", auto_approve_failover=False)
