@@ -15,7 +15,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
-from tests.unit.http_adapter import fakes
+from tests.unit.http_adapter import fakes, stream_fakes
 from threadweaver.adapters.http import OPENAPI_DOCUMENT, HttpSettings, create_app
 
 # modest by default so the unit suite stays fast; raise it for a deeper run
@@ -54,12 +54,17 @@ class BackgroundServer:
 
 
 def _app() -> web.Application:
-
-    gateway = fakes.FakeGateway()
+    journal = stream_fakes.MemoryJournal()
+    gateway = stream_fakes.JournaledGateway(journal)
+    queries = fakes.FakeQueries(gateway)
+    # streams end after a moment: a response must end for schemathesis to check it
+    hub, waiter = stream_fakes.stream_hub(journal, queries, stream_max_duration=0.2)
     return create_app(
         commands=gateway,
-        queries=fakes.FakeQueries(gateway),
+        queries=queries,
         settings=HttpSettings(metrics_registry=CollectorRegistry()),
+        streams=hub,
+        read_your_writes=waiter,
     )
 
 
@@ -83,7 +88,7 @@ def server():
 def test_served_document_is_the_tested_one(server):
     loaded = schemathesis.openapi.from_url(f"{server.url}/v1/openapi.json")
     assert loaded.raw_schema == schema.raw_schema
-    assert len(list(schema.get_all_operations())) == 18
+    assert len(list(schema.get_all_operations())) == 20
 
 
 @schema.parametrize()
