@@ -39,7 +39,7 @@ class Visible:
 
 async def until(predicate, what: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 (the hub's poll is what changes it)
             await asyncio.sleep(0.01)
 
 
@@ -68,7 +68,7 @@ def add(thread_id: str, text: str, account: str = M) -> AddMessages:
 
 
 async def test_local_appends_fill_the_tail_without_reading(setup):
-    journal, hub, entities, _, _ = setup
+    _, hub, entities, _, _ = setup
     t = new_ulid()
     await entities.execute(CreateThread(t, A, "t", (A,), (M,), at=1))
     tail = await hub.open_tail(t)
@@ -83,7 +83,7 @@ async def test_local_appends_fill_the_tail_without_reading(setup):
 
 
 async def test_another_writers_appends_reach_the_tail(setup):
-    journal, hub, entities, _, tmp_path = setup
+    _, hub, entities, _, tmp_path = setup
     t = new_ulid()
     await entities.execute(CreateThread(t, A, "t", (A,), (M,), at=1))
     tail = await hub.open_tail(t)

@@ -16,7 +16,7 @@ from tests.support.sse_client import SseParser
 from threadweaver.adapters.http.stream_wire import event_json, frame, wire_name
 from threadweaver.application import stream_cursor
 from threadweaver.application.settings import StreamSettings
-from threadweaver.application.stream_membership import joined, join_seq, may_remove
+from threadweaver.application.stream_membership import join_seq, joined, may_remove
 from threadweaver.application.streams import FellBehind, TailCursor, TailEvent, ThreadTail
 from threadweaver.domain import new_ulid
 from threadweaver.domain.events import (
