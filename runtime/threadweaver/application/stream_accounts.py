@@ -162,6 +162,7 @@ class AccountStream:
     # -- frames -----------------------------------------------------------------------------
     async def frames(self) -> AsyncIterator[bytes]:
         hub, settings = self.hub, self.hub.settings
+        unregister = hub.serving(self.wakeup)
         try:
             ends = stream_deadline(settings)
             refresh_at = time.monotonic() + settings.stream_account_refresh
@@ -193,6 +194,7 @@ class AccountStream:
                     yield HEARTBEAT
             self.ended_by = "closing"
         finally:
+            unregister()
             self.close()
 
     async def _take_dirty(self) -> list[bytes]:

@@ -184,6 +184,7 @@ class StreamHub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._wakeups: set[Wakeup] = set()  # of the streams being served
         self.closing = asyncio.Event()
 
     def __len__(self) -> int:
@@ -194,8 +195,20 @@ class StreamHub:
         self._unsubscribe = self.journal.subscribe(self._on_append)
         self._poller = asyncio.create_task(self._poll_forever(), name="stream-tails")
 
-    async def close(self) -> None:
+    def end_streams(self) -> None:
+        """End every stream (each after the events it has): the server is shutting down, and
+        the clients resume on another member."""
         self.closing.set()
+        for wakeup in list(self._wakeups):
+            wakeup.event.set()
+
+    def serving(self, wakeup: Wakeup) -> Callable[[], None]:
+        """Register a stream's wake-up for `end_streams`; returns the unregistration."""
+        self._wakeups.add(wakeup)
+        return lambda: self._wakeups.discard(wakeup)
+
+    async def close(self) -> None:
+        self.end_streams()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -491,6 +504,7 @@ class ThreadStream:
         """SSE chunks: events (several per chunk when they come together), heartbeats."""
         hub, settings = self.hub, self.hub.settings
         self.tail.subscribers.add(self.wakeup)
+        unregister = hub.serving(self.wakeup)
         try:
             ends = stream_deadline(settings)
             while not hub.closing.is_set():
@@ -521,6 +535,7 @@ class ThreadStream:
                     yield HEARTBEAT
             self.ended_by = "closing"
         finally:
+            unregister()
             self.tail.subscribers.discard(self.wakeup)
 
     def _until_removal(self, events: list[TailEvent]) -> tuple[list[TailEvent], bool]:

@@ -94,4 +94,11 @@ def create_app(
     add_routes(app.router, ROUTES, groups)
     app[HTTP_SETTINGS] = settings
     app[OPENAPI_DOCUMENT] = document
+    if streams is not None:
+        hub = streams
+
+        async def end_streams(_: web.Application) -> None:
+            hub.end_streams()  # before aiohttp waits for the handlers to finish
+
+        app.on_shutdown.append(end_streams)
     return app
