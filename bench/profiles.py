@@ -55,6 +55,14 @@ class Profile:
     clients_rounds: int = 2  # C: interleaved rounds of the client micro-benchmark
     clients_calls: int = 1000  # C: calls per variant and round
     clients_concurrency: int = 8  # C: calls in flight
+    # 7. live streams (w7_streams.py)
+    stream_threads: int = 100  # A, B: threads the subscribers are spread over
+    stream_idle: int = 10_000  # A: idle subscribers
+    stream_active: int = 1_000  # B: subscribers while posts are sent
+    stream_rate: float = 500.0  # B: posts per second (open loop)
+    stream_seconds: float = 10.0  # B, C: seconds of posts
+    stream_fanout: int = 1_000  # C: subscribers of one thread
+    stream_fanout_rate: float = 50.0  # C: posts per second to it
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -144,6 +152,12 @@ QUICK = Profile(
     handoff_rate=25.0,
     handoff_settle=0.5,
     handoff_warmup=0.5,
+    stream_idle=1_000,
+    stream_active=200,
+    stream_rate=100.0,
+    stream_seconds=3.0,
+    stream_fanout=200,
+    stream_fanout_rate=20.0,
 )
 
 PROFILES = {"full": FULL, "quick": QUICK}
