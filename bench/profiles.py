@@ -62,7 +62,7 @@ class Profile:
     stream_rate: float = 500.0  # B: posts per second (open loop)
     stream_seconds: float = 10.0  # B, C: seconds of posts
     stream_fanout: int = 1_000  # C: subscribers of one thread
-    stream_fanout_rate: float = 50.0  # C: posts per second to it
+    stream_fanout_rate: float = 10.0  # C: posts per second to it (x subscribers: deliveries)
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -33,6 +33,7 @@ from .client import create_body, post_body
 from .profiles import Profile
 from .servers import Server, start_runtime
 
+WAVE = 250  # streams opened at once (the listen backlog is 128 in aiohttp)
 SERVER_ARGS = [
     "--sync-mode",
     "normal",
@@ -116,18 +117,18 @@ async def _subscribe(
     arrivals: dict[bytes, list[float]] | None,
     timeout: float,
 ) -> tuple[list[Subscriber], list[asyncio.Task[None]]]:
-    subs, tasks = [], []
-    for i in range(count):
-        thread = threads[i % len(threads)]
-        sub = Subscriber(arrivals)
-        stream = f"{url}/v1/threads/{thread}/events?account_id={ACCOUNT}&min_seq=1"
-        subs.append(sub)
-        tasks.append(asyncio.create_task(sub.run(session, stream)))
-        if i % 200 == 199:
-            await asyncio.sleep(0)  # let the connections open as they go
+    subs: list[Subscriber] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
         async with asyncio.timeout(timeout):
-            await asyncio.gather(*(s.opened.wait() for s in subs))
+            for i in range(count):
+                thread = threads[i % len(threads)]
+                sub = Subscriber(arrivals)
+                stream = f"{url}/v1/threads/{thread}/events?account_id={ACCOUNT}&min_seq=1"
+                subs.append(sub)
+                tasks.append(asyncio.create_task(sub.run(session, stream)))
+                if i % WAVE == WAVE - 1 or i == count - 1:  # opened in waves, not all at once
+                    await asyncio.gather(*(s.opened.wait() for s in subs[-WAVE:]))
     except TimeoutError:
         opened = sum(s.opened.is_set() for s in subs)
         failed = [t.exception() for t in tasks if t.done() and t.exception()]
@@ -176,8 +177,13 @@ async def _post_open_loop(
         task = asyncio.create_task(one(i))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
-    async with asyncio.timeout(30):
-        await asyncio.gather(*in_flight)
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*in_flight)
+    except TimeoutError:
+        raise BenchError(
+            f"{len(in_flight)} of {total} posts unanswered 60 s after the last was sent"
+        ) from None
     return acks, sent, errors
 
 
@@ -280,13 +286,22 @@ def _run_async(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
+def _part(coro: Any) -> dict[str, Any]:
+    """One measurement; its failure is recorded in its place (the others are kept)."""
+    try:
+        return _run_async(coro)
+    except Exception as exc:
+        log(f"w7: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
 def run(p: Profile, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
     server = start_runtime(work / "idle", SERVER_ARGS)
     try:
         log(f"w7 A: {p.stream_idle} idle subscribers over {p.stream_threads} threads")
-        result["idle"] = _run_async(_idle(server, p.stream_threads, p.stream_idle))
+        result["idle"] = _part(_idle(server, p.stream_threads, p.stream_idle))
     finally:
         server.stop()
     stacks: list[tuple[str, list[str] | None]] = [("embedded", [])]
@@ -298,16 +313,23 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
             server = start_runtime(work / name, [*SERVER_ARGS, *extra])
             try:
                 log(f"w7 B ({name}): {p.stream_active} subscribers, {p.stream_rate}/s posts")
-                active = _latency(
-                    server.url, p.stream_threads, p.stream_active, p.stream_rate, p.stream_seconds
+                result[f"active_{name}"] = _part(
+                    _latency(
+                        server.url,
+                        p.stream_threads,
+                        p.stream_active,
+                        p.stream_rate,
+                        p.stream_seconds,
+                    )
                 )
-                result[f"active_{name}"] = _run_async(active)
                 log(f"w7 C ({name}): {p.stream_fanout} subscribers of one thread")
-                fanout = _latency(
-                    server.url, 1, p.stream_fanout, p.stream_fanout_rate, p.stream_seconds
+                result[f"fanout_{name}"] = _part(
+                    _latency(server.url, 1, p.stream_fanout, p.stream_fanout_rate, p.stream_seconds)
                 )
-                result[f"fanout_{name}"] = _run_async(fanout)
             finally:
                 server.stop()
+    failed = [k for k, v in result.items() if "error" in v]
+    if failed:
+        result["failed_parts"] = failed
     assert HOST == "127.0.0.1"
     return result

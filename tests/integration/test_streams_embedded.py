@@ -239,3 +239,42 @@ async def test_min_seq_reads_your_writes(runtime, http):
     async with http.get(f"{runtime.url}/v1/threads/{thread}?account_id={admin}&min_seq=x") as r:
         assert r.status == 400
         assert (await r.json())["error_messages"][0].startswith("min_seq: must be an integer")
+
+
+async def test_with_jwt_the_stream_account_must_be_the_subject(tmp_path, http):
+    import jwt
+
+    secret = "streams-secret-0123456789abcdef-0123456789"
+    (tmp_path / "secret").write_text(secret)
+    proc = RuntimeProcess(
+        tmp_path / "jwt",
+        args=[*ARGS, "--auth", "jwt", "--jwt-hs256-secret-file", str(tmp_path / "secret")],
+        name="streams-jwt",
+    ).start()
+    try:
+        admin, other = new_ulid(), new_ulid()
+
+        def bearer(sub: str) -> dict[str, str]:
+            token = jwt.encode({"sub": sub, "exp": int(time.time()) + 600}, secret, "HS256")
+            return {"Authorization": f"Bearer {token}"}
+
+        body = {"accountId": admin, "title": "j", "administratorIds": [admin], "memberIds": []}
+        async with http.post(
+            proc.url + "/v1/threads/create", json={**body, "createAt": now()}, headers=bearer(admin)
+        ) as r:
+            thread = (await r.json())["thread_id"]
+        url = f"{proc.url}/v1/threads/{thread}/events?account_id={admin}&min_seq=1"
+        for target, token_of, status in (
+            (url, admin, 200),
+            (url, other, 403),  # the query's account_id is not the subject
+            (f"{proc.url}/v1/accounts/{admin}/events", admin, 200),
+            (f"{proc.url}/v1/accounts/{admin}/events", other, 403),  # the path's account
+        ):
+            s = await connect(http, target, headers=bearer(token_of))
+            assert s.status == status, (target, token_of)
+            s.close()
+        s = await connect(http, url)  # no token
+        assert s.status == 401
+        s.close()
+    finally:
+        proc.stop()

@@ -147,7 +147,10 @@ class AccountStream:
     async def _follow_pending(self) -> None:
         pending, self._pending = self._pending, {}
         for thread_id, seq in pending.items():
-            await self._follow(thread_id, None if seq is None else seq - 1)
+            try:
+                await self._follow(thread_id, None if seq is None else seq - 1)
+            except Exception:  # the journal did not answer: the next refresh finds it again
+                log.warning("following %s for %s failed", thread_id, self.account_id, exc_info=True)
 
     async def _refresh(self) -> None:
         try:
@@ -178,6 +181,10 @@ class AccountStream:
                 except FellBehind as exc:
                     hub.stats.dropped[self.KIND] += exc.missed
                     self.ended_by = "behind"
+                    return
+                except Exception:  # the journal failed a catch-up: the client resumes later
+                    log.warning("stream of account %s failed", self.account_id, exc_info=True)
+                    self.ended_by = "error"
                     return
                 if chunk:
                     hub.stats.delivered[self.KIND] += len(chunk)

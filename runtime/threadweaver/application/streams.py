@@ -160,6 +160,8 @@ class JoinWatcher(Protocol):
 class StreamHub:
     """The live-stream side of one member (see the module docstring)."""
 
+    OPEN_CHECKS = 8  # read-model access checks at once (below the pool's 10 connections)
+
     def __init__(
         self,
         journal: Journal,
@@ -185,6 +187,7 @@ class StreamHub:
         self._poller: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._wakeups: set[Wakeup] = set()  # of the streams being served
+        self._checks = asyncio.Semaphore(self.OPEN_CHECKS)
         self.closing = asyncio.Event()
 
     def __len__(self) -> int:
@@ -251,10 +254,13 @@ class StreamHub:
     # -- access -----------------------------------------------------------------------------
     async def can_read(self, thread_id: str, account_id: str, min_seq: int = 0) -> bool:
         """What the thread's queries answer: visible to the account (after the read model
-        applied `min_seq`); NotAppliedYet when it did not in time."""
+        applied `min_seq`); NotAppliedYet when it did not in time. At most `OPEN_CHECKS` run
+        at once: thousands of clients reconnecting together (a member went away) queue here
+        instead of exhausting the read model's connection pool."""
         if min_seq > 0:
             await self.read_your_writes.wait(thread_id, min_seq)
-        return await self.read_model.get_thread(thread_id, account_id) is not None
+        async with self._checks:
+            return await self.read_model.get_thread(thread_id, account_id) is not None
 
     async def still_reads(self, thread_id: str, account_id: str, seq: int) -> bool:
         """After an event at `seq` that may have removed the account: may it still read the
@@ -514,6 +520,10 @@ class ThreadStream:
                 except FellBehind as exc:
                     hub.stats.dropped[self.KIND] += exc.missed
                     self.ended_by = "behind"
+                    return
+                except Exception:  # the journal failed a catch-up: the client resumes later
+                    log.warning("stream of %s failed", self.tail.thread_id, exc_info=True)
+                    self.ended_by = "error"
                     return
                 if events:
                     chunk, keep = self._until_removal(events)

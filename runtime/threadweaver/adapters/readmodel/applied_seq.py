@@ -28,7 +28,12 @@ class SqlAppliedSeqs:
         try:
             async with engine.connect() as conn:
                 value = (await conn.execute(_QUERY, {"thread_id": thread_id})).scalar()
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+        except (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            sa.exc.TimeoutError,
+            OSError,
+        ) as exc:
             raise ReadModelUnavailable(
                 f"the read model is unavailable ({type(exc).__name__})"
             ) from exc
