@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 
 from ..domain import thread_persistence_id
 from . import event_mapper, stream_cursor
-from .stream_membership import join_seq, may_remove
+from .stream_membership import join_seq, removes
 from .streams import (
     HEARTBEAT,
     FellBehind,
@@ -194,11 +194,11 @@ class AccountStream:
                 if now >= ends:
                     self.ended_by = "duration"
                     return
-                timeout = min(settings.stream_heartbeat, ends - now, refresh_at - now)
-                if not await self.wakeup.wait(max(timeout, 0.0)):
-                    if time.monotonic() >= refresh_at or time.monotonic() >= ends:
-                        continue
+                if self.wakeup.beat:  # the hub's heartbeat timer
+                    self.wakeup.beat = False
                     yield HEARTBEAT
+                    continue
+                await self.wakeup.wait(max(min(ends, refresh_at) - now, 0.0))
             self.ended_by = "closing"
         finally:
             unregister()
@@ -222,7 +222,7 @@ class AccountStream:
         for e in events:
             self.positions[key] = e.seq
             frames.append(b"id: " + stream_cursor.encode(self.positions).encode() + b"\n" + e.body)
-            if may_remove(e.event, self.account_id) and not await self.hub.still_reads(
+            if removes(e.removes, self.account_id) and not await self.hub.still_reads(
                 thread_id, self.account_id, e.seq
             ):
                 self._unfollow(thread_id)

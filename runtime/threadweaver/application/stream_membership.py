@@ -48,8 +48,25 @@ def may_remove(event: Event, account_id: str) -> bool:
     return False
 
 
-def is_destroy(event: Event) -> bool:
-    return isinstance(event, ThreadDestroyed)
+#: `removed_by`'s answer for an event that may remove every account (the thread is destroyed)
+EVERYONE: frozenset[str] = frozenset({"*"})
+
+
+def removed_by(event: Event) -> frozenset[str] | None:
+    """The accounts `event` may remove (`may_remove` for all accounts at once, computed once
+    per event instead of once per subscriber): None for nobody, `EVERYONE` for a destroy."""
+    if isinstance(event, ThreadDestroyed):
+        return EVERYONE
+    if isinstance(event, AdministratorIdsLeft):
+        return frozenset(event.administrator_ids)
+    if isinstance(event, MemberIdsLeft):
+        return frozenset(event.member_ids)
+    return None
+
+
+def removes(accounts: frozenset[str] | None, account_id: str) -> bool:
+    """Whether `removed_by`'s answer `accounts` may remove `account_id`."""
+    return accounts is not None and (accounts is EVERYONE or account_id in accounts)
 
 
 def join_seq(events: list[tuple[int, Event]], account_id: str) -> int | None:

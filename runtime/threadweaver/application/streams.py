@@ -38,7 +38,7 @@ from . import event_mapper
 from .ports import Journal, ReadModel, StoredEvent
 from .read_your_writes import NotAppliedYet, ReadYourWrites
 from .settings import StreamSettings
-from .stream_membership import JOIN_EVENT_TYPES, joined, may_remove
+from .stream_membership import JOIN_EVENT_TYPES, joined, removed_by, removes
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,13 @@ OPENED = b": connected\n\n"
 
 @dataclass(frozen=True, slots=True)
 class TailEvent:
-    """One event of a tail: its seq, the domain event and its SSE frame (`id: <seq>` first)."""
+    """One event of a tail: its seq, the domain event, its SSE frame (`id: <seq>` first) and
+    the accounts it may remove (`stream_membership.removed_by`)."""
 
     seq: int
     event: Event
     frame: bytes
+    removes: frozenset[str] | None = None
 
     @property
     def body(self) -> bytes:
@@ -185,6 +187,7 @@ class StreamHub:
         self._watchers: dict[str, set[JoinWatcher]] = collections.defaultdict(set)
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._wakeups: set[Wakeup] = set()  # of the streams being served
         self._checks = asyncio.Semaphore(self.OPEN_CHECKS)
@@ -197,6 +200,7 @@ class StreamHub:
     def start(self) -> None:
         self._unsubscribe = self.journal.subscribe(self._on_append)
         self._poller = asyncio.create_task(self._poll_forever(), name="stream-tails")
+        self._ticker = asyncio.create_task(self._beat_forever(), name="stream-heartbeats")
 
     def end_streams(self) -> None:
         """End every stream (each after the events it has): the server is shutting down, and
@@ -215,11 +219,11 @@ class StreamHub:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        tasks = [t for t in (self._poller, *self._tasks) if t is not None]
+        tasks = [t for t in (self._poller, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._poller = None
+        self._poller = self._ticker = None
 
     # -- admission --------------------------------------------------------------------------
     def admit(self, account_id: str, kind: str) -> None:
@@ -322,7 +326,7 @@ class StreamHub:
 
     def _entry(self, stored: StoredEvent) -> TailEvent:
         event = event_mapper.to_domain(stored)
-        return TailEvent(stored.seq, event, self.encode(stored.seq, event))
+        return TailEvent(stored.seq, event, self.encode(stored.seq, event), removed_by(event))
 
     def _on_append(self, events: Sequence[StoredEvent]) -> None:
         """The journal's in-process feed: this process's durable appends."""
@@ -407,6 +411,15 @@ class StreamHub:
             out.append(self._entry(e))
         return out
 
+    async def _beat_forever(self) -> None:
+        """One timer for every stream's heartbeat (none per subscriber): each interval, wake
+        every stream with its `beat` set; an idle one writes its comment line."""
+        while True:
+            await asyncio.sleep(self.settings.stream_heartbeat)
+            for wakeup in list(self._wakeups):
+                wakeup.beat = True
+                wakeup.event.set()
+
     async def _poll_forever(self) -> None:
         cursor: int | None = None
         while True:
@@ -463,13 +476,15 @@ class TailCursor:
 
 
 class Wakeup:
-    """A subscriber's wake-up: tails call `notify`, the stream waits on it."""
+    """A subscriber's wake-up: tails call `notify`, the hub's heartbeat timer sets `beat`, the
+    stream waits on it."""
 
-    __slots__ = ("dirty", "event")
+    __slots__ = ("beat", "dirty", "event")
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.dirty: set[ThreadTail] = set()
+        self.beat = False
 
     def notify(self, tail: ThreadTail) -> None:
         self.dirty.add(tail)
@@ -536,13 +551,14 @@ class ThreadStream:
                             return
                         self.cursor.pos = seq  # the rest of the batch is taken again
                     continue
-                remaining = ends - time.monotonic()
-                if remaining <= 0:
+                if time.monotonic() >= ends:  # checked when woken: at least every heartbeat
                     self.ended_by = "duration"
                     return
-                woken = await self.wakeup.wait(min(settings.stream_heartbeat, remaining))
-                if not woken and time.monotonic() < ends:
+                if self.wakeup.beat:
+                    self.wakeup.beat = False
                     yield HEARTBEAT
+                    continue
+                await self.wakeup.event.wait()
             self.ended_by = "closing"
         finally:
             unregister()
@@ -550,7 +566,8 @@ class ThreadStream:
 
     def _until_removal(self, events: list[TailEvent]) -> tuple[list[TailEvent], bool]:
         """The events up to the first that may remove the account (then False: check it)."""
+        account = self.account_id
         for i, e in enumerate(events):
-            if may_remove(e.event, self.account_id):
+            if e.removes is not None and removes(e.removes, account):
                 return events[: i + 1], False
         return events, True

@@ -58,14 +58,22 @@ def _app() -> web.Application:
     gateway = stream_fakes.JournaledGateway(journal)
     queries = fakes.FakeQueries(gateway)
     # streams end after a moment: a response must end for schemathesis to check it
-    hub, waiter = stream_fakes.stream_hub(journal, queries, stream_max_duration=0.2)
-    return create_app(
+    hub, waiter = stream_fakes.stream_hub(
+        journal, queries, stream_max_duration=0.2, stream_heartbeat=0.1
+    )
+    app = create_app(
         commands=gateway,
         queries=queries,
         settings=HttpSettings(metrics_registry=CollectorRegistry()),
         streams=hub,
         read_your_writes=waiter,
     )
+
+    async def start_hub(_: web.Application) -> None:
+        hub.start()  # its heartbeat timer wakes the streams (and ends them after 0.2 s)
+
+    app.on_startup.append(start_hub)
+    return app
 
 
 # The schema is taken from the app at collection time (schemathesis' lazy `from_fixture` does

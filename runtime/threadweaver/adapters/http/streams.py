@@ -157,11 +157,17 @@ async def _serve(
     response = web.StreamResponse(headers=EVENT_STREAM_HEADERS)
     add_cors_headers(request, response)
     write_timeout = hub.settings.stream_write_timeout
+    transport = request.transport
     try:
         await response.prepare(request)
         await response.write(OPENED)
         async for chunk in frames:
-            async with asyncio.timeout(write_timeout):
+            # A write blocks only once the socket's buffer is past its high-water mark (64 KiB):
+            # below half of it there is no time-out to arm (a timer per event is what costs).
+            if transport is None or transport.get_write_buffer_size() + len(chunk) > 32768:
+                async with asyncio.timeout(write_timeout):
+                    await response.write(chunk)
+            else:
                 await response.write(chunk)
     except (ConnectionError, TimeoutError):
         pass  # the client went away or does not read: it resumes from its last id
