@@ -33,9 +33,9 @@ from ...domain.ids import ulid_error
 from .auth import SUBJECT, SUBJECT_MISMATCH
 from .cors import add_cors_headers
 from .errors import ApiError, retry_after
+from .handlers_queries import THREAD_NOT_FOUND  # refused exactly as the thread's queries
 from .validation import REQUIRED, Errors, path_thread_id, ulid
 
-THREAD_NOT_FOUND = "thread is not found"  # as the thread's queries answer (handlers_queries.py)
 LAST_EVENT_ID = "Last-Event-ID"
 SEQ_MAX = (1 << 63) - 1
 SEQ_INVALID = f"must be an integer between 0 and {SEQ_MAX}"
