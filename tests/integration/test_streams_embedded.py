@@ -278,3 +278,74 @@ async def test_with_jwt_the_stream_account_must_be_the_subject(tmp_path, http):
         s.close()
     finally:
         proc.stop()
+
+
+async def test_a_slow_consumer_is_cut_off_and_resumes_without_a_gap(tmp_path, http):
+    """A client that stops reading: the member's writes block, its thread's tail (8 events
+    here) moves on, and the stream ends after the last event the client was sent; resuming
+    from it yields the rest, exactly once."""
+    import socket
+
+    proc = RuntimeProcess(
+        tmp_path / "slow", args=[*ARGS, "--stream-buffer", "8"], name="streams-slow"
+    ).start()
+    try:
+        api = Api(http, proc.url)
+        admin = new_ulid()
+        thread, _ = await api.create(admin)
+        async with http.get(f"{proc.url}/v1/threads/{thread}?account_id={admin}&min_seq=1"):
+            pass
+        # a raw client with a tiny receive window, which reads nothing for now
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", proc.port))
+        path = f"/v1/threads/{thread}/events?account_id={admin}"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.settimeout(10)
+        received = b""
+        while b": connected" not in received:  # the stream is open (from the live end)
+            received += sock.recv(4096)
+        big = [{"text": "x" * 250, "toAccountIds": []} for _ in range(1000)]  # ~270 KB
+        for _ in range(12):  # ~13 MB of events, well past the socket buffers
+            posted = []
+            for _ in range(4):  # (a thread holds at most 5,000 live messages)
+                body = {"accountId": admin, "messages": big}
+                posted.append(
+                    (await api.post(f"/v1/threads/{thread}/messages/add", body))["messageIds"]
+                )
+            for ids in posted:
+                removed = {"accountId": admin, "messageIds": ids}
+                await api.post(f"/v1/threads/{thread}/messages/remove", removed)
+        last_seq = (
+            await api.post(
+                f"/v1/threads/{thread}/messages/add",
+                {"accountId": admin, "messages": [{"text": "the end", "toAccountIds": []}]},
+            )
+        )["seq"]
+        # now read everything the member had sent, until it ends the stream
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(60):
+            while not received.endswith(b"0\r\n\r\n"):  # the chunked response's end
+                chunk = await loop.sock_recv(sock, 1 << 20)
+                if not chunk:
+                    break
+                received += chunk
+        sock.close()
+        ids = [int(line[4:]) for line in received.split(b"\n") if line.startswith(b"id: ")]
+        assert ids and ids == list(range(2, ids[-1] + 1))  # in order, no gap
+        assert ids[-1] < last_seq  # cut off before the end
+        resumed = await connect(http, f"{proc.url}{path}", last_event_id=str(ids[-1]))
+        rest = await resumed.take(last_seq - ids[-1], timeout=30)
+        resumed.close()
+        assert [e.seq for e in rest] == list(range(ids[-1] + 1, last_seq + 1))
+        async with http.get(proc.url + "/metrics") as r:
+            metrics = await r.text()
+        dropped = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith('threadweaver_stream_events_dropped_total{kind="thread"}')
+        ]
+        assert dropped and float(dropped[0].split()[-1]) > 0
+    finally:
+        proc.stop()
