@@ -63,6 +63,7 @@ class Profile:
     stream_seconds: float = 10.0  # B, C: seconds of posts
     stream_fanout: int = 1_000  # C: subscribers of one thread
     stream_fanout_rate: float = 10.0  # C: posts per second to it (x subscribers: deliveries)
+    stream_production: bool = True  # B, C also on dynalite + MariaDB
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -152,12 +153,13 @@ QUICK = Profile(
     handoff_rate=25.0,
     handoff_settle=0.5,
     handoff_warmup=0.5,
-    stream_idle=1_000,
-    stream_active=200,
-    stream_rate=100.0,
-    stream_seconds=3.0,
-    stream_fanout=200,
-    stream_fanout_rate=20.0,
+    stream_idle=500,
+    stream_active=100,
+    stream_rate=50.0,
+    stream_seconds=2.0,
+    stream_fanout=100,
+    stream_fanout_rate=10.0,
+    stream_production=False,
 )
 
 PROFILES = {"full": FULL, "quick": QUICK}

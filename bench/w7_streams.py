@@ -10,8 +10,8 @@ B. Active: `stream_active` subscribers spread evenly over `stream_threads` threa
 C. Fan-out: `stream_fanout` subscribers of ONE thread, posts at `stream_fanout_rate` per
    second; the same latency.
 
-B and C run on the embedded runtime (SQLite journal and read model) and, with the services, on
-the production backends (DynamoDB API on dynalite, MySQL read model on MariaDB). Server on the
+B and C run on the embedded runtime (SQLite journal and read model) and, with the services (full
+runs), on the production backends (DynamoDB API on dynalite, MySQL read model on MariaDB). Server on the
 server core, the bench's clients (uvloop, aiohttp) on the load core; every loop is bounded.
 
     python -m bench --only w7 [--quick]
@@ -247,12 +247,17 @@ async def _idle(server: Server, threads_count: int, subscribers: int) -> dict[st
     }
 
 
-def _production_args(work: Path) -> contextlib.AbstractContextManager[list[str] | None]:
+def _production_args(
+    work: Path, wanted: bool
+) -> contextlib.AbstractContextManager[list[str] | None]:
     """The production backends' server flags (fresh tables and database), or None without
-    the services."""
+    the services (or not `wanted`: quick runs)."""
 
     @contextlib.contextmanager
     def backends() -> Any:
+        if not wanted:
+            yield None
+            return
         try:
             from .services import ensure_services, fresh_production_backends
         except ImportError:
@@ -305,7 +310,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
     finally:
         server.stop()
     stacks: list[tuple[str, list[str] | None]] = [("embedded", [])]
-    with _production_args(work) as production:
+    with _production_args(work, p.stream_production) as production:
         if production is not None:
             stacks.append(("production", production))
         for name, extra in stacks:
