@@ -18,7 +18,9 @@ snapshots; w5 memory with/without --max-entities; w6 the production backends (Dy
 dynalite, MySQL read model on MariaDB): workload 1's commands beside the embedded runtime, and
 the handoff of one shard range between two cluster members under load (the local Kubernetes
 control plane); w7 the read-model rebuild (`threadweaver project`) into SQLite and MySQL beside
-a live runtime; profile: pyinstrument on workload 1 (full runs only, or --profile / --only).
+a live runtime; w8 live event streams: memory per idle subscriber, delivery latency of active
+and fanned-out subscribers (embedded, and production backends when the services run); profile:
+pyinstrument on workload 1 (full runs only, or --profile / --only).
 
 w3 and w6 need MariaDB and dynalite (`hack/services.sh up`), w6 also the control plane
 (`hack/controlplane.sh up`); the bench runs both scripts itself (they are idempotent) and fails
@@ -54,6 +56,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[], Any]]] = {
     "w5": ("memory", lambda: __import__("bench.w5_memory", fromlist=["run"]).run),
     "w6": ("production", lambda: __import__("bench.w6_production", fromlist=["run"]).run),
     "w7": ("rebuild", lambda: __import__("bench.w7_rebuild", fromlist=["run"]).run),
+    "w8": ("streams", lambda: __import__("bench.w8_streams", fromlist=["run"]).run),
     "profile": ("profile", lambda: __import__("bench.profile_run", fromlist=["run"]).run),
 }
 EXTRAS = ("profile",)  # full runs only (or --profile / --only)
@@ -80,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 2 min)")
-    parser.add_argument("--only", default="", help="comma-separated: w1,w2,w3,w4,w5,w6,w7,profile")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: w1,w2,w3,w4,w5,w6,w7,w8,profile"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

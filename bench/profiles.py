@@ -61,6 +61,15 @@ class Profile:
     # the parts of workload 6 to run (`--set prod_parts=commands,lag`): A commands, D lag (the
     # projection lag on the production backends), B handoff, C clients
     prod_parts: tuple[str, ...] = ("commands", "lag", "handoff", "clients")
+    # 8. live streams (w8_streams.py)
+    stream_threads: int = 100  # A, B: threads the subscribers are spread over
+    stream_idle: int = 10_000  # A: idle subscribers
+    stream_active: int = 1_000  # B: subscribers while posts are sent
+    stream_rate: float = 500.0  # B: posts per second (open loop)
+    stream_seconds: float = 10.0  # B, C: seconds of posts
+    stream_fanout: int = 1_000  # C: subscribers of one thread
+    stream_fanout_rate: float = 10.0  # C: posts per second to it (x subscribers: deliveries)
+    stream_production: bool = True  # B, C also on dynalite + MariaDB
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -152,6 +161,13 @@ QUICK = Profile(
     handoff_rate=25.0,
     handoff_settle=0.5,
     handoff_warmup=0.5,
+    stream_idle=500,
+    stream_active=100,
+    stream_rate=50.0,
+    stream_seconds=2.0,
+    stream_fanout=100,
+    stream_fanout_rate=10.0,
+    stream_production=False,
 )
 
 PROFILES = {"full": FULL, "quick": QUICK}

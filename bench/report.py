@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import report_dynamodb, report_rebuild
+from . import report_dynamodb, report_rebuild, report_streams
 from . import report_sections as sections
 from .base import REPO, RESULTS
 from .machine import machine_line
@@ -49,6 +49,7 @@ def render(results: dict[str, Any]) -> str:
             memory=sections.memory(ws.get("memory", {})),
             production=production(ws.get("production", {})),
             rebuild=report_rebuild.section(ws.get("rebuild", {})),
+            streams=report_streams.streams(ws.get("streams", {})),
             profile=sections.profile(ws.get("profile", {})),
             notes=NOTES.read_text().strip() if NOTES.exists() else "",
         )
@@ -163,6 +164,7 @@ def _target_rows(ws: dict[str, Any]) -> list[str]:
                 ratio=times(w5.get("peak_ratio_unbounded_over_bounded")),
             )
         )
+    rows += report_streams.target_rows(ws.get("streams", {}))
     return rows
 
 

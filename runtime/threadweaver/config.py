@@ -10,6 +10,7 @@ dataclass, with its default and help text (`setting`, application/settings.py):
 | tracing    | TracingSettings   | here                      | --otel-endpoint, --otel-sample-ratio   |
 | entities   | EntitySettings    | application/settings.py   | --snapshot-every, --idempotency-keys   |
 | projection | ProjectorSettings | application/settings.py   | --projection-batch-size                |
+| streams    | StreamSettings    | application/settings.py   | --stream-buffer, --read-your-writes-timeout |
 | http       | HttpSettings      | adapters/http/settings.py | --request-timeout, --max-body-bytes    |
 | cluster    | ClusterSettings   | here                      | --cluster, --peer-token-file           |
 | auth       | AuthSettings      | adapters/http/settings.py | --auth, --jwt-hs256-secret-file        |
@@ -31,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .adapters.http.settings import AUTH_MODES, AuthSettings, HttpSettings
-from .application.settings import SETTING, EntitySettings, ProjectorSettings, Setting, setting
+from .application.settings import (
+    SETTING,
+    EntitySettings,
+    ProjectorSettings,
+    Setting,
+    StreamSettings,
+    setting,
+)
 from .shards.hashing import DEFAULT_SHARDS
 
 if TYPE_CHECKING:
@@ -312,6 +320,9 @@ class Settings:
         default_factory=lambda: ProjectorSettings(poll_interval=0.0),
         metadata={TITLE: "read-model updaters"},
     )
+    streams: StreamSettings = field(
+        default_factory=StreamSettings, metadata={TITLE: "live streams and read your writes"}
+    )
     cluster: ClusterSettings = field(
         default_factory=ClusterSettings, metadata={TITLE: "cluster membership"}
     )
@@ -374,6 +385,7 @@ class Settings:
                 "--idempotency-window / THREADWEAVER_IDEMPOTENCY_WINDOW: must be "
                 "a positive number of seconds"
             )
+        self._check_streams()
         auth = self.auth
         if auth.mode not in AUTH_MODES:
             raise ConfigError("--auth / THREADWEAVER_AUTH: none or jwt")
@@ -386,6 +398,29 @@ class Settings:
                 )
             return
         self.jwt_verifier()  # reads and checks the key file now: fail at start, not later
+
+    def _check_streams(self) -> None:
+        streams = self.streams
+        for name, value, low in (
+            ("stream-buffer", streams.stream_buffer, 1),
+            ("streams-per-account", streams.streams_per_account, 1),
+            ("stream-account-threads", streams.stream_account_threads, 1),
+        ):
+            if value < low:
+                env = ENV_PREFIX + name.upper().replace("-", "_")
+                raise ConfigError(f"--{name} / {env}: must be at least {low}")
+        for name, seconds in (
+            ("stream-heartbeat", streams.stream_heartbeat),
+            ("stream-account-refresh", streams.stream_account_refresh),
+            ("read-your-writes-timeout", streams.read_your_writes_timeout),
+        ):
+            if seconds <= 0:
+                env = ENV_PREFIX + name.upper().replace("-", "_")
+                raise ConfigError(f"--{name} / {env}: must be a positive number of seconds")
+        if streams.stream_max_duration < 0:
+            raise ConfigError(
+                "--stream-max-duration / THREADWEAVER_STREAM_MAX_DURATION: must be >= 0"
+            )
 
     def jwt_verifier(self) -> JwtVerifier:
         """The verifier of `--auth jwt` (adapters.http.auth.JwtVerifier), from the key file."""

@@ -15,7 +15,9 @@ from .adapters.readmodel.sql import redact_url
 from .application import tracing
 from .application.entities import EntityManager
 from .application.ports import Journal
+from .application.read_your_writes import ReadYourWrites
 from .application.sharding import Member, ShardingSettings
+from .application.streams import StreamHub
 from .config import Settings, StorageSettings, TracingSettings
 from .gc_tuning import tune_for_serving
 from .shards import MemberStatus, ShardMap
@@ -45,6 +47,26 @@ def build_journal(storage: StorageSettings) -> Journal:
 
 def build_read_model(storage: StorageSettings) -> SqlReadModel:
     return SqlReadModel(ReadModelSettings(url=storage.read_model))
+
+
+def build_streams(
+    journal: Journal, read_model: SqlReadModel, settings: Settings
+) -> tuple[ReadYourWrites, StreamHub]:
+    """The read-your-writes waiter and the live streams' hub (application/streams.py)."""
+    from .adapters.http.stream_wire import frame
+    from .adapters.readmodel.applied_seq import SqlAppliedSeqs
+
+    streams = settings.streams
+    waiter = ReadYourWrites(SqlAppliedSeqs(read_model), streams.read_your_writes_timeout)
+    hub = StreamHub(
+        journal,
+        read_model,
+        waiter,
+        streams,
+        frame,
+        poll_interval=settings.projection.poll_interval,
+    )
+    return waiter, hub
 
 
 def install_tracer(settings: TracingSettings, member: str) -> OtelTracer | None:
@@ -98,6 +120,7 @@ class Runtime:
             address=cluster.peer_address or None,
             holds_lease=lambda: self.lease is None or self.lease.is_held(),
         )
+        self.read_your_writes, self.streams = build_streams(self.journal, self.read_model, s)
         self._started = False
         from .observability import install as install_metrics
 
@@ -120,6 +143,7 @@ class Runtime:
         if storage.auto_migrate:
             await self.read_model.migrate()
         await self.entities.start()
+        self.streams.start()
         if cluster.embedded:
             await self.member.apply_map(ShardMap.initial(storage.shards, [cluster.member_name]))
         else:
@@ -151,6 +175,7 @@ class Runtime:
         await self.member.stop()
         if self.lease is not None:
             await self.lease.stop(release=True)
+        await self.streams.close()
         await self.entities.close()
         if self.peers is not None:
             await self.peers.close()
@@ -196,6 +221,8 @@ class Runtime:
             readiness=self.readiness,
             settings=self.settings.http,
             middlewares=middlewares,
+            streams=self.streams,
+            read_your_writes=self.read_your_writes,
         )
         cluster = self.settings.cluster
         if not cluster.embedded and not cluster.internal_port:

@@ -119,7 +119,7 @@ async def test_destroy(http):
     data = await post(
         http, f"/v1/threads/{tid}/destroy", {"accountId": admin, "createAt": now_ms()}
     )
-    assert data == {"threadId": tid, "error_messages": []}
+    assert data == {"threadId": tid, "error_messages": [], "seq": 2}  # seq: read your writes
 
 
 async def test_join_administrator_ids(http):
@@ -130,7 +130,7 @@ async def test_join_administrator_ids(http):
         f"/v1/threads/{tid}/administrator-ids/join",
         {"accountId": admin, "accountIds": [other], "createAt": now_ms()},
     )
-    assert data == {"threadId": tid, "error_messages": []}
+    assert data == {"threadId": tid, "error_messages": [], "seq": 2}
     path = f"/v1/threads/{tid}/administrator-ids"
     (ids,) = await eventually(lambda: _ids_when(http, path, admin, 2), what="2 administrators")
     assert ids == [admin, other]  # all ids, not only the caller's (a fix)

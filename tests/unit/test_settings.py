@@ -85,6 +85,13 @@ SERVE = {
     "--jwt-audience": "",
     "--otel-endpoint": "",  # tracing off
     "--otel-sample-ratio": 1.0,
+    "--stream-buffer": 256,
+    "--stream-heartbeat": 15.0,
+    "--streams-per-account": 16,
+    "--stream-max-duration": 0.0,
+    "--stream-account-threads": 400,
+    "--stream-account-refresh": 5.0,
+    "--read-your-writes-timeout": 2.0,
 }
 CREATE_TABLES = {
     **STORAGE,

@@ -20,6 +20,7 @@ import orjson
 from ..application.codec import command_to_json, error_from_json, events_from_json
 from ..application.gateway import ForwardRefused, ShardUnavailable
 from ..application.ports import JournalError
+from ..application.read_your_writes import Executed
 from ..application.tracing import tracer
 from ..domain import Command, Event
 from .http.routes import INTERNAL_EXECUTE_PATH
@@ -73,7 +74,8 @@ class HttpPeerClient:
             ) as r:
                 body = orjson.loads(await r.read())
                 if r.status == 200:
-                    return events_from_json(body["events"])
+                    # `seq`: the thread's seq after the command (absent from an older member)
+                    return Executed(events_from_json(body["events"]), body.get("seq"))
                 if r.status == 503:
                     unavailable = ForwardRefused if body.get("refused") else ShardUnavailable
                     raise unavailable(

@@ -40,6 +40,7 @@ from . import event_mapper, idempotency, tracing
 from .event_mapper import EventMapper, RequestMetadata
 from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
+from .read_your_writes import Executed
 from .settings import EntitySettings  # declared with the other settings; importable from here
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class EntityManager:
 
     # -- commands ---------------------------------------------------------------------------
     async def execute(self, command: Command) -> list[Event]:
+        """The command's events, as an `Executed` carrying the thread's seq after it."""
         pid = thread_persistence_id(command.thread_id)
         while True:
             entity = self._entity(pid)
@@ -141,7 +143,7 @@ class EntityManager:
                 self.stats.rejected += 1
                 raise
             if not events:
-                return events
+                return Executed(events, entity.seq)
             try:
                 await self._persist(
                     entity, events, (command.account_id, key, digest) if key else None
@@ -150,12 +152,12 @@ class EntityManager:
                 self.stats.conflicts += 1
                 await self._load(entity)
                 continue
-            return events
+            return Executed(events, entity.seq)
         raise JournalUnavailable(f"{pid}: too many concurrent writers, try again")
 
     async def _recorded(
         self, entity: _Entity, account_id: str, key: str, digest: str
-    ) -> list[Event] | None:
+    ) -> Executed | None:
         """The events a keyed command appended before, read back from the journal; None if the
         key is unknown (or forgotten); IdempotencyKeyReused if it came with another request."""
         entry = entity.recent.get(account_id, key) if entity.recent is not None else None
@@ -171,7 +173,7 @@ class EntityManager:
                 "an idempotent command cannot be read back"
             )
         self.stats.idempotent_replays += 1
-        return [self.mapper.to_domain(e) for e in stored]
+        return Executed([self.mapper.to_domain(e) for e in stored], stored[-1].seq)
 
     def _recent(self, entity: _Entity) -> RecentKeys:
         if entity.recent is None:

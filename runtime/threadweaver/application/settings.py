@@ -113,3 +113,41 @@ class ProjectorSettings:
     # because it was told of it (a dropped queue, another writer's append) is read again this
     # much later, once the index shows it.
     settle: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Live event streams (application/streams.py) and read-your-writes waits
+    (application/read_your_writes.py)."""
+
+    # Events a thread's tail keeps in memory, shared by its subscribers: a subscriber further
+    # behind than this is a slow consumer whose stream ends (it resumes from its last id).
+    stream_buffer: int = setting(
+        256, "events of a thread kept in memory for its live subscribers (the slow-consumer bound)"
+    )
+    stream_heartbeat: float = setting(
+        15.0, "seconds between the comment lines that keep an idle stream open through proxies"
+    )
+    streams_per_account: int = setting(
+        16, "open event streams per account on one member at most (429 beyond)"
+    )
+    # 0: unbounded. A bounded lifetime lets a load balancer spread long-lived connections again.
+    stream_max_duration: float = setting(
+        0.0, "seconds after which a stream ends (the client resumes); 0: never"
+    )
+    # 16 characters of resume id a thread: 400 keep the Last-Event-ID header under 8 KB
+    stream_account_threads: int = setting(
+        400, "threads an account stream follows at most (its resume id grows with them)"
+    )
+    # Joins made on other members reach an account stream through its read-model refresh.
+    stream_account_refresh: float = setting(
+        5.0, "seconds between an account stream's reads of the account's threads"
+    )
+    # A tail is woken by this process's appends and by the journal's change notes; the
+    # backstop reads each tail's thread once per period in case a writer announces nothing.
+    stream_backstop: float = 900.0
+    stream_write_timeout: float = 30.0  # a write blocked this long ends the stream
+    stream_catch_up_rounds: int = 8  # journal reads a resuming stream may make to reach the tail
+    read_your_writes_timeout: float = setting(
+        2.0, "seconds a query with min_seq waits for the read model to apply it (503 beyond)"
+    )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import Metric
 
 from .. import __version__
+from ..application.streams import StreamStats
 from .histogram import BATCH_BUCKETS, Histogram, buckets_of_counts
 from .lag import ProjectionLag
 from .metrics import (
@@ -24,6 +25,7 @@ from .metrics import (
     FORWARD_OUTCOMES,
     QUERY_OUTCOMES,
     RUNTIME_METRICS,
+    STREAM_KINDS,
     family,
 )
 from .recorders import Counts, Recorders
@@ -62,6 +64,7 @@ class RuntimeCollector:
         self._sharding(families)
         self._projections(families)
         self._read_model(families)
+        self._streams(families)
         families["threadweaver_build_info"].add_metric([__version__], 1)
         yield from families.values()
 
@@ -163,6 +166,19 @@ class RuntimeCollector:
         _counts(f["threadweaver_readmodel_queries_total"], rec.queries, QUERY_OUTCOMES)
         _histograms(f["threadweaver_readmodel_query_duration_seconds"], rec.duration)
         _histogram(f["threadweaver_readmodel_apply_duration_seconds"], [], rec.apply)
+
+    def _streams(self, f: dict[str, Any]) -> None:
+        hub = getattr(self.runtime, "streams", None)  # None: a runtime without live streams
+        stats = hub.stats if hub is not None else StreamStats()
+        for kind in STREAM_KINDS:
+            f["threadweaver_stream_subscribers"].add_metric([kind], stats.subscribers[kind])
+            f["threadweaver_stream_events_delivered_total"].add_metric(
+                [kind], stats.delivered[kind]
+            )
+            f["threadweaver_stream_events_dropped_total"].add_metric([kind], stats.dropped[kind])
+        f["threadweaver_stream_tails"].add_metric([], len(hub) if hub is not None else 0)
+        f["threadweaver_streams_refused_total"].add_metric([], stats.refused)
+        f["threadweaver_stream_journal_reads_total"].add_metric([], stats.journal_reads)
 
 
 def _counts(

@@ -37,6 +37,8 @@ APPEND_OUTCOMES = ("ok", "conflict", "unavailable", "error", "abandoned")
 DYNAMODB_OUTCOMES = ("ok", "throttled", "conditional_check_failed", "error")
 #: ``outcome`` of a read-model query.
 QUERY_OUTCOMES = ("ok", "unavailable", "error")
+#: ``kind`` of a live event stream: one thread's, or an account's (application/streams.py).
+STREAM_KINDS = ("thread", "account")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +307,46 @@ RUNTIME_METRICS: tuple[MetricSpec, ...] = (
         "histogram",
         (),
         "Time of one read-model transaction applying a batch of projected events.",
+    ),
+    # -- live streams (application/streams.py) -------------------------------------------
+    _m(
+        "threadweaver_stream_subscribers",
+        "gauge",
+        ("kind",),
+        "Open event streams on this member, by kind (thread, account).",
+    ),
+    _m(
+        "threadweaver_stream_tails",
+        "gauge",
+        (),
+        "Threads this member keeps a live tail of (one per thread followed, shared by its "
+        "subscribers).",
+    ),
+    _m(
+        "threadweaver_stream_events_delivered_total",
+        "counter",
+        ("kind",),
+        "Events written to the event streams of this member, by kind.",
+    ),
+    _m(
+        "threadweaver_stream_events_dropped_total",
+        "counter",
+        ("kind",),
+        "Events a slow consumer's stream ended without (the client resumes from its last "
+        "id), by kind.",
+    ),
+    _m(
+        "threadweaver_streams_refused_total",
+        "counter",
+        (),
+        "Streams refused because the account had the most streams allowed open (429).",
+    ),
+    _m(
+        "threadweaver_stream_journal_reads_total",
+        "counter",
+        (),
+        "Journal reads of the live streams (tails opened or filled, catch-ups of resuming "
+        "streams); this member's own appends reach its tails without one.",
     ),
     # -- process ---------------------------------------------------------------------------
     _m(

@@ -514,7 +514,7 @@ async def test_openapi_documents_an_optional_bearer_scheme(client):
     assert "--auth jwt" in scheme["description"]
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            if path.startswith("/v1/threads"):
+            if path.startswith(("/v1/threads", "/v1/accounts")):
                 assert op["security"] == [{"bearerAuth": []}, {}], (method, path)
                 assert {"401", "403"} <= set(op["responses"])
                 assert "WWW-Authenticate" in op["responses"]["401"]["headers"]

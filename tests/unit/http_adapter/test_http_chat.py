@@ -8,6 +8,7 @@ import pytest
 from threadweaver.adapters.http import OPENAPI_DOCUMENT, HttpSettings, create_app
 from threadweaver.adapters.http.errors import ApiError
 from threadweaver.adapters.http.message_cursors import decode, encode
+from threadweaver.application.read_your_writes import Executed
 from threadweaver.domain.commands import EditMessage, MoveReadMarker
 
 
@@ -145,18 +146,14 @@ async def test_read_marker_refusals(api, fakes):
 class SeqGateway:
     """A gateway whose answers carry the thread's sequence number, as the entities' do."""
 
-    class Executed(list):
-        seq: int | None = None
-
     def __init__(self, inner) -> None:
         self.inner = inner
         self.seq = 0
 
     async def execute(self, command):
-        events = self.Executed(await self.inner.execute(command))
+        events = list(await self.inner.execute(command))
         self.seq += len(events)
-        events.seq = self.seq
-        return events
+        return Executed(events, self.seq)
 
 
 async def test_answers_carry_seq_when_the_gateway_reports_it(make_client, gateway, fakes):

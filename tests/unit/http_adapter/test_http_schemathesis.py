@@ -15,7 +15,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
-from tests.unit.http_adapter import fakes
+from tests.unit.http_adapter import fakes, stream_fakes
 from threadweaver.adapters.http import OPENAPI_DOCUMENT, HttpSettings, create_app
 
 # modest by default so the unit suite stays fast; raise it for a deeper run
@@ -54,13 +54,26 @@ class BackgroundServer:
 
 
 def _app() -> web.Application:
-
-    gateway = fakes.FakeGateway()
-    return create_app(
-        commands=gateway,
-        queries=fakes.FakeQueries(gateway),
-        settings=HttpSettings(metrics_registry=CollectorRegistry()),
+    journal = stream_fakes.MemoryJournal()
+    gateway = stream_fakes.JournaledGateway(journal)
+    queries = fakes.FakeQueries(gateway)
+    # streams end after a moment: a response must end for schemathesis to check it
+    hub, waiter = stream_fakes.stream_hub(
+        journal, queries, stream_max_duration=0.2, stream_heartbeat=0.1
     )
+    app = create_app(
+        commands=gateway,
+        queries=queries,
+        settings=HttpSettings(metrics_registry=CollectorRegistry()),
+        streams=hub,
+        read_your_writes=waiter,
+    )
+
+    async def start_hub(_: web.Application) -> None:
+        hub.start()  # its heartbeat timer wakes the streams (and ends them after 0.2 s)
+
+    app.on_startup.append(start_hub)
+    return app
 
 
 # The schema is taken from the app at collection time (schemathesis' lazy `from_fixture` does
@@ -83,7 +96,7 @@ def server():
 def test_served_document_is_the_tested_one(server):
     loaded = schemathesis.openapi.from_url(f"{server.url}/v1/openapi.json")
     assert loaded.raw_schema == schema.raw_schema
-    assert len(list(schema.get_all_operations())) == 20
+    assert len(list(schema.get_all_operations())) == 22
 
 
 @schema.parametrize()

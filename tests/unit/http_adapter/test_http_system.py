@@ -145,7 +145,7 @@ async def test_openapi_lists_exactly_the_served_routes(client, document):
         (method.upper(), path) for path, item in document["paths"].items() for method in item
     }
     assert documented == served
-    assert len(served) == len(ROUTES) == 20
+    assert len(served) == len(ROUTES) == 22
     operation_ids = [
         op["operationId"] for item in document["paths"].values() for op in item.values()
     ]

@@ -110,7 +110,13 @@ async def test_a_retried_create_answers_the_same_thread(http, journal):
     first = await call(http, "/v1/threads/create", create_body(admin), key="create-1")
     again = await call(http, "/v1/threads/create", create_body(admin), key="create-1")
     assert (
-        first == again == {"thread_id": derive_thread_id(admin, "create-1"), "error_messages": []}
+        first
+        == again
+        == {
+            "thread_id": derive_thread_id(admin, "create-1"),
+            "error_messages": [],
+            "seq": 1,  # a retry answers the seq after the first attempt
+        }
     )
     assert len(await journaled(journal, first["thread_id"])) == 1
     other = await call(http, "/v1/threads/create", create_body(new_ulid()), key="create-1")
@@ -128,7 +134,7 @@ async def test_a_retried_add_messages_answers_the_first_ids(http, journal):
     assert first == again and len(first["messageIds"]) == 2
     assert len(await journaled(journal, tid)) == 2
     empty = await call(http, path, add_body(admin), key="add-empty")
-    assert empty == {"messageIds": [], "error_messages": []}
+    assert empty == {"messageIds": [], "error_messages": [], "seq": 2}  # nothing appended
 
 
 async def test_concurrent_duplicates_are_applied_once(http, journal):

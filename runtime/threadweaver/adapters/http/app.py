@@ -20,6 +20,8 @@ from aiohttp import web
 
 from ...application.gateway import CommandGateway
 from ...application.ports import ReadModel
+from ...application.read_your_writes import ReadYourWrites
+from ...application.streams import StreamHub
 from .edge import edge_middleware
 from .handlers_chat import ChatCommandHandlers
 from .handlers_commands import CommandHandlers
@@ -27,8 +29,10 @@ from .handlers_queries import QueryHandlers
 from .metrics import HttpMetrics
 from .openapi import build_document
 from .probes import Probes, ping_readiness
+from .read_your_writes import ReadYourWritesGroup
 from .routes import ROUTES, add_routes
 from .settings import HttpSettings
+from .streams import StreamHandlers
 from .wire import json_response
 
 HTTP_SETTINGS = web.AppKey("threadweaver.http.settings", HttpSettings)
@@ -63,11 +67,15 @@ def create_app(
     readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
     settings: HttpSettings = HttpSettings(),
     middlewares: Sequence[Any] = (),
+    streams: StreamHub | None = None,
+    read_your_writes: ReadYourWrites | None = None,
 ) -> web.Application:
     """The HTTP API. `queries` is only used through its query methods (get_thread,
     list_threads, list_administrator_ids, list_member_ids, list_messages, ping).
     `readiness` defaults to pinging the read model. `middlewares` run inside the error
-    middleware, closest to the handlers (see the module docstring)."""
+    middleware, closest to the handlers (see the module docstring). `streams` serves the live
+    event streams (without it they answer 503); `read_your_writes` makes the thread's queries
+    honour `min_seq` (without it `min_seq` is validated and not waited for)."""
     metrics = HttpMetrics.of(settings.metrics_registry)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -76,7 +84,10 @@ def create_app(
     document = build_document(ROUTES, settings, _version())
     groups: dict[str, Any] = {
         "commands": CommandHandlers(commands, settings),
-        "queries": QueryHandlers(queries, settings),
+        "queries": ReadYourWritesGroup(
+            "queries", QueryHandlers(queries, settings), read_your_writes
+        ),
+        "streams": StreamHandlers(streams),
         "probes": Probes(readiness or ping_readiness(queries)),
         "metrics": metrics,
         "system": _System(document),
@@ -85,4 +96,11 @@ def create_app(
     add_routes(app.router, ROUTES, groups)
     app[HTTP_SETTINGS] = settings
     app[OPENAPI_DOCUMENT] = document
+    if streams is not None:
+        hub = streams
+
+        async def end_streams(_: web.Application) -> None:
+            hub.end_streams()  # before aiohttp waits for the handlers to finish
+
+        app.on_shutdown.append(end_streams)
     return app

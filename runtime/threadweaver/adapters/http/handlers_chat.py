@@ -3,28 +3,16 @@
 They are command handlers like those of handlers_commands.py (same body reading, Idempotency-Key,
 time-out and errors); answers are `{"messageIds": [id]}` for an edit (also when the text was
 already that: nothing changes) and `{"threadId": id}` for a marker (also when it would have moved
-back: a marker only moves forward, so nothing changes), each with `seq` when the gateway
-reports the thread's sequence number after the command.
+back: a marker only moves forward, so nothing changes), each with `seq`, the thread's sequence
+number after the command (`answer`, as every command).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from . import chat_validation
-from .handlers_commands import CommandHandlers
-from .wire import json_response
-
-
-def _with_seq(body: dict[str, Any], events: Any) -> web.Response:
-    """`body` plus `seq`, the thread's sequence number after the command, when the gateway's
-    answer carries one (an events list with a `seq` attribute)."""
-    seq = getattr(events, "seq", None)
-    if seq is not None:
-        body["seq"] = seq
-    return json_response(body)
+from .handlers_commands import CommandHandlers, answer
 
 
 class ChatCommandHandlers(CommandHandlers):
@@ -34,10 +22,10 @@ class ChatCommandHandlers(CommandHandlers):
         body, key = await self._body(request)
         command = chat_validation.edit_message(request.match_info["thread_id"], body)
         events = await self._run(command, key)
-        return _with_seq({"messageIds": [command.message_id], "error_messages": []}, events)
+        return answer({"messageIds": [command.message_id], "error_messages": []}, events)
 
     async def move_read_marker(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = chat_validation.move_read_marker(request.match_info["thread_id"], body)
         events = await self._run(command, key)
-        return _with_seq({"threadId": command.thread_id, "error_messages": []}, events)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)

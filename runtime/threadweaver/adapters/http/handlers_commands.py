@@ -7,6 +7,8 @@ raised and turned into JSON errors by `edge.edge_middleware` (errors.py).
 An `Idempotency-Key` header makes a command idempotent (application/idempotency.py): the key goes
 into the domain command; a keyed create gets a thread id derived from (accountId, key); answers
 are built from the events the gateway returns, which for a retry are the first request's.
+Every answer adds `seq`, the thread's sequence number after the command (read your writes: a
+query with `min_seq` answers once the read model has applied it, read_your_writes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ...application.idempotency import derive_thread_id
+from ...application.read_your_writes import seq_of
 from ...domain.commands import Command
 from ...domain.events import Event, MessagesAdded, MessagesRemoved
 from . import validation
@@ -37,6 +40,14 @@ def timed_out(what: str, seconds: float) -> ApiError:
             "retry later (a command may or may not have been applied)."
         ],
     )
+
+
+def answer(body: dict[str, Any], events: list[Event]) -> web.Response:
+    """A command's 200: `body` plus `seq` when the gateway knows it."""
+    seq = seq_of(events)
+    if seq is not None:
+        body["seq"] = seq
+    return json_response(body)
 
 
 class CommandHandlers:
@@ -74,38 +85,38 @@ class CommandHandlers:
             command = dataclasses.replace(
                 command, thread_id=derive_thread_id(command.account_id, key)
             )
-        await self._run(command, key)
-        return json_response({"thread_id": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"thread_id": command.thread_id, "error_messages": []}, events)
 
     async def destroy_thread(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.destroy_thread(request.match_info["thread_id"], body)
-        await self._run(command, key)
-        return json_response({"threadId": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)
 
     async def join_administrator_ids(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.join_administrator_ids(request.match_info["thread_id"], body)
-        await self._run(command, key)
-        return json_response({"threadId": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)
 
     async def leave_administrator_ids(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.leave_administrator_ids(request.match_info["thread_id"], body)
-        await self._run(command, key)
-        return json_response({"threadId": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)
 
     async def join_member_ids(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.join_member_ids(request.match_info["thread_id"], body)
-        await self._run(command, key)
-        return json_response({"threadId": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)
 
     async def leave_member_ids(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.leave_member_ids(request.match_info["thread_id"], body)
-        await self._run(command, key)
-        return json_response({"threadId": command.thread_id, "error_messages": []})
+        events = await self._run(command, key)
+        return answer({"threadId": command.thread_id, "error_messages": []}, events)
 
     async def add_messages(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
@@ -113,11 +124,11 @@ class CommandHandlers:
         events = await self._run(command, key)
         # from the events: a retried request answers the ids its first attempt generated
         added = [m.id for e in events if type(e) is MessagesAdded for m in e.messages]
-        return json_response({"messageIds": added, "error_messages": []})
+        return answer({"messageIds": added, "error_messages": []}, events)
 
     async def remove_messages(self, request: web.Request) -> web.Response:
         body, key = await self._body(request)
         command = validation.remove_messages(request.match_info["thread_id"], body)
         events = await self._run(command, key)
         removed = [i for e in events if type(e) is MessagesRemoved for i in e.message_ids]
-        return json_response({"messageIds": removed, "error_messages": []})
+        return answer({"messageIds": removed, "error_messages": []}, events)

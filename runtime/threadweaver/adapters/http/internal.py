@@ -7,7 +7,7 @@ serves the shard itself (one hop, no loops) and answers the events, or why not:
 
 | outcome                                   | status | body                               |
 |-------------------------------------------|--------|------------------------------------|
-| the command ran                           | 200    | `{"events": [...]}`                |
+| the command ran                           | 200    | `{"events": [...], "seq": n}`      |
 | the body is not a forwarded command       | 400    | `{"error": ...}`                   |
 | the peer token is missing or wrong        | 403    | `{"error": "forbidden"}`           |
 | the domain refused it                     | 409    | `{"refusal": ...}` (codec.py)      |
@@ -30,6 +30,7 @@ from aiohttp import web
 from ...application.codec import command_from_json, error_to_json, events_to_json
 from ...application.gateway import ShardUnavailable
 from ...application.ports import JournalError
+from ...application.read_your_writes import seq_of
 from ...domain import Command, Event
 from .routes import INTERNAL_PREFIX, INTERNAL_ROUTES, add_routes
 from .wire import json_response
@@ -72,7 +73,7 @@ class _Internal:
             if refusal is None:
                 raise
             return json_response({"refusal": refusal}, 409)
-        return json_response({"events": events_to_json(events)})
+        return json_response({"events": events_to_json(events), "seq": seq_of(events)})
 
 
 def internal_app(member: ForwardedCommands, token: str = "") -> web.Application:

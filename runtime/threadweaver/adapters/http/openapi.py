@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...application.settings import EntitySettings
+from ...application.stream_cursor import PATTERN as STREAM_CURSOR_PATTERN
 from ...domain import limits
 from .message_cursors import CURSOR, CURSOR_INVALID, CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from .validation import (
@@ -74,6 +75,15 @@ def _ids_request(description: str, non_empty: bool, alias: bool = False) -> dict
     return schema
 
 
+SEQ_MAX = (1 << 63) - 1
+SEQ_FIELD: dict[str, Any] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "The thread's sequence number after the command: give it as `min_seq` to "
+    "a query of the thread to read your write (an addition over upstream).",
+}
+
+
 def _schemas(settings: HttpSettings) -> dict[str, Any]:
     thread = _obj(
         [
@@ -121,6 +131,7 @@ def _schemas(settings: HttpSettings) -> dict[str, Any]:
         description="Upstream's ThreadMessageJson plus replyMessageId.",
     )
     no_errors = {"type": "array", "items": {"type": "string"}, "maxItems": 0}
+    seq = SEQ_FIELD
     new_message = _obj(
         ["toAccountIds", "text"],
         {
@@ -185,14 +196,20 @@ def _schemas(settings: HttpSettings) -> dict[str, Any]:
             {"accountId": REF_ULID, "messageIds": _ids(), "createAt": EPOCH_MS},
         ),
         "CreateThreadResponse": _obj(
-            ["thread_id", "error_messages"], {"thread_id": REF_ULID, "error_messages": no_errors}
+            ["thread_id", "error_messages"],
+            {"thread_id": REF_ULID, "error_messages": no_errors, "seq": seq},
         ),
         "ThreadIdResponse": _obj(
-            ["threadId", "error_messages"], {"threadId": REF_ULID, "error_messages": no_errors}
+            ["threadId", "error_messages"],
+            {"threadId": REF_ULID, "error_messages": no_errors, "seq": seq},
         ),
         "MessageIdsResponse": _obj(
             ["messageIds", "error_messages"],
-            {"messageIds": {"type": "array", "items": REF_ULID}, "error_messages": no_errors},
+            {
+                "messageIds": {"type": "array", "items": REF_ULID},
+                "error_messages": no_errors,
+                "seq": seq,
+            },
         ),
         "ThreadJson": thread,
         "ThreadMessageJson": message,
@@ -304,6 +321,10 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     409: _error("The command contradicts the thread's state (limits, last administrator)."),
     413: _error("The request body is larger than the server's limit."),
     415: _error("The Content-Type is not application/json."),
+    429: _error(
+        "Too many streams of this account are open on this member; retry after Retry-After.",
+        retry_after=True,
+    ),
     422: _error(
         "The Idempotency-Key was used before, by the same account on the same thread, "
         "for a different request (`Idempotency-Key was used for a different request`)."
@@ -356,6 +377,43 @@ CURSOR_PARAMETER: dict[str, Any] = {
     "first page, then the `next_cursor` of the previous answer (opaque); `offset` then skips "
     f"messages after it. A cursor {CURSOR_INVALID} (400 otherwise).",
 }
+_SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": SEQ_MAX}
+SEQ_PARAMETERS: dict[str, dict[str, Any]] = {
+    "min_seq": {
+        "name": "min_seq",
+        "in": "query",
+        "required": False,
+        "schema": _SEQ_SCHEMA,
+        "description": "Read your writes: answer once the read model has applied this seq of "
+        "the thread (a command's `seq`); 503 with Retry-After if it does not in time.",
+    },
+    "after": {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "schema": _SEQ_SCHEMA,
+        "description": "Resume after this seq (0: from the start); `Last-Event-ID` wins.",
+    },
+}
+LAST_EVENT_ID_PARAMETERS: dict[str, dict[str, Any]] = {
+    "threadEvents": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": "The id (seq) of the last event received: the stream resumes after it.",
+    },
+    "accountEvents": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "examples": ["a1."]},
+        "description": "The id of the last event received (opaque, of the form "
+        f"`{STREAM_CURSOR_PATTERN}`): the stream resumes after it in every thread. An id the server "
+        "cannot read starts from the live end.",
+    },
+}
+_PATH_DESCRIPTIONS = {"thread_id": "The thread's ULID.", "account_id": "The account's ULID."}
 
 
 def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
@@ -365,12 +423,14 @@ def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
             "in": "path",
             "required": True,
             "schema": REF_ULID,
-            "description": "The thread's ULID.",
+            "description": _PATH_DESCRIPTIONS.get(name, "A ULID."),
         }
         for name in _PATH_PARAM.findall(route.path)
     ]
     if route.method == "POST" and route.tag == "commands":
         params.append(IDEMPOTENCY_KEY_PARAMETER)
+    if route.operation_id in LAST_EVENT_ID_PARAMETERS:
+        params.append(LAST_EVENT_ID_PARAMETERS[route.operation_id])
     for name in route.query:
         if name == "account_id":
             params.append(
@@ -410,6 +470,8 @@ def _parameters(route: Route, settings: HttpSettings) -> list[dict[str, Any]]:
                     },
                 }
             )
+        elif name in SEQ_PARAMETERS:
+            params.append(SEQ_PARAMETERS[name])
         else:
             raise ValueError(f"undocumented query parameter {name!r} in {route.path}")
     if route.response == "MessagesResponse":  # message pages take a cursor (keyset pages)
@@ -473,7 +535,12 @@ def build_document(
             "/v1 API, with the deliberate fixes listed in docs/api.md.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
-        "tags": [{"name": "commands"}, {"name": "queries"}, {"name": "system"}],
+        "tags": [
+            {"name": "commands"},
+            {"name": "queries"},
+            {"name": "streams"},
+            {"name": "system"},
+        ],
         "paths": paths,
         "components": {"schemas": _schemas(settings), "securitySchemes": SECURITY_SCHEMES},
     }

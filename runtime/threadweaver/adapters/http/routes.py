@@ -51,6 +51,9 @@ COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 503)
 CREATE_ERRORS = (400, 401, 403, 409, 413, 415, 422, 500, 503)
 QUERY_ERRORS = (400, 401, 403, 404, 500, 503)
 PAGED = ("account_id", "offset", "limit")
+# read your writes: the thread's queries wait for the read model to apply `min_seq`
+THREAD_PAGED = (*PAGED, "min_seq")
+STREAM_ERRORS = (400, 401, 403, 404, 429, 500, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -191,7 +194,7 @@ ROUTES: tuple[Route, ...] = (
         "Get a thread",
         "queries",
         None,
-        ("account_id",),
+        ("account_id", "min_seq"),
         "ThreadResponse",
         QUERY_ERRORS,
         # not `create`: GET /v1/threads/create is a 405 (Allow: POST), not a bad thread id
@@ -217,7 +220,7 @@ ROUTES: tuple[Route, ...] = (
         "All administrator ids of a thread",
         "queries",
         None,
-        PAGED,
+        THREAD_PAGED,
         "IdsResponse",
         QUERY_ERRORS,
     ),
@@ -229,7 +232,7 @@ ROUTES: tuple[Route, ...] = (
         "All member ids of a thread",
         "queries",
         None,
-        PAGED,
+        THREAD_PAGED,
         "IdsResponse",
         QUERY_ERRORS,
     ),
@@ -241,10 +244,43 @@ ROUTES: tuple[Route, ...] = (
         "Messages of a thread",
         "queries",
         None,
-        PAGED,
+        THREAD_PAGED,
         "MessagesResponse",
         QUERY_ERRORS,
         description="The body holds `result` (singular), as upstream.",
+    ),
+    Route(
+        "GET",
+        f"{T}/events",
+        "streams.thread_events",
+        "threadEvents",
+        "Live events of a thread (text/event-stream), resumable",
+        "streams",
+        None,
+        ("account_id", "after", "min_seq"),
+        None,
+        STREAM_ERRORS,
+        content_type="text/event-stream",
+        description="Each event: `id: <seq>`, `event: <type>`, `data: <JSON>`. Resume with "
+        "`Last-Event-ID: N` or `after=N` (N+1 comes next; 0 replays from the start); without, "
+        "from the live end. A comment line every 15 s. The stream ends (resume from the last "
+        "id) for a slow client or when the account may no longer read the thread.",
+    ),
+    Route(
+        "GET",
+        "/v1/accounts/{account_id}/events",
+        "streams.account_events",
+        "accountEvents",
+        "Live events of every thread the account belongs to (text/event-stream)",
+        "streams",
+        None,
+        (),
+        None,
+        STREAM_ERRORS,
+        content_type="text/event-stream",
+        description="Threads joined while connected are followed from the join event, threads "
+        "left stop after the leave event. `Last-Event-ID` is opaque: resume with the id of "
+        "the last event received.",
     ),
     Route(
         "GET",
