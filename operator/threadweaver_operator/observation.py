@@ -16,10 +16,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from threadweaver.shards import ReadModelDirective
+
 from . import builders, monitoring, names
 from .kube import Kube, KubeError
 from .migration import job_state
 from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
+from .read_models import published_directive, rebuild_jobs, serving_database
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState
@@ -58,6 +61,11 @@ class Observation:
     network_policies: tuple[Mapping[str, Any], ...] = ()  # the cluster's (network_policies.py)
     kubernetes_api: tuple[ApiEndpoint, ...] = ()  # read while spec.network.policy is on
     kubernetes_api_error: str | None = None  # why kubernetes_api could not be read
+    # a rebuild of the read model (read_models.py, rebuild.py)
+    read_model_directive: ReadModelDirective | None = None  # published beside the shard map
+    read_model_error: str | None = None  # why the published directive is unreadable
+    rebuild_migration_job: Mapping[str, Any] | None = None  # read while rebuilding
+    project_job: Mapping[str, Any] | None = None
 
     @property
     def valid_spec(self) -> ClusterSpec | None:
@@ -113,13 +121,19 @@ async def observe(
     job, jobs = await _migration_jobs(kube, spec, previous.get("migratedRevision"))
     api, pod_monitor = await _pod_monitor(kube, spec, previous)
     peer_token = await kube.get("Secret", namespace, names.peer_token_secret(name))
+    statefulset = await kube.get("StatefulSet", namespace, names.statefulset(name))
+    configmap = await kube.get("ConfigMap", namespace, names.shardmap_configmap(name))
+    directive, directive_error = published_directive(configmap)
     return replace(
         base,
         secrets=secrets,
         tables=tables,
         peer_token_exists=peer_token is not None,
-        statefulset=await kube.get("StatefulSet", namespace, names.statefulset(name)),
-        shardmap_configmap=await kube.get("ConfigMap", namespace, names.shardmap_configmap(name)),
+        statefulset=statefulset,
+        shardmap_configmap=configmap,
+        read_model_directive=directive,
+        read_model_error=directive_error,
+        **(await _rebuild_jobs(kube, spec, directive, statefulset)),
         migration_job=job,
         migration_jobs=jobs,
         leases=tuple(await kube.list("Lease", namespace)),
@@ -135,6 +149,23 @@ async def observe(
         ),
         **(await _kubernetes_api(kube) if spec.network.policy else {}),
     )
+
+
+async def _rebuild_jobs(
+    kube: Kube,
+    spec: ClusterSpec,
+    directive: ReadModelDirective | None,
+    statefulset: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A rebuild's two Jobs, while the target is not the database served."""
+    target = spec.target_database()
+    if statefulset is None or serving_database(spec, directive, statefulset) == target:
+        return {}
+    migration, project = rebuild_jobs(spec, target)
+    return {
+        "rebuild_migration_job": await kube.get("Job", spec.namespace, migration),
+        "project_job": await kube.get("Job", spec.namespace, project),
+    }
 
 
 async def _pod_monitor(

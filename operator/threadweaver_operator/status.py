@@ -13,6 +13,9 @@ Conditions (``type``: meaning of ``True``):
 * ``Monitoring`` (only with ``spec.monitoring.podMonitor: true``): the PodMonitor is applied;
   False where the monitoring.coreos.com API is not served (:mod:`.monitoring`). It changes
   neither Ready nor the phase.
+* ``Rebuilding`` (only once a rebuild of the read model started, :mod:`.rebuild`): True while
+  one runs; False once switched (``Switched``), failed (``RebuildFailed``: the old database keeps
+  serving) or cancelled. It changes neither Ready nor the phase.
 
 ``phase`` summarizes them for ``kubectl get twc``, first match wins: Deleting, Failed (a spec
 the operator cannot run, a missing Secret, a failed migration), Provisioning, Migrating,
@@ -84,6 +87,8 @@ class Observed:
     monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
     proposed_plan: Mapping[str, Any] | None = None  # spec.rebalance.mode manual (review.py)
     rmu_restart_request: str | None = None  # the last restart-rmu annotation handled
+    read_model: Mapping[str, Any] | None = None  # status.readModel (rebuild.py)
+    rebuild: Condition | None = None  # the Rebuilding condition (absent: never rebuilt)
 
 
 def conditions(o: Observed) -> list[Condition]:
@@ -128,6 +133,8 @@ def conditions(o: Observed) -> list[Condition]:
     out = [ready, provisioned, migrated, rebalancing, projections]
     if o.monitoring is not None:
         out.append(o.monitoring)
+    if o.rebuild is not None:
+        out.append(o.rebuild)
     return out
 
 
@@ -236,6 +243,8 @@ def build_status(
         status["proposedPlan"] = dict(o.proposed_plan)
     if o.rmu_restart_request is not None:
         status["rmuRestartRequest"] = o.rmu_restart_request
+    if o.read_model:
+        status["readModel"] = dict(o.read_model)
     return status
 
 
@@ -265,7 +274,21 @@ def status_patch(status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict
                 **{k: None for k in old_plan if k not in status["proposedPlan"]},
                 **status["proposedPlan"],
             }
+    if isinstance(previous.get("readModel"), Mapping) and "readModel" in status:
+        patch["readModel"] = _nested_patch(previous["readModel"], status["readModel"])
     return patch
+
+
+def _nested_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` as a merge patch over ``old``: the keys it lost are set to null, at any depth."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = _nested_patch(before, value)
+        else:
+            out[key] = value
+    return out
 
 
 def _same_conditions(old: Any, new: Sequence[Mapping[str, Any]]) -> bool:
