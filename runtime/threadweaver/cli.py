@@ -1,4 +1,4 @@
-"""The `threadweaver` command: serve, migrate, create-tables.
+"""The `threadweaver` command: serve, migrate, create-tables, project.
 
 The flags are derived from the settings dataclasses (config.py): one flag per configurable field,
 with the help text and default declared there, grouped by subsystem in `--help`. Every flag also
@@ -16,13 +16,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, project_command
 from .config import ConfigError, Option, Settings, TableSettings, options_of
 
-SERVE, MIGRATE, TABLES = "serve", "migrate", "create-tables"
+SERVE, MIGRATE, TABLES, PROJECT = "serve", "migrate", "create-tables", "project"
 #: the groups of `Settings` each command takes flags for (serve: all of them); create-tables
-#: also takes TableSettings
-COMMAND_GROUPS = {MIGRATE: ("storage", "logging"), TABLES: ("storage", "logging")}
+#: also takes TableSettings, project its own flags (project_command.py)
+COMMAND_GROUPS = {
+    MIGRATE: ("storage", "logging"),
+    TABLES: ("storage", "logging"),
+    PROJECT: ("storage", "logging"),
+}
+#: settings a command takes under another meaning (project's --shards: ranges or a count)
+COMMAND_EXCLUDES = {PROJECT: frozenset({"shards"})}
 
 
 def _bool(text: str) -> bool:
@@ -76,7 +82,12 @@ def _add_options(parser: argparse.ArgumentParser, command: str, options: Iterabl
 
 def _settings_options(command: str) -> list[Option]:
     groups = COMMAND_GROUPS.get(command)
-    return [o for o in Settings.options() if groups is None or o.group in groups]
+    excluded = COMMAND_EXCLUDES.get(command, frozenset())
+    return [
+        o
+        for o in Settings.options()
+        if (groups is None or o.group in groups) and o.dest not in excluded
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_options(tables, TABLES, _settings_options(TABLES))
     _add_options(tables, TABLES, options_of(TableSettings(), title="DynamoDB tables"))
+
+    project = sub.add_parser(
+        PROJECT,
+        help="build a read model from the journal",
+        description="Build a read model from the journal, from the beginning (or the "
+        "checkpoints a previous run left in it) until caught up: a progress bar on a terminal, "
+        "JSON lines otherwise, a summary at the end. Resumable after a kill. Writes only the "
+        "target read model. Exit codes: 0 built, 1 failed, 2 usage, 3 journal unreachable, "
+        "4 read model unreachable, 5 target not empty and not this journal's, 130 interrupted.",
+    )
+    _add_options(project, PROJECT, _settings_options(PROJECT))
+    project_command.add_flags(project)
     return parser
 
 
@@ -135,10 +158,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import logs
 
     logs.configure(args.log_level, args.log_format)
+    shards: list[int] = []
+    if args.command == PROJECT:
+        try:
+            project_command.check_flags(args)
+            args.shards, shards = project_command.shard_selection(args.shard_set, args.shard_count)
+        except ValueError as exc:
+            parser.exit(2, f"threadweaver project: error: {exc}\n")
     try:
         settings = settings_from(args)
     except ConfigError as exc:
         parser.exit(2, f"threadweaver: error: {exc}\n")
+    if args.command == PROJECT:
+        return project_command.run(settings, args, shards)
     from .server import run, serve
 
     if args.command == SERVE:
