@@ -525,8 +525,7 @@ def _job(
     }
 
 
-PROJECT_UNTIL_LAG_SECONDS = 1
-"""The project Job stops once a pass leaves its database at most this far behind the journal."""
+PROJECT_UNTIL_LAG_SECONDS = 1  # the project Job stops once at most this far behind the journal
 
 
 def project_job(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
@@ -543,11 +542,12 @@ def project_job(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
         spec.journal_url(),
         "--read-model",
         spec.read_model_url(),
+        "--shard-count",
+        str(spec.shards),
         "--until-lag",
         str(PROJECT_UNTIL_LAG_SECONDS),
     ]
-    env = _read_model_env(spec) + [{"name": "THREADWEAVER_SHARDS", "value": str(spec.shards)}]
-    container = _container(spec, "project", command, env + _aws_env(spec), mounts)
+    container = _container(spec, "project", command, _read_model_env(spec) + _aws_env(spec), mounts)
     name = names.project_job(spec.name, revision)
     return _job(spec, name, "rebuild", revision, container, volumes, owner, None)
 
