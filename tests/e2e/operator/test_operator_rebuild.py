@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import uuid
@@ -143,12 +144,7 @@ def _drop(db: str) -> None:
         conn.close()
 
 
-@pytest.mark.timeout(900)
-async def test_a_rebuild_under_load_switches_without_downtime(
-    operator, services, ns, api, tmp_path
-):
-    name, prefix = "rebuild", f"e2e-{uuid.uuid4().hex[:8]}"
-    old_db, new_db = (f"tw_{uuid.uuid4().hex[:10]}_{x}" for x in "ab")
+def apply_cluster(ns: str, name: str, prefix: str, db: str) -> None:
     apply_yaml(
         secret(ns, f"{name}-aws", {"access-key-id": "e2e", "secret-access-key": "e2e"}),
         secret(ns, f"{name}-mysql", {"password": "threadweaver"}),
@@ -160,39 +156,64 @@ async def test_a_rebuild_under_load_switches_without_downtime(
             readModel={
                 "mysql": {
                     "host": "127.0.0.1",
-                    "database": old_db,
+                    "database": db,
                     "passwordSecret": {"name": f"{name}-mysql"},
                 }
             },
         ),
     )
+
+
+async def serve(api, ns: str, name: str, members: Members, fail) -> None:
+    """The first migration (run as the Job would), then three members serving, Ready, and
+    reachable at the addresses the map gives."""
+    job = await migrate_like_the_job(api, ns, name)  # creates and migrates the database
+    await job_succeeded(api, ns, job)
+
+    async def serving():
+        await members.sync()
+        twc = await get_cluster(api, ns, name)
+        smap = await shard_map(api, ns, name)
+        return (
+            (twc.get("status") or {}).get("phase") == "Running"
+            and smap is not None
+            and not smap.in_handoff
+            and sorted(smap.assignments) == sorted(members.procs)
+            and len(members.procs) == 3
+            and all(  # forwarding uses the addresses the members advertise
+                smap.address_of(m) == p.url.removeprefix("http://")
+                for m, p in members.procs.items()
+            )
+        )
+
+    await eventually(serving, 240, 1.0, what="3 members serving", on_fail=fail)
+    for proc in members.procs.values():
+        await asyncio.to_thread(proc.wait_ready, 60)
+
+
+def point_at(ns: str, name: str, db: str) -> None:
+    patch = {"spec": {"readModel": {"mysql": {"database": db}}}}
+    kubectl("patch", "twc", name, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+
+
+@pytest.mark.timeout(900)
+async def test_a_rebuild_under_load_switches_without_downtime(
+    operator, services, ns, api, tmp_path
+):
+    name, prefix = "rebuild", f"e2e-{uuid.uuid4().hex[:8]}"
+    old_db, new_db = (f"tw_{uuid.uuid4().hex[:10]}_{x}" for x in "ab")
+    apply_cluster(ns, name, prefix, old_db)
     members = Members(api, ns, name, prefix, old_db, tmp_path)
     fail = lambda: dump(ns, name, operator) + members.logs()  # noqa: E731
     stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
     try:
-        job = await migrate_like_the_job(api, ns, name)  # creates and migrates A
-        await job_succeeded(api, ns, job)
-
-        async def serving():
-            await members.sync()
-            twc = await get_cluster(api, ns, name)
-            smap = await shard_map(api, ns, name)
-            return (
-                (twc.get("status") or {}).get("phase") == "Running"
-                and smap is not None
-                and not smap.in_handoff
-                and sorted(smap.assignments) == sorted(members.procs)
-                and len(members.procs) == 3
-                and all(  # forwarding uses the addresses the members advertise
-                    smap.address_of(m) == p.url.removeprefix("http://")
-                    for m, p in members.procs.items()
-                )
-            )
-
-        await eventually(serving, 240, 1.0, what="3 members serving A", on_fail=fail)
-        for proc in members.procs.values():
-            await asyncio.to_thread(proc.wait_ready, 60)
+        await serve(api, ns, name, members, fail)
+        job = next(
+            j["metadata"]["name"]
+            for j in await api.list("Job", ns)
+            if j["metadata"]["name"].startswith(f"{name}-migrate-")
+        )
         urls = [members.procs[m].url for m in sorted(members.procs)]
         admin = new_ulid()
         sent: dict[str, int] = {}
@@ -274,17 +295,7 @@ async def test_a_rebuild_under_load_switches_without_downtime(
             tasks.append(asyncio.create_task(read(urls)))
             await asyncio.sleep(3)
 
-            # point the cluster at B
-            kubectl(
-                "patch",
-                "twc",
-                name,
-                "-n",
-                ns,
-                "--type=merge",
-                "-p",
-                f'{{"spec":{{"readModel":{{"mysql":{{"database":"{new_db}"}}}}}}}}',
-            )
+            point_at(ns, name, new_db)  # the rebuild starts
             twc = await eventually(
                 lambda: _rebuild(api, ns, name),
                 60,
@@ -360,3 +371,162 @@ async def test_a_rebuild_under_load_switches_without_downtime(
 async def _rebuild(api, ns, name):
     twc = await get_cluster(api, ns, name)
     return twc if ((twc or {}).get("status") or {}).get("readModel", {}).get("rebuild") else None
+
+
+def hold_rebuild_pods(ns: str) -> str:
+    """A MutatingAdmissionPolicy that keeps the project Job's pods of namespace ``ns`` off every
+    node (KWOK would complete them at once): the test can then fail that Job by its deadline."""
+    name = f"hold-rebuild-{ns}"[:63]
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "rebuild-pods",
+                    "expression": "has(object.metadata.labels) && "
+                    "object.metadata.labels.exists(k, k == 'app.kubernetes.io/component') && "
+                    "object.metadata.labels['app.kubernetes.io/component'] == 'rebuild'",
+                }
+            ],
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "mutations": [
+                {
+                    "patchType": "ApplyConfiguration",
+                    "applyConfiguration": {
+                        "expression": "Object{spec: Object.spec{nodeSelector: "
+                        '{"threadweaver-e2e-hold": "true"}}}'
+                    },
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+            },
+        },
+    }
+    apply_yaml(policy, binding)
+    return name
+
+
+@pytest.mark.timeout(600)
+async def test_a_failed_rebuild_keeps_the_old_database_serving(
+    operator, services, ns, api, tmp_path
+):
+    name, prefix = "rebuildfail", f"e2e-{uuid.uuid4().hex[:8]}"
+    old_db, new_db = (f"tw_{uuid.uuid4().hex[:10]}_{x}" for x in "cd")
+    apply_cluster(ns, name, prefix, old_db)
+    members = Members(api, ns, name, prefix, old_db, tmp_path)
+    fail = lambda: dump(ns, name, operator) + members.logs()  # noqa: E731
+    policy = hold_rebuild_pods(ns)
+    try:
+        await serve(api, ns, name, members, fail)
+        urls = [p.url for p in members.procs.values()]
+        admin = new_ulid()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{urls[0]}/v1/threads/create",
+                json={
+                    "accountId": admin,
+                    "title": "t",
+                    "administratorIds": [admin],
+                    "memberIds": [],
+                    "createAt": 1,
+                },
+            ) as r:
+                assert r.status == 200, await r.text()
+                tid = (await r.json())["thread_id"]
+
+            point_at(ns, name, new_db)
+            twc = await eventually(lambda: _rebuild(api, ns, name), 60, 0.5, what="the rebuild")
+            migration = next(
+                j["metadata"]["name"]
+                for j in await api.list("Job", ns)
+                if j["metadata"]["name"].startswith(f"{name}-migrate-")
+                and twc["status"]["readModel"]["rebuild"]["revision"] in j["metadata"]["name"]
+            )
+            await run_like_the_job(api, ns, migration, tmp_path)
+            project = migration.replace("-migrate-", "-project-")
+            await eventually(lambda: api.get("Job", ns, project), 120, 0.5, what=project)
+            # its pod stays Pending (the policy): the Job fails by its deadline
+            kubectl(
+                "patch", "job", project, "-n", ns, "--type=merge",
+                "-p", '{"spec":{"activeDeadlineSeconds":1}}',
+            )  # fmt: skip
+
+            async def failed():
+                await members.sync()
+                twc = await get_cluster(api, ns, name)
+                rm = (twc.get("status") or {}).get("readModel") or {}
+                return twc if (rm.get("rebuild") or {}).get("phase") == "Failed" else None
+
+            twc = await eventually(failed, 120, 0.5, what="the rebuild failed", on_fail=fail)
+            status = twc["status"]
+            assert status["readModel"]["database"] == old_db
+            condition = next(c for c in status["conditions"] if c["type"] == "Rebuilding")
+            assert (condition["status"], condition["reason"]) == ("False", "RebuildFailed")
+            assert project in condition["message"] and old_db in condition["message"]
+            assert status["phase"] != "Failed"
+
+            async def warned():
+                return [
+                    e
+                    for e in events_of(ns, name)
+                    if e["reason"] == "RebuildFailed" and e["type"] == "Warning"
+                ]
+
+            await eventually(warned, 30, 0.5, what="the RebuildFailed Event", on_fail=fail)
+            cm = await api.get("ConfigMap", ns, f"{name}-shardmap")
+            assert json.loads(cm["data"]["readmodel.json"]) == {"serving": old_db}
+
+            # the old database still serves, through every member, and takes new messages
+            async with http.post(
+                f"{urls[1]}/v1/threads/{tid}/messages/add",
+                json={
+                    "accountId": admin,
+                    "createAt": 2,
+                    "messages": [{"text": "after", "toAccountIds": []}],
+                },
+            ) as r:
+                assert r.status == 200, await r.text()
+
+            async def served():
+                for url in urls:
+                    async with http.get(
+                        f"{url}/v1/threads/{tid}/messages", params={"account_id": admin}
+                    ) as r:
+                        if r.status != 200 or len((await r.json())["result"]) != 1:
+                            return False
+                return True
+
+            await eventually(served, 60, 0.5, what="the old database serving", on_fail=fail)
+            for member in members.procs:
+                lease = await api.get("Lease", ns, member)
+                report = json.loads(lease["metadata"]["annotations"]["threadweaver.io/read-model"])
+                assert report == {"queries": old_db, "rmus": old_db}
+    finally:
+        kubectl("delete", "mutatingadmissionpolicybinding,mutatingadmissionpolicy", policy,
+                "--ignore-not-found", check=False)  # fmt: skip
+        await asyncio.to_thread(members.stop)
+        for db in (old_db, new_db):
+            with contextlib.suppress(Exception):
+                _drop(db)
