@@ -3,13 +3,17 @@
 
 Three `threadweaver serve --cluster` processes play the StatefulSet's pods (KWOK runs no
 containers), serving database A on MariaDB under steady load: commands through every member,
-readers polling every thread through each member and through both in turn. The spec's database
+readers polling every thread through each member and through all of them in turn. The spec's database
 becomes B. The operator creates B's migration Job and its project Job; the test runs their
 container commands as host processes with the Jobs' environment (as the kubelet would), and the
 members, led by the directive beside the shard map, catch B up, hand over and switch together.
 At the end: no query failed, no reader saw fewer messages than it had seen before, B holds every
-message the commands wrote, A is kept and named in the status. (A failing rebuild is
-tests/unit/operator/test_operator_rebuild.py: KWOK completes every Job's pod.)"""
+message the commands wrote, A is kept and named in the status.
+
+A failing rebuild: KWOK completes every Job's pod at once, so a MutatingAdmissionPolicy of the
+test keeps the project Job's pod off every node and the test fails the Job by its deadline. The
+old database keeps serving through every member, with the Rebuilding condition False
+(RebuildFailed) and a Warning Event."""
 
 from __future__ import annotations
 
