@@ -159,7 +159,7 @@ async def _rebuild_jobs(
 ) -> dict[str, Any]:
     """A rebuild's two Jobs, while the target is not the database served."""
     target = spec.target_database()
-    if statefulset is None or serving_database(spec, directive, statefulset) == target:
+    if serving_database(spec, directive, statefulset) == target:
         return {}
     migration, project = rebuild_jobs(spec, target)
     return {
