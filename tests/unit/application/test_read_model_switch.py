@@ -1,7 +1,7 @@
 """A member following the read-model directive's stages (application/read_model_switch.py), over
 SQLite stores: where its queries, RMUs and shadow RMUs are at each stage, what it reports, a
 cancelled handover, the instant of the switch. (Under load on MariaDB:
-tests/integration/test_read_model_switch.py.)"""
+tests/integration/test_read_model_switch_mariadb.py.)"""
 
 from __future__ import annotations
 

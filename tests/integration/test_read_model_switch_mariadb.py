@@ -1,6 +1,6 @@
 """A rebuild of the read model under steady load, as the members see it (the operator's side is
-tests/unit/operator/test_operator_rebuild*.py, the whole thing tests/e2e/operator/
-test_operator_rebuild.py): two members over one SQLite journal, their read models on MariaDB
+tests/unit/operator/test_operator_rebuild.py, the whole thing tests/e2e/operator/
+test_operator_rebuild_e2e.py): two members over one SQLite journal, their read models on MariaDB
 databases of their own (`tw_<random>`), led through the directive's stages by hand
 (threadweaver.shards.readmodel). While commands flow and readers poll every thread through both
 members, the new database is filled, caught up, handed over and switched to: no query fails, no
