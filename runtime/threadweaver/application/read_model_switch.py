@@ -131,6 +131,7 @@ class ReadModelSwitch:
         self.shadows: dict[ShardRange, Projector] = {}
         self.shadow_database: str | None = None
         self.floors: dict[int, int] = {}  # the previous database's checkpoints at the handover
+        self._floors_pending: set[ShardRange] = set()  # ranges whose floors are not read yet
         self._open: dict[str, ReadModel] = {read_model.rmus_database: read_model.initial}
         self._progress: tuple[int, float | None, bool] = (0, None, False)
         self._monitor: asyncio.Task[None] | None = None
@@ -156,12 +157,32 @@ class ReadModelSwitch:
         pass them before the member reports ``handedOver``."""
         previous = self.read_model.for_rmus
         target = directive.rmu_database
+        self._floors_pending.clear()
         if directive.stage == "handover":
             self.floors = await previous.load_offsets(PROJECTION, 0, shards)
         else:
             self.floors = {}
         log.info("read model: RMUs %s -> %s", self.read_model.rmus_database, target)
         self.read_model.use_for_rmus(await self.database(target), target)
+
+    async def ranges_started(self, ranges: Sequence[ShardRange]) -> None:
+        """RMUs started for ``ranges`` (a takeover) during the handover: their floors are the
+        previous database's checkpoints now. Their previous owner stopped writing it before it
+        gave them up (it applied the handover directive, published with or before the map)."""
+        d = self.directive
+        if d is None or d.stage != "handover" or not ranges:
+            return
+        self._floors_pending.update(ranges)
+        try:
+            await self._load_pending_floors(d.serving)
+        except Exception as exc:  # the old database unreachable: not handed over until read
+            log.warning("read model: reading the previous checkpoints failed (%s)", exc)
+
+    async def _load_pending_floors(self, database: str) -> None:
+        previous = await self.database(database)
+        for rng in sorted(self._floors_pending):
+            self.floors.update(await previous.load_offsets(PROJECTION, rng.start, rng.end))
+            self._floors_pending.discard(rng)
 
     async def apply(self, directive: ReadModelDirective, serving: RangeSet) -> None:
         """Adopt ``directive`` (after :meth:`move_rmus` if it moved them)."""
@@ -279,7 +300,7 @@ class ReadModelSwitch:
             shards=shards,
             caught_up=min(caught_up, shards),
             lag_seconds=lag,
-            handed_over=handed_over and d.stage == "handover",
+            handed_over=handed_over and d.stage == "handover" and not self._floors_pending,
         )
 
     def _shadow_progress(self, serving: RangeSet) -> tuple[int, float | None]:
@@ -318,6 +339,8 @@ class ReadModelSwitch:
                     lag = max(lag, behind / 1e6)
             self._progress = (caught_up, lag if self.journal.offset_slack else None, False)
         elif d.stage == "handover":
+            if self._floors_pending:
+                await self._load_pending_floors(d.serving)
             done = 0
             for rng in serving:
                 projector = projectors.get(rng)

@@ -201,13 +201,15 @@ class Member:
         wanted = set(self.serving)
         for rng in [r for r in self.projectors if r not in wanted]:
             await self.projectors.pop(rng).stop()
-        for rng in wanted - set(self.projectors):
+        started = sorted(wanted - set(self.projectors))
+        for rng in started:
             p = Projector(
                 self.journal, self.read_model, rng.start, rng.end, self.projector_settings
             )
             self.projectors[rng] = p
             p.start()
         if self.read_models is not None:
+            await self.read_models.ranges_started(started)
             await self.read_models.reconcile_shadows(self.serving)
 
     async def _apply_restarts(self, new: ShardMap) -> None:
