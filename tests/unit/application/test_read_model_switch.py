@@ -128,3 +128,26 @@ async def test_a_member_without_an_opener_ignores_directives(tmp_path):
     assert m.read_models is None and m.status().read_model is None
     await rm.close()
     await journal.close()
+
+
+async def test_a_range_taken_over_in_the_handover_waits_for_the_old_checkpoints(member):
+    m, _, _ = member
+    await m.apply_read_model(ReadModelDirective("a", "b", "handover"))
+    switch = m.read_models
+    real = switch.database
+
+    async def unreachable(name):
+        raise ConnectionError(f"{name} is down")
+
+    switch.database = unreachable
+    await switch.ranges_started(list(m.projectors))  # as after a takeover
+    with pytest.raises(ConnectionError):
+        await switch.measure(m.serving, m.projectors)
+    assert not m.status().read_model.handed_over  # its floors are unknown
+    switch.database = real
+
+    async def handed_over():
+        await switch.measure(m.serving, m.projectors)
+        return m.status().read_model.handed_over
+
+    await eventually(handed_over, what="handed over once the floors are read")
