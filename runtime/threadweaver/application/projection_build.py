@@ -228,6 +228,8 @@ class ProjectionBuild:
         """The batch with offsets that never move a checkpoint back (events read again behind
         it, within the journal's slack); with `keep`, offsets that do not move it at all (a
         thread's missing events, applied out of their shard's order)."""
+        if not keep and not self.journal.offset_slack:
+            return projected  # read after the checkpoints: every offset is above them
         checkpoints = self._checkpoints
         out = projected
         for i, p in enumerate(projected):

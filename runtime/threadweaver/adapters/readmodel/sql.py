@@ -394,6 +394,8 @@ class _HotStatements:
     )
     OFFSET = ("projection", "shard", "offset_value", "updated_at")
     TOUCH = ("b_seq", "b_updated_at", "b_id")
+    REMOVE_MESSAGE = ("b_deleted", "b_updated_at", "b_thread_id", "b_id")
+    DESTROY = ("b_deleted", "b_removed_at", "b_id")
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
@@ -408,6 +410,21 @@ class _HotStatements:
             .where(thread.c.id == sa.bindparam("b_id"))
             .values(sequence_nr=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated_at")),
             self.TOUCH,
+        )
+        self.remove_message = self._compile(
+            thread_message.update()
+            .where(
+                thread_message.c.thread_id == sa.bindparam("b_thread_id"),
+                thread_message.c.id == sa.bindparam("b_id"),
+            )
+            .values(deleted=sa.bindparam("b_deleted"), updated_at=sa.bindparam("b_updated_at")),
+            self.REMOVE_MESSAGE,
+        )
+        self.destroy_thread = self._compile(
+            thread.update()
+            .where(thread.c.id == sa.bindparam("b_id"))
+            .values(deleted=sa.bindparam("b_deleted"), removed_at=sa.bindparam("b_removed_at")),
+            self.DESTROY,
         )
         upsert: sa.Insert
         if dialect.name == "mysql":
@@ -456,9 +473,12 @@ def _hot_statements(dialect: sa.Dialect) -> _HotStatements:
 
 def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowOperation]) -> None:
     """`operations` in few statements: inserts are collected and sent as one executemany per
-    table; a removal first flushes what is pending, so that e.g. leave-then-join of one id keeps
-    its order. Touches are coalesced into one update per thread at the end (the last one wins;
-    an inserted thread's row has its sequence number and time already)."""
+    table; a membership removal first flushes what is pending, so that e.g. leave-then-join of
+    one id keeps its order. Message removals and thread destructions are sent at the end, one
+    executemany each, after every insert of the batch (a message id is never added again, and
+    nothing follows a thread's destruction), so that they do not cut the inserts into many
+    small statements. Touches are coalesced into one update per thread at the end (the last one
+    wins; an inserted thread's row has its sequence number and time already)."""
     threads: list[tuple] = []
     administrators: list[tuple] = []
     members: list[tuple] = []
@@ -477,6 +497,8 @@ def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowO
                 rows.clear()
 
     touched: dict[str, tuple[int, int, str]] = {}
+    removed: list[tuple[bool, int, str, str]] = []
+    destroyed: list[tuple[bool, int, str]] = []
     for op in operations:
         match op:
             case TouchThread():
@@ -526,26 +548,16 @@ def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowO
                 flush()
                 _delete_members(conn, thread_member_ids, op.thread_id, op.account_ids)
             case RemoveMessages():
-                flush()
-                if op.message_ids:
-                    conn.execute(
-                        thread_message.update()
-                        .where(
-                            thread_message.c.thread_id == op.thread_id,
-                            thread_message.c.id.in_(op.message_ids),
-                        )
-                        .values(deleted=True, updated_at=op.at)
-                    )
+                removed += [(True, op.at, op.thread_id, m) for m in op.message_ids]
             case DestroyThread():
-                flush()
-                conn.execute(
-                    thread.update()
-                    .where(thread.c.id == op.thread_id)
-                    .values(deleted=True, removed_at=op.at)
-                )
+                destroyed.append((True, op.at, op.thread_id))
             case _:
                 raise TypeError(f"unknown row operation {op!r}")
     flush()
+    if removed:
+        conn.exec_driver_sql(sql.remove_message, removed)
+    if destroyed:
+        conn.exec_driver_sql(sql.destroy_thread, destroyed)
     if touched:
         conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
 
