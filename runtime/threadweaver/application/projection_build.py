@@ -162,7 +162,8 @@ class ProjectionBuild:
 
     # -- one pass ---------------------------------------------------------------------------
     async def _pass(self) -> None:
-        batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(
+        """Read (and project) the next batches while the current one is applied."""
+        batches: asyncio.Queue[list[ProjectedEvent] | Exception | None] = asyncio.Queue(
             max(1, self.settings.read_ahead)
         )
         reader = asyncio.create_task(self._read_pass(batches), name="projection-build-reader")
@@ -171,6 +172,8 @@ class ProjectionBuild:
                 batch = await batches.get()
                 if batch is None:
                     break
+                if isinstance(batch, Exception):
+                    raise batch
                 await self._apply(batch)
             await reader
         finally:
@@ -178,7 +181,21 @@ class ProjectionBuild:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read_pass(self, batches: asyncio.Queue[list[StoredEvent] | None]) -> None:
+    async def _read_pass(
+        self, batches: asyncio.Queue[list[ProjectedEvent] | Exception | None]
+    ) -> None:
+        """Every shard of the set read to its end, in batches of projected events; an error
+        ends the queue (the writer raises it)."""
+        try:
+            await self._read_shards(batches)
+        except Exception as exc:
+            await batches.put(exc)
+            return
+        await batches.put(None)
+
+    async def _read_shards(
+        self, batches: asyncio.Queue[list[ProjectedEvent] | Exception | None]
+    ) -> None:
         s, progress, journal = self.settings, self.progress, self.journal
         exact = journal.offset_slack == 0  # a short page is the end of the shard
         buffer: list[StoredEvent] = []
@@ -195,7 +212,7 @@ class ProjectionBuild:
                 after = page[-1].offset  # a journal never splits events sharing an offset
                 buffer += page
                 if len(buffer) >= s.batch_size:
-                    await batches.put(buffer)
+                    await batches.put(_projected(buffer))
                     buffer = []
                 if exact and len(page) < s.page_size:
                     break
@@ -203,15 +220,11 @@ class ProjectionBuild:
             progress.shards_done += 1
         progress.shard_first_ts = progress.shard_latest_ts = None
         if buffer:
-            await batches.put(buffer)
-        await batches.put(None)
+            await batches.put(_projected(buffer))
 
     # -- applying ---------------------------------------------------------------------------
-    async def _apply(self, events: list[StoredEvent]) -> None:
-        try:
-            projected = self._pinned(project(events))
-        except ValueError as exc:
-            raise BuildError(f"an event of the journal cannot be decoded: {exc}") from exc
+    async def _apply(self, batch: list[ProjectedEvent]) -> None:
+        projected = self._pinned(batch)
         result = await self.read_model.apply(self.projection, projected)
         rounds = 0
         while result.stalled or result.gaps:
@@ -252,10 +265,7 @@ class ProjectionBuild:
                     "yet a later one is"
                 )
             self.progress.repairs += 1
-            try:
-                projected = self._pinned(project(missing), keep=True)
-            except ValueError as exc:
-                raise BuildError(f"an event of the journal cannot be decoded: {exc}") from exc
+            projected = self._pinned(_projected(missing), keep=True)
             self._record(await self.read_model.apply(self.projection, projected))
 
     def _record(self, result: ApplyResult) -> None:
@@ -266,6 +276,13 @@ class ProjectionBuild:
         for shard, offset in result.offsets.items():
             if offset > self._checkpoints.get(shard, 0):
                 self._checkpoints[shard] = offset
+
+
+def _projected(events: Sequence[StoredEvent]) -> list[ProjectedEvent]:
+    try:
+        return project(events)
+    except ValueError as exc:
+        raise BuildError(f"an event of the journal cannot be decoded: {exc}") from exc
 
 
 def _runs(shards: Sequence[int]) -> list[tuple[int, int]]:

@@ -3,11 +3,15 @@ real SQLite journal and read model: everything once, resumed from the checkpoint
 repaired without the checkpoint passing it, passes until caught up; and its pure progress
 figures."""
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 
 from tests.support.journal_fill import append_messages, fill_journal, read_model_rows
 from threadweaver.adapters.journal.sqlite import SqliteJournal
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
+from threadweaver.application.ports import JournalError
 from threadweaver.application.projection_build import (
     BuildError,
     BuildProgress,
@@ -145,6 +149,38 @@ async def test_an_event_missing_from_the_journal_stops_the_build_with_its_thread
 
     with pytest.raises(BuildError, match="event 3 is not in the journal"):
         await ProjectionBuild(Lost(j, {(pid, 3)}), rm, range(SHARDS), small()).run()
+
+
+async def test_a_journal_failing_part_way_fails_the_build_instead_of_hanging_it(stores):
+    j, rm, _ = stores
+    await fill_journal(j, 10, 5)
+    reads = 0
+
+    class Failing(HidingJournal):
+        async def read_shard_set(self, shards, after, limit):
+            nonlocal reads
+            reads += 1
+            if reads == 4:
+                raise JournalError("the journal went away")
+            return await self.inner.read_shard_set(shards, after, limit)
+
+    with pytest.raises(JournalError, match="went away"):
+        await asyncio.wait_for(
+            ProjectionBuild(Failing(j, set()), rm, range(SHARDS), small()).run(), 30
+        )
+
+
+async def test_an_event_that_cannot_be_decoded_stops_the_build_naming_it(stores):
+    j, rm, _ = stores
+    await fill_journal(j, 3, 3)
+
+    class Bogus(HidingJournal):
+        async def read_shard_set(self, shards, after, limit):
+            got = await self.inner.read_shard_set(shards, after, limit)
+            return [replace(e, type="NoSuchEvent") if e.seq == 2 else e for e in got]
+
+    with pytest.raises(BuildError, match=r"cannot be decoded.*NoSuchEvent"):
+        await ProjectionBuild(Bogus(j, set()), rm, range(SHARDS), small()).run()
 
 
 async def test_passes_go_on_while_new_events_arrive_until_within_the_lag(stores):

@@ -43,6 +43,7 @@ from ...application.row_operations import (
     RowOperation,
     TouchThread,
 )
+from . import mysql_updates
 from .schema import (
     projection_offset,
     thread,
@@ -554,12 +555,19 @@ def _execute(conn: sa.Connection, sql: _HotStatements, operations: Sequence[RowO
             case _:
                 raise TypeError(f"unknown row operation {op!r}")
     flush()
+    mysql = conn.dialect.name == "mysql"  # its UPDATE executemany: a round trip per row
     if removed:
-        conn.exec_driver_sql(sql.remove_message, removed)
+        if mysql:
+            mysql_updates.remove_messages(conn, removed)
+        else:
+            conn.exec_driver_sql(sql.remove_message, removed)
     if destroyed:
         conn.exec_driver_sql(sql.destroy_thread, destroyed)
     if touched:
-        conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
+        if mysql:
+            mysql_updates.touch_threads(conn, list(touched.values()))
+        else:
+            conn.exec_driver_sql(sql.touch_thread, list(touched.values()))
 
 
 def _delete_members(
