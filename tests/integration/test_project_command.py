@@ -214,3 +214,26 @@ def test_an_unreachable_journal_or_read_model_is_an_exit_code_and_a_message(jour
     )
     assert code == 4 and "cannot reach the read model" in err, err
     assert "threadweaver:***@" in err  # the password is not shown
+
+
+async def test_from_a_dynamodb_journal_equals_the_journal_and_resumes(dynamodb_settings, tmp_path):
+    """The DynamoDB journal (dynalite): offsets are write times with a slack, so a run reads
+    each shard to an empty page and a resumed one re-reads the slack and skips it."""
+    from threadweaver.adapters.journal.dynamodb import DynamoDBJournal
+
+    journal = DynamoDBJournal(dynamodb_settings, shards=16)
+    await journal.start()
+    try:
+        filled = await fill_journal(journal, 30, 8, per_append=4, concurrency=8)
+    finally:
+        await journal.close()
+    s = dynamodb_settings
+    url = f"dynamodb://{s.endpoint_url.split('://', 1)[1]}?region={s.region}&table-prefix={s.table_prefix}"
+    target = f"sqlite+aiosqlite:///{tmp_path / 'rm.db'}"
+    code, lines, err = run_project(url, target, "--shards", "16")
+    assert code == 0, err
+    assert lines[-1]["applied"] == filled.events
+    assert await read_model_rows(target) == filled.rows()
+    code, lines, err = run_project(url, target, "--shards", "16")
+    assert code == 0, err
+    assert lines[-1]["resumed"] is True and lines[-1]["applied"] == 0
