@@ -206,11 +206,11 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             selector=names.selector_string(o.name),
             table_prefix=spec.table_prefix,
             migrated_revision=migrated_revision,
+            read_model=rebuild.status,
+            rebuild=rebuild.condition,
             monitoring=monitoring,
             proposed_plan=shard_map.plan_status,
             rmu_restart_request=shard_map.rmu_request,
-            read_model=rebuild.status,
-            rebuild=rebuild.condition,
         ),
         shard_map.status_events,
     )

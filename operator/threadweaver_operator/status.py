@@ -84,11 +84,11 @@ class Observed:
     selector: str = ""
     table_prefix: str = ""
     migrated_revision: str | None = None
+    read_model: Mapping[str, Any] | None = None  # status.readModel (rebuild.py)
+    rebuild: Condition | None = None  # the Rebuilding condition (absent: never rebuilt)
     monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
     proposed_plan: Mapping[str, Any] | None = None  # spec.rebalance.mode manual (review.py)
     rmu_restart_request: str | None = None  # the last restart-rmu annotation handled
-    read_model: Mapping[str, Any] | None = None  # status.readModel (rebuild.py)
-    rebuild: Condition | None = None  # the Rebuilding condition (absent: never rebuilt)
 
 
 def conditions(o: Observed) -> list[Condition]:
@@ -133,8 +133,6 @@ def conditions(o: Observed) -> list[Condition]:
     out = [ready, provisioned, migrated, rebalancing, projections]
     if o.monitoring is not None:
         out.append(o.monitoring)
-    if o.rebuild is not None:
-        out.append(o.rebuild)
     return out
 
 
@@ -220,6 +218,8 @@ def build_status(
 ) -> dict[str, Any]:
     """The whole ``status`` the operator writes (a merge patch of these keys)."""
     conds = conditions(o)
+    if o.rebuild is not None:  # changes neither Ready nor the phase
+        conds.append(o.rebuild)
     status: dict[str, Any] = {
         "observedGeneration": o.generation,
         "phase": phase(o, conds),
@@ -239,12 +239,12 @@ def build_status(
         status["tablePrefix"] = o.table_prefix
     if o.migrated_revision:
         status["migratedRevision"] = o.migrated_revision
+    if o.read_model:
+        status["readModel"] = dict(o.read_model)
     if o.proposed_plan is not None:
         status["proposedPlan"] = dict(o.proposed_plan)
     if o.rmu_restart_request is not None:
         status["rmuRestartRequest"] = o.rmu_restart_request
-    if o.read_model:
-        status["readModel"] = dict(o.read_model)
     return status
 
 

@@ -98,9 +98,6 @@ class Member:
         self._draining = 0
         self._map_changed = asyncio.Event()
         self._apply_lock = asyncio.Lock()
-        self.forwarded = 0
-        self.refused = 0
-        self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
         # a rebuild of the read model (read_model_switch.py): only over a SwitchableReadModel
         self.read_models: ReadModelSwitch | None = None
         if open_read_model is not None and isinstance(read_model, SwitchableReadModel):
@@ -112,6 +109,9 @@ class Member:
                 view=lambda: (self.serving, self.projectors),
                 on_change=self.publish_status,
             )
+        self.forwarded = 0
+        self.refused = 0
+        self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
 
     @property
     def name(self) -> str:
@@ -254,15 +254,15 @@ class Member:
         )
         return MemberStatus(
             member=self.name,
-            acked_epoch=self.acked_epoch,
-            owned=self.serving,
-            rmus=rmus,
-            address=self.address,
             read_model=(
                 self.read_models.report(self.serving, self.projectors)
                 if self.read_models is not None
                 else None
             ),
+            acked_epoch=self.acked_epoch,
+            owned=self.serving,
+            rmus=rmus,
+            address=self.address,
         )
 
     async def publish_status(self) -> None:
