@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from threadweaver.shards import SHARDMAP_KEY, ShardMap
+from threadweaver.shards import READ_MODEL_KEY, SHARDMAP_KEY, ReadModelDirective, ShardMap
 
 from . import names
 from .spec import ClusterSpec
@@ -28,6 +28,7 @@ __all__ = [
     "migration_job",
     "owner_reference",
     "pod_disruption_budget",
+    "project_job",
     "role",
     "role_binding",
     "runtime_env",
@@ -484,30 +485,71 @@ def migration_job(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
     container = _container(
         spec, "migrate", ["threadweaver", "migrate"], _read_model_env(spec), mounts
     )
+    name = names.migration_job(spec.name, revision)
+    return _job(spec, name, "migration", revision, container, volumes, owner, JOB_DEADLINE_SECONDS)
+
+
+def _job(
+    spec: ClusterSpec,
+    name: str,
+    component: str,
+    revision: str,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    owner: Owner,
+    deadline: int | None,
+) -> dict[str, Any]:
     extra = {MIGRATION_REVISION_LABEL: revision}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": JOB_BACKOFF_LIMIT,
+        "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+    }
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
+    job_spec["template"] = {
+        "metadata": {"labels": {**names.labels(spec.name, component), **extra}},
+        "spec": {
+            **_pod_common(spec),
+            "restartPolicy": "Never",
+            "serviceAccountName": names.runtime_account(spec.name),
+            "automountServiceAccountToken": False,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(
-            spec, names.migration_job(spec.name, revision), owner, "migration", extra
-        ),
-        "spec": {
-            "backoffLimit": JOB_BACKOFF_LIMIT,
-            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
-            "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-            "template": {
-                "metadata": {"labels": {**names.labels(spec.name, "migration"), **extra}},
-                "spec": {
-                    **_pod_common(spec),
-                    "restartPolicy": "Never",
-                    "serviceAccountName": names.runtime_account(spec.name),
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
+        "metadata": _meta(spec, name, owner, component, extra),
+        "spec": job_spec,
     }
+
+
+PROJECT_UNTIL_LAG_SECONDS = 1  # the project Job stops once at most this far behind the journal
+
+
+def project_job(spec: ClusterSpec, owner: Owner = None) -> dict[str, Any]:
+    """``threadweaver project`` filling the read model of ``spec`` (a rebuild's target database,
+    :meth:`ClusterSpec.with_database`) from the journal, until within a second of its head.
+    Named after the target's :meth:`migration_revision`; resumable (its checkpoints are in the
+    database), so a retried pod goes on where the last one stopped."""
+    revision = spec.migration_revision()
+    volumes, mounts = _volumes(spec)
+    command = [
+        "threadweaver",
+        "project",
+        "--journal",
+        spec.journal_url(),
+        "--read-model",
+        spec.read_model_url(),
+        "--shard-count",
+        str(spec.shards),
+        "--until-lag",
+        str(PROJECT_UNTIL_LAG_SECONDS),
+    ]
+    container = _container(spec, "project", command, _read_model_env(spec) + _aws_env(spec), mounts)
+    name = names.project_job(spec.name, revision)
+    return _job(spec, name, "rebuild", revision, container, volumes, owner, None)
 
 
 def peer_token_secret(spec: ClusterSpec, token: str, owner: Owner = None) -> dict[str, Any]:
@@ -521,13 +563,21 @@ def peer_token_secret(spec: ClusterSpec, token: str, owner: Owner = None) -> dic
 
 
 def shardmap_configmap(
-    spec: ClusterSpec, shard_map: ShardMap, owner: Owner = None
+    spec: ClusterSpec,
+    shard_map: ShardMap,
+    owner: Owner = None,
+    read_model: ReadModelDirective | None = None,
 ) -> dict[str, Any]:
+    """The shard map, and beside it the read-model directive of a rebuild (once there is one:
+    a cluster that never rebuilt keeps a ConfigMap older members read as before)."""
+    data = {SHARDMAP_KEY: shard_map.dumps()}
+    if read_model is not None:
+        data[READ_MODEL_KEY] = read_model.dumps()
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(spec, names.shardmap_configmap(spec.name), owner, "shardmap"),
-        "data": {SHARDMAP_KEY: shard_map.dumps()},
+        "data": data,
     }
 
 

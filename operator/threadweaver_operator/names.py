@@ -10,6 +10,7 @@ headless Service (pod DNS, peers)      ``<name>-headless``
 client Service (the HTTP API)          ``<name>``
 ServiceAccount / Role / RoleBinding    ``<name>-runtime``
 migration Job                          ``<name>-migrate-<hash>``
+read-model rebuild Job                 ``<name>-project-<hash>``
 PodDisruptionBudget                    ``<name>-pdb``
 peer-token Secret (forwarding auth)    ``<name>-peer-token`` (key ``token``)
 shard-map ConfigMap                    ``<name>-shardmap`` (key ``shardmap.json``)
@@ -44,6 +45,7 @@ __all__ = [
     "ordinal",
     "pdb",
     "peer_token_secret",
+    "project_job",
     "runtime_account",
     "selector_labels",
     "selector_string",
@@ -108,6 +110,11 @@ def migration_job(name: str, revision: str) -> str:
 def replay_check_job(name: str, image_hash: str) -> str:
     """The replay check of one image before it rolls out (replay_gate.py)."""
     return f"{name}-replay-{image_hash}"
+
+
+def project_job(name: str, revision: str) -> str:
+    """The Job filling a rebuild's database from the journal (``threadweaver project``)."""
+    return f"{name}-project-{revision}"
 
 
 def peer_token_secret(name: str) -> str:

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from threadweaver.shards import ReadModelDirective
+
 from . import builders, monitoring, names
 from .kube import Kube, KubeError
 from .migration import job_state
 from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
 from .replay_gate import check_needed
 from .replay_gate import job_name as replay_check_job_name
+from .read_models import published_directive, rebuild_jobs, serving_database
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState
@@ -64,6 +67,11 @@ class Observation:
     network_policies: tuple[Mapping[str, Any], ...] = ()  # the cluster's (network_policies.py)
     kubernetes_api: tuple[ApiEndpoint, ...] = ()  # read while spec.network.policy is on
     kubernetes_api_error: str | None = None  # why kubernetes_api could not be read
+    # a rebuild of the read model (read_models.py, rebuild.py)
+    read_model_directive: ReadModelDirective | None = None  # published beside the shard map
+    read_model_error: str | None = None  # why the published directive is unreadable
+    rebuild_migration_job: Mapping[str, Any] | None = None  # read while rebuilding
+    project_job: Mapping[str, Any] | None = None
 
     @property
     def valid_spec(self) -> ClusterSpec | None:
@@ -123,13 +131,18 @@ async def observe(
     replay_job, replay_pods = await _replay_check(
         kube, spec, statefulset, previous.get("replayCheckedImage")
     )
+    configmap = await kube.get("ConfigMap", namespace, names.shardmap_configmap(name))
+    directive, directive_error = published_directive(configmap)
     return replace(
         base,
         secrets=secrets,
         tables=tables,
         peer_token_exists=peer_token is not None,
         statefulset=statefulset,
-        shardmap_configmap=await kube.get("ConfigMap", namespace, names.shardmap_configmap(name)),
+        shardmap_configmap=configmap,
+        read_model_directive=directive,
+        read_model_error=directive_error,
+        **(await _rebuild_jobs(kube, spec, directive, statefulset)),
         migration_job=job,
         migration_jobs=jobs,
         replay_check_job=replay_job,
@@ -147,6 +160,23 @@ async def observe(
         ),
         **(await _kubernetes_api(kube) if spec.network.policy else {}),
     )
+
+
+async def _rebuild_jobs(
+    kube: Kube,
+    spec: ClusterSpec,
+    directive: ReadModelDirective | None,
+    statefulset: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A rebuild's two Jobs, while the target is not the database served."""
+    target = spec.target_database()
+    if serving_database(spec, directive, statefulset) == target:
+        return {}
+    migration, project = rebuild_jobs(spec, target)
+    return {
+        "rebuild_migration_job": await kube.get("Job", spec.namespace, migration),
+        "project_job": await kube.get("Job", spec.namespace, project),
+    }
 
 
 async def _pod_monitor(

@@ -33,8 +33,10 @@ from .network_policies import API_FALLBACK_PORTS, network_policies
 from .observation import Observation
 from .projection_lag import cluster_lag
 from .provisioning import external_tables
+from .read_models import template_database
 from .rebalancing import Decision
 from .replay_gate import plan_gate
+from .rebuild import RebuildOutcome, plan_rebuild
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
@@ -164,13 +166,20 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
 
     problems = _check_secrets(p, spec, o.secrets)
     provisioned = _provisioned(p, o, spec, problems)
-    migrated, migrated_revision = _migration(p, o, spec, problems, provisioned)
+    rebuild = _rebuild(p, o, spec, view)
+    serving = spec.with_database(rebuild.serving)  # the database the pods serve (rebuild.py)
+    migrated, migrated_revision = _migration(
+        p, o, serving, problems, provisioned, _rebuild_migrated(rebuild)
+    )
     upgraded, checked_image = _replay_check(p, o, spec, provisioned.true and not problems)
     can_roll_out = provisioned.true and migrated.true and upgraded.true and not problems
+    if provisioned.true and not problems:
+        for step in rebuild.steps:
+            p.add(step)
 
-    shard_map = _shard_map(p, o, spec, view)
+    shard_map = _shard_map(p, o, spec, view, rebuild)
     statefulset_exists = _statefulset(
-        p, o, spec, can_roll_out and shard_map.shard_map is not None, shard_map.decision
+        p, o, serving, can_roll_out and shard_map.shard_map is not None, shard_map.decision
     )
 
     monitoring = _monitoring(p, o, spec)
@@ -204,6 +213,8 @@ def _plan_cluster(p: _Steps, o: Observation, spec: ClusterSpec) -> None:
             migrated_revision=migrated_revision,
             upgraded=upgraded,
             replay_checked_image=checked_image,
+            read_model=rebuild.status,
+            rebuild=rebuild.condition,
             monitoring=monitoring,
             proposed_plan=shard_map.plan_status,
             rmu_restart_request=shard_map.rmu_request,
@@ -229,6 +240,25 @@ def _lag_events(o: Observation, observed: Observed) -> tuple[Event, ...]:
             _info("ProjectionsCaughtUp", f"projection lag back within the limit: {now.message}"),
         )
     return ()
+
+
+def _rebuild(p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView) -> RebuildOutcome:
+    """A rebuild of the read model (rebuild.py): its outcome, its Warnings."""
+    if o.read_model_error:
+        p.warn("ReadModelDirectiveInvalid", o.read_model_error)
+    outcome = plan_rebuild(o, spec, view.views, view.current)
+    if outcome.warning is not None:
+        p.warn(*outcome.warning)
+    else:
+        p.clear_warnings("RebuildFailed")
+    return outcome
+
+
+def _rebuild_migrated(rebuild: RebuildOutcome) -> str | None:
+    """The migration revision a rebuild's Job completed (the served database's once switched:
+    the rollout gate need not run it again)."""
+    last = rebuild.status.get("rebuild") or {}
+    return last.get("revision") if last.get("migrated") else None
 
 
 def _monitoring(p: _Steps, o: Observation, spec: ClusterSpec) -> Condition | None:
@@ -312,6 +342,7 @@ def _migration(
     spec: ClusterSpec,
     problems: Mapping[str, SecretProblem],
     provisioned: Condition,
+    also_migrated: str | None = None,
 ) -> tuple[Condition, str | None]:
     """The Migrated condition and ``status.migratedRevision``.
 
@@ -320,6 +351,8 @@ def _migration(
     with a message naming the field instead of pods stuck in ContainerCreating."""
     migrated_revision = o.previous.get("migratedRevision")
     revision = spec.migration_revision()
+    if also_migrated == revision:
+        migrated_revision = revision
     if "readModel" in problems:
         problem = problems["readModel"]
         migrated = Condition("Migrated", "False", problem.reason, str(problem))
@@ -400,9 +433,11 @@ class _MapOutcome:
     rmu_request: str | None = None  # the last restart-rmu annotation handled
 
 
-def _shard_map(p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView) -> _MapOutcome:
+def _shard_map(
+    p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView, rebuild: RebuildOutcome
+) -> _MapOutcome:
     """Rebalance (under spec.rebalance) or complete a handoff, then supervise the RMUs of the
-    resulting map and handle a restart-rmu request."""
+    resulting map and handle a restart-rmu request; publish the rebuild's directive beside it."""
     restarted_total = int(o.previous.get("restartedRmus") or 0)
     previous_plan = o.previous.get("proposedPlan")
     rmu_request = o.previous.get("rmuRestartRequest")
@@ -434,8 +469,10 @@ def _shard_map(p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView) 
         restarted += outcome.requested
         if outcome.problem:
             p.warn("RmuRestartRefused", outcome.problem)
-    if current is None or new_map.dumps() != current.dumps():
-        events = []
+    directive = rebuild.directive
+    directive_changed = directive is not None and directive != o.read_model_directive
+    if current is None or new_map.dumps() != current.dumps() or directive_changed:
+        events = list(rebuild.directive_events) if directive_changed else []
         if decision.action != "steady" and decision.changed:
             events.append(_info(_event_reason(decision.action), decision.message))
         for member, r in restarted:
@@ -446,7 +483,8 @@ def _shard_map(p: _Steps, o: Observation, spec: ClusterSpec, view: ClusterView) 
                     f"requested a restart of the read-model updater of shards {r} on {member}",
                 )
             )
-        p.add(Apply(builders.shardmap_configmap(spec, new_map, o.owner), tuple(events)))
+        configmap = builders.shardmap_configmap(spec, new_map, o.owner, directive)
+        p.add(Apply(configmap, tuple(events)))
     if decision.reason == "ShardsMismatch":
         p.warn("ShardsMismatch", decision.message)
     return _MapOutcome(
@@ -478,6 +516,10 @@ def _statefulset(
     sts = o.statefulset
     name = names.statefulset(o.name)
     sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
+    if sts is not None and not _template_differs(sts, spec):
+        # the pods keep the database they started with: after a rebuild the directive beside
+        # the shard map names the one they serve, and a new template would roll them for nothing
+        spec = spec.with_database(template_database(sts) or spec.mysql.database)
     desired = decision.statefulset_replicas if decision else (sts_replicas or 0)
     if can_roll_out:
         if sts is None:

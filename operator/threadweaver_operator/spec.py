@@ -14,11 +14,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from threadweaver.shards import DEFAULT_SHARDS
+from threadweaver.shards import DEFAULT_SHARDS, database_problem
 
 from . import names
 from .projection_lag import ProjectionsSpec, projections_spec
@@ -173,6 +173,8 @@ class ClusterSpec:
     upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)  # spec.upgrade (replay_gate.py)
     # spec.projections (projection_lag.py)
     projections: ProjectionsSpec = field(default_factory=ProjectionsSpec)
+    # spec.readModel.rebuild: a new token rebuilds the read model into database_<token>
+    read_model_rebuild: str = ""
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -289,6 +291,7 @@ class ClusterSpec:
                 network=network_spec(spec.get("network")),
                 upgrade=upgrade_spec(spec.get("upgrade")),
                 projections=projections_spec(spec.get("projections")),
+                read_model_rebuild=_str(rm.get("rebuild") or "", "spec.readModel.rebuild"),
             )
         except OperationsSpecError as exc:
             raise SpecError(str(exc)) from None
@@ -347,6 +350,16 @@ class ClusterSpec:
             )
         if not d.table_prefix or len(d.table_prefix) > 200:
             out.append("spec.journal.dynamodb.tablePrefix: 1 to 200 characters")
+        if self.read_model_rebuild and not _REBUILD_TOKEN.match(self.read_model_rebuild):
+            out.append(
+                f"spec.readModel.rebuild: 1 to 32 of [A-Za-z0-9_-], got {self.read_model_rebuild!r}"
+            )
+        else:
+            problem = database_problem(self.target_database())
+            if problem:
+                out.append(
+                    f"spec.readModel.mysql.database (with spec.readModel.rebuild): {problem}"
+                )
         out += self.auth.problems()
         out += self.monitoring.problems()
         out += self.tracing.problems()
@@ -376,6 +389,19 @@ class ClusterSpec:
                 query.append("tls=true")
         return f"dynamodb://{netloc}?{'&'.join(query)}"
 
+    def target_database(self) -> str:
+        """The database the cluster should serve: ``spec.readModel.mysql.database``, with
+        ``_<token>`` appended when ``spec.readModel.rebuild`` is set (``-`` becomes ``_``)."""
+        token = self.read_model_rebuild.replace("-", "_")
+        return f"{self.mysql.database}_{token}" if token else self.mysql.database
+
+    def with_database(self, database: str) -> ClusterSpec:
+        """This spec with ``spec.readModel.mysql.database`` replaced (same server and Secret):
+        the spec the Jobs and pods of one database of a rebuild are built from."""
+        if database == self.mysql.database:
+            return self
+        return replace(self, mysql=replace(self.mysql, database=database))
+
     def read_model_url(self) -> str:
         """``THREADWEAVER_READ_MODEL``: no password in it (it comes from the mounted Secret)."""
         m = self.mysql
@@ -394,6 +420,8 @@ class ClusterSpec:
             s for s in (self.dynamodb.credentials_secret, self.mysql.password_secret, auth) if s
         ]
 
+
+_REBUILD_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 # -- spec.monitoring ---------------------------------------------------------------------------
 

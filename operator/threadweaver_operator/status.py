@@ -19,6 +19,9 @@ Conditions (``type``: meaning of ``True``):
 * ``Monitoring`` (only with ``spec.monitoring.podMonitor: true``): the PodMonitor is applied;
   False where the monitoring.coreos.com API is not served (:mod:`.monitoring`). It changes
   neither Ready nor the phase.
+* ``Rebuilding`` (only once a rebuild of the read model started, :mod:`.rebuild`): True while
+  one runs; False once switched (``Switched``), failed (``RebuildFailed``: the old database keeps
+  serving) or cancelled. It changes neither Ready nor the phase.
 
 ``phase`` summarizes them for ``kubectl get twc``, first match wins: Deleting, Failed (a spec
 the operator cannot run, a missing Secret, a failed migration), Provisioning, Migrating,
@@ -97,6 +100,8 @@ class Observed:
     selector: str = ""
     table_prefix: str = ""
     migrated_revision: str | None = None
+    read_model: Mapping[str, Any] | None = None  # status.readModel (rebuild.py)
+    rebuild: Condition | None = None  # the Rebuilding condition (absent: never rebuilt)
     monitoring: Condition | None = None  # spec.monitoring.podMonitor (absent: not asked for)
     upgraded: Condition | None = None  # the replay-check gate (absent: an invalid spec)
     replay_checked_image: str | None = None  # the last image that passed the replay check
@@ -248,6 +253,8 @@ def build_status(
 ) -> dict[str, Any]:
     """The whole ``status`` the operator writes (a merge patch of these keys)."""
     conds = conditions(o)
+    if o.rebuild is not None:  # changes neither Ready nor the phase
+        conds.append(o.rebuild)
     status: dict[str, Any] = {
         "observedGeneration": o.generation,
         "phase": phase(o, conds),
@@ -269,6 +276,8 @@ def build_status(
         status["migratedRevision"] = o.migrated_revision
     if o.replay_checked_image:
         status["replayCheckedImage"] = o.replay_checked_image
+    if o.read_model:
+        status["readModel"] = dict(o.read_model)
     if o.proposed_plan is not None:
         status["proposedPlan"] = dict(o.proposed_plan)
     if o.rmu_restart_request is not None:
@@ -304,7 +313,21 @@ def status_patch(status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict
                 **{k: None for k in old_plan if k not in status["proposedPlan"]},
                 **status["proposedPlan"],
             }
+    if isinstance(previous.get("readModel"), Mapping) and "readModel" in status:
+        patch["readModel"] = _nested_patch(previous["readModel"], status["readModel"])
     return patch
+
+
+def _nested_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` as a merge patch over ``old``: the keys it lost are set to null, at any depth."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = _nested_patch(before, value)
+        else:
+            out[key] = value
+    return out
 
 
 def _same_conditions(old: Any, new: Sequence[Mapping[str, Any]]) -> bool:

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .adapters.readmodel import ReadModelSettings, SqlReadModel
+from .adapters.readmodel.databases import database_of, open_database
 from .adapters.readmodel.sql import redact_url
 from .application import tracing
 from .application.entities import EntityManager
-from .application.ports import Journal
+from .application.ports import Journal, ReadModel
+from .application.read_model_switch import SwitchableReadModel
 from .application.read_your_writes import ReadYourWrites
 from .application.sharding import Member, ShardingSettings
 from .application.streams import StreamHub
@@ -97,7 +99,10 @@ class Runtime:
         cluster = s.cluster
         self.tracer = install_tracer(s.tracing, cluster.member_name)
         self.journal = build_journal(s.storage)
-        self.read_model = build_read_model(s.storage)
+        # queries and RMUs through one port whose databases a rebuild can move (cluster mode)
+        self.read_model = SwitchableReadModel(
+            build_read_model(s.storage), database_of(s.storage.read_model)
+        )
         self.entities = EntityManager(self.journal, s.entities, writer=cluster.member_name)
         self.peers: HttpPeerClient | None = None
         self.kube_api: ApiClient | None = None
@@ -119,12 +124,16 @@ class Runtime:
             peers=self.peers,
             address=cluster.peer_address or None,
             holds_lease=lambda: self.lease is None or self.lease.is_held(),
+            open_read_model=None if cluster.embedded else self._open_read_model,
         )
         self.read_your_writes, self.streams = build_streams(self.journal, self.read_model, s)
         self._started = False
         from .observability import install as install_metrics
 
         self.metrics = install_metrics(self)  # /metrics: docs/operations.md, "Monitoring"
+
+    async def _open_read_model(self, database: str) -> ReadModel:
+        return await open_database(self.settings.storage.read_model, database)
 
     async def _publish_status(self, status: MemberStatus) -> None:
         if self.lease is not None:
@@ -164,7 +173,11 @@ class Runtime:
             )
             self.lease.start()
             self.watch = ShardMapWatch(
-                self.kube_api, namespace, cluster.name, self.member.apply_map
+                self.kube_api,
+                namespace,
+                cluster.name,
+                self.member.apply_map,
+                on_read_model=self.member.apply_read_model,
             )
             self.watch.start()
         self._started = True

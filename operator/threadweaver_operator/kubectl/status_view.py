@@ -2,7 +2,8 @@
 
 Phase, conditions, epoch and replicas from the cluster's status; members with their ranges and
 shard counts from the shard map; each member's Pod, Lease age, acknowledged epoch and RMUs (with
-their lag) from its Lease; the rebalancing plan awaiting approval, if any.
+their lag) from its Lease; the rebalancing plan awaiting approval, if any; the read model served
+and its rebuild, if one ran (status.readModel).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def cluster_status(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
         "orphanedRmus": status.get("orphanedRmus"),
         "restartedRmus": status.get("restartedRmus"),
         "proposedPlan": _plan_summary(status.get("proposedPlan")),
+        "readModel": status.get("readModel"),
         "members": members,
     }
 
@@ -112,6 +114,22 @@ def _handoff(shard_map: Any) -> dict[str, Any] | None:
     return {"epoch": h.epoch, "complete": h.complete, "moves": len(h.moves)}
 
 
+def _read_model_line(read_model: Mapping[str, Any]) -> str:
+    """``db (previous: old); rebuild into new: phase, caught-up shards, lag``."""
+    line = str(read_model["database"])
+    if read_model.get("previousDatabase"):
+        line += f" (previous: {read_model['previousDatabase']})"
+    rebuild = read_model.get("rebuild")
+    if isinstance(rebuild, Mapping) and rebuild.get("phase") not in (None, "Complete"):
+        line += f"; rebuild into {rebuild.get('database')}: {rebuild.get('phase')}"
+        progress = rebuild.get("progress") or {}
+        if progress.get("shards"):
+            line += f", {progress.get('caughtUp', 0)}/{progress['shards']} shards within 1 s"
+        if progress.get("lagSeconds") is not None:
+            line += f", lag {progress['lagSeconds']} s"
+    return line
+
+
 def _plan_summary(plan: Any) -> dict[str, Any] | None:
     if not isinstance(plan, Mapping):
         return None
@@ -140,6 +158,9 @@ def render_status(s: Mapping[str, Any]) -> str:
         lines.append(f"Handoff:    epoch {h['epoch']} {state} ({h['moves']} move(s))")
     if s.get("shardMapError"):
         lines.append(f"Shard map:  {s['shardMapError']}")
+    read_model = s.get("readModel")
+    if isinstance(read_model, Mapping) and read_model.get("database"):
+        lines.append(f"Read model: {_read_model_line(read_model)}")
     plan = s.get("proposedPlan")
     if plan:
         lines.append(

@@ -99,6 +99,8 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._caught_up = asyncio.Event()
+        # read everything it owed once since its start (a rebuild's shadow RMU is caught up)
+        self.caught_up_once = False
         self._reset()
 
     def _reset(self) -> None:
@@ -126,6 +128,7 @@ class Projector:
             return
         self._reset()
         self._caught_up.clear()
+        self.caught_up_once = False
         self._unsubscribe = self.journal.subscribe(self._on_append)
         self._task = asyncio.create_task(
             self._supervise(), name=f"rmu-{self.start_shard}-{self.end_shard}"
@@ -252,6 +255,7 @@ class Projector:
                 st.lag_seconds = 0.0
             if not self._wake.is_set() and not self._continuity.held and not self._dropped:
                 self._caught_up.set()
+                self.caught_up_once = True
             waits = [
                 self._next_poll,
                 self._next_backstop,

@@ -23,11 +23,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain import Command, Event, thread_persistence_id
-from ..shards import MemberStatus, RangeSet, RmuState, ShardMap, ShardRange, shard_of
+from ..shards import (
+    MemberStatus,
+    RangeSet,
+    ReadModelDirective,
+    RmuState,
+    ShardMap,
+    ShardRange,
+    shard_of,
+)
 from .entities import EntityManager
 from .gateway import ForwardRefused, NotOwner, ShardUnavailable
 from .ports import Journal, ReadModel
 from .projector import Projector, ProjectorState
+from .read_model_switch import ReadModelOpener, ReadModelSwitch, SwitchableReadModel
 from .settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,7 @@ class Member:
         peers: PeerClient | None = None,
         address: str | None = None,
         holds_lease: Callable[[], bool] | None = None,
+        open_read_model: ReadModelOpener | None = None,
     ) -> None:
         self.settings = settings
         self.entities = entities
@@ -93,6 +103,17 @@ class Member:
         self._draining = 0
         self._map_changed = asyncio.Event()
         self._apply_lock = asyncio.Lock()
+        # a rebuild of the read model (read_model_switch.py): only over a SwitchableReadModel
+        self.read_models: ReadModelSwitch | None = None
+        if open_read_model is not None and isinstance(read_model, SwitchableReadModel):
+            self.read_models = ReadModelSwitch(
+                read_model,
+                open_read_model,
+                journal,
+                projector_settings,
+                view=lambda: (self.serving, self.projectors),
+                on_change=self.publish_status,
+            )
         self.forwarded = 0
         self.refused = 0
         self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
@@ -143,6 +164,23 @@ class Member:
             )
         await self.publish_status()
 
+    async def apply_read_model(self, directive: ReadModelDirective) -> None:
+        """Adopt the operator's read-model directive (threadweaver.shards.readmodel): move the
+        RMUs (stopped, then started again on the new database from its checkpoints), run or
+        stop the shadow RMUs, move the queries at the directive's instant."""
+        switch = self.read_models
+        if switch is None:
+            log.error("read-model directive ignored: this member cannot switch read models")
+            return
+        async with self._apply_lock:
+            if switch.rmus_move(directive):
+                for rng in list(self.projectors):
+                    await self.projectors.pop(rng).stop()
+                await switch.move_rmus(directive, self.journal.shards)
+            await switch.apply(directive, self.serving)
+            await self._reconcile_projectors()
+        await self.publish_status()
+
     async def _drain(self, lost: RangeSet) -> None:
         self._draining += 1
         try:
@@ -172,12 +210,16 @@ class Member:
         wanted = set(self.serving)
         for rng in [r for r in self.projectors if r not in wanted]:
             await self.projectors.pop(rng).stop()
-        for rng in wanted - set(self.projectors):
+        started = sorted(wanted - set(self.projectors))
+        for rng in started:
             p = Projector(
                 self.journal, self.read_model, rng.start, rng.end, self.projector_settings
             )
             self.projectors[rng] = p
             p.start()
+        if self.read_models is not None:
+            await self.read_models.ranges_started(started)
+            await self.read_models.reconcile_shadows(self.serving)
 
     async def _apply_restarts(self, new: ShardMap) -> None:
         # The first map a member applies only records the generations: its RMUs have just
@@ -202,6 +244,8 @@ class Member:
         for p in self.projectors.values():
             await p.stop()
         self.projectors.clear()
+        if self.read_models is not None:
+            await self.read_models.close()
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> MemberStatus:
@@ -221,6 +265,11 @@ class Member:
             )
         return MemberStatus(
             member=self.name,
+            read_model=(
+                self.read_models.report(self.serving, self.projectors)
+                if self.read_models is not None
+                else None
+            ),
             acked_epoch=self.acked_epoch,
             owned=self.serving,
             rmus=tuple(rmus),

@@ -19,25 +19,39 @@ from .membership import (
     shardmap_configmap_name,
 )
 from .ranges import RangeSet, ShardRange
+from .readmodel import (
+    ANNOTATION_READ_MODEL,
+    READ_MODEL_KEY,
+    ReadModelDirective,
+    ReadModelError,
+    ReadModelReport,
+    database_problem,
+)
 from .shardmap import SHARDMAP_KEY, Handoff, ShardMap, ShardMapError
 
 __all__ = [
     "ANNOTATION_ACKED_EPOCH",
     "ANNOTATION_ADDRESS",
     "ANNOTATION_OWNED_RANGES",
+    "ANNOTATION_READ_MODEL",
     "ANNOTATION_RMUS",
     "DEFAULT_SHARDS",
+    "READ_MODEL_KEY",
     "SHARDMAP_KEY",
     "Handoff",
     "MemberStatus",
     "MembershipError",
     "Move",
     "RangeSet",
+    "ReadModelDirective",
+    "ReadModelError",
+    "ReadModelReport",
     "RmuState",
     "ShardMap",
     "ShardMapError",
     "ShardRange",
     "assign",
+    "database_problem",
     "is_lease_expired",
     "lease_name",
     "limit_moves",

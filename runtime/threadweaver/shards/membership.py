@@ -5,7 +5,7 @@ Each pod renews a ``coordination.k8s.io/v1`` Lease named after itself and writes
 calls pods). A valid lease is the member's liveness; its annotations are the handoff
 acknowledgement (``acked-epoch``) and the RMU health the operator uses to find orphaned ranges.
 
-All four annotations are always written (empty string for "none") so that a merge patch also
+All five annotations are always written (empty string for "none") so that a merge patch also
 clears stale values; reading tolerates missing keys (a pod that has not reported yet).
 """
 
@@ -19,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 from .ranges import RangeSet, ShardRange
+from .readmodel import ANNOTATION_READ_MODEL, ReadModelError, ReadModelReport
 
 __all__ = [
     "ANNOTATION_ACKED_EPOCH",
     "ANNOTATION_ADDRESS",
     "ANNOTATION_OWNED_RANGES",
+    "ANNOTATION_READ_MODEL",
     "ANNOTATION_RMUS",
     "MAX_ERROR_CHARS",
     "MemberStatus",
@@ -115,13 +117,15 @@ class RmuState:
 
 @dataclass(frozen=True, slots=True)
 class MemberStatus:
-    """A member's report: the epoch it acknowledged, what it serves, its RMUs, its address."""
+    """A member's report: the epoch it acknowledged, what it serves, its RMUs, its address and
+    its read model (shards/readmodel.py; None: it has not received a directive)."""
 
     member: str
     acked_epoch: int = 0
     owned: RangeSet = field(default_factory=RangeSet)
     rmus: tuple[RmuState, ...] = ()
     address: str | None = None
+    read_model: ReadModelReport | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.member, str) or not self.member:
@@ -142,6 +146,7 @@ class MemberStatus:
                 [s.to_json() for s in self.rmus], separators=(",", ":"), ensure_ascii=False
             ),
             ANNOTATION_ADDRESS: self.address or "",
+            ANNOTATION_READ_MODEL: self.read_model.dumps() if self.read_model else "",
         }
 
     @classmethod
@@ -175,7 +180,19 @@ class MemberStatus:
         except ValueError as exc:
             raise fail(ANNOTATION_RMUS, exc) from None
         address = (annotations.get(ANNOTATION_ADDRESS) or "").strip() or None
-        return cls(member=member, acked_epoch=acked_epoch, owned=owned, rmus=rmus, address=address)
+        raw_read_model = (annotations.get(ANNOTATION_READ_MODEL) or "").strip()
+        try:
+            read_model = ReadModelReport.from_json(raw_read_model) if raw_read_model else None
+        except ReadModelError as exc:
+            raise fail(ANNOTATION_READ_MODEL, exc) from None
+        return cls(
+            member=member,
+            acked_epoch=acked_epoch,
+            owned=owned,
+            rmus=rmus,
+            address=address,
+            read_model=read_model,
+        )
 
 
 def lease_name(cluster: str, member: str) -> str:

@@ -127,6 +127,27 @@ def test_status_shows_members_ranges_leases_and_rmus():
     json.dumps(s)  # -o json
 
 
+def test_status_shows_the_read_model_and_a_rebuild_in_progress():
+    rebuilding = {
+        "database": "threadweaver",
+        "rebuild": {
+            "phase": "CatchingUp",
+            "database": "threadweaver_r2",
+            "progress": {"shards": 64, "caughtUp": 40, "lagSeconds": 3.2},
+        },
+    }
+    s = cluster_status(snapshot(status={"phase": "Running", "readModel": rebuilding}), NOW)
+    assert s["readModel"] == rebuilding
+    text = render_status(s)
+    assert (
+        "Read model: threadweaver; rebuild into threadweaver_r2: CatchingUp, 40/64 shards "
+        "within 1 s, lag 3.2 s"
+    ) in text
+    done = {"database": "b", "previousDatabase": "a", "rebuild": {"phase": "Complete"}}
+    s = cluster_status(snapshot(status={"phase": "Running", "readModel": done}), NOW)
+    assert "Read model: b (previous: a)\n" in render_status(s) + "\n"
+
+
 def test_shards_and_the_owner_of_a_thread():
     assert thread_persistence_id("01J") == THREAD_PID_PREFIX + "01J"
     thread = "01HZX3Y7Q8M9N0P1R2S3T4V5W6"

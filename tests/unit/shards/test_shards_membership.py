@@ -12,6 +12,7 @@ from threadweaver.shards import (
     ANNOTATION_ACKED_EPOCH,
     ANNOTATION_ADDRESS,
     ANNOTATION_OWNED_RANGES,
+    ANNOTATION_READ_MODEL,
     ANNOTATION_RMUS,
     MembershipError,
     MemberStatus,
@@ -65,6 +66,7 @@ def test_missing_annotations_give_defaults() -> None:
         ANNOTATION_OWNED_RANGES,
         ANNOTATION_RMUS,
         ANNOTATION_ADDRESS,
+        ANNOTATION_READ_MODEL,
     }
 
 

@@ -176,8 +176,10 @@ class SqlReadModel:
         return self._sync_writer
 
     async def migrate(self) -> None:
-        from .migrate import upgrade_to_head
+        from .migrate import create_missing_database, upgrade_to_head
 
+        if self.engine is None:
+            await create_missing_database(self.settings.url)
         await self.start()
         async with self._engine.begin() as conn:
             await conn.run_sync(upgrade_to_head)
