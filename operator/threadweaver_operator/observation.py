@@ -22,9 +22,9 @@ from . import builders, monitoring, names
 from .kube import Kube, KubeError
 from .migration import job_state
 from .network_policies import COMPONENT, ApiEndpoint, kubernetes_api_endpoints
+from .read_models import published_directive, rebuild_jobs, serving_database
 from .replay_gate import check_needed
 from .replay_gate import job_name as replay_check_job_name
-from .read_models import published_directive, rebuild_jobs, serving_database
 from .secret_refs import Secrets
 from .spec import ClusterSpec, SpecError
 from .state import ClusterState

@@ -35,8 +35,8 @@ from .projection_lag import cluster_lag
 from .provisioning import external_tables
 from .read_models import template_database
 from .rebalancing import Decision
-from .replay_gate import plan_gate
 from .rebuild import RebuildOutcome, plan_rebuild
+from .replay_gate import plan_gate
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec

@@ -52,14 +52,16 @@ def build_read_model(storage: StorageSettings) -> SqlReadModel:
 
 
 def build_streams(
-    journal: Journal, read_model: SqlReadModel, settings: Settings
+    journal: Journal, read_model: SwitchableReadModel, settings: Settings
 ) -> tuple[ReadYourWrites, StreamHub]:
     """The read-your-writes waiter and the live streams' hub (application/streams.py)."""
     from .adapters.http.stream_wire import frame
     from .adapters.readmodel.applied_seq import SqlAppliedSeqs
 
     streams = settings.streams
-    waiter = ReadYourWrites(SqlAppliedSeqs(read_model), streams.read_your_writes_timeout)
+    waiter = ReadYourWrites(
+        SqlAppliedSeqs(lambda: read_model.for_queries), streams.read_your_writes_timeout
+    )
     hub = StreamHub(
         journal,
         read_model,

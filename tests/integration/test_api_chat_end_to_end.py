@@ -124,6 +124,7 @@ async def test_edits_markers_unread_counts_and_cursor_pages(server):
         assert await api.post(f"{path}/messages/edit", edit) == {
             "messageIds": [b1],
             "error_messages": [],
+            "seq": 4,  # created 1, a1-a3 2, b1 3
         }
         edited_at = api.clock
         found = await api.until_bodies(tid, admin, ["a1", "a2", "a3", "b1, edited ✓"])
@@ -138,6 +139,7 @@ async def test_edits_markers_unread_counts_and_cursor_pages(server):
         assert await api.post(f"{path}/read-marker", marker) == {
             "threadId": tid,
             "error_messages": [],
+            "seq": 5,
         }
         await api.until_unread(tid, member, 1)  # a3
         updated_at = (await api.thread(tid, admin))["updatedAt"]
@@ -170,6 +172,7 @@ async def test_edits_markers_unread_counts_and_cursor_pages(server):
         assert await api.post(f"{path}/read-marker", back) == {
             "threadId": tid,
             "error_messages": [],
+            "seq": 8,  # no event: the thread's seq (5 + the removal, a4, the marker on a4)
         }
         await api.post(f"{path}/messages/edit", edit)  # the same text: changes nothing
         (a5,) = await post_messages(api, path, admin, "a5")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..shards import RangeSet, ReadModelDirective, ReadModelReport, ShardRange
-from .ports import ApplyResult, Journal, MessageView, ReadModel, ThreadView
+from .ports import ApplyResult, Journal, MessagePage, MessageView, ReadModel, ThreadView
 from .projector import PROJECTION, Projector
 from .row_operations import ProjectedEvent
 from .settings import ProjectorSettings
@@ -102,6 +102,11 @@ class SwitchableReadModel:
         self, thread_id: str, account_id: str, offset: int, limit: int
     ) -> list[MessageView] | None:
         return await self._queries.list_messages(thread_id, account_id, offset, limit)
+
+    async def list_messages_page(
+        self, thread_id: str, account_id: str, after: int | None, offset: int, limit: int
+    ) -> MessagePage | None:
+        return await self._queries.list_messages_page(thread_id, account_id, after, offset, limit)
 
     async def ping(self) -> None:
         await self._queries.ping()

@@ -1,12 +1,15 @@
 """What the read model has applied per thread: `AppliedSeqs` of application/read_your_writes.py
 over the SQL read model's `thread.sequence_nr` (the seq of the last event projected into the
-thread's row), one indexed primary-key read per call."""
+thread's row), one indexed primary-key read per call, on the database queries read (a rebuild
+moves it: application/read_model_switch.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 
-from ...application.ports import ReadModelUnavailable
+from ...application.ports import ReadModel, ReadModelUnavailable
 from .schema import thread
 from .sql import SqlReadModel
 
@@ -14,15 +17,19 @@ _QUERY = sa.select(thread.c.sequence_nr).where(thread.c.id == sa.bindparam("thre
 
 
 class SqlAppliedSeqs:
-    """Reads through the read model's engine (started and closed by the read model)."""
+    """Reads through the engine of the read model queries use (`queries()`, called each time:
+    started and closed by its owner)."""
 
-    __slots__ = ("_read_model",)
+    __slots__ = ("_queries",)
 
-    def __init__(self, read_model: SqlReadModel) -> None:
-        self._read_model = read_model
+    def __init__(self, queries: Callable[[], ReadModel]) -> None:
+        self._queries = queries
 
     async def applied_seq(self, thread_id: str) -> int:
-        engine = self._read_model.engine
+        read_model = self._queries()
+        if not isinstance(read_model, SqlReadModel):
+            raise TypeError(f"min_seq needs an SQL read model, not {type(read_model).__name__}")
+        engine = read_model.engine
         if engine is None:
             raise ReadModelUnavailable("the read model is not started")
         try:
