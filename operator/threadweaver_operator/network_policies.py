@@ -1,7 +1,7 @@
 """NetworkPolicies that deny by default: pure builders from a :class:`ClusterSpec` and the
 Kubernetes API's endpoints (``spec.network``; ``policy: false`` turns them off).
 
-Three policies per cluster, each with policy types Ingress and Egress, so that whatever they do
+Four policies per cluster, each with policy types Ingress and Egress, so that whatever they do
 not allow is denied:
 
 ``<name>-runtime`` (the runtime pods)
@@ -18,6 +18,10 @@ not allow is denied:
 
 ``<name>-replay-check`` (the pods of the replay-check Jobs of new images, replay_gate.py)
   no ingress; egress: DNS and the DynamoDB endpoint.
+
+``<name>-rebuild`` (the pods of a read-model rebuild's project Job, rebuild.py)
+  no ingress; egress: DNS, the DynamoDB endpoint (it reads the journal) and the MySQL host (it
+  fills the new database).
 
 A destination host becomes a peer as precisely as a NetworkPolicy can name it: an IP address
 is an ``ipBlock`` of that address; a one-label name (``mariadb``) is the pods of the cluster's
@@ -66,8 +70,13 @@ class ApiEndpoint:
     port: int
 
 
-def policy_names(cluster: str) -> tuple[str, str, str]:
-    return (f"{cluster}-runtime", f"{cluster}-migration", f"{cluster}-replay-check")
+def policy_names(cluster: str) -> tuple[str, str, str, str]:
+    return (
+        f"{cluster}-runtime",
+        f"{cluster}-migration",
+        f"{cluster}-replay-check",
+        f"{cluster}-rebuild",
+    )
 
 
 def kubernetes_api_endpoints(
@@ -107,6 +116,7 @@ def network_policies(
         runtime_policy(spec, api, owner),
         migration_policy(spec, owner),
         replay_check_policy(spec, owner),
+        rebuild_policy(spec, owner),
     ]
 
 
@@ -176,6 +186,11 @@ def replay_check_policy(
 ) -> dict[str, Any]:
     egress = [_dns(), _rule(*_dynamodb(spec))]
     return _policy(spec, policy_names(spec.name)[2], "replay-check", [], egress, owner)
+
+
+def rebuild_policy(spec: ClusterSpec, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    egress = [_dns(), _rule(*_dynamodb(spec)), _rule(*_mysql(spec))]
+    return _policy(spec, policy_names(spec.name)[3], "rebuild", [], egress, owner)
 
 
 def _dns() -> dict[str, Any]:

@@ -122,6 +122,19 @@ async def test_network_policies(ns_operator, ns, api):
     assert set(migration["spec"]["podSelector"]["matchLabels"].items()) <= set(labels.items())
     assert not migration["spec"].get("ingress")
     assert migration["spec"]["egress"] == [dns, {"to": loopback, "ports": tcp(3306)}]
+
+    # the Jobs' pods of a replay check (DynamoDB) and of a rebuild (DynamoDB and MySQL)
+    for kind, egress in (
+        ("replay-check", [dns, {"to": loopback, "ports": tcp(8000)}]),
+        (
+            "rebuild",
+            [dns, {"to": loopback, "ports": tcp(8000)}, {"to": loopback, "ports": tcp(3306)}],
+        ),
+    ):
+        policy = await api.get("NetworkPolicy", ns, f"{name}-{kind}")
+        assert policy is not None, kind
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == kind
+        assert not policy["spec"].get("ingress") and policy["spec"]["egress"] == egress, kind
     assert "NetworkPolicyCreated" in [e["reason"] for e in events_of(ns, name)]
 
     # the schema refuses malformed peers

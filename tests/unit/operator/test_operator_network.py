@@ -230,11 +230,16 @@ def test_planning_applies_the_policies_and_announces_new_ones():
     p = planning.plan(observation(kubernetes_api=API))
     policies = [s for s in p.of(Apply) if s.obj["kind"] == "NetworkPolicy"]
     assert [s.obj for s in policies] == network_policies(spec(), API, {"uid": "u"})
-    assert [e.reason for s in policies for e in s.events] == ["NetworkPolicyCreated"] * 3
-    names = ("chat-runtime", "chat-migration", "chat-replay-check")
+    assert [e.reason for s in policies for e in s.events] == ["NetworkPolicyCreated"] * 4
+    names = ("chat-runtime", "chat-migration", "chat-replay-check", "chat-rebuild")
     existing = tuple({"metadata": {"name": n}} for n in names)
     again = planning.plan(observation(kubernetes_api=API, network_policies=existing))
-    assert [s.events for s in again.of(Apply) if s.obj["kind"] == "NetworkPolicy"] == [(), (), ()]
+    assert [s.events for s in again.of(Apply) if s.obj["kind"] == "NetworkPolicy"] == [
+        (),
+        (),
+        (),
+        (),
+    ]
 
 
 def test_planning_deletes_the_policies_when_turned_off():

@@ -127,6 +127,7 @@ def test_first_pass_creates_everything_but_the_statefulset():
         "NetworkPolicyCreated",
         "NetworkPolicyCreated",
         "NetworkPolicyCreated",
+        "NetworkPolicyCreated",
         "Provisioned",
         "MigrationStarted",
         "ShardMapInitialized",

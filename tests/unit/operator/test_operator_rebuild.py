@@ -298,3 +298,20 @@ def test_the_status_patch_removes_what_the_rebuild_no_longer_reports():
         "database": NEW,
         "rebuild": {"phase": "Complete", "progress": None},
     }
+
+
+def test_the_project_jobs_pods_reach_only_dns_dynamodb_and_mysql() -> None:
+    from threadweaver_operator.network_policies import rebuild_policy
+
+    target = observation().spec.with_database("threadweaver_v2")
+    policy = rebuild_policy(target)
+    assert policy["metadata"]["name"] == f"{target.name}-rebuild"
+    pod_labels = builders.project_job(target)["spec"]["template"]["metadata"]["labels"]
+    assert set(policy["spec"]["podSelector"]["matchLabels"].items()) <= set(pod_labels.items())
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == []
+    assert [r["ports"] for r in policy["spec"]["egress"]] == [
+        [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        [{"protocol": "TCP", "port": 8000}],  # the spec's DynamoDB endpoint http://ddb:8000
+        [{"protocol": "TCP", "port": 3306}],  # its MySQL host db, the default port
+    ]
