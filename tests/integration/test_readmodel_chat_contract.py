@@ -9,7 +9,6 @@ Events are the domain's, journalled as the entities would and projected as the p
 from __future__ import annotations
 
 import collections
-import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from tests.support.readmodel_fixtures import backend, projection, rm, url  # noqa: F401
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.adapters.readmodel.migrate import alembic_config, current_revision, head_revision
 from threadweaver.application.ports import StoredEvent
@@ -37,33 +37,6 @@ from threadweaver.domain.ids import thread_persistence_id
 from threadweaver.shards.hashing import shard_of
 
 SHARDS = 16
-_names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "mysql"])
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def url(backend, request, tmp_path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}"
-    return request.getfixturevalue("mysql_database_url")
-
-
-@pytest.fixture
-async def rm(url) -> Any:
-    model = SqlReadModel(ReadModelSettings(url=url))
-    await model.start()
-    await model.migrate()
-    yield model
-    await model.close()
-
-
-@pytest.fixture
-def projection() -> str:
-    return f"chat-{next(_names)}-{new_ulid()[-6:]}"
 
 
 class Stream:

@@ -9,12 +9,12 @@ projector hands them over, as row operations (`thread_projection.project`).
 from __future__ import annotations
 
 import collections
-import itertools
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.readmodel_fixtures import backend, projection, rm, url  # noqa: F401
 from threadweaver.adapters.readmodel import ReadModelSettings, SqlReadModel
 from threadweaver.adapters.readmodel.migrate import current_revision, head_revision
 from threadweaver.application.ports import ApplyResult, ReadModel, StoredEvent
@@ -37,35 +37,6 @@ from threadweaver.domain.ids import thread_persistence_id
 from threadweaver.shards.hashing import shard_of
 
 SHARDS = 16
-BACKENDS = ["sqlite", "mysql"]
-_projection_names = itertools.count()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def url(backend, request, tmp_path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}"
-    return request.getfixturevalue("mysql_database_url")
-
-
-@pytest.fixture
-async def rm(url) -> Any:
-    model = SqlReadModel(ReadModelSettings(url=url))
-    await model.start()
-    await model.migrate()
-    yield model
-    await model.close()
-
-
-@pytest.fixture
-def projection() -> str:
-    """A projection name of its own per test (MySQL tests of a module share one database)."""
-    return f"contract-{next(_projection_names)}-{new_ulid()[-6:]}"
 
 
 class Stream:
