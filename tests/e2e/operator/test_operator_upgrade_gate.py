@@ -202,7 +202,7 @@ async def test_a_new_image_rolls_out_only_after_its_replay_check(
         bad_pid = pid_of(tids[2])
         seq = await journal.highest_seq(bad_pid)
         await journal.append(
-            bad_pid, seq, [NewEvent("MessageEdited", {"schema": 1, "threadId": tids[2]})]
+            bad_pid, seq, [NewEvent("MessagePinned", {"schema": 1, "threadId": tids[2]})]
         )
     finally:
         await journal.close()
@@ -215,8 +215,8 @@ async def test_a_new_image_rolls_out_only_after_its_replay_check(
     assert result["failure"] == {
         "pid": bad_pid,
         "seq": seq + 1,
-        "type": "MessageEdited",
-        "error": "ValueError: unknown event type 'MessageEdited'",
+        "type": "MessagePinned",
+        "error": "ValueError: unknown event type 'MessagePinned'",
     }
 
     async def failed():
@@ -225,7 +225,7 @@ async def test_a_new_image_rolls_out_only_after_its_replay_check(
 
     upgraded = await eventually(failed, 90, what="Upgraded=False ReplayCheckFailed", on_fail=fail)
     assert upgraded["status"] == "False"
-    named = f"{bad_pid} seq {seq + 1} (MessageEdited)"
+    named = f"{bad_pid} seq {seq + 1} (MessagePinned)"
     assert named in upgraded["message"]
     assert "the pods keep image thread-weaver:e2e-b" in upgraded["message"]
 
