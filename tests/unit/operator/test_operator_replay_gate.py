@@ -45,13 +45,13 @@ FAILURE = {
     "failure": {
         "pid": "thread-01J",
         "seq": 7,
-        "type": "MessageEdited",
-        "error": "ValueError: unknown event type 'MessageEdited'",
+        "type": "MessagePinned",
+        "error": "ValueError: unknown event type 'MessagePinned'",
     },
 }
 NAMED = (
-    "first unreadable event: thread-01J seq 7 (MessageEdited): "
-    "ValueError: unknown event type 'MessageEdited'"
+    "first unreadable event: thread-01J seq 7 (MessagePinned): "
+    "ValueError: unknown event type 'MessagePinned'"
 )
 
 
