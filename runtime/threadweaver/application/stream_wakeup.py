@@ -11,7 +11,7 @@ cursor; it wakes the task instead (the path every guarantee is kept on) when
 - the events may remove the account (access is checked again on the task),
 - the cursor is not live in the tail's memory (the task ends a slow consumer's stream),
 - the server is closing or the stream is past its duration (the task ends it),
-- the sink refuses (the connection's buffer is not nearly empty, it is paused or closing: the
+- the sink refuses or fails (the connection's buffer is not nearly empty, it is paused or closing: the
   task's write waits for it, with its time-out).
 
 Order is kept: a direct write happens only while the task is parked, so no write of the task's
@@ -21,6 +21,7 @@ is pending, and the cursor moves past what was written, so nothing is sent twice
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from .stream_membership import removes
 
 if TYPE_CHECKING:
     from .streams import StreamHub, TailCursor, ThreadTail
+
+log = logging.getLogger(__name__)
 
 #: writes SSE bytes to the connection now, or answers False (then nothing was written)
 Sink = Callable[[bytes], bool]
@@ -98,7 +101,11 @@ class DirectWakeup(Wakeup):
         if self.hub.closing.is_set() or time.monotonic() >= self.ends:
             return False
         chunk = events[0].frame if len(events) == 1 else b"".join(e.frame for e in events)
-        if not sink(chunk):
+        try:
+            if not sink(chunk):
+                return False
+        except Exception:  # never into the append path that called us: the task writes it
+            log.debug("a direct write failed", exc_info=True)
             return False
         cursor.pos = events[-1].seq
         self.hub.stats.delivered[self.kind] += len(events)

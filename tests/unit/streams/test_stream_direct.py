@@ -159,7 +159,7 @@ def wakeup(hub: StreamHub, tail: ThreadTail, sink: Sink, *, live: bool = True) -
     return w
 
 
-async def test_the_task_is_woken_when_not_parked_closing_expired_or_not_live():
+async def test_the_task_is_woken_when_not_parked_closing_expired_failing_or_not_live():
     hub = hub_over(Visible())
     cases = {
         "not parked": lambda w: setattr(w, "parked", False),
@@ -177,6 +177,12 @@ async def test_the_task_is_woken_when_not_parked_closing_expired_or_not_live():
         tail.extend([posted(1)])
         assert sink.written == [] and w.event.is_set() and w.dirty == {tail}, why
         assert w.cursor.pos == 0, why
+    tail = ThreadTail(T, "pid", 0, buffer=4)
+    w = wakeup(hub, tail, sink := Sink())
+    w.sink = lambda chunk: 1 / 0  # type: ignore[assignment,return-value]
+    tail.subscribers.add(w)
+    tail.extend([posted(1)])  # the broadcast (the append path) goes on
+    assert w.event.is_set() and w.cursor.pos == 0, "failing sink"
     hub.closing.set()
     tail = ThreadTail(T, "pid", 0, buffer=4)
     w = wakeup(hub, tail, sink := Sink())
