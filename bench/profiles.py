@@ -186,6 +186,10 @@ def override(profile: Profile, assignments: list[str]) -> Profile:
         if isinstance(current, tuple):
             kind = type(current[0]) if current else str
             changes[name] = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        elif isinstance(current, bool):  # bool("false") is True
+            if value.strip().lower() not in ("true", "false"):
+                raise ValueError(f"--set {text!r}: {name} is true or false")
+            changes[name] = value.strip().lower() == "true"
         else:
             changes[name] = type(current)(value)
     return Profile(**{**profile.__dict__, **changes})

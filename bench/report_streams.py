@@ -69,6 +69,8 @@ def streams(w8: dict[str, Any]) -> str:
                     "before_ack": num(r.get("before_ack_fraction"), "{:.0%}"),
                     "send_p50": num(r.get("from_send_p50_ms"), ms),
                     "send_p99": num(r.get("from_send_p99_ms"), ms),
+                    "server_cpu": num(r.get("server_cpu_ms_per_post"), ms),
+                    "client_cpu": num(r.get("client_cpu_ms_per_post"), ms),
                 }
             )
     results = fill(

@@ -188,8 +188,9 @@ async def _post_open_loop(
 
 
 async def _latency(
-    url: str, threads_count: int, subscribers: int, rate: float, seconds: float
+    server: Server, threads_count: int, subscribers: int, rate: float, seconds: float
 ) -> dict[str, Any]:
+    url = server.url
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -197,12 +198,18 @@ async def _latency(
         arrivals: dict[bytes, list[float]] = {}
         _, tasks = await _subscribe(session, url, threads, subscribers, arrivals, 120)
         try:
+            server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
             acks, sent, errors = await _post_open_loop(session, url, threads, rate, seconds)
             per_thread = subscribers / threads_count
             expected = int(len(acks) * per_thread)
             deadline = time.monotonic() + 30
             while sum(map(len, arrivals.values())) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+            # CPU per post while posting and delivering: the server's (every subscriber's
+            # write of it) and the bench's one client process (the poster and every read)
+            posts = max(1, len(acks))
+            server_ms = (server.cpu_seconds() - server_cpu) * 1000 / posts
+            client_ms = (time.process_time() - client_cpu) * 1000 / posts
         finally:
             await _stop(tasks)
     samples = [t - acks[text] for text, times in arrivals.items() if text in acks for t in times]
@@ -219,6 +226,8 @@ async def _latency(
         # from the post being sent (the command's own time included): an upper bound
         "from_send_p50_ms": _percentile(sent_ms, 0.50),
         "from_send_p99_ms": _percentile(sent_ms, 0.99),
+        "server_cpu_ms_per_post": round(server_ms, 2),
+        "client_cpu_ms_per_post": round(client_ms, 2),
     }
 
 
@@ -320,7 +329,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
                 log(f"w7 B ({name}): {p.stream_active} subscribers, {p.stream_rate}/s posts")
                 result[f"active_{name}"] = _part(
                     _latency(
-                        server.url,
+                        server,
                         p.stream_threads,
                         p.stream_active,
                         p.stream_rate,
@@ -329,7 +338,7 @@ def run(p: Profile, work: Path) -> dict[str, Any]:
                 )
                 log(f"w7 C ({name}): {p.stream_fanout} subscribers of one thread")
                 result[f"fanout_{name}"] = _part(
-                    _latency(server.url, 1, p.stream_fanout, p.stream_fanout_rate, p.stream_seconds)
+                    _latency(server, 1, p.stream_fanout, p.stream_fanout_rate, p.stream_seconds)
                 )
             finally:
                 server.stop()

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from ..domain import thread_persistence_id
 from . import event_mapper, stream_cursor
 from .stream_membership import join_seq, removes
+from .stream_wakeup import Wakeup
 from .streams import (
     HEARTBEAT,
     FellBehind,
@@ -33,7 +34,6 @@ from .streams import (
     TailCursor,
     TailEvent,
     ThreadTail,
-    Wakeup,
     stream_deadline,
 )
 

@@ -39,6 +39,7 @@ from .ports import Journal, ReadModel, StoredEvent
 from .read_your_writes import NotAppliedYet, ReadYourWrites
 from .settings import StreamSettings
 from .stream_membership import JOIN_EVENT_TYPES, joined, removed_by, removes
+from .stream_wakeup import DirectWakeup, Sink, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -475,33 +476,6 @@ class TailCursor:
         return events
 
 
-class Wakeup:
-    """A subscriber's wake-up: tails call `notify`, the hub's heartbeat timer sets `beat`, the
-    stream waits on it."""
-
-    __slots__ = ("beat", "dirty", "event")
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.dirty: set[ThreadTail] = set()
-        self.beat = False
-
-    def notify(self, tail: ThreadTail) -> None:
-        self.dirty.add(tail)
-        self.event.set()
-
-    async def wait(self, timeout: float) -> bool:
-        """True when woken, False after `timeout` seconds."""
-        if self.event.is_set():
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self.event.wait()
-        except TimeoutError:
-            return False
-        return True
-
-
 def stream_deadline(settings: StreamSettings) -> float:
     """When a stream ends by itself (monotonic; inf: never)."""
     limit = settings.stream_max_duration
@@ -509,16 +483,26 @@ def stream_deadline(settings: StreamSettings) -> float:
 
 
 class ThreadStream:
-    """The frames of one thread's stream for one account, from seq `after` + 1."""
+    """The frames of one thread's stream for one account, from seq `after` + 1. With a `sink`
+    (the connection's, from the HTTP adapter) a caught-up stream is written to from the tail's
+    broadcast, without waking its task (application/stream_wakeup.py)."""
 
     KIND = "thread"
 
-    def __init__(self, hub: StreamHub, tail: ThreadTail, account_id: str, after: int) -> None:
+    def __init__(
+        self,
+        hub: StreamHub,
+        tail: ThreadTail,
+        account_id: str,
+        after: int,
+        sink: Sink | None = None,
+    ) -> None:
         self.hub = hub
         self.tail = tail
         self.account_id = account_id
         self.cursor = TailCursor(tail, after)
-        self.wakeup = Wakeup()
+        self.wakeup = DirectWakeup(hub, self.cursor, account_id, self.KIND, float("inf"))
+        self.wakeup.sink = sink
         self.ended_by = ""  # why the stream ended: behind, access, duration, closing
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -527,7 +511,7 @@ class ThreadStream:
         self.tail.subscribers.add(self.wakeup)
         unregister = hub.serving(self.wakeup)
         try:
-            ends = stream_deadline(settings)
+            ends = self.wakeup.ends = stream_deadline(settings)
             while not hub.closing.is_set():
                 self.wakeup.event.clear()
                 try:
@@ -558,9 +542,14 @@ class ThreadStream:
                     self.wakeup.beat = False
                     yield HEARTBEAT
                     continue
-                await self.wakeup.event.wait()
+                self.wakeup.parked = True  # caught up: new events may be written directly
+                try:
+                    await self.wakeup.event.wait()
+                finally:
+                    self.wakeup.parked = False
             self.ended_by = "closing"
         finally:
+            self.wakeup.parked = False
             unregister()
             self.tail.subscribers.discard(self.wakeup)
 

@@ -23,11 +23,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from ...application import stream_cursor
 from ...application.read_your_writes import NotAppliedYet
 from ...application.stream_accounts import AccountStream
+from ...application.stream_wakeup import Sink
 from ...application.streams import OPENED, StreamHub, ThreadStream, TooManyStreams
 from ...domain.ids import ulid_error
 from .auth import SUBJECT, SUBJECT_MISMATCH
@@ -102,8 +103,10 @@ class StreamHandlers:
             tail = await hub.open_tail(thread_id)
             try:
                 start = tail.last_seq if resume is None else resume
-                stream = ThreadStream(hub, tail, account_id, start)
-                return await _serve(request, stream.frames(), hub)
+                response = _event_stream(request)
+                sink = _direct_sink(request, response)
+                stream = ThreadStream(hub, tail, account_id, start, sink)
+                return await _serve(request, stream.frames(), hub, response)
             finally:
                 hub.close_tail(tail)
         finally:
@@ -151,11 +154,54 @@ def _admit(hub: StreamHub, account_id: str, kind: str) -> None:
         raise ApiError(429, [str(exc)], {"Retry-After": retry_after(5)}) from None
 
 
-async def _serve(
-    request: web.Request, frames: AsyncIterator[bytes], hub: StreamHub
-) -> web.StreamResponse:
+def _event_stream(request: web.Request) -> web.StreamResponse:
+    """The stream's response; chunked (said, not left to aiohttp) on HTTP/1.1, which is the
+    framing `_direct_sink` writes."""
     response = web.StreamResponse(headers=EVENT_STREAM_HEADERS)
+    if request.version >= HttpVersion11:
+        response.enable_chunked_encoding()
     add_cors_headers(request, response)
+    return response
+
+
+#: a direct write only into a nearly empty socket buffer (below half the 64 KiB high-water mark
+#: that pauses writing): beyond it the stream's task writes, waiting with its time-out
+DIRECT_WRITE_ROOM = 32768
+
+
+def _direct_sink(request: web.Request, response: web.StreamResponse) -> Sink | None:
+    """Writes a chunk of SSE frames to the connection now (one HTTP/1.1 chunk, the framing of
+    aiohttp's own chunked writes), once the response started; False when it cannot: not
+    started, the transport is closing, paused or its buffer is not nearly empty. None (no
+    direct writes) for a response that is not chunked."""
+    if not response.chunked:
+        return None
+    protocol = request.protocol
+
+    def write_now(chunk: bytes) -> bool:
+        transport = request.transport
+        if (
+            not response.prepared
+            or transport is None
+            or transport.is_closing()
+            or protocol.writing_paused
+            or transport.get_write_buffer_size() + len(chunk) > DIRECT_WRITE_ROOM
+        ):
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        return True
+
+    return write_now
+
+
+async def _serve(
+    request: web.Request,
+    frames: AsyncIterator[bytes],
+    hub: StreamHub,
+    response: web.StreamResponse | None = None,
+) -> web.StreamResponse:
+    if response is None:
+        response = _event_stream(request)
     write_timeout = hub.settings.stream_write_timeout
     transport = request.transport
     try:
@@ -164,7 +210,10 @@ async def _serve(
         async for chunk in frames:
             # A write blocks only once the socket's buffer is past its high-water mark (64 KiB):
             # below half of it there is no time-out to arm (a timer per event is what costs).
-            if transport is None or transport.get_write_buffer_size() + len(chunk) > 32768:
+            if (
+                transport is None
+                or transport.get_write_buffer_size() + len(chunk) > DIRECT_WRITE_ROOM
+            ):
                 async with asyncio.timeout(write_timeout):
                     await response.write(chunk)
             else:
