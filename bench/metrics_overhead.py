@@ -4,8 +4,9 @@ built and one with `install_metrics` a no-op (as bench/nometrics_server.py), run
 commands through their command gateway (`Member.execute`, where the HTTP handlers hand them),
 interleaved round by round. The figure is the process's CPU time per command (every thread: the
 journal's writer and the read model's included, alike in both) and that of the event loop's
-thread alone (where the instrumentation runs); the difference is what the timing wrappers,
-recorders and the lag tracker add to a command. Pinned to the server core.
+thread alone (where the instrumentation runs); the difference is what `install_metrics` adds
+to a command (the lag tracker, the remaining wrappers and recorders; the counts the gateway and
+the entities keep inline, application/stats.py, are in both). Pinned to the server core.
 
     python -m bench.metrics_overhead [--rounds 8] [--commands 4000] [--concurrency 64]
 

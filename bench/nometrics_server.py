@@ -1,7 +1,8 @@
 """`threadweaver serve` without the runtime's metrics: the composition root's
 `install_metrics(self)` (threadweaver.observability.install, server.py) made a no-op, so no
-timing wrapper, recorder or collector is set up. Everything else is the runtime as shipped (the
-HTTP edge's request metrics included). Workload 1 runs it beside the runtime with its metrics
+timing wrapper, recorder, lag tracker or collector is set up. Everything else is the runtime as
+shipped (the HTTP edge's request metrics included, and the counts the command gateway and the
+entities keep inline, application/stats.py). Workload 1 runs it beside the runtime with its metrics
 to measure what they cost (bench/w1_http.py, `--set http_modes=...,full-nometrics`).
 
     python -m bench.nometrics_server serve --host 127.0.0.1 --port P --data-dir D ...

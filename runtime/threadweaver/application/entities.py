@@ -42,6 +42,7 @@ from .idempotency import IdempotencyKeyReused, RecentKeys, Recorded
 from .ports import ConcurrencyConflict, Journal, JournalUnavailable, Snapshot
 from .read_your_writes import Executed
 from .settings import EntitySettings  # declared with the other settings; importable from here
+from .stats import AppendStats, append_outcome
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class EntityManager:
         self.settings = settings
         self.writer = writer
         self.stats = EntityStats()
+        self.append_stats = AppendStats()  # the journal appends /metrics reports
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -198,19 +200,24 @@ class EntityManager:
         new = self.mapper.to_new_events(events, metadata)
         # A caller that gives up (time-out) must not withdraw an append half-way: the journal's
         # `append_nowait` goes on when its awaiter is cancelled.
+        started = time.perf_counter()
         try:
             with traced.span("journal append", attributes={"threadweaver.pid": entity.pid}):
                 stored = await self.journal.append_nowait(
                     entity.pid, entity.seq, new, writer=self.writer
                 )
         except asyncio.CancelledError:
+            self.append_stats.done("abandoned", 0, 0.0)
             entity.loaded = False  # the outcome is unknown: reload before the next command
             raise
         except ConcurrencyConflict:
+            self.append_stats.done("conflict", 0, 0.0)
             raise
-        except BaseException:
+        except BaseException as exc:
+            self.append_stats.done(append_outcome(exc), 0, 0.0)
             entity.loaded = False
             raise
+        self.append_stats.done("ok", len(new), time.perf_counter() - started)
         state = entity.state
         for e in events:
             state = evolve(state, e)

@@ -38,6 +38,7 @@ from .ports import Journal, ReadModel
 from .projector import Projector, ProjectorState
 from .read_model_switch import ReadModelOpener, ReadModelSwitch, SwitchableReadModel
 from .settings import ProjectorSettings
+from .stats import CommandStats, ForwardStats, command_outcome, forward_outcome
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class Member:
             )
         self.forwarded = 0
         self.refused = 0
+        # what /metrics reads at scrape time (observability/collector.py), counted inline
+        self.command_stats = CommandStats()
+        self.forward_stats = ForwardStats()
         self.waiting_for_map = 0  # commands parked until the next map (tests wait on it)
         # (seconds, events) of a range's projection lag, as the status reports it: the
         # updater's own figures, unless the composition root sets a better measure (the one
@@ -285,50 +289,69 @@ class Member:
 
     # -- commands (CommandGateway) ----------------------------------------------------------
     async def execute(self, command: Command, *, forwarded: bool = False) -> list[Event]:
-        pid = thread_persistence_id(command.thread_id)
-        deadline = time.monotonic() + self.settings.handoff_wait
-        while True:
-            current = self.map
-            if current is None:
-                raise ShardUnavailable("this member has not received its shard map yet")
-            shard = shard_of(pid, current.shards)
-            if shard in self.serving:
-                if not self.holds_lease():
+        # counted inline (command_stats, read by /metrics): no wrapper, no extra coroutine
+        started = time.perf_counter()
+        try:
+            pid = thread_persistence_id(command.thread_id)
+            deadline = time.monotonic() + self.settings.handoff_wait
+            while True:
+                current = self.map
+                if current is None:
+                    raise ShardUnavailable("this member has not received its shard map yet")
+                shard = shard_of(pid, current.shards)
+                if shard in self.serving:
+                    if not self.holds_lease():
+                        self.refused += 1
+                        raise ShardUnavailable(
+                            "this member cannot renew its lease; its shards may be moving "
+                            "elsewhere",
+                            retry_after=1,
+                        )
+                    events = await self._run_local(shard, command)
+                    break
+                move = current.moving(shard)
+                owner = current.owner_of(shard)
+                if move is None and owner is not None and owner != self.name:
+                    if forwarded:  # one hop only: the sender's map is newer or older than ours
+                        raise ShardUnavailable(
+                            f"shard {shard} is not served here (owner {owner})", retry_after=1
+                        )
+                    try:
+                        events = await self._forward(owner, command)
+                        break
+                    except ForwardRefused:
+                        # Refused unrun. If our map changed meanwhile (a handoff completed
+                        # while the owner held the command), route it again: it may be ours.
+                        if self.map is current:
+                            raise
+                        continue
+                # moving (handoff in progress), or not started here yet: wait for the next map
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     self.refused += 1
                     raise ShardUnavailable(
-                        "this member cannot renew its lease; its shards may be moving elsewhere",
-                        retry_after=1,
+                        f"shard {shard} is being handed over; retry shortly", retry_after=1
                     )
-                return await self._run_local(shard, command)
-            move = current.moving(shard)
-            owner = current.owner_of(shard)
-            if move is None and owner is not None and owner != self.name:
-                if forwarded:  # one hop only: the sender's map is newer or older than ours
-                    raise ShardUnavailable(
-                        f"shard {shard} is not served here (owner {owner})", retry_after=1
-                    )
+                self.waiting_for_map += 1
                 try:
-                    return await self._forward(owner, command)
-                except ForwardRefused:
-                    # Refused unrun. If our map changed meanwhile (a handoff completed while
-                    # the owner held the command), route it again: it may be ours now.
-                    if self.map is current:
-                        raise
-                    continue
-            # moving (handoff in progress), or not started here yet: wait for the next map
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.refused += 1
-                raise ShardUnavailable(
-                    f"shard {shard} is being handed over; retry shortly", retry_after=1
+                    await asyncio.wait_for(self._map_changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+                finally:
+                    self.waiting_for_map -= 1
+        except BaseException as exc:
+            if forwarded:
+                self.command_stats.received_done(command_outcome(exc))
+            else:
+                self.command_stats.done(
+                    type(command).__name__, command_outcome(exc), time.perf_counter() - started
                 )
-            self.waiting_for_map += 1
-            try:
-                await asyncio.wait_for(self._map_changed.wait(), remaining)
-            except TimeoutError:
-                pass
-            finally:
-                self.waiting_for_map -= 1
+            raise
+        if forwarded:
+            self.command_stats.received_done("ok")
+        else:
+            self.command_stats.done(type(command).__name__, "ok", time.perf_counter() - started)
+        return events
 
     async def _run_local(self, shard: int, command: Command) -> list[Event]:
         self._inflight[shard] += 1
@@ -356,4 +379,11 @@ class Member:
         if self.peers is None or not address:
             raise NotOwner(owner, address)
         self.forwarded += 1
-        return await self.peers.forward(address, command)
+        started = time.perf_counter()
+        try:
+            events = await self.peers.forward(address, command)
+        except BaseException as exc:
+            self.forward_stats.done(forward_outcome(exc), time.perf_counter() - started)
+            raise
+        self.forward_stats.done("ok", time.perf_counter() - started)
+        return events

@@ -1,9 +1,10 @@
 """The runtime's prometheus_client collector: builds the catalogue's families at scrape time.
 
-It reads what the runtime keeps anyway (entity statistics, the entity count, the applied shard
-map, each read-model updater's state, the SQLite journal's commit counters, the DynamoDB
-journal's retry counter, the Lease) and what the instrumentation recorded
-(:mod:`.recorders`). Nothing here runs per command.
+It reads what the runtime keeps anyway (the command gateway's and the entities' stats objects,
+application/stats.py: commands, forwards, journal appends; entity statistics, the entity
+count, the applied shard map, each read-model updater's state, the SQLite journal's commit
+counters, the DynamoDB journal's retry counter, the Lease) and what the instrumentation
+recorded (:mod:`.recorders`). Nothing here runs per command.
 """
 
 from __future__ import annotations
@@ -71,33 +72,35 @@ class RuntimeCollector:
     # -- the groups -------------------------------------------------------------------------
 
     def _commands(self, f: dict[str, Any]) -> None:
-        rec = self.recorders
-        _counts(f["threadweaver_commands_total"], rec.commands.commands, COMMAND_OUTCOMES)
-        _histograms(f["threadweaver_command_duration_seconds"], rec.commands.duration)
+        commands = self.runtime.member.command_stats
+        forwards = self.runtime.member.forward_stats
+        _counts(f["threadweaver_commands_total"], commands.commands, COMMAND_OUTCOMES)
+        _histograms(f["threadweaver_command_duration_seconds"], commands.duration)
         _counts(
             f["threadweaver_forwarded_commands_received_total"],
-            rec.commands.received,
+            commands.received,
             COMMAND_OUTCOMES,
             by_outcome_only=True,
         )
         _counts(
             f["threadweaver_forwarded_commands_total"],
-            rec.forwards.outcomes,
+            forwards.outcomes,
             FORWARD_OUTCOMES,
             by_outcome_only=True,
         )
-        _histogram(f["threadweaver_forward_duration_seconds"], [], rec.forwards.duration)
+        _histogram(f["threadweaver_forward_duration_seconds"], [], forwards.duration)
 
     def _journal(self, f: dict[str, Any]) -> None:
         rec = self.recorders
+        appends = self.runtime.entities.append_stats
         _counts(
             f["threadweaver_journal_appends_total"],
-            rec.journal.appends,
+            appends.appends,
             APPEND_OUTCOMES,
             by_outcome_only=True,
         )
-        f["threadweaver_journal_appended_events_total"].add_metric([], rec.journal.events)
-        _histogram(f["threadweaver_journal_append_duration_seconds"], [], rec.journal.duration)
+        f["threadweaver_journal_appended_events_total"].add_metric([], appends.events)
+        _histogram(f["threadweaver_journal_append_duration_seconds"], [], appends.duration)
         journal = self.runtime.journal
         commits = getattr(journal, "commits", None)
         if commits is not None:  # the SQLite journal's group commits

@@ -1,111 +1,37 @@
-"""What the instrumentation counts on the hot paths, in plain Python (dict increments and
-:class:`~.histogram.Histogram` observations on the event loop's thread, no locks).
+"""What the instrumentation still counts itself, in plain Python (dict increments and
+:class:`~.histogram.Histogram` observations on the event loop's thread, no locks): DynamoDB
+requests, handoffs and read-model queries, none of them per command.
 
-The collector (:mod:`.collector`) reads these at scrape time, together with the counters the
-runtime keeps anyway (entity statistics, read-model updater states, journal counters).
+The command gateway and the entities keep their own figures (application/stats.py); the
+collector (:mod:`.collector`) reads both at scrape time, together with the counters the runtime
+keeps anyway (entity statistics, read-model updater states, journal counters).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
-from ..application.gateway import ForwardRefused, NotOwner, ShardUnavailable
-from ..application.ports import (
-    ConcurrencyConflict,
-    JournalError,
-    JournalUnavailable,
-    ReadModelUnavailable,
-)
-from ..domain.errors import DomainError, ValidationError
+from ..application.ports import ReadModelUnavailable
+from ..application.stats import Counts, append_outcome, command_outcome, forward_outcome
+from ..application.stats import count as _add
 from .histogram import HANDOFF_BUCKETS, Histogram
 
-Counts = dict[tuple[str, ...], int]
-
-
-def _add(counts: Counts, key: tuple[str, ...]) -> None:
-    counts[key] = counts.get(key, 0) + 1
-
-
-def command_outcome(exc: BaseException) -> str:
-    """The ``outcome`` label of a command that raised ``exc``."""
-    if isinstance(exc, (DomainError, ValidationError)):
-        return "rejected"
-    if isinstance(exc, (ShardUnavailable, NotOwner)):
-        return "unavailable"
-    if isinstance(exc, JournalError):
-        return "journal_error"
-    if isinstance(exc, (asyncio.CancelledError, TimeoutError)):
-        return "timeout"
-    return "error"
-
-
-def forward_outcome(exc: BaseException) -> str:
-    """The ``outcome`` label of a forwarded command that raised ``exc`` (sender's side)."""
-    if isinstance(exc, ForwardRefused):
-        return "refused"
-    if isinstance(exc, ShardUnavailable):
-        return "unavailable"
-    if isinstance(exc, (DomainError, ValidationError)):
-        return "rejected"
-    return "error"
-
-
-def append_outcome(exc: BaseException | None) -> str:
-    if exc is None:
-        return "ok"
-    if isinstance(exc, ConcurrencyConflict):
-        return "conflict"
-    if isinstance(exc, JournalUnavailable):
-        return "unavailable"
-    if isinstance(exc, asyncio.CancelledError):
-        return "abandoned"
-    return "error"
+__all__ = [
+    "Counts",
+    "DynamoDBRecorder",
+    "HandoffRecorder",
+    "QueryRecorder",
+    "Recorders",
+    "append_outcome",
+    "command_outcome",
+    "forward_outcome",
+    "query_outcome",
+]
 
 
 def query_outcome(exc: BaseException) -> str:
     return "unavailable" if isinstance(exc, ReadModelUnavailable) else "error"
-
-
-@dataclass
-class CommandRecorder:
-    commands: Counts = field(default_factory=dict)  # (type, outcome)
-    duration: dict[str, Histogram] = field(default_factory=dict)  # type
-    received: Counts = field(default_factory=dict)  # (outcome,) of forwarded-in commands
-
-    def done(self, command_type: str, outcome: str, seconds: float) -> None:
-        _add(self.commands, (command_type, outcome))
-        h = self.duration.get(command_type)
-        if h is None:
-            h = self.duration[command_type] = Histogram()
-        h.observe(seconds)
-
-    def received_done(self, outcome: str) -> None:
-        _add(self.received, (outcome,))
-
-
-@dataclass
-class ForwardRecorder:
-    outcomes: Counts = field(default_factory=dict)
-    duration: Histogram = field(default_factory=Histogram)
-
-    def done(self, outcome: str, seconds: float) -> None:
-        _add(self.outcomes, (outcome,))
-        self.duration.observe(seconds)
-
-
-@dataclass
-class JournalRecorder:
-    appends: Counts = field(default_factory=dict)
-    events: int = 0
-    duration: Histogram = field(default_factory=Histogram)
-
-    def done(self, outcome: str, events: int, seconds: float) -> None:
-        _add(self.appends, (outcome,))
-        if outcome == "ok":
-            self.events += events
-            self.duration.observe(seconds)
 
 
 @dataclass
@@ -163,11 +89,8 @@ class QueryRecorder:
 
 @dataclass
 class Recorders:
-    """Everything one runtime's instrumentation records."""
+    """What one runtime's instrumentation records itself."""
 
-    commands: CommandRecorder = field(default_factory=CommandRecorder)
-    forwards: ForwardRecorder = field(default_factory=ForwardRecorder)
-    journal: JournalRecorder = field(default_factory=JournalRecorder)
     dynamodb: DynamoDBRecorder = field(default_factory=DynamoDBRecorder)
     handoffs: HandoffRecorder = field(default_factory=HandoffRecorder)
     queries: QueryRecorder = field(default_factory=QueryRecorder)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from threadweaver.adapters.http.metrics import BUCKETS as HTTP_BUCKETS
 from threadweaver.adapters.journal.dynamodb.client import (
     ClientStats,
     ConnectionFailure,
@@ -27,7 +28,7 @@ from threadweaver.application.ports import (
 )
 from threadweaver.domain import DomainError, ErrorKind
 from threadweaver.observability import lag as lag_module
-from threadweaver.observability.histogram import Histogram, buckets_of_counts
+from threadweaver.observability.histogram import LATENCY_BUCKETS, Histogram, buckets_of_counts
 from threadweaver.observability.lag import ProjectionLag
 from threadweaver.observability.metrics import (
     APPEND_OUTCOMES,
@@ -52,6 +53,11 @@ def test_histogram_buckets_are_cumulative_with_le_inclusive():
     assert h.buckets() == [("0.1", 2), ("1.0", 3), ("+Inf", 4)]
     assert h.count == 4 and h.total == 7.65
     assert buckets_of_counts({1: 3, 2: 1, 9: 2}, (1, 4)) == [("1.0", 3), ("4.0", 4), ("+Inf", 6)]
+
+
+def test_runtime_latencies_use_the_http_api_buckets():
+    # application/stats.py keeps its own copy (the application does not import adapters)
+    assert LATENCY_BUCKETS == HTTP_BUCKETS
 
 
 def test_catalogue_names_follow_the_prometheus_conventions():
