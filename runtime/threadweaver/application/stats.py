@@ -19,8 +19,8 @@ from .ports import ConcurrencyConflict, JournalError, JournalUnavailable
 
 Counts = dict[tuple[str, ...], int]
 
-#: seconds: the HTTP API's request buckets (adapters/http/metrics.py, ``BUCKETS``), so that its
-#: request latency and the runtime's latencies compare bucket for bucket
+#: seconds: the buckets of every latency histogram, the HTTP API's requests included
+#: (adapters/http/metrics.py uses them), so that they compare bucket for bucket
 LATENCY_BUCKETS = (
     0.0005,
     0.001,

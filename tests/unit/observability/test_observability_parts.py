@@ -56,8 +56,8 @@ def test_histogram_buckets_are_cumulative_with_le_inclusive():
 
 
 def test_runtime_latencies_use_the_http_api_buckets():
-    # application/stats.py keeps its own copy (the application does not import adapters)
-    assert LATENCY_BUCKETS == HTTP_BUCKETS
+    # one declaration, in application/stats.py (adapters import the application, not back)
+    assert LATENCY_BUCKETS is HTTP_BUCKETS
 
 
 def test_catalogue_names_follow_the_prometheus_conventions():

@@ -30,27 +30,13 @@ from prometheus_client.core import (
     Metric,
 )
 
+from ...application.stats import LATENCY_BUCKETS
+
 access_log = logging.getLogger("threadweaver.http.access")
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    20.0,
-)
+BUCKETS = LATENCY_BUCKETS  # one declaration: the runtime latencies compare bucket for bucket
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = (
     weakref.WeakKeyDictionary()
