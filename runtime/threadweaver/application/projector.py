@@ -161,7 +161,8 @@ class Projector:
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         """Wait until the RMU has nothing left to read or apply (tests, readiness)."""
-        await asyncio.wait_for(self._caught_up.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._caught_up.wait()
 
     def _on_append(self, events: Sequence[StoredEvent]) -> None:
         """The in-process feed: this process's durable appends, queued as they are."""

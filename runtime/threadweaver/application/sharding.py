@@ -205,8 +205,9 @@ class Member:
                         self.settings.drain_timeout,
                     )
                     return
-                try:
-                    await asyncio.wait_for(self._drained.wait(), remaining)
+                try:  # asyncio.timeout, not wait_for: see Projector.stop
+                    async with asyncio.timeout(remaining):
+                        await self._drained.wait()
                 except TimeoutError:
                     pass
 
@@ -334,7 +335,8 @@ class Member:
                     )
                 self.waiting_for_map += 1
                 try:
-                    await asyncio.wait_for(self._map_changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._map_changed.wait()
                 except TimeoutError:
                     pass
                 finally:

@@ -4,6 +4,7 @@ what a writer publishes, what a reader reports, the ring, burnt versions, stale 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 
@@ -157,3 +158,29 @@ async def test_polls_are_shared_by_callers_within_the_interval():
     for _ in range(5):
         await reader.changes(None)
     assert m.calls == ["Query"] and reader.polls == 1
+
+
+async def test_close_ends_the_publisher_even_if_a_request_swallows_its_cancellation():
+    """Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as its wait
+    completes; the publisher's loop then goes on to wait for the next change. close() cancels
+    until the task ends instead of waiting for it for good."""
+    m = Markers()
+    entered = asyncio.Event()
+    swallowed = []
+
+    async def swallowing_call(operation, params, **kw):
+        if operation == "UpdateItem" and not swallowed:
+            entered.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed.append(True)  # as wait_for does when the inner result is ready
+        return await m.call(operation, params, **kw)
+
+    writer = ChangeNotes(swallowing_call, "t-journal", every=0.0)
+    writer.start()
+    writer.landed([ev(3, 10)])
+    await entered.wait()
+    async with asyncio.timeout(30):  # before the fix: forever
+        await writer.close()
+    assert swallowed == [True] and writer.published >= 1

@@ -154,12 +154,18 @@ class ChangeNotes:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop publishing, after one last note of what is pending (bounded)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            task = self._task
+            # Cancel until it ends: a cancellation swallowed inside a request (Python 3.11's
+            # wait_for) would leave the loop waiting for the next change, and close() for good.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            await asyncio.gather(task, return_exceptions=True)
             self._task = None
         if self._touched:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.publish(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.publish()
 
     async def _publish_forever(self) -> None:
         while True:

@@ -220,16 +220,16 @@ class Origin:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the connection is made, and a cancelled caller would go on
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
                     _Connection,
                     self.host,
                     self.port,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls is not None else None,
-                ),
-                self.connect_timeout,
-            )
+                )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise HttpFailure(f"cannot connect to {self.host}:{self.port}: {exc!r}") from None
         self.opened += 1
