@@ -25,6 +25,9 @@ from threadweaver.domain import (
 )
 from threadweaver.shards import shard_of
 
+# a bound against a hang, not a speed claim: a loaded CI machine may take seconds
+CAUGHT_UP_BOUND = 30
+
 ADMIN = new_ulid()
 
 
@@ -59,7 +62,7 @@ async def test_projects_everything_once_and_resumes_from_offsets(stores, chunk):
         j, rm, 0, 16, ProjectorSettings(batch_size=7, poll_interval=0.05, sweep_chunk=chunk)
     )
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     await p.stop()
     assert await rm.counts() == {"threads": 20, "administrators": 20, "members": 0, "messages": 60}
     assert p.state.applied == 80
@@ -70,7 +73,7 @@ async def test_projects_everything_once_and_resumes_from_offsets(stores, chunk):
     )
     again.start()
     await asyncio.sleep(0.2)
-    await again.wait_caught_up(5)
+    await again.wait_caught_up(CAUGHT_UP_BOUND)
     await again.stop()
     assert again.state.applied == 20 and again.state.skipped == 0
     assert (await rm.counts())["messages"] == 75
@@ -83,7 +86,7 @@ async def test_two_ranges_split_the_work(stores):
     for p in (low, high):
         p.start()
     for p in (low, high):
-        await p.wait_caught_up(5)
+        await p.wait_caught_up(CAUGHT_UP_BOUND)
         await p.stop()
     assert low.state.applied + high.state.applied == 30
     assert low.state.applied > 0 and high.state.applied > 0
@@ -94,7 +97,7 @@ async def test_an_append_wakes_the_projector_before_its_poll(stores):
     j, rm = stores
     p = Projector(j, rm, 0, 16, ProjectorSettings(poll_interval=30))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     mgr = EntityManager(j)
     t0 = time.monotonic()
     tid = new_ulid()
@@ -120,7 +123,7 @@ async def test_a_failing_read_model_is_retried_with_backoff(stores):
     rm.apply = flaky
     p = Projector(j, rm, 0, 16, ProjectorSettings(min_backoff=0.01, poll_interval=0.05))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     await p.stop()
     assert p.state.restarts == 2 and p.state.applied == 2 and p.state.last_error is None
 
@@ -241,7 +244,7 @@ async def test_this_process_appends_are_applied_without_reading_them_back(stores
     lag = LaggingJournal(j)
     p = Projector(lag, rm, 0, 16, QUIET)
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     reads = lag.index_reads()
     mgr = EntityManager(j)
     tids = await write_threads(mgr, 10, messages=2)
@@ -263,7 +266,7 @@ async def test_an_append_reported_late_is_repaired_by_one_read_not_a_loop(stores
     await create_threads(mgr, tid)
     p = Projector(lag, rm, 0, 16, QUIET)
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     reads = lag.index_reads()
     lag.unfed.add((thread_persistence_id(tid), 2))
     lag.hidden.add((thread_persistence_id(tid), 2))
@@ -288,7 +291,7 @@ async def test_another_writers_event_visible_late_in_the_index_is_repaired(store
     await create_threads(mgr, tid)
     p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=0.05, repair_after=0.02))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     lag.hidden.add((thread_persistence_id(tid), 2))
     await post(mgr, tid, "late")
     await post(mgr, tid, "after it")
@@ -306,7 +309,7 @@ async def test_a_gap_holds_only_its_thread_and_the_checkpoint_stays_below_it(sto
     await create_threads(mgr, a, b)
     p = Projector(lag, rm, 0, 16, replace(QUIET, max_backoff=0.1))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     lag.unfed.add((thread_persistence_id(a), 2))
     lag.unreadable.add((thread_persistence_id(a), 2))  # nowhere to be read for now
     await post(mgr, a, "a2")
@@ -333,7 +336,7 @@ async def test_a_restart_finds_the_event_held_behind_a_gap(stores):
     await create_threads(mgr, a, b)
     p = Projector(lag, rm, 0, 16, replace(QUIET, repair_after=30))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     lag.unfed.add((thread_persistence_id(a), 2))
     lag.unreadable.add((thread_persistence_id(a), 2))
     await post(mgr, a, "a2")
@@ -356,7 +359,7 @@ async def test_the_checkpoint_stays_below_an_append_in_flight(stores):
     await create_threads(mgr, a)
     p = Projector(lag, rm, 0, 16, QUIET)
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     first = (await rm.load_offsets("threads", shard, shard + 1))[shard]
     lag.floors[shard] = first + 1  # an append of this process has not finished
     await create_threads(mgr, b)
@@ -390,7 +393,7 @@ async def test_a_queue_too_long_is_read_from_the_journal_instead(stores):
     down.clear()
     for tid in tids:
         await wait_for_messages(rm, tid, 1)
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     await p.stop()
     assert (await rm.counts())["messages"] == 6 and p.state.restarts > 0
     assert lag.index_reads() > 0
@@ -403,7 +406,7 @@ async def test_another_writers_appends_are_found_from_the_changes_it_reports(sto
     lag = LaggingJournal(j)
     p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=0.02, backstop_period=3600))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     reads = lag.index_reads()
     (tid,) = await write_threads(EntityManager(other), 1, messages=1)
     await wait_for_messages(rm, tid, 1)
@@ -421,7 +424,7 @@ async def test_a_writer_that_announces_nothing_is_found_by_the_backstop(stores):
     lag.announce = False
     p = Projector(lag, rm, 0, 16, ProjectorSettings(poll_interval=0.02, backstop_period=0.32))
     p.start()
-    await p.wait_caught_up(5)
+    await p.wait_caught_up(CAUGHT_UP_BOUND)
     (tid,) = await write_threads(EntityManager(other), 1, messages=1)
     await wait_for_messages(rm, tid, 1)
     await p.stop()
