@@ -40,6 +40,7 @@ from .replay_gate import plan_gate
 from .rmu_requests import RESTART_ANNOTATION, handle_restart_request
 from .secret_refs import SecretProblem, Secrets, needed_by, secret_problems
 from .spec import ClusterSpec
+from .statefulset_drift import auth_differs, image_differs
 from .status import Condition, Observed, build_status, projections_condition, status_patch
 from .steps import (
     Apply,
@@ -516,7 +517,7 @@ def _statefulset(
     sts = o.statefulset
     name = names.statefulset(o.name)
     sts_replicas = (sts.get("spec") or {}).get("replicas") if sts else None
-    if sts is not None and not _template_differs(sts, spec):
+    if sts is not None and not image_differs(sts, spec):
         # the pods keep the database they started with: after a rebuild the directive beside
         # the shard map names the one they serve, and a new template would roll them for nothing
         spec = spec.with_database(template_database(sts) or spec.mysql.database)
@@ -528,9 +529,9 @@ def _statefulset(
             )
         elif sts_replicas != desired:
             event = _info("Scaled", f"StatefulSet {name}: replicas {sts_replicas} -> {desired}")
-        elif _template_differs(sts, spec):
+        elif image_differs(sts, spec):
             event = _info("RollingUpdate", f"StatefulSet {name}: rolling out image {spec.image}")
-        elif _auth_differs(sts, spec):
+        elif auth_differs(sts, spec):
             mode = "jwt" if spec.auth.enabled else "none"
             event = _info("RollingUpdate", f"StatefulSet {name}: rolling out authentication {mode}")
         else:
@@ -546,38 +547,6 @@ def _statefulset(
         )
         p.add(ScaleStatefulSet(name, desired, (_info("Scaled", message),)))
     return sts is not None
-
-
-def _template_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
-    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-        "containers"
-    ) or []
-    return not containers or containers[0].get("image") != spec.image
-
-
-def _auth_settings(pod: Mapping[str, Any]) -> tuple[dict[Any, Any], Any]:
-    """The ``--auth``/``--jwt-*`` variables of the runtime container and the JWT key volume."""
-    containers = pod.get("containers") or [{}]
-    env = {
-        e.get("name"): e.get("value")
-        for e in containers[0].get("env") or []
-        if isinstance(e, Mapping)
-        and str(e.get("name", "")).startswith(("THREADWEAVER_AUTH", "THREADWEAVER_JWT_"))
-    }
-    volume = next(
-        ((v.get("secret") or {}) for v in pod.get("volumes") or [] if v.get("name") == "jwt"), {}
-    )
-    return env, (volume.get("secretName"), volume.get("items"))
-
-
-def _auth_differs(sts: Mapping[str, Any], spec: ClusterSpec) -> bool:
-    """The StatefulSet's pods have other authentication settings (or key Secret) than the spec's."""
-    pod = ((sts.get("spec") or {}).get("template") or {}).get("spec") or {}
-    if not pod.get("containers"):
-        return False
-    return _auth_settings(pod) != _auth_settings(
-        builders.statefulset(spec, 0)["spec"]["template"]["spec"]
-    )
 
 
 def _write_status(
